@@ -1,0 +1,93 @@
+"""The Serve application and everything `nova up` / `nova deploy` put on a Ray cluster.
+
+`deploy()` prepares storage (migrations, topic catalogue, Kafka topics), starts Serve's
+HTTP proxy on the configured host and port, runs the gateway application, and starts the
+relays and consumers. Every step is idempotent, so deploying twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray import serve
+from starlette.types import ASGIApp
+
+from deployments.consumers import PRODUCTION_CONSUMERS
+from deployments.workers import ensure_consumer, ensure_relays
+from gateway.app import GatewayRuntime, create_app
+from storage.config import Settings
+from storage.db import Database
+from storage.kafka import TopicAdmin
+from storage.logs import configure_logging
+from storage.migrate import migrate
+from storage.topics import registered_topics, sync_catalogue
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "nova"
+
+
+@serve.deployment(
+    name="Gateway",
+    ray_actor_options={"num_cpus": 0},
+    health_check_period_s=5,
+    health_check_timeout_s=10,
+    max_ongoing_requests=200,
+    graceful_shutdown_timeout_s=10,
+)
+@serve.ingress()
+class Gateway:
+    """The GraphQL ingress: HTTP and WebSocket on `/graphql`, plus health endpoints."""
+
+    async def __init__(self, settings: Settings) -> None:
+        configure_logging(settings.log_level)
+        self._runtime = await GatewayRuntime.start(settings)
+
+    def __serve_build_asgi_app__(self) -> ASGIApp:
+        return create_app(self._runtime)
+
+    async def check_health(self) -> None:
+        # Serve replaces a replica whose health check raises.
+        if self._runtime.closed:
+            raise RuntimeError("gateway runtime is closed")
+        await self._runtime.db.ping(self._runtime.settings.readiness_timeout_s * 5)
+
+
+def build_app(settings: Settings) -> Any:
+    return Gateway.options(num_replicas=settings.gateway_replicas).bind(settings)
+
+
+async def prepare_storage(settings: Settings) -> dict[str, int]:
+    """Apply migrations, record the topic catalogue, create the topics in Kafka.
+
+    Returns topics whose partition count in Kafka differs from the catalogue.
+    """
+    db = await Database.connect(settings, application_name="nova-deploy")
+    try:
+        async with db.connection() as conn:
+            applied = await migrate(conn)
+            if applied:
+                log.info("applied migrations %s", applied)
+            async with conn.transaction():
+                await sync_catalogue(conn)
+            topics = await registered_topics(conn)
+    finally:
+        await db.close()
+    admin = TopicAdmin(settings)
+    try:
+        return await admin.ensure(topics)
+    finally:
+        await admin.close()
+
+
+def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, int]:
+    """Deploy everything to the Ray cluster this driver is connected to."""
+    mismatched = asyncio.run(prepare_storage(settings))
+    serve.start(http_options={"host": http_host, "port": http_port})
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    ensure_relays(settings)
+    for consumer in PRODUCTION_CONSUMERS:
+        ensure_consumer(settings, consumer)
+    return mismatched

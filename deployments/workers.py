@@ -1,0 +1,170 @@
+"""Ray actors for the background workers: outbox relays and Kafka consumers.
+
+They are detached, named actors (`nova-relay-0`, `nova-consumer-<name>-0`) in the `nova`
+namespace, restarted by Ray when their process dies (`max_restarts=-1`). Their loop starts
+in the constructor and runs under `supervise`, so it also restarts when it crashes inside a
+live process. All the logic lives in `storage.relay` and `storage.consumer`; this module
+only adapts it to Ray and exports its counters as Ray metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from typing import Any
+
+import ray
+from ray.util import metrics
+
+from storage.config import Settings
+from storage.consumer import Consumer, ConsumerRunner
+from storage.db import Database
+from storage.logs import configure_logging
+from storage.relay import OutboxRelay, outbox_lag
+from storage.tasks import LoopHealth, supervise
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "nova"
+_METRICS_INTERVAL_S = 5.0
+
+
+class _Counters:
+    """Turns a stats object's running totals into Ray counter increments."""
+
+    def __init__(self, prefix: str, fields: dict[str, str], tag_keys: tuple[str, ...]) -> None:
+        self._counters = {
+            name: metrics.Counter(f"{prefix}_{name}_total", description=text, tag_keys=tag_keys)
+            for name, text in fields.items()
+        }
+        self._last: dict[str, int] = {}
+
+    def export(self, stats: Any, tags: dict[str, str]) -> None:
+        for name, counter in self._counters.items():
+            value = int(getattr(stats, name))
+            delta = value - self._last.get(name, 0)
+            if delta > 0:
+                counter.inc(delta, tags=tags)
+            self._last[name] = value
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)
+class RelayActor:
+    def __init__(self, settings: Settings, name: str) -> None:
+        configure_logging(settings.log_level)
+        self._settings = settings
+        self._name = name
+        self._relay: OutboxRelay | None = None
+        self._db: Database | None = None
+        self._health = LoopHealth()
+        self._counters = _Counters(
+            "nova_relay",
+            {"published": "Events published to Kafka", "resets_detected": "Broker data losses seen",
+             "redriven": "Events re-driven after a broker loss", "errors": "Relay errors"},
+            ("relay",),
+        )
+        self._pending = metrics.Gauge("nova_outbox_pending", description="Unpublished events")
+        self._oldest = metrics.Gauge("nova_outbox_lag_seconds", description="Oldest unpublished age")
+        self._task = supervise(name, self._run, self._health)
+        self._metrics_task = supervise(f"{name}-metrics", self._export_metrics, LoopHealth())
+
+    async def _run(self) -> None:
+        db = await Database.connect(self._settings, application_name=self._name)
+        self._db = db
+        self._relay = OutboxRelay(db, self._settings, name=self._name)
+        try:
+            await self._relay.run()
+        finally:
+            self._db = None
+            await db.close()
+
+    async def _export_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(_METRICS_INTERVAL_S)
+            if self._relay is not None:
+                self._counters.export(self._relay.stats, {"relay": self._name})
+            if self._db is not None:
+                lag = await outbox_lag(self._db)
+                self._pending.set(lag["pending"])
+                self._oldest.set(lag["oldest_s"])
+
+    async def status(self) -> dict[str, Any]:
+        relay = self._relay.status() if self._relay else {"name": self._name, "state": "starting"}
+        return {**relay, "crashes": self._health.crashes, "last_crash": self._health.last_error}
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)
+class ConsumerActor:
+    """Hosts one member of one consumer group; `consumer` is `"module:Class"`."""
+
+    def __init__(self, settings: Settings, consumer: str, member: str) -> None:
+        configure_logging(settings.log_level)
+        self._settings = settings
+        self._consumer_path = consumer
+        self._member = member
+        self._runner: ConsumerRunner | None = None
+        self._health = LoopHealth()
+        self._counters = _Counters(
+            "nova_consumer",
+            {"applied": "Events applied", "duplicates": "Redeliveries absorbed by the ledger",
+             "dead_lettered": "Events sent to dlq.all", "retries": "Failed attempts retried"},
+            ("consumer",),
+        )
+        self._task = supervise(member, self._run, self._health)
+        self._metrics_task = supervise(f"{member}-metrics", self._export_metrics, LoopHealth())
+
+    async def _run(self) -> None:
+        db = await Database.connect(self._settings, application_name=self._member)
+        try:
+            self._runner = ConsumerRunner(load_consumer(self._consumer_path), db, self._settings,
+                                          member=self._member)
+            await self._runner.run()
+        finally:
+            await db.close()
+
+    async def _export_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(_METRICS_INTERVAL_S)
+            if self._runner is not None:
+                self._counters.export(self._runner.stats, {"consumer": self._runner.name})
+
+    async def status(self) -> dict[str, Any]:
+        runner = self._runner.status() if self._runner else {"member": self._member,
+                                                              "state": "starting"}
+        return {**runner, "crashes": self._health.crashes, "last_crash": self._health.last_error}
+
+
+def load_consumer(path: str) -> Consumer:
+    module_name, _, class_name = path.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Consumer)):
+        raise TypeError(f"{path} is not a storage.consumer.Consumer subclass")
+    return cls()
+
+
+def relay_name(index: int) -> str:
+    return f"nova-relay-{index}"
+
+
+def consumer_member_name(consumer: str, index: int) -> str:
+    return f"nova-consumer-{consumer.rpartition(':')[2].lower()}-{index}"
+
+
+def ensure_relays(settings: Settings) -> list[Any]:
+    """Start the relays if they are not running (safe to call again)."""
+    return [
+        RelayActor.options(name=relay_name(i), namespace=NAMESPACE, lifetime="detached",
+                           get_if_exists=True).remote(settings, relay_name(i))
+        for i in range(settings.relay_count)
+    ]
+
+
+def ensure_consumer(settings: Settings, consumer: str, *, members: int = 1) -> list[Any]:
+    """Start `members` members of a consumer group (`"module:Class"`), if not running."""
+    return [
+        ConsumerActor.options(name=consumer_member_name(consumer, i), namespace=NAMESPACE,
+                              lifetime="detached", get_if_exists=True)
+        .remote(settings, consumer, consumer_member_name(consumer, i))
+        for i in range(members)
+    ]

@@ -1,0 +1,175 @@
+"""Nova's configuration: read once from the environment, validated, typed, with units in names.
+
+Every external part is reached through a URL (`NOVA_DATABASE_URL`, `NOVA_REDIS_URL`,
+`NOVA_KAFKA_BOOTSTRAP`, `RAY_ADDRESS`). The embedded stack (`nova up`) only decides what
+those URLs point at when they are unset; nothing else in Nova knows the difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r}: expected one of {sorted(_TRUE | _FALSE)}")
+
+
+def _parse_number(cast: Callable[[str], T]) -> Callable[[str, str], T]:
+    def parse(name: str, raw: str) -> T:
+        try:
+            return cast(raw.strip())
+        except ValueError:
+            raise ValueError(f"{name}={raw!r}: expected a {cast.__name__}") from None
+
+    return parse
+
+
+def _parse_str(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError(f"{name} is set but empty")
+    return value
+
+
+_PARSERS: dict[type, Callable[[str, str], Any]] = {
+    bool: _parse_bool,
+    int: _parse_number(int),
+    float: _parse_number(float),
+    str: _parse_str,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings; `Settings.from_env()` builds one, `env_name(field)` names its variable."""
+
+    database_url: str = "postgresql://nova@127.0.0.1:20432/nova"
+    redis_url: str = "redis://127.0.0.1:20379/0"
+    kafka_bootstrap: str = "127.0.0.1:20092"
+
+    # PostgreSQL: every wait is bounded.
+    pg_pool_min_size: int = 1
+    pg_pool_max_size: int = 10
+    pg_connect_timeout_s: float = 5.0
+    pg_acquire_timeout_s: float = 5.0
+    pg_command_timeout_s: float = 10.0
+    pg_statement_timeout_ms: int = 10_000
+
+    # Redis.
+    redis_timeout_s: float = 2.0
+
+    # Kafka. Idempotence needs InitProducerId v1+, which the embedded broker lacks;
+    # consumers deduplicate by event id either way, so correctness never depends on it.
+    kafka_idempotence: bool = True
+    kafka_request_timeout_ms: int = 5_000
+    kafka_session_timeout_ms: int = 6_000
+    kafka_heartbeat_interval_ms: int = 300
+    kafka_rebalance_timeout_ms: int = 3_000
+    kafka_client_id: str = "nova"
+    kafka_replication_factor: int = 1
+
+    # Outbox and relay.
+    outbox_retention_s: int = 7 * 24 * 3600
+    outbox_purge_interval_s: int = 300
+    relay_count: int = 2
+    relay_batch_size: int = 500
+    relay_poll_interval_ms: int = 500
+    relay_max_backoff_ms: int = 5_000
+    broker_check_interval_ms: int = 1_000
+
+    # Consumers.
+    consumer_batch_size: int = 500
+    consumer_poison_attempts: int = 3
+    consumer_max_backoff_ms: int = 5_000
+
+    # Gateway.
+    readiness_timeout_s: float = 1.0
+    gateway_replicas: int = 1
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        positive = [
+            "pg_pool_max_size",
+            "pg_connect_timeout_s",
+            "pg_acquire_timeout_s",
+            "pg_command_timeout_s",
+            "pg_statement_timeout_ms",
+            "redis_timeout_s",
+            "kafka_request_timeout_ms",
+            "kafka_session_timeout_ms",
+            "kafka_heartbeat_interval_ms",
+            "kafka_rebalance_timeout_ms",
+            "kafka_replication_factor",
+            "outbox_retention_s",
+            "outbox_purge_interval_s",
+            "relay_count",
+            "relay_batch_size",
+            "relay_poll_interval_ms",
+            "relay_max_backoff_ms",
+            "broker_check_interval_ms",
+            "consumer_batch_size",
+            "consumer_poison_attempts",
+            "consumer_max_backoff_ms",
+            "readiness_timeout_s",
+            "gateway_replicas",
+        ]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{env_name(name)} must be > 0, got {getattr(self, name)!r}")
+        if self.pg_pool_min_size < 0 or self.pg_pool_min_size > self.pg_pool_max_size:
+            raise ValueError(
+                f"{env_name('pg_pool_min_size')} must be between 0 and "
+                f"{env_name('pg_pool_max_size')} ({self.pg_pool_max_size})"
+            )
+        if self.kafka_heartbeat_interval_ms >= self.kafka_session_timeout_ms:
+            raise ValueError(
+                f"{env_name('kafka_heartbeat_interval_ms')} must be below "
+                f"{env_name('kafka_session_timeout_ms')}"
+            )
+        if not self.database_url.startswith(("postgres://", "postgresql://")):
+            raise ValueError(f"{env_name('database_url')} must be a postgresql:// URL")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{env_name('redis_url')} must be a redis:// or rediss:// URL")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"{env_name('log_level')} must be DEBUG, INFO, WARNING or ERROR")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `NOVA_*` variables; unset ones keep their defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(env_name(field.name))
+            if raw is None:
+                continue
+            parser = _PARSERS[_field_type(field)]
+            values[field.name] = parser(env_name(field.name), raw)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`: `relay_count` → `NOVA_RELAY_COUNT`."""
+    return "NOVA_" + field.upper()
+
+
+def _field_type(field: dataclasses.Field[Any]) -> type:
+    # With `from __future__ import annotations` the type is a string.
+    name = field.type if isinstance(field.type, str) else field.type.__name__
+    return {"bool": bool, "int": int, "float": float, "str": str}[name]

@@ -1,0 +1,308 @@
+"""Kafka consumers that apply each event once in effect, whatever Kafka redelivers.
+
+A consumer subclasses `Consumer` and implements `apply(event, conn)`. `ConsumerRunner`
+calls it inside a PostgreSQL transaction that first records `(consumer, event_id)` in the
+`processed_events` ledger; a redelivered event finds its id there and is skipped. Offsets
+are committed to Kafka only after the transaction commits, so a crash in between costs a
+redelivery, never a loss.
+
+Effects outside PostgreSQL (Redis, say) use `storage.ledger.RedisLedger.apply_once` inside
+`apply`: the Redis effect and its own ledger key are written atomically, so a redelivery
+after a failed PostgreSQL commit finds the Redis ledger key and does not apply twice.
+
+Errors: retriable ones (an outage) are retried with backoff for as long as it lasts —
+an event is never dead-lettered because a dependency was down. Anything else is retried
+`consumer_poison_attempts` times and then dead-lettered: a row in `dead_letters` plus a
+message on `dlq.all` (through the outbox), and the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from storage.config import Settings
+from storage.db import Database
+from storage.errors import classify
+from storage.events import HEADER_EPOCH, HEADER_REPLAY_FOR, Event, header
+from storage.kafka import make_consumer
+from storage.outbox import add_event
+from storage.tasks import Backoff
+from storage.topics import DLQ_TOPIC
+from storage.tracing import reset_traceparent, set_traceparent
+
+log = logging.getLogger(__name__)
+
+
+class Consumer(ABC):
+    """One consumer group. `name` is the group id and the ledger's key; keep it stable."""
+
+    name: ClassVar[str]
+    topics: ClassVar[tuple[str, ...]]
+
+    async def start(self, settings: Settings) -> None:
+        """Open what `apply` needs (clients, caches). Called once before consuming."""
+
+    async def stop(self) -> None:
+        """Release what `start` opened."""
+
+    @abstractmethod
+    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+        """Apply `event` inside the ledger's transaction. Raise to retry or dead-letter."""
+
+
+@dataclass
+class ConsumerStats:
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    rewinds: int = 0
+    commit_failures: int = 0
+    last_error: str | None = None
+
+
+class ConsumerRunner:
+    """Drives one `Consumer` as a member of its group. The Ray actor wraps this."""
+
+    def __init__(
+        self, consumer: Consumer, db: Database, settings: Settings, *, member: str
+    ) -> None:
+        self._consumer = consumer
+        self._db = db
+        self._settings = settings
+        self._member = member
+        self._kafka: AIOKafkaConsumer | None = None
+        # The broker epoch last seen per partition: a higher one means the broker lost its
+        # log and the relay re-drove it, so the partition is read again from its start.
+        self._epochs: dict[TopicPartition, int] = {}
+        self.stats = ConsumerStats()
+
+    @property
+    def name(self) -> str:
+        return self._consumer.name
+
+    async def run(self) -> None:
+        await self._consumer.start(self._settings)
+        try:
+            await self._connect()
+            assert self._kafka is not None
+            while True:
+                batches = await self._kafka.getmany(
+                    timeout_ms=500, max_records=self._settings.consumer_batch_size
+                )
+                if batches:
+                    await asyncio.gather(
+                        *(self._process_partition(tp, records) for tp, records in batches.items())
+                    )
+        finally:
+            await self._disconnect()
+            await self._consumer.stop()
+
+    async def _connect(self) -> None:
+        backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
+        while True:
+            kafka = make_consumer(
+                self._settings,
+                group_id=self._consumer.name,
+                client_id=self._member,
+                topics=self._consumer.topics,
+            )
+            try:
+                await asyncio.wait_for(kafka.start(), self._settings.kafka_request_timeout_ms / 1000)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                self.stats.last_error = f"connect: {classify(exc, 'kafka')}"
+                log.warning("consumer %s: %s; retrying", self.name, self.stats.last_error)
+                await _stop_quietly(kafka)
+                await backoff.sleep()
+                continue
+            self._kafka = kafka
+            return
+
+    async def _disconnect(self) -> None:
+        kafka, self._kafka = self._kafka, None
+        if kafka is not None:
+            await _stop_quietly(kafka)
+
+    async def _process_partition(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
+        assert self._kafka is not None
+        next_offset: int | None = None
+        for record in records:
+            if self._epoch_advanced(tp, record):
+                self.stats.rewinds += 1
+                log.warning(
+                    "consumer %s: %s[%d] has a new broker epoch at offset %d; reading it from the start",
+                    self.name, tp.topic, tp.partition, record.offset,
+                )
+                await self._kafka.seek_to_beginning(tp)
+                return
+            await self._process(tp, record)
+            next_offset = record.offset + 1
+        if next_offset is not None:
+            await self._commit(tp, next_offset)
+
+    def _epoch_advanced(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
+        raw = header(record.headers, HEADER_EPOCH)
+        epoch = int(raw) if raw and raw.isdigit() else 0
+        known = self._epochs.get(tp)
+        if known is None or epoch > known:
+            self._epochs[tp] = epoch
+        return known is not None and epoch > known and record.offset > 0
+
+    async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        assert self._kafka is not None
+        try:
+            await asyncio.wait_for(
+                self._kafka.commit({tp: next_offset}), self._settings.kafka_request_timeout_ms / 1000
+            )
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
+            # The group rebalanced or the broker is away: these records come back and the
+            # ledger absorbs them.
+            self.stats.commit_failures += 1
+            log.info("consumer %s: commit failed (%s); records will be redelivered", self.name, exc)
+
+    async def _process(self, tp: TopicPartition, record: ConsumerRecord) -> None:
+        replay_for = header(record.headers, HEADER_REPLAY_FOR)
+        if replay_for is not None and replay_for != self.name:
+            return
+        try:
+            event = Event.decode(record.value)
+        except Exception as exc:
+            await self._dead_letter(tp, record, None, exc, attempts=1)
+            return
+        await self._apply_with_retries(tp, record, event)
+
+    async def _apply_with_retries(self, tp: TopicPartition, record: ConsumerRecord, event: Event) -> None:
+        backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
+        failures = 0
+        while True:
+            try:
+                await self.apply_once(event)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = classify(exc)
+                self.stats.retries += 1
+                self.stats.last_error = f"{event.event_id}: {error}"
+                if not error.retriable:
+                    failures += 1
+                    if failures >= self._settings.consumer_poison_attempts:
+                        await self._dead_letter(tp, record, event, exc, attempts=failures)
+                        return
+                log.warning("consumer %s: %s (attempt %d)", self.name, self.stats.last_error, failures)
+                await backoff.sleep()
+
+    async def apply_once(self, event: Event) -> bool:
+        """Apply `event` unless this consumer's ledger has it; True if applied now."""
+        token = set_traceparent(event.traceparent)
+        try:
+            async with self._db.transaction() as conn:
+                fresh = await conn.fetchval(
+                    """
+                    INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)
+                    ON CONFLICT DO NOTHING RETURNING true
+                    """,
+                    self.name,
+                    event.event_id,
+                )
+                if not fresh:
+                    self.stats.duplicates += 1
+                    return False
+                await self._consumer.apply(event, conn)
+        finally:
+            reset_traceparent(token)
+        self.stats.applied += 1
+        return True
+
+    async def _dead_letter(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord,
+        event: Event | None,
+        exc: BaseException,
+        *,
+        attempts: int,
+    ) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.error("consumer %s: dead-lettering %s[%d]@%d: %s",
+                  self.name, tp.topic, tp.partition, record.offset, error)
+        backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
+        while True:
+            try:
+                await self._write_dead_letter(tp, record, event, error, attempts)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as write_exc:
+                if not classify(write_exc).retriable:
+                    raise
+                await backoff.sleep()
+        self.stats.dead_lettered += 1
+
+    async def _write_dead_letter(
+        self, tp: TopicPartition, record: ConsumerRecord, event: Event | None, error: str, attempts: int
+    ) -> None:
+        key = record.key.decode("utf-8", "replace") if record.key else None
+        async with self._db.transaction() as conn:
+            dead_letter_id = await conn.fetchval(
+                """
+                INSERT INTO dead_letters (consumer, topic, partition, kafka_offset, event_id,
+                                          event, raw_value, error, attempts)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                ON CONFLICT (consumer, event_id)
+                    WHERE replayed_at IS NULL AND event_id IS NOT NULL DO NOTHING
+                RETURNING id
+                """,
+                self.name,
+                tp.topic,
+                tp.partition,
+                record.offset,
+                event.event_id if event else None,
+                event.to_dict() if event else None,
+                None if event else record.value,
+                error,
+                attempts,
+            )
+            if dead_letter_id is None:
+                return  # already dead-lettered and not yet replayed
+            payload: dict[str, Any] = {
+                "dead_letter_id": dead_letter_id,
+                "consumer": self.name,
+                "original_topic": tp.topic,
+                "original_partition": tp.partition,
+                "original_offset": record.offset,
+                "error": error,
+                "event": event.to_dict() if event else None,
+                "raw_value_b64": None if event or record.value is None
+                else base64.b64encode(record.value).decode(),
+            }
+            await add_event(
+                conn,
+                Event(type="dlq.event", aggregate_id=key or (event.aggregate_id if event else "unknown"),
+                      payload=payload),
+                topic=DLQ_TOPIC,
+            )
+
+    def status(self) -> dict[str, Any]:
+        assignment = sorted(
+            f"{tp.topic}[{tp.partition}]" for tp in (self._kafka.assignment() if self._kafka else ())
+        )
+        return {"consumer": self.name, "member": self._member, "assignment": assignment,
+                **self.stats.__dict__}
+
+
+async def _stop_quietly(kafka: AIOKafkaConsumer) -> None:
+    try:
+        await asyncio.wait_for(kafka.stop(), 10)
+    except Exception:  # noqa: BLE001 - a consumer being discarded must not mask the cause
+        log.debug("stopping consumer failed", exc_info=True)

@@ -1,0 +1,119 @@
+"""PostgreSQL access: one asyncpg pool with bounded connect, acquire and statement times.
+
+`Database.transaction()` is the unit of work: repositories, the outbox and consumers all
+write inside it, and driver errors leave it already classified (see `storage.errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from storage.config import Settings
+from storage.errors import Unavailable, classify
+
+Connection = asyncpg.Connection
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # JSON columns come back as Python objects and go in from them.
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+class Database:
+    """A connection pool plus the timeouts that bound every wait on PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self._pool = pool
+        self._settings = settings
+
+    @classmethod
+    async def connect(cls, settings: Settings, *, application_name: str = "nova") -> Database:
+        try:
+            pool = await asyncio.wait_for(
+                asyncpg.create_pool(
+                    settings.database_url,
+                    min_size=settings.pg_pool_min_size,
+                    max_size=settings.pg_pool_max_size,
+                    timeout=settings.pg_connect_timeout_s,
+                    command_timeout=settings.pg_command_timeout_s,
+                    init=_init_connection,
+                    server_settings={
+                        "application_name": application_name,
+                        "statement_timeout": str(settings.pg_statement_timeout_ms),
+                    },
+                ),
+                timeout=settings.pg_connect_timeout_s * 2,
+            )
+        except Exception as exc:
+            raise Unavailable("postgresql", f"cannot open pool: {classify(exc)}") from exc
+        return cls(pool, settings)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; driver errors (from acquiring or from the body) are classified."""
+        try:
+            async with self._pool.acquire(timeout=self._settings.pg_acquire_timeout_s) as conn:
+                yield conn
+        except _DRIVER_ERRORS as exc:
+            raise classify(exc) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside a transaction; commit on exit, rollback on error."""
+        async with self.connection() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                yield conn
+            except BaseException:
+                await tx.rollback()
+                raise
+            else:
+                await tx.commit()
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            return await conn.fetchval(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record:
+        async with self.connection() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def ping(self, timeout_s: float) -> None:
+        """Raise `Unavailable` unless PostgreSQL answers `SELECT 1` within `timeout_s`."""
+        try:
+            await asyncio.wait_for(self.fetchval("SELECT 1"), timeout_s)
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.close(), 5)
+        except TimeoutError:
+            self._pool.terminate()
+
+    async def connect_raw(self) -> asyncpg.Connection:
+        """A dedicated connection outside the pool, for `LISTEN` (pooled ones get reset)."""
+        try:
+            return await asyncpg.connect(
+                self._settings.database_url,
+                timeout=self._settings.pg_connect_timeout_s,
+                command_timeout=self._settings.pg_command_timeout_s,
+            )
+        except Exception as exc:
+            raise classify(exc) from exc

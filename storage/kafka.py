@@ -1,0 +1,139 @@
+"""Kafka clients configured one way for all of Nova, and topic management.
+
+Every call that waits on the broker is bounded by `kafka_request_timeout_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from storage.config import Settings
+from storage.errors import classify
+
+
+def make_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+    """acks=all always; idempotence per setting (on for Apache Kafka, off for the embedded
+    broker, which lacks InitProducerId v1+). Correctness rests on consumer-side dedup."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=settings.kafka_idempotence,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        linger_ms=1,
+        max_batch_size=1024 * 1024,
+    )
+
+
+def make_consumer(
+    settings: Settings, *, group_id: str | None, client_id: str, topics: tuple[str, ...] = ()
+) -> AIOKafkaConsumer:
+    """Manual commits, earliest reset (a new group or a lost offset replays, never skips)."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
+        request_timeout_ms=max(settings.kafka_request_timeout_ms, settings.kafka_session_timeout_ms + 1000),
+        max_poll_records=settings.consumer_batch_size,
+        metadata_max_age_ms=5_000,
+    )
+
+
+class TopicAdmin:
+    """Lists and creates topics; used by the relay and by `nova up`."""
+
+    def __init__(self, settings: Settings, *, client_id: str = "nova-admin") -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._admin: AIOKafkaAdminClient | None = None
+
+    @property
+    def _timeout_s(self) -> float:
+        return self._settings.kafka_request_timeout_ms / 1000
+
+    async def _client(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._settings.kafka_bootstrap,
+                client_id=self._client_id,
+                request_timeout_ms=self._settings.kafka_request_timeout_ms,
+            )
+            try:
+                await asyncio.wait_for(admin.start(), self._timeout_s)
+            except BaseException as exc:
+                await _quietly_close(admin)
+                raise classify(exc, "kafka") from exc
+            self._admin = admin
+        return self._admin
+
+    async def partitions(self) -> dict[str, int]:
+        """Existing topics and their partition counts."""
+        admin = await self._client()
+        try:
+            names = await asyncio.wait_for(admin.list_topics(), self._timeout_s)
+            if not names:
+                return {}
+            described = await asyncio.wait_for(admin.describe_topics(list(names)), self._timeout_s)
+        except BaseException as exc:
+            await self.close()
+            raise classify(exc, "kafka") from exc
+        return {d["topic"]: len(d["partitions"]) for d in described if not d.get("error_code")}
+
+    async def ensure(self, wanted: Mapping[str, int]) -> dict[str, int]:
+        """Create missing topics; return the ones whose partition count differs from `wanted`."""
+        existing = await self.partitions()
+        missing = [
+            NewTopic(name, num_partitions=n, replication_factor=self._settings.kafka_replication_factor)
+            for name, n in wanted.items()
+            if name not in existing
+        ]
+        if missing:
+            admin = await self._client()
+            try:
+                await asyncio.wait_for(admin.create_topics(missing), self._timeout_s)
+            except TopicAlreadyExistsError:
+                pass
+            except BaseException as exc:
+                await self.close()
+                raise classify(exc, "kafka") from exc
+            existing = await self.partitions()
+        return {
+            name: existing.get(name, 0)
+            for name, n in wanted.items()
+            if existing.get(name, 0) != n
+        }
+
+    async def close(self) -> None:
+        if self._admin is not None:
+            admin, self._admin = self._admin, None
+            await _quietly_close(admin)
+
+
+async def end_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], timeout_s: float
+) -> dict[TopicPartition, int]:
+    try:
+        result: dict[TopicPartition, int] = await asyncio.wait_for(
+            consumer.end_offsets(partitions), timeout_s
+        )
+    except BaseException as exc:
+        raise classify(exc, "kafka") from exc
+    return result
+
+
+async def _quietly_close(client: AIOKafkaAdminClient) -> None:
+    try:
+        await asyncio.wait_for(client.close(), 5)
+    except Exception:  # noqa: BLE001 - closing a broken client must not mask the real error
+        pass

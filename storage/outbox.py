@@ -1,0 +1,143 @@
+"""The transactional outbox: events are rows written in the caller's own transaction.
+
+A change and the event describing it commit together or not at all; the relay
+(`storage.relay`) publishes committed rows to Kafka afterwards. Usage::
+
+    async with db.transaction() as conn:
+        await conn.execute("INSERT INTO posts ...")
+        await add_event(conn, Event("content.post.created", author_id, {"post_id": ...}))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import asyncpg
+
+from storage.errors import InvalidInput, StorageError
+from storage.events import Event
+from storage.tracing import current_traceparent
+
+NOTIFY_CHANNEL = "nova_outbox"
+# Advisory lock class (first int of the two-int key space) for relay slots.
+RELAY_LOCK_CLASS = 0x4E4F5641  # "NOVA"
+SLOTS = 16  # must match the `& 15` in the outbox.slot column definition
+
+# Before inserting, each writer takes a transaction-scoped advisory lock on its key. Two
+# transactions that write events for the same key are thereby serialized, so outbox ids
+# follow commit order per key and the relay, which publishes in id order, never reorders
+# a key's events. (One-bigint advisory keys; the relay's slot locks use the two-int space.)
+_INSERT = """
+WITH key_lock AS (SELECT pg_advisory_xact_lock(hashtextextended($4, 0)))
+INSERT INTO outbox (event_id, topic, type, aggregate_id, occurred_at, schema_version,
+                    traceparent, payload, headers)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM key_lock
+RETURNING id
+"""
+
+
+async def add_event(
+    conn: asyncpg.Connection,
+    event: Event,
+    *,
+    topic: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> int:
+    """Add `event` to the outbox inside the caller's transaction; return its outbox id.
+
+    `topic` defaults to the event type. The topic must be registered (see
+    `storage.topics`); an unknown one raises `InvalidInput` and the transaction aborts.
+    """
+    if not conn.is_in_transaction():
+        raise StorageError("add_event must run inside the transaction that makes the change")
+    traceparent = event.traceparent or current_traceparent()
+    try:
+        outbox_id: int = await conn.fetchval(
+            _INSERT,
+            event.event_id,
+            topic or event.type,
+            event.type,
+            event.aggregate_id,
+            event.occurred_at,
+            event.schema_version,
+            traceparent,
+            dict(event.payload),
+            dict(headers or {}),
+        )
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise InvalidInput(f"topic {topic or event.type!r} is not registered in kafka_topics") from exc
+    # NOTIFY is transactional (delivered at commit) and deduplicated within a transaction,
+    # so a batch of events wakes the relay once.
+    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    return outbox_id
+
+
+async def add_events(conn: asyncpg.Connection, events: Sequence[Event], *, topic: str | None = None) -> list[int]:
+    """Add several events; keys are locked in a fixed order so writers cannot deadlock."""
+    ordered = sorted(range(len(events)), key=lambda i: events[i].aggregate_id)
+    ids: dict[int, int] = {}
+    for index in ordered:
+        ids[index] = await add_event(conn, events[index], topic=topic)
+    return [ids[i] for i in range(len(events))]
+
+
+async def redrive(
+    conn: asyncpg.Connection, *, since: datetime | None
+) -> int:
+    """Mark retained published events as unpublished so the relay sends them again.
+
+    Takes every relay slot lock first, so no relay is mid-batch and each key's events
+    are re-sent in their original order. Consumers absorb the duplicates by event id.
+    Must run inside a transaction.
+    """
+    if not conn.is_in_transaction():
+        raise StorageError("redrive must run inside a transaction")
+    for slot in range(SLOTS):
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, slot)
+    result: str = await conn.execute(
+        """
+        UPDATE outbox SET published_at = NULL, publish_epoch = NULL
+        WHERE published_at IS NOT NULL AND ($1::timestamptz IS NULL OR created_at >= $1)
+        """,
+        since,
+    )
+    return int(result.split()[-1])
+
+
+async def purge_published(conn: asyncpg.Connection, *, retention_s: int, limit: int = 10_000) -> int:
+    """Delete published events older than the retention window, at most `limit` at a time."""
+    result: str = await conn.execute(
+        """
+        DELETE FROM outbox WHERE id IN (
+            SELECT id FROM outbox
+            WHERE published_at IS NOT NULL
+              AND created_at < now() - make_interval(secs => $1)
+            ORDER BY id LIMIT $2
+        )
+        """,
+        float(retention_s),
+        limit,
+    )
+    return int(result.split()[-1])
+
+
+async def purge_ledger(conn: asyncpg.Connection, *, retention_s: int, limit: int = 10_000) -> int:
+    """Forget processed event ids older than twice the outbox retention.
+
+    An event can only be redelivered while its outbox row is retained, so a ledger entry
+    older than that window can never be needed again; the factor two is headroom.
+    """
+    result: str = await conn.execute(
+        """
+        DELETE FROM processed_events WHERE ctid IN (
+            SELECT ctid FROM processed_events
+            WHERE processed_at < now() - make_interval(secs => $1)
+            LIMIT $2
+        )
+        """,
+        float(2 * retention_s),
+        limit,
+    )
+    return int(result.split()[-1])
+

@@ -1,0 +1,414 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, in order per key.
+
+How order survives several relays: outbox rows fall into 16 slots by a hash of their key.
+A relay works a slot inside a transaction that first takes the slot's advisory lock with
+`pg_try_advisory_xact_lock` (a busy slot is skipped, like `SKIP LOCKED` at slot level),
+reads the slot's oldest unpublished rows `FOR UPDATE`, publishes them and waits for every
+acknowledgement, then marks them published and commits. A slot is thus published by one
+relay at a time, in id order, and ids follow commit order per key (`storage.outbox`).
+Row-level `SKIP LOCKED` is deliberately not used: skipping an earlier row of a key would
+publish its successor first.
+
+How broker data loss is survived: the relay records, per partition, the next offset it has
+seen acknowledged. An acknowledgement or an end offset below it, or a recorded topic gone
+missing, means the broker lost its log. The relay then bumps the broker epoch (carried in
+every message's `nova-epoch` header) and re-drives every retained event; consumers read
+the new log from its start and drop what they already applied (`storage.consumer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from storage.config import Settings
+from storage.db import Database
+from storage.errors import NovaError, Unavailable, classify
+from storage.events import HEADER_EPOCH, HEADER_EVENT_ID, HEADER_TRACEPARENT, HEADER_TYPE, Event
+from storage.kafka import TopicAdmin, end_offsets, make_consumer, make_producer
+from storage.outbox import (
+    NOTIFY_CHANNEL,
+    RELAY_LOCK_CLASS,
+    SLOTS,
+    purge_ledger,
+    purge_published,
+    redrive,
+)
+from storage.tasks import Backoff
+from storage.topics import registered_topics
+
+log = logging.getLogger(__name__)
+
+_PURGE_LOCK = 0x4E4F5641_0002
+_Partition = tuple[str, int]
+
+
+class BrokerReset(NovaError):
+    """The broker has lost messages it had acknowledged."""
+
+    retriable = True
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    batches: int = 0
+    resets_detected: int = 0
+    redriven: int = 0
+    purged: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_publish_ms: float = 0.0
+    epoch: int = 0
+    partition_mismatches: dict[str, int] = field(default_factory=dict)
+
+
+class OutboxRelay:
+    """Publishes the outbox. Plain class: the Ray actor in `deployments.workers` wraps it."""
+
+    def __init__(self, db: Database, settings: Settings, *, name: str) -> None:
+        self._db = db
+        self._settings = settings
+        self._name = name
+        self._producer: AIOKafkaProducer | None = None
+        self._probe: AIOKafkaConsumer | None = None
+        self._admin = TopicAdmin(settings, client_id=f"{name}-admin")
+        self._listener: asyncpg.Connection | None = None
+        self._wakeup = asyncio.Event()
+        self._epoch: int | None = None
+        self._offsets: dict[_Partition, int] = {}
+        self._topics: dict[str, int] = {}
+        self._needs_check = True
+        self._last_check = 0.0
+        self._last_purge = 0.0
+        self.stats = RelayStats()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish until cancelled. Outages back off and retry; nothing is dropped."""
+        backoff = Backoff(cap_ms=self._settings.relay_max_backoff_ms)
+        try:
+            while True:
+                try:
+                    await self._ensure_connected()
+                    await self._maybe_check_broker()
+                    published = await self.drain()
+                    await self._maybe_purge()
+                    backoff.reset()
+                    if published == 0:
+                        await self._wait_for_work()
+                except (NovaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    error = classify(exc, "kafka")
+                    self.stats.errors += 1
+                    self.stats.last_error = str(error)
+                    self._needs_check = True
+                    if isinstance(exc, BrokerReset):
+                        await self._handle_reset(str(exc))
+                        continue
+                    log.warning("relay %s: %s; retrying", self._name, error)
+                    if not error.retriable:
+                        await self._drop_clients()
+                    await backoff.sleep()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        await self._drop_clients()
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close(timeout=2)
+        self._listener = None
+
+    async def _drop_clients(self) -> None:
+        producer, self._producer = self._producer, None
+        probe, self._probe = self._probe, None
+        for client in (producer, probe):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), 5)
+                except Exception:  # noqa: BLE001 - a broken client is discarded either way
+                    log.debug("closing a broken Kafka client failed", exc_info=True)
+        await self._admin.close()
+
+    async def _ensure_connected(self) -> None:
+        timeout_s = self._settings.kafka_request_timeout_ms / 1000
+        if self._listener is None or self._listener.is_closed():
+            listener = await self._db.connect_raw()
+            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            self._listener = listener
+        if self._producer is None:
+            producer = make_producer(self._settings, client_id=self._name)
+            try:
+                await asyncio.wait_for(producer.start(), timeout_s)
+            except BaseException as exc:
+                await _stop_quietly(producer)
+                raise classify(exc, "kafka") from exc
+            self._producer = producer
+            self._needs_check = True
+        if self._probe is None:
+            probe = make_consumer(self._settings, group_id=None, client_id=f"{self._name}-probe")
+            try:
+                await asyncio.wait_for(probe.start(), timeout_s)
+            except BaseException as exc:
+                await _stop_quietly(probe)
+                raise classify(exc, "kafka") from exc
+            self._probe = probe
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wakeup.set()
+
+    async def _wait_for_work(self) -> None:
+        timeout_s = self._settings.relay_poll_interval_ms / 1000
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
+    # -- publishing ------------------------------------------------------------------
+
+    async def drain(self) -> int:
+        """Publish pending slots until none has work this relay can take; return the count."""
+        total = 0
+        while True:
+            slots = await self._pending_slots()
+            published = 0
+            for slot in slots:
+                published += await self.publish_slot(slot)
+            total += published
+            # Nothing pending, or everything pending is held by another relay right now.
+            if published == 0:
+                return total
+
+    async def _pending_slots(self) -> list[int]:
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT slot FROM outbox WHERE published_at IS NULL ORDER BY slot"
+            )
+        return [row["slot"] for row in rows]
+
+    async def publish_slot(self, slot: int) -> int:
+        """Publish one batch of `slot`'s oldest unpublished rows; 0 if none or slot busy."""
+        async with self._db.transaction() as conn:
+            locked = await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, slot
+            )
+            if not locked:
+                return 0
+            rows = await conn.fetch(
+                """
+                SELECT id, event_id, topic, type, aggregate_id, occurred_at, schema_version,
+                       traceparent, payload, headers
+                FROM outbox WHERE slot = $1 AND published_at IS NULL
+                ORDER BY id LIMIT $2 FOR UPDATE
+                """,
+                slot,
+                self._settings.relay_batch_size,
+            )
+            if not rows:
+                return 0
+            epoch = await conn.fetchval("SELECT epoch FROM broker_state")
+            if epoch != self._epoch:
+                await self._load_epoch(conn, epoch)
+            started = time.perf_counter()
+            acks = await self._publish(rows, epoch)
+            self._detect_regression(acks)
+            await conn.execute(
+                "UPDATE outbox SET published_at = now(), publish_epoch = $2 WHERE id = ANY($1)",
+                [row["id"] for row in rows],
+                epoch,
+            )
+            await self._record_offsets(conn, acks)
+        self.stats.published += len(rows)
+        self.stats.batches += 1
+        self.stats.last_publish_ms = (time.perf_counter() - started) * 1000
+        return len(rows)
+
+    async def _publish(
+        self, rows: Sequence[asyncpg.Record], epoch: int
+    ) -> dict[_Partition, tuple[int, int]]:
+        """Send rows in order, wait for every ack; return (lowest, highest) offset per partition."""
+        assert self._producer is not None
+        timeout_s = 2 * self._settings.kafka_request_timeout_ms / 1000
+        futures = []
+        try:
+            for row in rows:
+                futures.append(await asyncio.wait_for(self._send(row, epoch), timeout_s))
+            metadata = await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
+        except BaseException as exc:
+            for future in futures:
+                future.cancel()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise classify(exc, "kafka") from exc
+        bounds: dict[_Partition, tuple[int, int]] = {}
+        for meta in metadata:
+            key = (meta.topic, meta.partition)
+            low, high = bounds.get(key, (meta.offset, meta.offset))
+            bounds[key] = (min(low, meta.offset), max(high, meta.offset))
+        return bounds
+
+    async def _send(self, row: asyncpg.Record, epoch: int) -> asyncio.Future[Any]:
+        assert self._producer is not None
+        event = Event(
+            event_id=row["event_id"],
+            type=row["type"],
+            aggregate_id=row["aggregate_id"],
+            occurred_at=row["occurred_at"],
+            schema_version=row["schema_version"],
+            traceparent=row["traceparent"],
+            payload=row["payload"],
+        )
+        headers = [
+            (HEADER_EVENT_ID, str(event.event_id).encode()),
+            (HEADER_TYPE, event.type.encode()),
+            (HEADER_EPOCH, str(epoch).encode()),
+        ]
+        if event.traceparent:
+            headers.append((HEADER_TRACEPARENT, event.traceparent.encode()))
+        headers.extend((k, str(v).encode()) for k, v in (row["headers"] or {}).items())
+        future: asyncio.Future[Any] = await self._producer.send(
+            row["topic"], value=event.encode(), key=event.aggregate_id.encode(), headers=headers
+        )
+        return future
+
+    def _detect_regression(self, acks: dict[_Partition, tuple[int, int]]) -> None:
+        for partition, (offset, _) in acks.items():
+            seen = self._offsets.get(partition)
+            if seen is not None and offset < seen:
+                raise BrokerReset(
+                    f"{partition[0]}[{partition[1]}] acknowledged offset {offset}, "
+                    f"but offsets up to {seen} were acknowledged before"
+                )
+
+    async def _record_offsets(
+        self, conn: asyncpg.Connection, acks: dict[_Partition, tuple[int, int]]
+    ) -> None:
+        nexts = {p: high + 1 for p, (_, high) in acks.items()}
+        await conn.execute(
+            """
+            INSERT INTO broker_offsets (topic, partition, next_offset)
+            SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
+            ON CONFLICT (topic, partition) DO UPDATE
+                SET next_offset = GREATEST(broker_offsets.next_offset, EXCLUDED.next_offset)
+            """,
+            [p[0] for p in nexts],
+            [p[1] for p in nexts],
+            list(nexts.values()),
+        )
+        for partition, next_offset in nexts.items():
+            self._offsets[partition] = max(self._offsets.get(partition, 0), next_offset)
+
+    async def _load_epoch(self, conn: asyncpg.Connection, epoch: int) -> None:
+        rows = await conn.fetch("SELECT topic, partition, next_offset FROM broker_offsets")
+        self._offsets = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        self._epoch = epoch
+        self.stats.epoch = epoch
+
+    # -- broker loss -------------------------------------------------------------------
+
+    async def _maybe_check_broker(self) -> None:
+        interval_s = self._settings.broker_check_interval_ms / 1000
+        if not self._needs_check and time.monotonic() - self._last_check < interval_s:
+            return
+        await self.check_broker()
+
+    async def check_broker(self) -> None:
+        """Create missing topics and compare end offsets with what was acknowledged.
+
+        Raises `BrokerReset` when the broker's log is shorter than what it acknowledged.
+        """
+        async with self._db.connection() as conn:
+            self._topics = await registered_topics(conn)
+            epoch = await conn.fetchval("SELECT epoch FROM broker_state")
+            await self._load_epoch(conn, epoch)
+        existing = await self._admin.partitions()
+        lost_topics = {t for (t, _) in self._offsets if t not in existing}
+        self.stats.partition_mismatches = await self._admin.ensure(self._topics)
+        if lost_topics:
+            raise BrokerReset(f"topics {sorted(lost_topics)} disappeared from the broker")
+        if self._offsets:
+            assert self._probe is not None
+            partitions = [TopicPartition(t, p) for (t, p) in self._offsets]
+            ends = await end_offsets(
+                self._probe, partitions, self._settings.kafka_request_timeout_ms / 1000
+            )
+            for tp, end in ends.items():
+                seen = self._offsets[(tp.topic, tp.partition)]
+                if end < seen:
+                    raise BrokerReset(
+                        f"{tp.topic}[{tp.partition}] ends at offset {end}, below {seen} acknowledged"
+                    )
+        self._needs_check = False
+        self._last_check = time.monotonic()
+
+    async def _handle_reset(self, reason: str) -> None:
+        """Bump the epoch and re-drive retained events, once, whichever relay sees it first."""
+        observed = self._epoch
+        async with self._db.transaction() as conn:
+            for slot in range(SLOTS):
+                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, slot)
+            epoch = await conn.fetchval("SELECT epoch FROM broker_state FOR UPDATE")
+            if observed is not None and epoch != observed:
+                log.info("relay %s: broker reset already handled (epoch %d)", self._name, epoch)
+                await self._load_epoch(conn, epoch)
+                return
+            await conn.execute(
+                "UPDATE broker_state SET epoch = epoch + 1, reset_at = now(), reset_reason = $1",
+                reason[:500],
+            )
+            await conn.execute("DELETE FROM broker_offsets")
+            redriven = await redrive(conn, since=None)
+            await self._load_epoch(conn, epoch + 1)
+        self.stats.resets_detected += 1
+        self.stats.redriven += redriven
+        self._needs_check = True
+        log.warning(
+            "relay %s: broker lost data (%s); epoch %d, re-driving %d retained events",
+            self._name, reason, epoch + 1, redriven,
+        )
+        # Topics must exist with their partition counts before anything is produced again.
+        await self._admin.ensure(self._topics)
+
+    # -- retention ---------------------------------------------------------------------
+
+    async def _maybe_purge(self) -> None:
+        if time.monotonic() - self._last_purge < self._settings.outbox_purge_interval_s:
+            return
+        self._last_purge = time.monotonic()
+        async with self._db.transaction() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _PURGE_LOCK):
+                return
+            retention = self._settings.outbox_retention_s
+            purged = await purge_published(conn, retention_s=retention)
+            await purge_ledger(conn, retention_s=retention)
+        self.stats.purged += purged
+
+    def status(self) -> dict[str, Any]:
+        return {"name": self._name, **self.stats.__dict__}
+
+
+async def outbox_lag(db: Database) -> dict[str, Any]:
+    """Unpublished events and the age of the oldest, for `nova status` and metrics."""
+    row = await db.fetchrow(
+        "SELECT count(*) AS pending, EXTRACT(EPOCH FROM now() - min(created_at)) AS oldest_s "
+        "FROM outbox WHERE published_at IS NULL"
+    )
+    return {"pending": row["pending"], "oldest_s": float(row["oldest_s"] or 0.0)}
+
+
+async def _stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
+    try:
+        await asyncio.wait_for(client.stop(), 5)
+    except Exception:  # noqa: BLE001 - never mask the start failure that brought us here
+        log.debug("stopping a Kafka client that failed to start", exc_info=True)
+
+
+__all__ = ["BrokerReset", "OutboxRelay", "RelayStats", "Unavailable", "outbox_lag"]

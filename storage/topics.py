@@ -1,0 +1,63 @@
+"""The topic catalogue: every topic Nova produces to, with its partition count.
+
+The catalogue is synced into the `kafka_topics` table (`sync_catalogue`), which the outbox
+refers to and the relay creates topics from. Partition counts can only grow in Kafka;
+raise them here and in a migration-like step, never lower them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    key: str  # what the message key is, for readers of the catalogue
+
+
+DLQ_TOPIC = "dlq.all"
+
+CATALOGUE: tuple[Topic, ...] = (
+    Topic("identity.user.created", 4, "user_id"),
+    Topic("identity.password_reset.requested", 2, "user_id"),
+    Topic("identity.email_verification.requested", 2, "user_id"),
+    Topic("user.profile.updated", 4, "user_id"),
+    Topic("graph.follow.created", 8, "follower_id"),
+    Topic("graph.follow.deleted", 8, "follower_id"),
+    Topic("content.post.created", 8, "author_id"),
+    Topic("content.post.updated", 8, "author_id"),
+    Topic("content.post.deleted", 8, "author_id"),
+    Topic("social.like.created", 8, "post_id"),
+    Topic("social.like.deleted", 8, "post_id"),
+    Topic("social.comment.created", 8, "post_id"),
+    Topic("social.share.created", 8, "post_id"),
+    Topic("chat.message.sent", 8, "room_id"),
+    Topic("notification.sent", 8, "user_id"),
+    Topic("analytics.events", 8, "user_id"),
+    Topic(DLQ_TOPIC, 4, "original key"),
+)
+
+
+async def register_topics(conn: asyncpg.Connection, topics: tuple[Topic, ...] | list[Topic]) -> None:
+    """Record topics in `kafka_topics`; a larger partition count replaces a smaller one."""
+    await conn.executemany(
+        """
+        INSERT INTO kafka_topics (name, partitions) VALUES ($1, $2)
+        ON CONFLICT (name) DO UPDATE
+            SET partitions = GREATEST(kafka_topics.partitions, EXCLUDED.partitions)
+        """,
+        [(t.name, t.partitions) for t in topics],
+    )
+
+
+async def sync_catalogue(conn: asyncpg.Connection) -> None:
+    await register_topics(conn, CATALOGUE)
+
+
+async def registered_topics(conn: asyncpg.Connection) -> dict[str, int]:
+    rows = await conn.fetch("SELECT name, partitions FROM kafka_topics")
+    return {row["name"]: row["partitions"] for row in rows}
