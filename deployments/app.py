@@ -15,6 +15,7 @@ from ray import serve
 from starlette.types import ASGIApp
 
 from deployments.consumers import PRODUCTION_CONSUMERS
+from deployments.serve_patches import bind_replica_grpc_to_node_ip
 from deployments.workers import ensure_consumer, ensure_relays
 from gateway.app import GatewayRuntime, create_app
 from storage.config import Settings
@@ -42,6 +43,7 @@ class Gateway:
     """The GraphQL ingress: HTTP and WebSocket on `/graphql`, plus health endpoints."""
 
     async def __init__(self, settings: Settings) -> None:
+        bind_replica_grpc_to_node_ip()
         configure_logging(settings.log_level)
         self._runtime = await GatewayRuntime.start(settings)
 

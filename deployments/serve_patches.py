@@ -1,0 +1,31 @@
+"""A narrow workaround for Ray Serve 2.60 listening on every interface.
+
+Each Serve replica starts an inter-deployment gRPC server on `[::]:0` (hard-coded in
+`ray.serve._private.replica`). Other replicas reach it at the node's IP, so binding it to
+that IP instead changes nothing for Serve and keeps a one-machine stack on 127.0.0.1.
+Applied in the replica's constructor, which runs before Serve starts that server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+
+def bind_replica_grpc_to_node_ip() -> None:
+    from ray.serve._private import replica
+
+    original = replica.add_port_to_grpc_server
+    if getattr(original, "_nova_patched", False):
+        return
+    node_ip = ray.util.get_node_ip_address()
+
+    def add_port(server: Any, address: str) -> int:
+        if address.startswith("[::]:"):
+            address = f"{node_ip}:{address.rsplit(':', 1)[1]}"
+        port: int = original(server, address)
+        return port
+
+    add_port._nova_patched = True  # type: ignore[attr-defined]
+    replica.add_port_to_grpc_server = add_port
