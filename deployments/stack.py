@@ -107,7 +107,7 @@ def dev_layout() -> Layout:
     )
 
 
-def test_layout() -> Layout:
+def layout_for_tests() -> Layout:
     return Layout(
         name="test",
         state_dir=Path(os.environ.get("NOVA_TEST_STATE_DIR", _default_state_root() / "nova-test")),

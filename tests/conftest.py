@@ -1,0 +1,174 @@
+"""Session fixtures: one real test stack (PostgreSQL, Redis, broker, Ray + Serve) per run.
+
+The stack lives in its own state dir and on its own ports (`deployments.stack.layout_for_tests`),
+so it never touches a dev stack. A part that cannot start fails the run with its log;
+nothing is skipped. Unit tests of pure logic request none of these fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from deployments.stack import Stack, layout_for_tests
+from storage.config import Settings
+from storage.db import Database
+from storage.events import Event
+from storage.kafka import TopicAdmin
+from storage.outbox import add_event
+from storage.topics import Topic, register_topics
+
+TEST_TABLES = """
+CREATE TABLE IF NOT EXISTS test_applied (
+    seq        bigint GENERATED ALWAYS AS IDENTITY,
+    consumer   text NOT NULL,
+    event_id   uuid NOT NULL,
+    key        text NOT NULL,
+    n          integer,
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS test_fixes (event_id uuid PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS test_crash_marks (event_id uuid PRIMARY KEY);
+"""
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    layout = layout_for_tests()
+    stack = Stack(layout)
+    stack.down()  # whatever a previous, interrupted run left behind
+    if layout.state_dir.exists() and stack.embedded()["postgresql"]:
+        shutil.rmtree(layout.state_dir)
+    env = stack.up()
+    os.environ.update(env)
+    try:
+        yield stack
+    finally:
+        import ray
+
+        ray.shutdown()
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def settings(stack: Stack) -> Settings:
+    return Settings.from_env(stack.environment())
+
+
+@pytest.fixture(scope="session")
+def deployed(stack: Stack, settings: Settings) -> Settings:
+    """The Serve app and the relays running on the test cluster."""
+    import ray
+
+    from deployments.app import deploy
+
+    env = stack.environment()
+    ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False)
+    deploy(settings, http_host="127.0.0.1", http_port=stack.layout.http_port)
+    return settings
+
+
+@pytest.fixture(scope="session")
+async def db(deployed: Settings) -> AsyncIterator[Database]:
+    database = await Database.connect(deployed, application_name="nova-tests")
+    async with database.connection() as conn:
+        await conn.execute(TEST_TABLES)
+    yield database
+    await database.close()
+
+
+@pytest.fixture(scope="session")
+def http_url(stack: Stack, deployed: Settings) -> str:
+    return f"http://127.0.0.1:{stack.layout.http_port}"
+
+
+class Topics:
+    """Creates test topics, registered like catalogue topics (the stack is new each run)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+
+    async def create(self, name: str, partitions: int = 3) -> str:
+        async with self._db.transaction() as conn:
+            await register_topics(conn, [Topic(name, partitions, "test key")])
+        admin = TopicAdmin(self._settings)
+        try:
+            mismatched = await admin.ensure({name: partitions})
+        finally:
+            await admin.close()
+        assert not mismatched, mismatched
+        return name
+
+
+@pytest.fixture
+async def topics(db: Database, deployed: Settings) -> Topics:
+    return Topics(db, deployed)
+
+
+class Consumers:
+    """Starts test consumer actors and kills them when the test ends."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.handles: list[Any] = []
+
+    def start(self, path: str) -> Any:
+        from deployments.workers import ensure_consumer
+
+        handle = ensure_consumer(self._settings, path)[0]
+        self.handles.append(handle)
+        return handle
+
+    def kill_all(self) -> None:
+        import ray
+
+        for handle in self.handles:
+            ray.kill(handle, no_restart=True)
+
+
+@pytest.fixture
+def consumers(deployed: Settings) -> Iterator[Consumers]:
+    started = Consumers(deployed)
+    yield started
+    started.kill_all()
+
+
+async def write_events(
+    db: Database, topic: str, keys_and_numbers: list[tuple[str, int]], **payload: Any
+) -> list[Event]:
+    """Commit one event per `(key, n)` in its own transaction, in list order."""
+    events = []
+    for key, n in keys_and_numbers:
+        event = Event(type="test.event", aggregate_id=key, payload={"n": n, **payload})
+        async with db.transaction() as conn:
+            await add_event(conn, event, topic=topic)
+        events.append(event)
+    return events
+
+
+async def wait_until(predicate: Any, *, timeout_s: float, interval_s: float = 0.2,
+                     message: str = "condition") -> Any:
+    """Poll an async predicate until it returns a truthy value; fail with `message`."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {message} (last: {last!r})")
+
+
+async def applied(db: Database, consumer: str) -> list[Any]:
+    async with db.connection() as conn:
+        rows: list[Any] = await conn.fetch(
+            "SELECT event_id, key, n FROM test_applied WHERE consumer = $1 ORDER BY seq",
+            consumer,
+        )
+    return rows

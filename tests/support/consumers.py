@@ -1,0 +1,109 @@
+"""Consumers used by the tests: each records what it applies in `test_applied`.
+
+They run in Ray actors like production consumers (`deployments.workers.ConsumerActor`),
+so they must be importable by name; each owns one topic and one consumer group.
+"""
+
+from __future__ import annotations
+
+import os
+
+import asyncpg
+
+from storage.config import Settings
+from storage.consumer import Consumer
+from storage.errors import PoisonEvent
+from storage.events import Event
+
+
+class Recorder(Consumer):
+    name = "test-recorder"
+    topics = ("test.recorder",)
+
+    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+        await self.before_apply(event, conn)
+        await conn.execute(
+            "INSERT INTO test_applied (consumer, event_id, key, n) VALUES ($1, $2, $3, $4)",
+            self.name,
+            event.event_id,
+            event.aggregate_id,
+            event.payload.get("n"),
+        )
+
+    async def before_apply(self, event: Event, conn: asyncpg.Connection) -> None:
+        """Hook for the failure-injecting recorders."""
+
+
+class DeliveryRecorder(Recorder):
+    name = "test-delivery"
+    topics = ("test.delivery",)
+
+
+class OrderRecorder(Recorder):
+    name = "test-order"
+    topics = ("test.order",)
+
+
+class OutageRecorder(Recorder):
+    name = "test-outage"
+    topics = ("test.outage",)
+
+
+class RelayKillRecorder(Recorder):
+    name = "test-relay-kill"
+    topics = ("test.relay-kill",)
+
+
+class DuplicateRecorder(Recorder):
+    name = "test-duplicates"
+    topics = ("test.duplicates",)
+
+
+class BrokerRestartRecorder(Recorder):
+    name = "test-broker-restart"
+    topics = ("test.broker-restart",)
+
+
+class CrashRecorder(Recorder):
+    """Kills its own process the first time it meets an event marked `crash_once`.
+
+    The events before it in the same fetch are already committed to PostgreSQL but their
+    offsets are not committed to Kafka, so the restarted member receives them again.
+    """
+
+    name = "test-crash"
+    topics = ("test.crash",)
+    _database_url = ""
+
+    async def start(self, settings: Settings) -> None:
+        self._database_url = settings.database_url
+
+    async def before_apply(self, event: Event, conn: asyncpg.Connection) -> None:
+        if not event.payload.get("crash_once"):
+            return
+        # Mark outside the transaction (it dies with the process) so that we crash once.
+        marked = await conn.fetchval(
+            "SELECT event_id FROM test_crash_marks WHERE event_id = $1", event.event_id
+        )
+        if marked is None:
+            mark = await asyncpg.connect(self._database_url)
+            try:
+                await mark.execute("INSERT INTO test_crash_marks VALUES ($1)", event.event_id)
+            finally:
+                await mark.close()
+            os._exit(1)
+
+
+class PoisonRecorder(Recorder):
+    """Refuses events marked `poison` until a fix for their id is recorded."""
+
+    name = "test-poison"
+    topics = ("test.poison",)
+
+    async def before_apply(self, event: Event, conn: asyncpg.Connection) -> None:
+        if event.payload.get("poison"):
+            fixed = await conn.fetchval(
+                "SELECT true FROM test_fixes WHERE event_id = $1", event.event_id
+            )
+            if not fixed:
+                raise PoisonEvent(f"cannot apply {event.event_id}: no fix recorded")
