@@ -447,14 +447,18 @@ class Ray:
 
     def processes(self) -> Iterator[int]:
         """Pids of this stack's Ray processes (never another stack's: `ray stop` kills all)."""
-        import psutil
-
         markers = (str(self.temp_dir), f"{LOCALHOST}:{self.layout.ray_port}",
                    f"--gcs_server_port={self.layout.ray_port}")
-        for process in psutil.process_iter(["pid", "cmdline"]):
-            cmdline = " ".join(process.info["cmdline"] or ())
-            if any(marker in cmdline for marker in markers) and process.info["pid"] != os.getpid():
-                yield process.info["pid"]
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace")
+            except OSError:
+                continue  # the process ended while we looked
+            if any(marker in cmdline for marker in markers):
+                yield int(entry.name)
 
     def stop(self) -> None:
         pids = list(self.processes())

@@ -41,5 +41,5 @@ class Subscription:
 schema = strawberry.Schema(
     query=Query,
     subscription=Subscription,
-    extensions=[MaskErrors(should_mask_error=should_mask)],
+    extensions=[lambda: MaskErrors(should_mask_error=should_mask)],
 )
