@@ -68,13 +68,16 @@ async def prepare_storage(settings: Settings) -> dict[str, int]:
     """
     db = await Database.connect(settings, application_name="nova-deploy")
     try:
-        async with db.connection() as conn:
+        conn = await db.connect_raw()
+        try:
             applied = await migrate(conn)
             if applied:
                 log.info("applied migrations %s", applied)
             async with conn.transaction():
                 await sync_catalogue(conn)
             topics = await registered_topics(conn)
+        finally:
+            await conn.close()
     finally:
         await db.close()
     admin = TopicAdmin(settings)

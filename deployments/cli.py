@@ -87,13 +87,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _deploy(env: dict[str, str], *, http_port: int) -> None:
+def _deploy(env: dict[str, str], *, http_port: int, http_host: str = LOCALHOST) -> None:
     _connect_ray(env)
     from deployments.app import deploy
     from storage.config import Settings
 
     settings = Settings.from_env(env)
-    mismatched = deploy(settings, http_host=LOCALHOST, http_port=http_port)
+    mismatched = deploy(settings, http_host=http_host, http_port=http_port)
     for topic, partitions in mismatched.items():
         print(f"  warning: topic {topic} has {partitions} partitions, catalogue differs",
               file=sys.stderr)
@@ -107,7 +107,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if missing:
         print(f"nova deploy needs {', '.join(missing)} in the environment", file=sys.stderr)
         return 2
-    _deploy(dict(os.environ), http_port=args.http_port)
+    _deploy(dict(os.environ), http_port=args.http_port, http_host=args.http_host)
     return 0
 
 
@@ -162,10 +162,13 @@ def cmd_db_migrate(_: argparse.Namespace) -> int:
     from storage.topics import sync_catalogue
 
     async def run(db: Any) -> list[str]:
-        async with db.connection() as conn:
-            applied = await migrate(conn)
+        conn = await db.connect_raw()
+        try:
+            applied: list[str] = await migrate(conn)
             async with conn.transaction():
                 await sync_catalogue(conn)
+        finally:
+            await conn.close()
         return applied
 
     applied = _with_db(run)
@@ -261,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     deploy = sub.add_parser("deploy", help="deploy to the Ray cluster at RAY_ADDRESS")
     deploy.add_argument("--http-port", type=int, default=int(os.environ.get("NOVA_HTTP_PORT", "8000")))
+    deploy.add_argument("--http-host", default=LOCALHOST,
+                        help="interface Serve's proxy listens on (0.0.0.0 behind a load balancer)")
     deploy.set_defaults(func=cmd_deploy)
 
     test = sub.add_parser("test", help="lint, type-check and run the test suite")
@@ -293,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "RAY_ADDRESS" not in os.environ:
+        # The embedded Ray is on loopback. Ray reads this once, at its first import.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -417,8 +417,10 @@ class Ray:
         return f"{LOCALHOST}:{self.layout.ray_port}"
 
     def environment(self) -> dict[str, str]:
-        """Variables every Ray process and client of this stack needs."""
-        _secret(self.token_file)
+        """Variables every Ray process and client of this stack needs.
+
+        Ray reads them once, when it is first imported: set them before `import ray`.
+        """
         return {
             # Without it Ray advertises the machine's external address instead of loopback.
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -433,6 +435,7 @@ class Ray:
     def start(self, env: dict[str, str]) -> None:
         if self.running():
             return
+        _secret(self.token_file)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         ports = [f"--{name}={port}" for name, port in self.layout.ray_ports().items()]

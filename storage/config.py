@@ -60,6 +60,10 @@ class Settings:
     database_url: str = "postgresql://nova@127.0.0.1:20432/nova"
     redis_url: str = "redis://127.0.0.1:20379/0"
     kafka_bootstrap: str = "127.0.0.1:20092"
+    # Behind PgBouncer in transaction mode, LISTEN and migrations need a direct (or
+    # session-mode) connection, and prepared statements must not be cached (size 0).
+    database_direct_url: str | None = None
+    pg_statement_cache_size: int = 100
 
     # PostgreSQL: every wait is bounded.
     pg_pool_min_size: int = 1
@@ -140,8 +144,12 @@ class Settings:
                 f"{env_name('kafka_heartbeat_interval_ms')} must be below "
                 f"{env_name('kafka_session_timeout_ms')}"
             )
-        if not self.database_url.startswith(("postgres://", "postgresql://")):
-            raise ValueError(f"{env_name('database_url')} must be a postgresql:// URL")
+        for name in ("database_url", "database_direct_url"):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(("postgres://", "postgresql://")):
+                raise ValueError(f"{env_name(name)} must be a postgresql:// URL")
+        if self.pg_statement_cache_size < 0:
+            raise ValueError(f"{env_name('pg_statement_cache_size')} must be >= 0")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{env_name('redis_url')} must be a redis:// or rediss:// URL")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -160,6 +168,11 @@ class Settings:
             values[field.name] = parser(env_name(field.name), raw)
         return cls(**values)
 
+    @property
+    def direct_database_url(self) -> str:
+        """The URL for LISTEN and migrations: the direct one if set, else the pooled one."""
+        return self.database_direct_url or self.database_url
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -172,4 +185,5 @@ def env_name(field: str) -> str:
 def _field_type(field: dataclasses.Field[Any]) -> type:
     # With `from __future__ import annotations` the type is a string.
     name = field.type if isinstance(field.type, str) else field.type.__name__
+    name = name.removesuffix(" | None")
     return {"bool": bool, "int": int, "float": float, "str": str}[name]

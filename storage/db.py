@@ -47,6 +47,7 @@ class Database:
                     max_size=settings.pg_pool_max_size,
                     timeout=settings.pg_connect_timeout_s,
                     command_timeout=settings.pg_command_timeout_s,
+                    statement_cache_size=settings.pg_statement_cache_size,
                     init=_init_connection,
                     server_settings={
                         "application_name": application_name,
@@ -108,10 +109,10 @@ class Database:
             self._pool.terminate()
 
     async def connect_raw(self) -> asyncpg.Connection:
-        """A dedicated connection outside the pool, for `LISTEN` (pooled ones get reset)."""
+        """A dedicated direct connection outside the pool, for `LISTEN` and migrations."""
         try:
             return await asyncpg.connect(
-                self._settings.database_url,
+                self._settings.direct_database_url,
                 timeout=self._settings.pg_connect_timeout_s,
                 command_timeout=self._settings.pg_command_timeout_s,
             )

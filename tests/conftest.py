@@ -7,21 +7,29 @@ nothing is skipped. Unit tests of pure logic request none of these fixtures.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
-import pytest
+from deployments.stack import Ray, Stack, layout_for_tests
 
-from deployments.stack import Stack, layout_for_tests
-from storage.config import Settings
-from storage.db import Database
-from storage.events import Event
-from storage.kafka import TopicAdmin
-from storage.outbox import add_event
-from storage.topics import Topic, register_topics
+# Ray reads its environment once, when it is first imported (test modules import it at
+# collection): the loopback switch (without it Ray resolves 127.0.0.1 to the machine's
+# external address) and token authentication must be set before that. Tests stay on
+# loopback, always.
+os.environ.update(Ray(layout_for_tests()).environment())
+
+import asyncio  # noqa: E402
+import shutil  # noqa: E402
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+from storage.config import Settings  # noqa: E402
+from storage.db import Database  # noqa: E402
+from storage.events import Event  # noqa: E402
+from storage.kafka import TopicAdmin  # noqa: E402
+from storage.outbox import add_event  # noqa: E402
+from storage.topics import Topic, register_topics  # noqa: E402
 
 TEST_TABLES = """
 CREATE TABLE IF NOT EXISTS test_applied (
