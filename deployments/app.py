@@ -42,7 +42,7 @@ APP_NAME = "nova"
 class Gateway:
     """The GraphQL ingress: HTTP and WebSocket on `/graphql`, plus health endpoints."""
 
-    async def __init__(self, settings: Settings) -> None:
+    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
         bind_replica_grpc_to_node_ip()
         configure_logging(settings.log_level)
         self._runtime = await GatewayRuntime.start(settings)
@@ -58,7 +58,9 @@ class Gateway:
 
 
 def build_app(settings: Settings) -> Any:
-    return Gateway.options(num_replicas=settings.gateway_replicas).bind(settings)
+    return Gateway.options(  # type: ignore[attr-defined] # added by @serve.deployment
+        num_replicas=settings.gateway_replicas
+    ).bind(settings)
 
 
 async def prepare_storage(settings: Settings) -> dict[str, int]:

@@ -1,13 +1,13 @@
 """The `nova` command: run the stack, deploy, operate the outbox and the dead-letter queue.
 
-    nova up                      start the embedded stack (or use the URLs set) and deploy
-    nova stop                    stop what `nova up` started
-    nova status                  what runs, outbox lag, relays
-    nova deploy                  deploy to the Ray cluster at RAY_ADDRESS (cluster.yaml)
-    nova test [PYTEST ARGS]      lint, type-check and run the whole suite on a test stack
-    nova db migrate              apply pending migrations
-    nova outbox replay --since T re-send events committed since T (consumers dedupe)
-    nova dlq list | replay       inspect and replay dead letters
+nova up                      start the embedded stack (or use the URLs set) and deploy
+nova stop                    stop what `nova up` started
+nova status                  what runs, outbox lag, relays
+nova deploy                  deploy to the Ray cluster at RAY_ADDRESS (cluster.yaml)
+nova test [PYTEST ARGS]      lint, type-check and run the whole suite on a test stack
+nova db migrate              apply pending migrations
+nova outbox replay --since T re-send events committed since T (consumers dedupe)
+nova dlq list | replay       inspect and replay dead letters
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -59,8 +60,12 @@ def _connect_ray(env: dict[str, str]) -> None:
     os.environ.update({k: v for k, v in env.items() if k.startswith(("RAY_", "NOVA_"))})
     import ray
 
-    ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False,
-             logging_level="WARNING")
+    ray.init(
+        address=env["RAY_ADDRESS"],
+        namespace="nova",
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
 
 
 # -- commands --------------------------------------------------------------------------
@@ -77,7 +82,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         _deploy(env, http_port=layout.http_port)
     print(
         f"\nNova is up.\n"
-        f"  GraphQL    http://{LOCALHOST}:{layout.http_port}/graphql  (WebSocket on the same path)\n"
+        f"  GraphQL    http://{LOCALHOST}:{layout.http_port}/graphql"
+        "  (WebSocket on the same path)\n"
         f"  Readiness  http://{LOCALHOST}:{layout.http_port}/readyz\n"
         f"  Dashboard  http://{LOCALHOST}:{layout.dashboard_port}  "
         f"(token: {stack.ray.token_file})\n"
@@ -95,15 +101,20 @@ def _deploy(env: dict[str, str], *, http_port: int, http_host: str = LOCALHOST) 
     settings = Settings.from_env(env)
     mismatched = deploy(settings, http_host=http_host, http_port=http_port)
     for topic, partitions in mismatched.items():
-        print(f"  warning: topic {topic} has {partitions} partitions, catalogue differs",
-              file=sys.stderr)
+        print(
+            f"  warning: topic {topic} has {partitions} partitions, catalogue differs",
+            file=sys.stderr,
+        )
     print("  deployed: gateway, relays", flush=True)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Deploy to an existing Ray cluster; every URL comes from the environment."""
-    missing = [k for k in ("NOVA_DATABASE_URL", "NOVA_REDIS_URL", "NOVA_KAFKA_BOOTSTRAP",
-                           "RAY_ADDRESS") if k not in os.environ]
+    missing = [
+        k
+        for k in ("NOVA_DATABASE_URL", "NOVA_REDIS_URL", "NOVA_KAFKA_BOOTSTRAP", "RAY_ADDRESS")
+        if k not in os.environ
+    ]
     if missing:
         print(f"nova deploy needs {', '.join(missing)} in the environment", file=sys.stderr)
         return 2
@@ -124,7 +135,7 @@ def cmd_status(_: argparse.Namespace) -> int:
     if report["parts"]["postgresql"] != "stopped":
         try:
             report["outbox"] = _with_db(_outbox_report)
-        except Exception as exc:  # noqa: BLE001 - status reports what it cannot reach
+        except Exception as exc:
             report["outbox"] = f"unreachable: {exc}"
     if report["parts"]["ray"] != "stopped":
         report["workers"] = _worker_report(stack)
@@ -138,8 +149,12 @@ async def _outbox_report(db: Any) -> dict[str, Any]:
     lag = await outbox_lag(db)
     row = await db.fetchrow("SELECT epoch, reset_at, reset_reason FROM broker_state")
     dead = await db.fetchval("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
-    return {**lag, "broker_epoch": row["epoch"], "last_broker_reset": row["reset_at"],
-            "pending_dead_letters": dead}
+    return {
+        **lag,
+        "broker_epoch": row["epoch"],
+        "last_broker_reset": row["reset_at"],
+        "pending_dead_letters": dead,
+    }
 
 
 def _worker_report(stack: Stack) -> Any:
@@ -149,11 +164,14 @@ def _worker_report(stack: Stack) -> Any:
 
         from deployments.workers import NAMESPACE
 
-        actors = [a for a in ray.util.list_named_actors(all_namespaces=True)
-                  if a["namespace"] == NAMESPACE and a["name"].startswith("nova-")]
+        actors = [
+            a
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == NAMESPACE and a["name"].startswith("nova-")
+        ]
         handles = [ray.get_actor(a["name"], namespace=NAMESPACE) for a in actors]
         return ray.get([h.status.remote() for h in handles], timeout=10)
-    except Exception as exc:  # noqa: BLE001 - status reports what it cannot reach
+    except Exception as exc:
         return f"unreachable: {exc}"
 
 
@@ -206,8 +224,11 @@ def cmd_outbox_replay(args: argparse.Namespace) -> int:
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     from storage.dlq import list_dead_letters
 
-    letters = _with_db(lambda db: list_dead_letters(
-        db, consumer=args.consumer, include_replayed=args.all, limit=args.limit))
+    letters = _with_db(
+        lambda db: list_dead_letters(
+            db, consumer=args.consumer, include_replayed=args.all, limit=args.limit
+        )
+    )
     if args.json:
         print(json.dumps([d.to_dict() for d in letters], indent=2))
         return 0
@@ -215,8 +236,10 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
         print("no dead letters")
     for d in letters:
         state = f"replayed {d.replayed_at:%Y-%m-%d %H:%M:%S}" if d.replayed_at else "pending"
-        print(f"#{d.id} {d.failed_at:%Y-%m-%d %H:%M:%S} {d.consumer} {d.topic}[{d.partition}]@"
-              f"{d.offset} event={d.event_id} attempts={d.attempts} {state}\n    {d.error}")
+        print(
+            f"#{d.id} {d.failed_at:%Y-%m-%d %H:%M:%S} {d.consumer} {d.topic}[{d.partition}]@"
+            f"{d.offset} event={d.event_id} attempts={d.attempts} {state}\n    {d.error}"
+        )
     return 0
 
 
@@ -263,9 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="what runs, and the outbox lag").set_defaults(func=cmd_status)
 
     deploy = sub.add_parser("deploy", help="deploy to the Ray cluster at RAY_ADDRESS")
-    deploy.add_argument("--http-port", type=int, default=int(os.environ.get("NOVA_HTTP_PORT", "8000")))
-    deploy.add_argument("--http-host", default=LOCALHOST,
-                        help="interface Serve's proxy listens on (0.0.0.0 behind a load balancer)")
+    deploy.add_argument(
+        "--http-port", type=int, default=int(os.environ.get("NOVA_HTTP_PORT", "8000"))
+    )
+    deploy.add_argument(
+        "--http-host",
+        default=LOCALHOST,
+        help="interface Serve's proxy listens on (0.0.0.0 behind a load balancer)",
+    )
     deploy.set_defaults(func=cmd_deploy)
 
     test = sub.add_parser("test", help="lint, type-check and run the test suite")
@@ -276,14 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
 
     outbox = sub.add_parser("outbox", help="the transactional outbox").add_subparsers(
-        dest="outbox_command", required=True)
+        dest="outbox_command", required=True
+    )
     replay = outbox.add_parser("replay", help="re-send events committed since a time")
-    replay.add_argument("--since", type=parse_since, required=True,
-                        help="ISO time or relative (15m, 2h, 7d)")
+    replay.add_argument(
+        "--since", type=parse_since, required=True, help="ISO time or relative (15m, 2h, 7d)"
+    )
     replay.set_defaults(func=cmd_outbox_replay)
 
-    dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(dest="dlq_command",
-                                                                    required=True)
+    dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(
+        dest="dlq_command", required=True
+    )
     dlq_list = dlq.add_parser("list", help="list dead letters (pending by default)")
     dlq_list.add_argument("--consumer")
     dlq_list.add_argument("--all", action="store_true", help="include replayed ones")

@@ -8,6 +8,7 @@ Applied in the replica's constructor, which runs before Serve starts that server
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -16,10 +17,10 @@ import ray
 def bind_replica_grpc_to_node_ip() -> None:
     from ray.serve._private import replica
 
-    original = replica.add_port_to_grpc_server
+    original: Callable[[Any, str], int] = replica.add_port_to_grpc_server  # type: ignore[attr-defined]
     if getattr(original, "_nova_patched", False):
         return
-    node_ip = ray.util.get_node_ip_address()
+    node_ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
 
     def add_port(server: Any, address: str) -> int:
         if address.startswith("[::]:"):
@@ -28,4 +29,4 @@ def bind_replica_grpc_to_node_ip() -> None:
         return port
 
     add_port._nova_patched = True  # type: ignore[attr-defined]
-    replica.add_port_to_grpc_server = add_port
+    replica.add_port_to_grpc_server = add_port  # type: ignore[attr-defined]

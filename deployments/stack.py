@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote
 
 log = logging.getLogger(__name__)
@@ -120,11 +121,22 @@ def layout_for_tests() -> Layout:
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _run(cmd: list[str], *, what: str, log_file: Path | None = None, timeout_s: float = 120,
-         env: dict[str, str] | None = None) -> str:
+def _run(
+    cmd: list[str],
+    *,
+    what: str,
+    log_file: Path | None = None,
+    timeout_s: float = 120,
+    env: dict[str, str] | None = None,
+) -> str:
     try:
         done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, env=env, check=False,
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+            check=False,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
@@ -156,8 +168,10 @@ def _wait_for_port(port: int, *, what: str, timeout_s: float, log_file: Path) ->
         if port_open(port):
             return
         time.sleep(0.1)
-    raise StackError(f"{what} did not listen on {LOCALHOST}:{port} within {timeout_s:.0f}s\n"
-                     f"--- {log_file} ---\n{_tail(log_file)}")
+    raise StackError(
+        f"{what} did not listen on {LOCALHOST}:{port} within {timeout_s:.0f}s\n"
+        f"--- {log_file} ---\n{_tail(log_file)}"
+    )
 
 
 def _secret(path: Path) -> str:
@@ -209,13 +223,19 @@ def ensure_debian_packages() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     print(f"installing {' '.join(missing)} ...", flush=True)
     _run(["apt-get", "update", "-qq"], what="apt-get update", timeout_s=600, env=env)
-    _run(["apt-get", "install", "-y", "-qq", *missing], what="apt-get install", timeout_s=900,
-         env=env)
+    _run(
+        ["apt-get", "install", "-y", "-qq", *missing],
+        what="apt-get install",
+        timeout_s=900,
+        env=env,
+    )
 
 
 def _postgres_bin_dir() -> Path | None:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if candidates:
         return candidates[-1].parent
     found = shutil.which("initdb")
@@ -271,19 +291,46 @@ class Postgres:
             self._initdb()
         if self.running():
             return
-        options = (f"-c listen_addresses={LOCALHOST} -p {self.layout.pg_port} "
-                   f"-k {self.run_dir} -c max_connections=300 -c shared_buffers=256MB")
-        _run(self._as_owner([self._bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log_file),
-                             "-w", "-t", "60", "-o", options, "start"]),
-             what="PostgreSQL start", log_file=self.log_file)
+        options = (
+            f"-c listen_addresses={LOCALHOST} -p {self.layout.pg_port} "
+            f"-k {self.run_dir} -c max_connections=300 -c shared_buffers=256MB"
+        )
+        _run(
+            self._as_owner(
+                [
+                    self._bin("pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    options,
+                    "start",
+                ]
+            ),
+            what="PostgreSQL start",
+            log_file=self.log_file,
+        )
         self._ensure_database()
 
     def _ensure_database(self) -> None:
         env = {**os.environ, "PGPASSWORD": _secret(self.password_file)}
         connect = ["-h", LOCALHOST, "-p", str(self.layout.pg_port), "-U", "nova"]
-        exists = _run([self._bin("psql"), *connect, "-d", "postgres", "-tAc",
-                       "SELECT 1 FROM pg_database WHERE datname = 'nova'"],
-                      what="psql", env=env)
+        exists = _run(
+            [
+                self._bin("psql"),
+                *connect,
+                "-d",
+                "postgres",
+                "-tAc",
+                "SELECT 1 FROM pg_database WHERE datname = 'nova'",
+            ],
+            what="psql",
+            env=env,
+        )
         if exists.strip() != "1":
             _run([self._bin("createdb"), *connect, "nova"], what="createdb", env=env)
 
@@ -296,18 +343,45 @@ class Postgres:
                 owner = pwd.getpwnam("postgres")
                 os.chown(pwfile, owner.pw_uid, owner.pw_gid)
             pwfile.chmod(0o600)
-            _run(self._as_owner([self._bin("initdb"), "-D", str(self.data), "-U", "nova",
-                                 f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8",
-                                 "--locale=C.UTF-8"]),
-                 what="initdb")
+            _run(
+                self._as_owner(
+                    [
+                        self._bin("initdb"),
+                        "-D",
+                        str(self.data),
+                        "-U",
+                        "nova",
+                        f"--pwfile={pwfile}",
+                        "--auth=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                what="initdb",
+            )
         finally:
             pwfile.unlink(missing_ok=True)
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            _run(self._as_owner([self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
-                                 "-t", "60", "stop"]),
-                 what="PostgreSQL stop", log_file=self.log_file)
+            _run(
+                self._as_owner(
+                    [
+                        self._bin("pg_ctl"),
+                        "-D",
+                        str(self.data),
+                        "-m",
+                        "fast",
+                        "-w",
+                        "-t",
+                        "60",
+                        "stop",
+                    ]
+                ),
+                what="PostgreSQL stop",
+                log_file=self.log_file,
+            )
 
 
 class Redis:
@@ -338,7 +412,7 @@ class Redis:
             conf.write(
                 f"bind {LOCALHOST}\nport {self.layout.redis_port}\nprotected-mode yes\n"
                 f"daemonize yes\npidfile {self.pid_file}\nlogfile {self.log_file}\n"
-                f"dir {self.dir}\nsave \"\"\nappendonly yes\nappendfsync everysec\n"
+                f'dir {self.dir}\nsave ""\nappendonly yes\nappendfsync everysec\n'
                 f"requirepass {_secret(self.password_file)}\n"
             )
         binary = shutil.which("redis-server")
@@ -389,10 +463,21 @@ class Broker:
         listener = f"tcp://{LOCALHOST}:{self.layout.kafka_port}"
         with self.log_file.open("ab") as log_handle:
             process = subprocess.Popen(
-                [str(self.binary()), "broker", "--listener-url", listener,
-                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/",
-                 "--cluster-id", f"nova-{self.layout.name}"],
-                stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    str(self.binary()),
+                    "broker",
+                    "--listener-url",
+                    listener,
+                    "--advertised-listener-url",
+                    listener,
+                    "--storage-engine",
+                    "memory://tansu/",
+                    "--cluster-id",
+                    f"nova-{self.layout.name}",
+                ],
+                stdout=log_handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
@@ -440,24 +525,35 @@ class Ray:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         ports = [f"--{name}={port}" for name, port in self.layout.ray_ports().items()]
         cmd = [
-            _venv_bin("ray"), "start", "--head", f"--node-ip-address={LOCALHOST}",
-            f"--port={self.layout.ray_port}", f"--dashboard-host={LOCALHOST}",
-            f"--dashboard-port={self.layout.dashboard_port}", "--include-dashboard=true",
-            f"--temp-dir={self.temp_dir}", "--disable-usage-stats", *ports,
+            _venv_bin("ray"),
+            "start",
+            "--head",
+            f"--node-ip-address={LOCALHOST}",
+            f"--port={self.layout.ray_port}",
+            f"--dashboard-host={LOCALHOST}",
+            f"--dashboard-port={self.layout.dashboard_port}",
+            "--include-dashboard=true",
+            f"--temp-dir={self.temp_dir}",
+            "--disable-usage-stats",
+            *ports,
         ]
         output = _run(cmd, what="ray start", timeout_s=180, env=env)
         self.log_file.write_text(output)
 
     def processes(self) -> Iterator[int]:
         """Pids of this stack's Ray processes (never another stack's: `ray stop` kills all)."""
-        markers = (str(self.temp_dir), f"{LOCALHOST}:{self.layout.ray_port}",
-                   f"--gcs_server_port={self.layout.ray_port}")
+        markers = (
+            str(self.temp_dir),
+            f"{LOCALHOST}:{self.layout.ray_port}",
+            f"--gcs_server_port={self.layout.ray_port}",
+        )
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                    errors="replace")
+                cmdline = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
             except OSError:
                 continue  # the process ended while we looked
             if any(marker in cmdline for marker in markers):
@@ -492,6 +588,12 @@ def _venv_bin(name: str) -> str:
 
 
 # -- the stack -------------------------------------------------------------------------
+
+
+class _Part(Protocol):
+    def running(self) -> bool: ...
+
+    def stop(self) -> None: ...
 
 
 class Stack:
@@ -552,8 +654,7 @@ class Stack:
         return env
 
     def _write_env_file(self, env: dict[str, str]) -> None:
-        keys = [*URL_VARIABLES, "NOVA_KAFKA_IDEMPOTENCE", *self.ray.environment(),
-                "NOVA_HTTP_PORT"]
+        keys = [*URL_VARIABLES, "NOVA_KAFKA_IDEMPOTENCE", *self.ray.environment(), "NOVA_HTTP_PORT"]
         fd = os.open(self.layout.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             for key in keys:
@@ -567,8 +668,13 @@ class Stack:
         except (OSError, ValueError):
             started = {"postgresql": True, "redis": True, "kafka": True, "ray": True}
         stopped = []
-        for name, part in (("ray", self.ray), ("kafka", self.broker), ("redis", self.redis),
-                           ("postgresql", self.postgres)):
+        parts: tuple[tuple[str, _Part], ...] = (
+            ("ray", self.ray),
+            ("kafka", self.broker),
+            ("redis", self.redis),
+            ("postgresql", self.postgres),
+        )
+        for name, part in parts:
             if started.get(name):
                 part.stop()
                 stopped.append(name)
@@ -576,11 +682,14 @@ class Stack:
 
     def status(self) -> dict[str, str]:
         embedded = self.embedded()
-        parts = {"postgresql": self.postgres, "redis": self.redis, "kafka": self.broker,
-                 "ray": self.ray}
+        parts: dict[str, _Part] = {
+            "postgresql": self.postgres,
+            "redis": self.redis,
+            "kafka": self.broker,
+            "ray": self.ray,
+        }
         return {
-            name: ("external" if not embedded[name]
-                   else "running" if part.running() else "stopped")
+            name: ("external" if not embedded[name] else "running" if part.running() else "stopped")
             for name, part in parts.items()
         }
 

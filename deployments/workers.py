@@ -49,7 +49,8 @@ class _Counters:
             self._last[name] = value
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)
+# Ray's stubs lack actor options such as max_concurrency, and `.options` on actor classes.
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)  # type: ignore[call-overload]
 class RelayActor:
     def __init__(self, settings: Settings, name: str) -> None:
         configure_logging(settings.log_level)
@@ -60,12 +61,18 @@ class RelayActor:
         self._health = LoopHealth()
         self._counters = _Counters(
             "nova_relay",
-            {"published": "Events published to Kafka", "resets_detected": "Broker data losses seen",
-             "redriven": "Events re-driven after a broker loss", "errors": "Relay errors"},
+            {
+                "published": "Events published to Kafka",
+                "resets_detected": "Broker data losses seen",
+                "redriven": "Events re-driven after a broker loss",
+                "errors": "Relay errors",
+            },
             ("relay",),
         )
         self._pending = metrics.Gauge("nova_outbox_pending", description="Unpublished events")
-        self._oldest = metrics.Gauge("nova_outbox_lag_seconds", description="Oldest unpublished age")
+        self._oldest = metrics.Gauge(
+            "nova_outbox_lag_seconds", description="Oldest unpublished age"
+        )
         self._task = supervise(name, self._run, self._health)
         self._metrics_task = supervise(f"{name}-metrics", self._export_metrics, LoopHealth())
 
@@ -94,7 +101,7 @@ class RelayActor:
         return {**relay, "crashes": self._health.crashes, "last_crash": self._health.last_error}
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)  # type: ignore[call-overload]
 class ConsumerActor:
     """Hosts one member of one consumer group; `consumer` is `"module:Class"`."""
 
@@ -107,8 +114,12 @@ class ConsumerActor:
         self._health = LoopHealth()
         self._counters = _Counters(
             "nova_consumer",
-            {"applied": "Events applied", "duplicates": "Redeliveries absorbed by the ledger",
-             "dead_lettered": "Events sent to dlq.all", "retries": "Failed attempts retried"},
+            {
+                "applied": "Events applied",
+                "duplicates": "Redeliveries absorbed by the ledger",
+                "dead_lettered": "Events sent to dlq.all",
+                "retries": "Failed attempts retried",
+            },
             ("consumer",),
         )
         self._task = supervise(member, self._run, self._health)
@@ -117,8 +128,9 @@ class ConsumerActor:
     async def _run(self) -> None:
         db = await Database.connect(self._settings, application_name=self._member)
         try:
-            self._runner = ConsumerRunner(load_consumer(self._consumer_path), db, self._settings,
-                                          member=self._member)
+            self._runner = ConsumerRunner(
+                load_consumer(self._consumer_path), db, self._settings, member=self._member
+            )
             await self._runner.run()
         finally:
             await db.close()
@@ -130,8 +142,9 @@ class ConsumerActor:
                 self._counters.export(self._runner.stats, {"consumer": self._runner.name})
 
     async def status(self) -> dict[str, Any]:
-        runner = self._runner.status() if self._runner else {"member": self._member,
-                                                              "state": "starting"}
+        runner = (
+            self._runner.status() if self._runner else {"member": self._member, "state": "starting"}
+        )
         return {**runner, "crashes": self._health.crashes, "last_crash": self._health.last_error}
 
 
@@ -154,8 +167,9 @@ def consumer_member_name(consumer: str, index: int) -> str:
 def ensure_relays(settings: Settings) -> list[Any]:
     """Start the relays if they are not running (safe to call again)."""
     return [
-        RelayActor.options(name=relay_name(i), namespace=NAMESPACE, lifetime="detached",
-                           get_if_exists=True).remote(settings, relay_name(i))
+        RelayActor.options(  # type: ignore[attr-defined]
+            name=relay_name(i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(settings, relay_name(i))
         for i in range(settings.relay_count)
     ]
 
@@ -163,8 +177,11 @@ def ensure_relays(settings: Settings) -> list[Any]:
 def ensure_consumer(settings: Settings, consumer: str, *, members: int = 1) -> list[Any]:
     """Start `members` members of a consumer group (`"module:Class"`), if not running."""
     return [
-        ConsumerActor.options(name=consumer_member_name(consumer, i), namespace=NAMESPACE,
-                              lifetime="detached", get_if_exists=True)
-        .remote(settings, consumer, consumer_member_name(consumer, i))
+        ConsumerActor.options(  # type: ignore[attr-defined]
+            name=consumer_member_name(consumer, i),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+        ).remote(settings, consumer, consumer_member_name(consumer, i))
         for i in range(members)
     ]

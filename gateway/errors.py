@@ -48,6 +48,9 @@ def should_mask(error: GraphQLError) -> bool:
         if error.original_error is not None and not error.extensions:
             error.extensions = {"code": code_for(original)}
         return False
-    log.error("unexpected error (trace %s)", trace_id_of(current_traceparent()),
-              exc_info=(type(original), original, original.__traceback__))
+    log.error(
+        "unexpected error (trace %s)",
+        trace_id_of(current_traceparent()),
+        exc_info=(type(original), original, original.__traceback__),
+    )
     return True

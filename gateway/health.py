@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import redis.asyncio as aioredis
 from aiokafka.client import AIOKafkaClient
@@ -37,10 +38,8 @@ class KafkaProbe:
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
+            with contextlib.suppress(Exception):  # a probe being discarded
                 await asyncio.wait_for(client.close(), 2)
-            except Exception:  # noqa: BLE001 - a probe being discarded
-                pass
 
 
 class Readiness:

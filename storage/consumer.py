@@ -49,10 +49,10 @@ class Consumer(ABC):
     name: ClassVar[str]
     topics: ClassVar[tuple[str, ...]]
 
-    async def start(self, settings: Settings) -> None:
+    async def start(self, settings: Settings) -> None:  # noqa: B027 - optional hook
         """Open what `apply` needs (clients, caches). Called once before consuming."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 - optional hook
         """Release what `start` opened."""
 
     @abstractmethod
@@ -118,7 +118,9 @@ class ConsumerRunner:
                 topics=self._consumer.topics,
             )
             try:
-                await asyncio.wait_for(kafka.start(), self._settings.kafka_request_timeout_ms / 1000)
+                await asyncio.wait_for(
+                    kafka.start(), self._settings.kafka_request_timeout_ms / 1000
+                )
             except (KafkaError, OSError, TimeoutError) as exc:
                 self.stats.last_error = f"connect: {classify(exc, 'kafka')}"
                 log.warning("consumer %s: %s; retrying", self.name, self.stats.last_error)
@@ -133,15 +135,21 @@ class ConsumerRunner:
         if kafka is not None:
             await _stop_quietly(kafka)
 
-    async def _process_partition(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
+    async def _process_partition(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord]
+    ) -> None:
         assert self._kafka is not None
         next_offset: int | None = None
         for record in records:
             if self._epoch_advanced(tp, record):
                 self.stats.rewinds += 1
                 log.warning(
-                    "consumer %s: %s[%d] has a new broker epoch at offset %d; reading it from the start",
-                    self.name, tp.topic, tp.partition, record.offset,
+                    "consumer %s: %s[%d] has a new broker epoch at offset %d; "
+                    "reading it from the start",
+                    self.name,
+                    tp.topic,
+                    tp.partition,
+                    record.offset,
                 )
                 await self._kafka.seek_to_beginning(tp)
                 return
@@ -162,7 +170,8 @@ class ConsumerRunner:
         assert self._kafka is not None
         try:
             await asyncio.wait_for(
-                self._kafka.commit({tp: next_offset}), self._settings.kafka_request_timeout_ms / 1000
+                self._kafka.commit({tp: next_offset}),
+                self._settings.kafka_request_timeout_ms / 1000,
             )
         except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # The group rebalanced or the broker is away: these records come back and the
@@ -181,7 +190,9 @@ class ConsumerRunner:
             return
         await self._apply_with_retries(tp, record, event)
 
-    async def _apply_with_retries(self, tp: TopicPartition, record: ConsumerRecord, event: Event) -> None:
+    async def _apply_with_retries(
+        self, tp: TopicPartition, record: ConsumerRecord, event: Event
+    ) -> None:
         backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
         failures = 0
         while True:
@@ -199,7 +210,9 @@ class ConsumerRunner:
                     if failures >= self._settings.consumer_poison_attempts:
                         await self._dead_letter(tp, record, event, exc, attempts=failures)
                         return
-                log.warning("consumer %s: %s (attempt %d)", self.name, self.stats.last_error, failures)
+                log.warning(
+                    "consumer %s: %s (attempt %d)", self.name, self.stats.last_error, failures
+                )
                 await backoff.sleep()
 
     async def apply_once(self, event: Event) -> bool:
@@ -234,8 +247,14 @@ class ConsumerRunner:
         attempts: int,
     ) -> None:
         error = f"{type(exc).__name__}: {exc}"[:2000]
-        log.error("consumer %s: dead-lettering %s[%d]@%d: %s",
-                  self.name, tp.topic, tp.partition, record.offset, error)
+        log.error(
+            "consumer %s: dead-lettering %s[%d]@%d: %s",
+            self.name,
+            tp.topic,
+            tp.partition,
+            record.offset,
+            error,
+        )
         backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
         while True:
             try:
@@ -250,7 +269,12 @@ class ConsumerRunner:
         self.stats.dead_lettered += 1
 
     async def _write_dead_letter(
-        self, tp: TopicPartition, record: ConsumerRecord, event: Event | None, error: str, attempts: int
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord,
+        event: Event | None,
+        error: str,
+        attempts: int,
     ) -> None:
         key = record.key.decode("utf-8", "replace") if record.key else None
         async with self._db.transaction() as conn:
@@ -283,26 +307,35 @@ class ConsumerRunner:
                 "original_offset": record.offset,
                 "error": error,
                 "event": event.to_dict() if event else None,
-                "raw_value_b64": None if event or record.value is None
+                "raw_value_b64": None
+                if event or record.value is None
                 else base64.b64encode(record.value).decode(),
             }
             await add_event(
                 conn,
-                Event(type="dlq.event", aggregate_id=key or (event.aggregate_id if event else "unknown"),
-                      payload=payload),
+                Event(
+                    type="dlq.event",
+                    aggregate_id=key or (event.aggregate_id if event else "unknown"),
+                    payload=payload,
+                ),
                 topic=DLQ_TOPIC,
             )
 
     def status(self) -> dict[str, Any]:
         assignment = sorted(
-            f"{tp.topic}[{tp.partition}]" for tp in (self._kafka.assignment() if self._kafka else ())
+            f"{tp.topic}[{tp.partition}]"
+            for tp in (self._kafka.assignment() if self._kafka else ())
         )
-        return {"consumer": self.name, "member": self._member, "assignment": assignment,
-                **self.stats.__dict__}
+        return {
+            "consumer": self.name,
+            "member": self._member,
+            "assignment": assignment,
+            **self.stats.__dict__,
+        }
 
 
 async def _stop_quietly(kafka: AIOKafkaConsumer) -> None:
     try:
         await asyncio.wait_for(kafka.stop(), 10)
-    except Exception:  # noqa: BLE001 - a consumer being discarded must not mask the cause
+    except Exception:
         log.debug("stopping consumer failed", exc_info=True)

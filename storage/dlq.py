@@ -50,9 +50,15 @@ async def list_dead_letters(
         )
     return [
         DeadLetter(
-            id=r["id"], consumer=r["consumer"], topic=r["topic"], partition=r["partition"],
-            offset=r["kafka_offset"], event_id=str(r["event_id"]) if r["event_id"] else None,
-            error=r["error"], attempts=r["attempts"], failed_at=r["failed_at"],
+            id=r["id"],
+            consumer=r["consumer"],
+            topic=r["topic"],
+            partition=r["partition"],
+            offset=r["kafka_offset"],
+            event_id=str(r["event_id"]) if r["event_id"] else None,
+            error=r["error"],
+            attempts=r["attempts"],
+            failed_at=r["failed_at"],
             replayed_at=r["replayed_at"],
         )
         for r in rows

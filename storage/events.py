@@ -22,7 +22,8 @@ HEADER_REPLAY_FOR = "nova-replay-for"
 
 @dataclass(frozen=True)
 class Event:
-    """`event_id`, `type`, `aggregate_id`, `occurred_at`, `schema_version`, `traceparent`, `payload`."""
+    """The envelope: `event_id`, `type`, `aggregate_id`, `occurred_at`, `schema_version`,
+    `traceparent`, `payload`."""
 
     type: str
     aggregate_id: str

@@ -6,6 +6,7 @@ Every call that waits on the broker is bounded by `kafka_request_timeout_ms`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -44,7 +45,9 @@ def make_consumer(
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
-        request_timeout_ms=max(settings.kafka_request_timeout_ms, settings.kafka_session_timeout_ms + 1000),
+        request_timeout_ms=max(
+            settings.kafka_request_timeout_ms, settings.kafka_session_timeout_ms + 1000
+        ),
         max_poll_records=settings.consumer_batch_size,
         metadata_max_age_ms=5_000,
     )
@@ -73,6 +76,8 @@ class TopicAdmin:
                 await asyncio.wait_for(admin.start(), self._timeout_s)
             except BaseException as exc:
                 await _quietly_close(admin)
+                if not isinstance(exc, Exception):
+                    raise
                 raise classify(exc, "kafka") from exc
             self._admin = admin
         return self._admin
@@ -87,6 +92,8 @@ class TopicAdmin:
             described = await asyncio.wait_for(admin.describe_topics(list(names)), self._timeout_s)
         except BaseException as exc:
             await self.close()
+            if not isinstance(exc, Exception):
+                raise
             raise classify(exc, "kafka") from exc
         return {d["topic"]: len(d["partitions"]) for d in described if not d.get("error_code")}
 
@@ -94,7 +101,9 @@ class TopicAdmin:
         """Create missing topics; return the ones whose partition count differs from `wanted`."""
         existing = await self.partitions()
         missing = [
-            NewTopic(name, num_partitions=n, replication_factor=self._settings.kafka_replication_factor)
+            NewTopic(
+                name, num_partitions=n, replication_factor=self._settings.kafka_replication_factor
+            )
             for name, n in wanted.items()
             if name not in existing
         ]
@@ -106,12 +115,12 @@ class TopicAdmin:
                 pass
             except BaseException as exc:
                 await self.close()
+                if not isinstance(exc, Exception):
+                    raise
                 raise classify(exc, "kafka") from exc
             existing = await self.partitions()
         return {
-            name: existing.get(name, 0)
-            for name, n in wanted.items()
-            if existing.get(name, 0) != n
+            name: existing.get(name, 0) for name, n in wanted.items() if existing.get(name, 0) != n
         }
 
     async def close(self) -> None:
@@ -128,12 +137,13 @@ async def end_offsets(
             consumer.end_offsets(partitions), timeout_s
         )
     except BaseException as exc:
+        if not isinstance(exc, Exception):
+            raise
         raise classify(exc, "kafka") from exc
     return result
 
 
 async def _quietly_close(client: AIOKafkaAdminClient) -> None:
-    try:
+    # Closing a broken client must not mask the error that brought us here.
+    with contextlib.suppress(Exception):
         await asyncio.wait_for(client.close(), 5)
-    except Exception:  # noqa: BLE001 - closing a broken client must not mask the real error
-        pass

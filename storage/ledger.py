@@ -34,7 +34,7 @@ class RedisLedger:
         async def transaction(pipe: Pipeline) -> bool:
             if await pipe.exists(key):
                 return False
-            pipe.multi()
+            pipe.multi()  # type: ignore[no-untyped-call]
             effects(pipe)
             pipe.set(key, b"1", ex=self._ttl_s)
             return True

@@ -66,14 +66,18 @@ async def add_event(
             dict(headers or {}),
         )
     except asyncpg.ForeignKeyViolationError as exc:
-        raise InvalidInput(f"topic {topic or event.type!r} is not registered in kafka_topics") from exc
+        raise InvalidInput(
+            f"topic {topic or event.type!r} is not registered in kafka_topics"
+        ) from exc
     # NOTIFY is transactional (delivered at commit) and deduplicated within a transaction,
     # so a batch of events wakes the relay once.
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
     return outbox_id
 
 
-async def add_events(conn: asyncpg.Connection, events: Sequence[Event], *, topic: str | None = None) -> list[int]:
+async def add_events(
+    conn: asyncpg.Connection, events: Sequence[Event], *, topic: str | None = None
+) -> list[int]:
     """Add several events; keys are locked in a fixed order so writers cannot deadlock."""
     ordered = sorted(range(len(events)), key=lambda i: events[i].aggregate_id)
     ids: dict[int, int] = {}
@@ -82,9 +86,7 @@ async def add_events(conn: asyncpg.Connection, events: Sequence[Event], *, topic
     return [ids[i] for i in range(len(events))]
 
 
-async def redrive(
-    conn: asyncpg.Connection, *, since: datetime | None
-) -> int:
+async def redrive(conn: asyncpg.Connection, *, since: datetime | None) -> int:
     """Mark retained published events as unpublished so the relay sends them again.
 
     Takes every relay slot lock first, so no relay is mid-batch and each key's events
@@ -105,7 +107,9 @@ async def redrive(
     return int(result.split()[-1])
 
 
-async def purge_published(conn: asyncpg.Connection, *, retention_s: int, limit: int = 10_000) -> int:
+async def purge_published(
+    conn: asyncpg.Connection, *, retention_s: int, limit: int = 10_000
+) -> int:
     """Delete published events older than the retention window, at most `limit` at a time."""
     result: str = await conn.execute(
         """
@@ -140,4 +144,3 @@ async def purge_ledger(conn: asyncpg.Connection, *, retention_s: int, limit: int
         limit,
     )
     return int(result.split()[-1])
-

@@ -19,6 +19,7 @@ the new log from its start and drop what they already applied (`storage.consumer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -133,7 +134,7 @@ class OutboxRelay:
             if client is not None:
                 try:
                     await asyncio.wait_for(client.stop(), 5)
-                except Exception:  # noqa: BLE001 - a broken client is discarded either way
+                except Exception:
                     log.debug("closing a broken Kafka client failed", exc_info=True)
         await self._admin.close()
 
@@ -149,6 +150,8 @@ class OutboxRelay:
                 await asyncio.wait_for(producer.start(), timeout_s)
             except BaseException as exc:
                 await _stop_quietly(producer)
+                if not isinstance(exc, Exception):
+                    raise
                 raise classify(exc, "kafka") from exc
             self._producer = producer
             self._needs_check = True
@@ -158,6 +161,8 @@ class OutboxRelay:
                 await asyncio.wait_for(probe.start(), timeout_s)
             except BaseException as exc:
                 await _stop_quietly(probe)
+                if not isinstance(exc, Exception):
+                    raise
                 raise classify(exc, "kafka") from exc
             self._probe = probe
 
@@ -166,10 +171,8 @@ class OutboxRelay:
 
     async def _wait_for_work(self) -> None:
         timeout_s = self._settings.relay_poll_interval_ms / 1000
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout_s)
-        except TimeoutError:
-            pass
         self._wakeup.clear()
 
     # -- publishing ------------------------------------------------------------------
@@ -246,6 +249,8 @@ class OutboxRelay:
             for future in futures:
                 future.cancel()
             if isinstance(exc, asyncio.CancelledError):
+                raise
+            if not isinstance(exc, Exception):
                 raise
             raise classify(exc, "kafka") from exc
         bounds: dict[_Partition, tuple[int, int]] = {}
@@ -344,7 +349,8 @@ class OutboxRelay:
                 seen = self._offsets[(tp.topic, tp.partition)]
                 if end < seen:
                     raise BrokerReset(
-                        f"{tp.topic}[{tp.partition}] ends at offset {end}, below {seen} acknowledged"
+                        f"{tp.topic}[{tp.partition}] ends at offset {end}, "
+                        f"below {seen} acknowledged"
                     )
         self._needs_check = False
         self._last_check = time.monotonic()
@@ -372,7 +378,10 @@ class OutboxRelay:
         self._needs_check = True
         log.warning(
             "relay %s: broker lost data (%s); epoch %d, re-driving %d retained events",
-            self._name, reason, epoch + 1, redriven,
+            self._name,
+            reason,
+            epoch + 1,
+            redriven,
         )
         # Topics must exist with their partition counts before anything is produced again.
         await self._admin.ensure(self._topics)
@@ -407,7 +416,7 @@ async def outbox_lag(db: Database) -> dict[str, Any]:
 async def _stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
     try:
         await asyncio.wait_for(client.stop(), 5)
-    except Exception:  # noqa: BLE001 - never mask the start failure that brought us here
+    except Exception:
         log.debug("stopping a Kafka client that failed to start", exc_info=True)
 
 

@@ -42,7 +42,9 @@ CATALOGUE: tuple[Topic, ...] = (
 )
 
 
-async def register_topics(conn: asyncpg.Connection, topics: tuple[Topic, ...] | list[Topic]) -> None:
+async def register_topics(
+    conn: asyncpg.Connection, topics: tuple[Topic, ...] | list[Topic]
+) -> None:
     """Record topics in `kafka_topics`; a larger partition count replaces a smaller one."""
     await conn.executemany(
         """

@@ -17,19 +17,20 @@ from deployments.stack import Ray, Stack, layout_for_tests
 # loopback, always.
 os.environ.update(Ray(layout_for_tests()).environment())
 
-import asyncio  # noqa: E402
-import shutil  # noqa: E402
-from collections.abc import AsyncIterator, Iterator  # noqa: E402
-from typing import Any  # noqa: E402
+import asyncio
+import shutil
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from storage.config import Settings  # noqa: E402
-from storage.db import Database  # noqa: E402
-from storage.events import Event  # noqa: E402
-from storage.kafka import TopicAdmin  # noqa: E402
-from storage.outbox import add_event  # noqa: E402
-from storage.topics import Topic, register_topics  # noqa: E402
+from storage.config import Settings
+from storage.db import Database
+from storage.events import Event
+from storage.kafka import TopicAdmin
+from storage.outbox import add_event
+from storage.topics import Topic, register_topics
 
 TEST_TABLES = """
 CREATE TABLE IF NOT EXISTS test_applied (
@@ -160,8 +161,9 @@ async def write_events(
     return events
 
 
-async def wait_until(predicate: Any, *, timeout_s: float, interval_s: float = 0.2,
-                     message: str = "condition") -> Any:
+async def wait_until(
+    predicate: Any, *, timeout_s: float, interval_s: float = 0.2, message: str = "condition"
+) -> Any:
     """Poll an async predicate until it returns a truthy value; fail with `message`."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     last: Any = None
@@ -180,3 +182,19 @@ async def applied(db: Database, consumer: str) -> list[Any]:
             consumer,
         )
     return rows
+
+
+async def nova(*args: str, timeout_s: float = 60) -> str:
+    """Run the real `nova` command line against the test stack; return its stdout."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "deployments.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
+    assert process.returncode == 0, f"nova {' '.join(args)} failed: {stderr.decode()}"
+    return stdout.decode()

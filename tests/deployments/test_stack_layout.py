@@ -12,8 +12,16 @@ from deployments.stack import Layout, Stack, dev_layout, layout_for_tests
 def _ports(layout: Layout) -> set[int]:
     ray = layout.ray_ports()
     workers = set(range(ray.pop("min-worker-port"), ray.pop("max-worker-port") + 1))
-    return {layout.pg_port, layout.redis_port, layout.kafka_port, layout.ray_port,
-            layout.http_port, layout.dashboard_port, *ray.values(), *workers}
+    return {
+        layout.pg_port,
+        layout.redis_port,
+        layout.kafka_port,
+        layout.ray_port,
+        layout.http_port,
+        layout.dashboard_port,
+        *ray.values(),
+        *workers,
+    }
 
 
 def test_dev_and_test_stacks_do_not_share_ports_or_state() -> None:
@@ -29,11 +37,14 @@ def test_port_base_is_range_checked() -> None:
 
 
 def test_a_set_url_means_that_part_is_not_embedded() -> None:
-    stack = Stack(dev_layout(), environ={"NOVA_REDIS_URL": "redis://127.0.0.1:6390/0",
-                                          "RAY_ADDRESS": "127.0.0.1:6380"})
+    stack = Stack(
+        dev_layout(),
+        environ={"NOVA_REDIS_URL": "redis://127.0.0.1:6390/0", "RAY_ADDRESS": "127.0.0.1:6380"},
+    )
     assert stack.embedded() == {"postgresql": True, "redis": False, "kafka": True, "ray": False}
     env = stack.environment()
     assert env["NOVA_REDIS_URL"] == "redis://127.0.0.1:6390/0"
     assert env["RAY_ADDRESS"] == "127.0.0.1:6380"
     assert "RAY_AUTH_TOKEN_PATH" not in env or env["RAY_AUTH_TOKEN_PATH"] != str(
-        stack.ray.token_file)
+        stack.ray.token_file
+    )

@@ -28,8 +28,11 @@ async def test_query_over_http_with_a_graphql_client(http_url: str) -> None:
 
 async def test_get_request_is_served_at_the_exact_path(http_url: str) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.get(f"{http_url}/graphql", params={"query": "{ serverTime }"},
-                                    headers={"accept": "application/json"})
+        response = await client.get(
+            f"{http_url}/graphql",
+            params={"query": "{ serverTime }"},
+            headers={"accept": "application/json"},
+        )
     assert response.status_code == 200
     assert "serverTime" in response.json()["data"]
 
@@ -37,12 +40,14 @@ async def test_get_request_is_served_at_the_exact_path(http_url: str) -> None:
 async def test_subscription_over_websocket_streams_every_tick(http_url: str) -> None:
     url = http_url.replace("http://", "ws://") + "/graphql"
     transport = WebsocketsTransport(
-        url=url, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL])
+        url=url, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
+    )
     async with Client(transport=transport) as session:
         ticks = [
             result["ticks"]
             async for result in session.subscribe(
-                gql("subscription { ticks(count: 5, intervalMs: 10) }"))
+                gql("subscription { ticks(count: 5, intervalMs: 10) }")
+            )
         ]
     assert ticks == [1, 2, 3, 4, 5]
 
@@ -50,7 +55,8 @@ async def test_subscription_over_websocket_streams_every_tick(http_url: str) -> 
 async def test_out_of_range_subscription_argument_is_bad_user_input(http_url: str) -> None:
     url = http_url.replace("http://", "ws://") + "/graphql"
     transport = WebsocketsTransport(
-        url=url, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL])
+        url=url, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL]
+    )
     async with Client(transport=transport) as session:
         with pytest.raises(TransportQueryError) as raised:
             async for _ in session.subscribe(gql("subscription { ticks(count: 0) }")):
@@ -78,6 +84,7 @@ async def test_readyz_is_503_naming_redis_while_it_is_down_and_200_after(
     assert (await readyz()).status_code == 200
     stack.redis.stop()
     try:
+
         async def unavailable() -> httpx.Response | None:
             response = await readyz()
             return response if response.status_code == 503 else None

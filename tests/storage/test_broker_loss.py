@@ -25,8 +25,11 @@ async def test_events_written_while_the_broker_is_stopped_are_all_applied_once(
     topic = await topics.create("test.outage", partitions=3)
     consumers.start("tests.support.consumers:OutageRecorder")
     before = await write_events(db, topic, [(f"k{i % 10}", i) for i in range(20)])
-    await wait_until(lambda: _exactly_once(db, "test-outage", {e.event_id for e in before}),
-                     timeout_s=60, message="events before the outage")
+    await wait_until(
+        lambda: _exactly_once(db, "test-outage", {e.event_id for e in before}),
+        timeout_s=60,
+        message="events before the outage",
+    )
 
     stack.broker.stop()
     try:
@@ -34,8 +37,11 @@ async def test_events_written_while_the_broker_is_stopped_are_all_applied_once(
     finally:
         stack.broker.start()
     expected = {e.event_id for e in before + during}
-    rows = await wait_until(lambda: _exactly_once(db, "test-outage", expected), timeout_s=180,
-                            message="all 1,000 events written during the outage")
+    rows = await wait_until(
+        lambda: _exactly_once(db, "test-outage", expected),
+        timeout_s=180,
+        message="all 1,000 events written during the outage",
+    )
     ids = [r["event_id"] for r in rows]
     assert len(ids) == len(set(ids)) == 1020
 
@@ -46,8 +52,11 @@ async def test_broker_restart_mid_stream_every_event_is_applied_once(
     topic = await topics.create("test.broker-restart", partitions=3)
     consumers.start("tests.support.consumers:BrokerRestartRecorder")
     first = await write_events(db, topic, [("warm", 0)])
-    await wait_until(lambda: _exactly_once(db, "test-broker-restart", {first[0].event_id}),
-                     timeout_s=60, message="the warm-up event")
+    await wait_until(
+        lambda: _exactly_once(db, "test-broker-restart", {first[0].event_id}),
+        timeout_s=60,
+        message="the warm-up event",
+    )
 
     async def writer(worker: int) -> list[Any]:
         written = []
@@ -63,8 +72,11 @@ async def test_broker_restart_mid_stream_every_event_is_applied_once(
     written = [event for batch in await writing for event in batch]
 
     expected = {e.event_id for e in first + written}
-    rows = await wait_until(lambda: _exactly_once(db, "test-broker-restart", expected),
-                            timeout_s=180, message="every event despite the broker restart")
+    rows = await wait_until(
+        lambda: _exactly_once(db, "test-broker-restart", expected),
+        timeout_s=180,
+        message="every event despite the broker restart",
+    )
     ids = [r["event_id"] for r in rows]
     assert len(ids) == len(set(ids)) == len(expected)
     epoch = await db.fetchval("SELECT epoch FROM broker_state")

@@ -14,27 +14,35 @@ def test_defaults_are_valid() -> None:
 
 
 def test_values_are_cast_by_field_type() -> None:
-    settings = Settings.from_env({
-        "NOVA_RELAY_COUNT": "3", "NOVA_KAFKA_IDEMPOTENCE": "false",
-        "NOVA_REDIS_TIMEOUT_S": "0.5", "NOVA_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
-    })
+    settings = Settings.from_env(
+        {
+            "NOVA_RELAY_COUNT": "3",
+            "NOVA_KAFKA_IDEMPOTENCE": "false",
+            "NOVA_REDIS_TIMEOUT_S": "0.5",
+            "NOVA_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
+        }
+    )
     assert settings.relay_count == 3
     assert settings.kafka_idempotence is False
     assert settings.redis_timeout_s == 0.5
     assert settings.kafka_bootstrap == "127.0.0.1:9092"
 
 
-@pytest.mark.parametrize(("variable", "value", "message"), [
-    ("NOVA_RELAY_COUNT", "two", "expected a int"),
-    ("NOVA_RELAY_COUNT", "0", "must be > 0"),
-    ("NOVA_KAFKA_IDEMPOTENCE", "maybe", "expected one of"),
-    ("NOVA_DATABASE_URL", "mysql://x", "postgresql://"),
-    ("NOVA_REDIS_URL", "http://x", "redis://"),
-    ("NOVA_LOG_LEVEL", "LOUD", "DEBUG, INFO"),
-    ("NOVA_KAFKA_BOOTSTRAP", "  ", "set but empty"),
-])
-def test_bad_values_are_refused_naming_the_variable(variable: str, value: str,
-                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("NOVA_RELAY_COUNT", "two", "expected a int"),
+        ("NOVA_RELAY_COUNT", "0", "must be > 0"),
+        ("NOVA_KAFKA_IDEMPOTENCE", "maybe", "expected one of"),
+        ("NOVA_DATABASE_URL", "mysql://x", "postgresql://"),
+        ("NOVA_REDIS_URL", "http://x", "redis://"),
+        ("NOVA_LOG_LEVEL", "LOUD", "DEBUG, INFO"),
+        ("NOVA_KAFKA_BOOTSTRAP", "  ", "set but empty"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_variable(
+    variable: str, value: str, message: str
+) -> None:
     with pytest.raises(ValueError, match=message) as raised:
         Settings.from_env({variable: value})
     assert variable in str(raised.value) or message in str(raised.value)

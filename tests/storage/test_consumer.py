@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -18,7 +15,7 @@ from storage.db import Database
 from storage.events import Event
 from storage.outbox import add_events
 from storage.topics import DLQ_TOPIC
-from tests.conftest import Consumers, Topics, applied, wait_until, write_events
+from tests.conftest import Consumers, Topics, applied, nova, wait_until, write_events
 
 pytestmark = pytest.mark.stack
 
@@ -41,8 +38,9 @@ async def test_consumer_killed_before_committing_offsets_redelivery_is_absorbed(
 
     rows = await wait_until(all_applied, timeout_s=120, message="redelivery after the crash")
     assert [row["n"] for row in rows] == list(range(21))
-    crashed = await db.fetchval("SELECT count(*) FROM test_crash_marks WHERE event_id = $1",
-                                events[-1].event_id)
+    crashed = await db.fetchval(
+        "SELECT count(*) FROM test_crash_marks WHERE event_id = $1", events[-1].event_id
+    )
     assert crashed == 1, "the consumer should have crashed once"
     status = await asyncio.to_thread(ray.get, consumer.status.remote(), timeout=30)
     assert status["duplicates"] >= 1, status
@@ -53,36 +51,41 @@ async def test_poison_event_goes_to_dlq_and_replay_applies_it_after_the_fix(
 ) -> None:
     topic = await topics.create("test.poison", partitions=1)
     consumers.start("tests.support.consumers:PoisonRecorder")
-    poison, healthy = await write_events(db, topic, [("k", 1)], poison=True) + \
-        await write_events(db, topic, [("k", 2)])
+    poison, healthy = await write_events(db, topic, [("k", 1)], poison=True) + await write_events(
+        db, topic, [("k", 2)]
+    )
 
     async def dead_letter() -> Any:
         return await db.fetchrow(
             "SELECT id, topic, error, attempts, replayed_at FROM dead_letters "
-            "WHERE consumer = 'test-poison' AND event_id = $1", poison.event_id)
+            "WHERE consumer = 'test-poison' AND event_id = $1",
+            poison.event_id,
+        )
 
     letter = await wait_until(dead_letter, timeout_s=60, message="the dead letter")
     assert letter["topic"] == topic
     assert "no fix recorded" in letter["error"]
     assert letter["attempts"] == deployed.consumer_poison_attempts
     # The consumer moved on past the poison event.
-    rows = await wait_until(lambda: applied(db, "test-poison"), timeout_s=30,
-                            message="the healthy event")
+    rows = await wait_until(
+        lambda: applied(db, "test-poison"), timeout_s=30, message="the healthy event"
+    )
     assert [r["event_id"] for r in rows] == [healthy.event_id]
 
-    message = await wait_until(lambda: _dlq_message(deployed, letter["id"]), timeout_s=60,
-                               message="the message on dlq.all")
+    message = await wait_until(
+        lambda: _dlq_message(deployed, letter["id"]), timeout_s=60, message="the message on dlq.all"
+    )
     assert message["consumer"] == "test-poison"
     assert message["original_topic"] == topic
     assert message["event"]["event_id"] == str(poison.event_id)
     assert "no fix recorded" in message["error"]
 
-    listing = _nova("dlq", "list", "--consumer", "test-poison", "--json")
+    listing = await nova("dlq", "list", "--consumer", "test-poison", "--json")
     assert [d["id"] for d in json.loads(listing)] == [letter["id"]]
 
     async with db.transaction() as conn:
         await conn.execute("INSERT INTO test_fixes VALUES ($1)", poison.event_id)
-    assert str(letter["id"]) in _nova("dlq", "replay", "--consumer", "test-poison")
+    assert str(letter["id"]) in await nova("dlq", "replay", "--consumer", "test-poison")
 
     async def poison_applied() -> bool:
         return poison.event_id in {r["event_id"] for r in await applied(db, "test-poison")}
@@ -90,21 +93,19 @@ async def test_poison_event_goes_to_dlq_and_replay_applies_it_after_the_fix(
     await wait_until(poison_applied, timeout_s=60, message="the replayed event to be applied")
     rows = await applied(db, "test-poison")
     assert sorted(str(r["event_id"]) for r in rows) == sorted(
-        [str(poison.event_id), str(healthy.event_id)])
+        [str(poison.event_id), str(healthy.event_id)]
+    )
     assert (await dead_letter())["replayed_at"] is not None
-    assert json.loads(_nova("dlq", "list", "--consumer", "test-poison", "--json")) == []
-
-
-def _nova(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "deployments.cli", *args], capture_output=True,
-                          text=True, timeout=60, env=os.environ.copy(), check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    assert json.loads(await nova("dlq", "list", "--consumer", "test-poison", "--json")) == []
 
 
 async def _dlq_message(settings: Settings, dead_letter_id: int) -> dict[str, Any] | None:
-    reader = AIOKafkaConsumer(DLQ_TOPIC, bootstrap_servers=settings.kafka_bootstrap,
-                              auto_offset_reset="earliest", enable_auto_commit=False)
+    reader = AIOKafkaConsumer(
+        DLQ_TOPIC,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await reader.start()
     try:
         for _ in range(6):

@@ -35,7 +35,8 @@ async def test_migrations_apply_once_and_are_recorded(scratch: asyncpg.Connectio
     assert await migrate(scratch) == []
     recorded = await scratch.fetch("SELECT version, checksum FROM schema_migrations ORDER BY 1")
     assert [(r["version"], r["checksum"]) for r in recorded] == [
-        (m.version, m.checksum) for m in load_migrations()]
+        (m.version, m.checksum) for m in load_migrations()
+    ]
     assert await scratch.fetchval("SELECT epoch FROM broker_state") == 0
 
 

@@ -22,25 +22,33 @@ class Rollback(Exception):
     pass
 
 
-async def test_rolled_back_transaction_leaves_no_event(db: Database, topics: Topics,
-                                                       consumers: Consumers) -> None:
+async def test_rolled_back_transaction_leaves_no_event(
+    db: Database, topics: Topics, consumers: Consumers
+) -> None:
     topic = await topics.create("test.delivery")
     consumers.start("tests.support.consumers:DeliveryRecorder")
     rolled_back = Event(type="test.event", aggregate_id="rb", payload={"n": 1})
     committed = Event(type="test.event", aggregate_id="rb", payload={"n": 2})
 
-    with pytest.raises(Rollback):
+    async def write_then_fail() -> None:
         async with db.transaction() as conn:
             await add_event(conn, rolled_back, topic=topic)
             raise Rollback
+
+    with pytest.raises(Rollback):
+        await write_then_fail()
     async with db.transaction() as conn:
         await add_event(conn, committed, topic=topic)
 
-    rows = await wait_until(lambda: applied(db, "test-delivery"), timeout_s=60,
-                            message="the committed event to be applied")
+    rows = await wait_until(
+        lambda: applied(db, "test-delivery"),
+        timeout_s=60,
+        message="the committed event to be applied",
+    )
     assert [row["event_id"] for row in rows] == [committed.event_id]
-    count = await db.fetchval("SELECT count(*) FROM outbox WHERE event_id = $1",
-                              rolled_back.event_id)
+    count = await db.fetchval(
+        "SELECT count(*) FROM outbox WHERE event_id = $1", rolled_back.event_id
+    )
     assert count == 0
 
 
@@ -58,16 +66,21 @@ async def test_published_message_carries_the_envelope_and_headers(
         reset_traceparent(token)
 
     from storage.config import Settings
+
     settings = deployed
     assert isinstance(settings, Settings)
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                              auto_offset_reset="earliest", enable_auto_commit=False)
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await reader.start()
     try:
         reader.assign([TopicPartition(topic, p) for p in range(2)])
         await reader.seek_to_beginning()
         records = await wait_until(
-            lambda: _fetch(reader), timeout_s=30, message="the message on the topic")
+            lambda: _fetch(reader), timeout_s=30, message="the message on the topic"
+        )
     finally:
         await reader.stop()
     record = records[0]
@@ -92,10 +105,14 @@ async def _fetch(reader: AIOKafkaConsumer) -> list[object]:
 
 async def test_unknown_topic_is_refused_inside_the_writers_transaction(db: Database) -> None:
     marker = uuid.uuid4()
-    with pytest.raises(InvalidInput, match="not registered"):
+
+    async def write_to_unknown_topic() -> None:
         async with db.transaction() as conn:
             await conn.execute("INSERT INTO test_fixes VALUES ($1)", marker)
             await add_event(conn, Event(type="no.such.topic", aggregate_id="k", payload={}))
+
+    with pytest.raises(InvalidInput, match="not registered"):
+        await write_to_unknown_topic()
     # The writer's own change rolled back with it.
     assert await db.fetchval("SELECT count(*) FROM test_fixes WHERE event_id = $1", marker) == 0
 

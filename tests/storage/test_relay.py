@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from typing import Any
 
@@ -17,7 +14,7 @@ from storage.config import Settings
 from storage.db import Database
 from storage.events import Event
 from storage.outbox import add_events
-from tests.conftest import Consumers, Topics, applied, wait_until, write_events
+from tests.conftest import Consumers, Topics, applied, nova, wait_until, write_events
 
 pytestmark = pytest.mark.stack
 
@@ -46,8 +43,10 @@ async def test_per_key_order_holds_with_three_partitions_and_two_relays(
 
     await asyncio.gather(*(writer(key) for key in keys))
     rows = await wait_until(
-        lambda: _all_applied(db, "test-order", len(keys) * per_key), timeout_s=120,
-        message="every ordered event to be applied")
+        lambda: _all_applied(db, "test-order", len(keys) * per_key),
+        timeout_s=120,
+        message="every ordered event to be applied",
+    )
 
     seen: dict[str, list[int]] = defaultdict(list)
     for row in rows:
@@ -56,7 +55,8 @@ async def test_per_key_order_holds_with_three_partitions_and_two_relays(
         assert seen[key] == list(range(per_key)), f"{key} applied out of order: {seen[key]}"
     after = published_by(deployed)
     assert all(b > a for a, b in zip(before, after, strict=True)), (
-        f"both relays should have published: before={before} after={after}")
+        f"both relays should have published: before={before} after={after}"
+    )
     status = ray.get(consumer.status.remote(), timeout=30)
     assert status["dead_lettered"] == 0
 
@@ -72,24 +72,29 @@ async def test_relay_killed_mid_batch_loses_nothing_and_applies_once(
     topic = await topics.create("test.relay-kill", partitions=3)
     consumer = consumers.start("tests.support.consumers:RelayKillRecorder")
     total = 3000
-    events = [Event(type="test.event", aggregate_id=f"k{i % 30}", payload={"n": i})
-              for i in range(total)]
+    events = [
+        Event(type="test.event", aggregate_id=f"k{i % 30}", payload={"n": i}) for i in range(total)
+    ]
     for start in range(0, total, 300):
         async with db.transaction() as conn:
-            await add_events(conn, events[start:start + 300], topic=topic)
+            await add_events(conn, events[start : start + 300], topic=topic)
     # Kill every relay while the backlog drains; Ray restarts them.
     for _ in range(3):
         for relay in relays(deployed):
             ray.kill(relay, no_restart=False)
         await asyncio.sleep(0.7)
 
-    rows = await wait_until(lambda: _all_applied(db, "test-relay-kill", total), timeout_s=180,
-                            message="all events to be applied after relay kills")
+    rows = await wait_until(
+        lambda: _all_applied(db, "test-relay-kill", total),
+        timeout_s=180,
+        message="all events to be applied after relay kills",
+    )
     ids = [row["event_id"] for row in rows]
     assert len(ids) == total
     assert set(ids) == {event.event_id for event in events}
     pending = await db.fetchval(
-        "SELECT count(*) FROM outbox WHERE topic = $1 AND published_at IS NULL", topic)
+        "SELECT count(*) FROM outbox WHERE topic = $1 AND published_at IS NULL", topic
+    )
     assert pending == 0
     status = ray.get(consumer.status.remote(), timeout=30)
     assert status["dead_lettered"] == 0
@@ -101,14 +106,11 @@ async def test_operator_replay_redelivers_and_the_ledger_absorbs_duplicates(
     topic = await topics.create("test.duplicates", partitions=3)
     consumer = consumers.start("tests.support.consumers:DuplicateRecorder")
     events = await write_events(db, topic, [(f"k{i}", i) for i in range(50)])
-    await wait_until(lambda: _all_applied(db, "test-duplicates", 50), timeout_s=60,
-                     message="the first delivery")
+    await wait_until(
+        lambda: _all_applied(db, "test-duplicates", 50), timeout_s=60, message="the first delivery"
+    )
 
-    replay = subprocess.run(
-        [sys.executable, "-m", "deployments.cli", "outbox", "replay", "--since", "10m"],
-        capture_output=True, text=True, timeout=60, env=os.environ.copy(), check=False)
-    assert replay.returncode == 0, replay.stderr
-    assert "re-driving" in replay.stdout
+    assert "re-driving" in await nova("outbox", "replay", "--since", "10m")
 
     async def duplicates_absorbed() -> bool:
         status = await asyncio.to_thread(ray.get, consumer.status.remote(), timeout=30)

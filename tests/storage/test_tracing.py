@@ -13,9 +13,16 @@ def test_new_traceparent_continues_a_trace_with_a_new_span() -> None:
     assert child != parent
 
 
-@pytest.mark.parametrize("value", [
-    None, "", "garbage", "00-" + "0" * 32 + "-" + "1" * 16 + "-01",
-    "00-" + "1" * 32 + "-" + "0" * 16 + "-01", "00-" + "g" * 32 + "-" + "1" * 16 + "-01",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "garbage",
+        "00-" + "0" * 32 + "-" + "1" * 16 + "-01",
+        "00-" + "1" * 32 + "-" + "0" * 16 + "-01",
+        "00-" + "g" * 32 + "-" + "1" * 16 + "-01",
+    ],
+)
 def test_malformed_traceparents_are_ignored(value: str | None) -> None:
     assert parse_traceparent(value) is None
