@@ -629,6 +629,8 @@ class Stack:
             env["NOVA_KAFKA_BOOTSTRAP"] = self.broker.url
             # The embedded broker lacks InitProducerId v1+; dedup by event id carries us.
             env.setdefault("NOVA_KAFKA_IDEMPOTENCE", "false")
+            # It does not answer a waiting fetch early when data arrives: keep waits short.
+            env.setdefault("NOVA_KAFKA_FETCH_MAX_WAIT_MS", "20")
         if embedded["ray"]:
             env.update(self.ray.environment())
             env["RAY_ADDRESS"] = self.ray.address
@@ -654,7 +656,13 @@ class Stack:
         return env
 
     def _write_env_file(self, env: dict[str, str]) -> None:
-        keys = [*URL_VARIABLES, "NOVA_KAFKA_IDEMPOTENCE", *self.ray.environment(), "NOVA_HTTP_PORT"]
+        keys = [
+            *URL_VARIABLES,
+            "NOVA_KAFKA_IDEMPOTENCE",
+            "NOVA_KAFKA_FETCH_MAX_WAIT_MS",
+            *self.ray.environment(),
+            "NOVA_HTTP_PORT",
+        ]
         fd = os.open(self.layout.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             for key in keys:

@@ -85,6 +85,9 @@ class Settings:
     kafka_rebalance_timeout_ms: int = 3_000
     kafka_client_id: str = "nova"
     kafka_replication_factor: int = 1
+    # How long a fetch may wait for data. Apache Kafka answers early when data arrives, so
+    # this only bounds idle polling; the embedded broker does not, so there it is latency.
+    kafka_fetch_max_wait_ms: int = 500
 
     # Outbox and relay.
     outbox_retention_s: int = 7 * 24 * 3600
@@ -118,6 +121,7 @@ class Settings:
             "kafka_heartbeat_interval_ms",
             "kafka_rebalance_timeout_ms",
             "kafka_replication_factor",
+            "kafka_fetch_max_wait_ms",
             "outbox_retention_s",
             "outbox_purge_interval_s",
             "relay_count",

@@ -49,6 +49,7 @@ def make_consumer(
             settings.kafka_request_timeout_ms, settings.kafka_session_timeout_ms + 1000
         ),
         max_poll_records=settings.consumer_batch_size,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         metadata_max_age_ms=5_000,
     )
 

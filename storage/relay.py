@@ -9,11 +9,12 @@ relay at a time, in id order, and ids follow commit order per key (`storage.outb
 Row-level `SKIP LOCKED` is deliberately not used: skipping an earlier row of a key would
 publish its successor first.
 
-How broker data loss is survived: the relay records, per partition, the next offset it has
-seen acknowledged. An acknowledgement or an end offset below it, or a recorded topic gone
-missing, means the broker lost its log. The relay then bumps the broker epoch (carried in
-every message's `nova-epoch` header) and re-drives every retained event; consumers read
-the new log from its start and drop what they already applied (`storage.consumer`).
+How broker data loss is survived: the relay records, per partition, a floor under the end
+offset (the lowest offset of its latest acknowledged batch + 1). An acknowledgement or an
+end offset below it, or a recorded topic gone missing, means the broker lost its log. The
+relay then bumps the broker epoch (carried in every message's `nova-epoch` header) and
+re-drives every retained event; consumers read the new log from its start and drop what
+they already applied (`storage.consumer`).
 """
 
 from __future__ import annotations
@@ -290,30 +291,33 @@ class OutboxRelay:
             if seen is not None and offset < seen:
                 raise BrokerReset(
                     f"{partition[0]}[{partition[1]}] acknowledged offset {offset}, "
-                    f"but offsets up to {seen} were acknowledged before"
+                    f"below the floor {seen} set by earlier acknowledgements"
                 )
 
     async def _record_offsets(
         self, conn: asyncpg.Connection, acks: dict[_Partition, tuple[int, int]]
     ) -> None:
-        nexts = {p: high + 1 for p, (_, high) in acks.items()}
+        # The lowest acked offset + 1 bounds the end offset from below whatever the broker
+        # reports as "end": Kafka the last offset + 1, tansu the last batch's first + 1.
+        floors = {p: low + 1 for p, (low, _) in acks.items()}
         await conn.execute(
             """
-            INSERT INTO broker_offsets (topic, partition, next_offset)
+            INSERT INTO broker_offsets (topic, partition, min_end_offset)
             SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
             ON CONFLICT (topic, partition) DO UPDATE
-                SET next_offset = GREATEST(broker_offsets.next_offset, EXCLUDED.next_offset)
+                SET min_end_offset = GREATEST(broker_offsets.min_end_offset,
+                                              EXCLUDED.min_end_offset)
             """,
-            [p[0] for p in nexts],
-            [p[1] for p in nexts],
-            list(nexts.values()),
+            [p[0] for p in floors],
+            [p[1] for p in floors],
+            list(floors.values()),
         )
-        for partition, next_offset in nexts.items():
-            self._offsets[partition] = max(self._offsets.get(partition, 0), next_offset)
+        for partition, floor in floors.items():
+            self._offsets[partition] = max(self._offsets.get(partition, 0), floor)
 
     async def _load_epoch(self, conn: asyncpg.Connection, epoch: int) -> None:
-        rows = await conn.fetch("SELECT topic, partition, next_offset FROM broker_offsets")
-        self._offsets = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        rows = await conn.fetch("SELECT topic, partition, min_end_offset FROM broker_offsets")
+        self._offsets = {(r["topic"], r["partition"]): r["min_end_offset"] for r in rows}
         self._epoch = epoch
         self.stats.epoch = epoch
 

@@ -44,12 +44,14 @@ CREATE TABLE broker_state (
 );
 INSERT INTO broker_state (id, epoch) VALUES (true, 0);
 
--- The next offset the relay has seen acknowledged per partition, in the current epoch.
+-- A floor under each partition's end offset, in the current epoch: the lowest offset of
+-- the latest batch the relay saw acknowledged, plus one. (Not the highest: some brokers,
+-- tansu among them, report the end offset as the first offset of the last batch + 1.)
 -- An acknowledgement or end offset below it means the broker lost data.
 CREATE TABLE broker_offsets (
-    topic       text NOT NULL,
-    partition   integer NOT NULL,
-    next_offset bigint NOT NULL,
+    topic          text NOT NULL,
+    partition      integer NOT NULL,
+    min_end_offset bigint NOT NULL,
     PRIMARY KEY (topic, partition)
 );
 

@@ -119,3 +119,27 @@ async def test_operator_replay_redelivers_and_the_ledger_absorbs_duplicates(
     await wait_until(duplicates_absorbed, timeout_s=60, message="the replay to be redelivered")
     rows = await applied(db, "test-duplicates")
     assert sorted(r["event_id"] for r in rows) == sorted(e.event_id for e in events)
+
+
+async def test_multi_record_batches_are_not_mistaken_for_broker_loss(
+    db: Database, topics: Topics, consumers: Consumers, deployed: Settings
+) -> None:
+    """The embedded broker reports end offsets per batch; that alone is no data loss."""
+    topic = await topics.create("test.batches", partitions=1)
+    consumers.start("tests.support.consumers:BatchRecorder")
+    epoch = await db.fetchval("SELECT epoch FROM broker_state")
+    for round_ in range(3):
+        events = [
+            Event(type="test.event", aggregate_id="k", payload={"n": round_ * 200 + n})
+            for n in range(200)
+        ]
+        async with db.transaction() as conn:
+            await add_events(conn, events, topic=topic)
+    await wait_until(
+        lambda: _all_applied(db, "test-batches", 600), timeout_s=60, message="all batches"
+    )
+    # Give the relays' periodic end-offset check time to run against these batches.
+    await asyncio.sleep(3 * deployed.broker_check_interval_ms / 1000)
+    assert await db.fetchval("SELECT epoch FROM broker_state") == epoch
+    rows = await applied(db, "test-batches")
+    assert [r["n"] for r in rows] == list(range(600))

@@ -107,3 +107,8 @@ class PoisonRecorder(Recorder):
             )
             if not fixed:
                 raise PoisonEvent(f"cannot apply {event.event_id}: no fix recorded")
+
+
+class BatchRecorder(Recorder):
+    name = "test-batches"
+    topics = ("test.batches",)
