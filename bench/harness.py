@@ -56,8 +56,11 @@ def load_stack_env() -> dict[str, str]:
         "Kafka": _host_port(os.environ["NOVA_KAFKA_BOOTSTRAP"].split(",")[0], 9092),
         "Ray": _host_port(os.environ["RAY_ADDRESS"], 6379),
     }
-    down = [f"{part} ({host}:{port})" for part, (host, port) in endpoints.items()
-            if not port_open(port, host)]
+    down = [
+        f"{part} ({host}:{port})"
+        for part, (host, port) in endpoints.items()
+        if not port_open(port, host)
+    ]
     if down:
         raise StackNotUp(f"{', '.join(down)} not reachable: start the stack first with `nova up`")
     return {key: os.environ[key] for key in values}
