@@ -94,6 +94,7 @@ class Settings:
     outbox_purge_interval_s: int = 300
     relay_count: int = 2
     relay_batch_size: int = 500
+    relay_slot_concurrency: int = 4
     relay_poll_interval_ms: int = 500
     relay_max_backoff_ms: int = 5_000
     broker_check_interval_ms: int = 1_000
@@ -126,6 +127,7 @@ class Settings:
             "outbox_purge_interval_s",
             "relay_count",
             "relay_batch_size",
+            "relay_slot_concurrency",
             "relay_poll_interval_ms",
             "relay_max_backoff_ms",
             "broker_check_interval_ms",

@@ -87,6 +87,7 @@ class OutboxRelay:
         self._epoch: int | None = None
         self._offsets: dict[_Partition, int] = {}
         self._topics: dict[str, int] = {}
+        self._floors_dirty = False
         self._needs_check = True
         self._last_check = 0.0
         self._last_purge = 0.0
@@ -180,12 +181,24 @@ class OutboxRelay:
 
     async def drain(self) -> int:
         """Publish pending slots until none has work this relay can take; return the count."""
+        # Slots are independent (each keeps its own order), so they go out concurrently.
+        limit = asyncio.Semaphore(self._settings.relay_slot_concurrency)
+
+        async def publish(slot: int) -> int:
+            async with limit:
+                return await self.publish_slot(slot)
+
         total = 0
         while True:
             slots = await self._pending_slots()
-            published = 0
-            for slot in slots:
-                published += await self.publish_slot(slot)
+            # Let every slot's batch finish (commit or roll back) before reporting a failure.
+            results = await asyncio.gather(
+                *(publish(slot) for slot in slots), return_exceptions=True
+            )
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise next((f for f in failures if isinstance(f, BrokerReset)), failures[0])
+            published = sum(r for r in results if isinstance(r, int))
             total += published
             # Nothing pending, or everything pending is held by another relay right now.
             if published == 0:
@@ -201,10 +214,15 @@ class OutboxRelay:
     async def publish_slot(self, slot: int) -> int:
         """Publish one batch of `slot`'s oldest unpublished rows; 0 if none or slot busy."""
         async with self._db.transaction() as conn:
-            locked = await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, slot
+            # The epoch only changes under every slot lock (`_handle_reset`), so once this
+            # slot is locked the epoch read with it holds for the whole batch.
+            claim = await conn.fetchrow(
+                "SELECT pg_try_advisory_xact_lock($1, $2) AS locked,"
+                " (SELECT epoch FROM broker_state) AS epoch",
+                RELAY_LOCK_CLASS,
+                slot,
             )
-            if not locked:
+            if not claim["locked"]:
                 return 0
             rows = await conn.fetch(
                 """
@@ -218,7 +236,7 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            epoch = await conn.fetchval("SELECT epoch FROM broker_state")
+            epoch = claim["epoch"]
             if epoch != self._epoch:
                 await self._load_epoch(conn, epoch)
             started = time.perf_counter()
@@ -229,7 +247,7 @@ class OutboxRelay:
                 [row["id"] for row in rows],
                 epoch,
             )
-            await self._record_offsets(conn, acks)
+        self._raise_floors(acks)
         self.stats.published += len(rows)
         self.stats.batches += 1
         self.stats.last_publish_ms = (time.perf_counter() - started) * 1000
@@ -294,30 +312,47 @@ class OutboxRelay:
                     f"below the floor {seen} set by earlier acknowledgements"
                 )
 
-    async def _record_offsets(
-        self, conn: asyncpg.Connection, acks: dict[_Partition, tuple[int, int]]
-    ) -> None:
+    def _raise_floors(self, acks: dict[_Partition, tuple[int, int]]) -> None:
         # The lowest acked offset + 1 bounds the end offset from below whatever the broker
         # reports as "end": Kafka the last offset + 1, tansu the last batch's first + 1.
-        floors = {p: low + 1 for p, (low, _) in acks.items()}
-        await conn.execute(
-            """
-            INSERT INTO broker_offsets (topic, partition, min_end_offset)
-            SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
-            ON CONFLICT (topic, partition) DO UPDATE
-                SET min_end_offset = GREATEST(broker_offsets.min_end_offset,
-                                              EXCLUDED.min_end_offset)
-            """,
-            [p[0] for p in floors],
-            [p[1] for p in floors],
-            list(floors.values()),
-        )
-        for partition, floor in floors.items():
-            self._offsets[partition] = max(self._offsets.get(partition, 0), floor)
+        # Kept in memory per batch; `_persist_floors` saves them once per broker check, so
+        # relays do not contend on these rows in their publish transactions.
+        for partition, (low, _) in acks.items():
+            self._offsets[partition] = max(self._offsets.get(partition, 0), low + 1)
+        self._floors_dirty = True
+
+    async def _persist_floors(self, conn: asyncpg.Connection) -> None:
+        """Save this relay's floors, unless the epoch moved on (they would be stale)."""
+        if not self._floors_dirty or not self._offsets:
+            return
+        async with conn.transaction():
+            # FOR SHARE waits for a reset in progress and then sees its new epoch.
+            epoch = await conn.fetchval("SELECT epoch FROM broker_state FOR SHARE")
+            if epoch != self._epoch:
+                return
+            ordered = sorted(self._offsets.items())  # one lock order for every relay
+            await conn.execute(
+                """
+                INSERT INTO broker_offsets (topic, partition, min_end_offset)
+                SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
+                ON CONFLICT (topic, partition) DO UPDATE
+                    SET min_end_offset = GREATEST(broker_offsets.min_end_offset,
+                                                  EXCLUDED.min_end_offset)
+                """,
+                [p[0] for p, _ in ordered],
+                [p[1] for p, _ in ordered],
+                [floor for _, floor in ordered],
+            )
+        self._floors_dirty = False
 
     async def _load_epoch(self, conn: asyncpg.Connection, epoch: int) -> None:
+        """Adopt `epoch` and the floors every relay recorded in it (the highest of all)."""
         rows = await conn.fetch("SELECT topic, partition, min_end_offset FROM broker_offsets")
-        self._offsets = {(r["topic"], r["partition"]): r["min_end_offset"] for r in rows}
+        recorded = {(r["topic"], r["partition"]): r["min_end_offset"] for r in rows}
+        if epoch == self._epoch:
+            for partition, floor in self._offsets.items():
+                recorded[partition] = max(recorded.get(partition, 0), floor)
+        self._offsets = recorded
         self._epoch = epoch
         self.stats.epoch = epoch
 
@@ -336,6 +371,7 @@ class OutboxRelay:
         """
         async with self._db.connection() as conn:
             self._topics = await registered_topics(conn)
+            await self._persist_floors(conn)
             epoch = await conn.fetchval("SELECT epoch FROM broker_state")
             await self._load_epoch(conn, epoch)
         existing = await self._admin.partitions()
