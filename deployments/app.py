@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 
 from deployments.consumers import PRODUCTION_CONSUMERS
 from deployments.serve_patches import bind_replica_grpc_to_node_ip
-from deployments.workers import ensure_consumer, ensure_relays
+from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
 from gateway.app import GatewayRuntime, create_app
 from storage.config import Settings
 from storage.db import Database
@@ -94,7 +94,8 @@ def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, i
     mismatched = asyncio.run(prepare_storage(settings))
     serve.start(http_options={"host": http_host, "port": http_port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
-    ensure_relays(settings)
+    replace_relays(settings)
     for consumer in PRODUCTION_CONSUMERS:
+        stop_worker(consumer_member_name(consumer, 0))
         ensure_consumer(settings, consumer)
     return mismatched

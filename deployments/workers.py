@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import time
 from typing import Any
 
 import ray
@@ -162,6 +163,34 @@ def relay_name(index: int) -> str:
 
 def consumer_member_name(consumer: str, index: int) -> str:
     return f"nova-consumer-{consumer.rpartition(':')[2].lower()}-{index}"
+
+
+def stop_worker(name: str, *, timeout_s: float = 30) -> None:
+    """Kill a named worker and wait until its name is free (a new one may then start)."""
+    try:
+        handle = ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return
+    ray.kill(handle, no_restart=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"worker {name} did not stop within {timeout_s:.0f}s")
+
+
+def replace_relays(settings: Settings) -> list[Any]:
+    """Restart the relays on the code being deployed. Nothing is lost meanwhile: events
+    wait in the outbox, and a batch cut off mid-way is published again and deduplicated."""
+    for i in range(settings.relay_count):
+        stop_worker(relay_name(i))
+    # Relays beyond a lowered NOVA_RELAY_COUNT stop too.
+    for i in range(settings.relay_count, 16):
+        stop_worker(relay_name(i))
+    return ensure_relays(settings)
 
 
 def ensure_relays(settings: Settings) -> list[Any]:
