@@ -44,7 +44,7 @@ from storage.outbox import (
     redrive,
 )
 from storage.tasks import Backoff
-from storage.topics import registered_topics
+from storage.topics import MARKER_TOPIC, registered_topics
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +240,12 @@ class OutboxRelay:
             if epoch != self._epoch:
                 await self._load_epoch(conn, epoch)
             started = time.perf_counter()
+            # Only floors known before sending bound this batch's offsets: a batch acked
+            # earlier was appended earlier. Batches in flight together (other slots, the
+            # other relay) are acked in any order and prove nothing about each other.
+            floors_at_send = dict(self._offsets)
             acks = await self._publish(rows, epoch)
-            self._detect_regression(acks)
+            self._detect_regression(acks, floors_at_send)
             await conn.execute(
                 "UPDATE outbox SET published_at = now(), publish_epoch = $2 WHERE id = ANY($1)",
                 [row["id"] for row in rows],
@@ -303,9 +307,12 @@ class OutboxRelay:
         )
         return future
 
-    def _detect_regression(self, acks: dict[_Partition, tuple[int, int]]) -> None:
+    @staticmethod
+    def _detect_regression(
+        acks: dict[_Partition, tuple[int, int]], floors: dict[_Partition, int]
+    ) -> None:
         for partition, (offset, _) in acks.items():
-            seen = self._offsets.get(partition)
+            seen = floors.get(partition)
             if seen is not None and offset < seen:
                 raise BrokerReset(
                     f"{partition[0]}[{partition[1]}] acknowledged offset {offset}, "
@@ -365,9 +372,9 @@ class OutboxRelay:
         await self.check_broker()
 
     async def check_broker(self) -> None:
-        """Create missing topics and compare end offsets with what was acknowledged.
+        """Create missing topics and look for signs that the broker lost its log.
 
-        Raises `BrokerReset` when the broker's log is shorter than what it acknowledged.
+        Raises `BrokerReset` when a recorded topic is gone or the epoch's marker is.
         """
         async with self._db.connection() as conn:
             self._topics = await registered_topics(conn)
@@ -379,21 +386,45 @@ class OutboxRelay:
         self.stats.partition_mismatches = await self._admin.ensure(self._topics)
         if lost_topics:
             raise BrokerReset(f"topics {sorted(lost_topics)} disappeared from the broker")
-        if self._offsets:
-            assert self._probe is not None
-            partitions = [TopicPartition(t, p) for (t, p) in self._offsets]
-            ends = await end_offsets(
-                self._probe, partitions, self._settings.kafka_request_timeout_ms / 1000
-            )
-            for tp, end in ends.items():
-                seen = self._offsets[(tp.topic, tp.partition)]
-                if end < seen:
-                    raise BrokerReset(
-                        f"{tp.topic}[{tp.partition}] ends at offset {end}, "
-                        f"below {seen} acknowledged"
-                    )
+        await self._check_marker()
         self._needs_check = False
         self._last_check = time.monotonic()
+
+    async def _check_marker(self) -> None:
+        """Compare the marker partition's end offset with its floor; write the marker if new.
+
+        Data partitions cannot be probed this way: brokers differ in what "end offset"
+        means for a record batch (tansu: its first offset + 1), and the producer merges
+        concurrent sends into one batch. The marker is always a batch of one message, so
+        its end offset is exact on every broker. Between probes, acknowledgements below a
+        floor catch a lost log on any partition (`_detect_regression`).
+        """
+        assert self._probe is not None
+        assert self._producer is not None
+        marker = (MARKER_TOPIC, 0)
+        timeout_s = self._settings.kafka_request_timeout_ms / 1000
+        floor = self._offsets.get(marker)
+        if floor is not None:
+            tp = TopicPartition(*marker)
+            end = (await end_offsets(self._probe, [tp], timeout_s))[tp]
+            if end < floor:
+                raise BrokerReset(
+                    f"{MARKER_TOPIC} ends at offset {end}, below {floor} acknowledged"
+                )
+            return
+        try:
+            meta = await asyncio.wait_for(
+                self._producer.send_and_wait(
+                    MARKER_TOPIC,
+                    value=f'{{"epoch": {self._epoch}, "relay": "{self._name}"}}'.encode(),
+                    key=b"marker",
+                    partition=0,
+                ),
+                timeout_s,
+            )
+        except Exception as exc:
+            raise classify(exc, "kafka") from exc
+        self._raise_floors({marker: (meta.offset, meta.offset)})
 
     async def _handle_reset(self, reason: str) -> None:
         """Bump the epoch and re-drive retained events, once, whichever relay sees it first."""

@@ -20,6 +20,8 @@ class Topic:
 
 
 DLQ_TOPIC = "dlq.all"
+# One message per broker epoch, written by the relay: its loss reveals a lost broker log.
+MARKER_TOPIC = "nova.relay.marker"
 
 CATALOGUE: tuple[Topic, ...] = (
     Topic("identity.user.created", 4, "user_id"),
@@ -39,6 +41,7 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("notification.sent", 8, "user_id"),
     Topic("analytics.events", 8, "user_id"),
     Topic(DLQ_TOPIC, 4, "original key"),
+    Topic(MARKER_TOPIC, 1, "marker"),
 )
 
 
