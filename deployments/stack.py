@@ -521,6 +521,7 @@ class Ray:
         if self.running():
             return
         _secret(self.token_file)
+        self._wait_for_free_ports(timeout_s=30)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         ports = [f"--{name}={port}" for name, port in self.layout.ray_ports().items()]
@@ -539,6 +540,17 @@ class Ray:
         ]
         output = _run(cmd, what="ray start", timeout_s=180, env=env)
         self.log_file.write_text(output)
+
+    def _wait_for_free_ports(self, *, timeout_s: float) -> None:
+        """A stack stopped a moment ago may still be releasing its ports."""
+        ports = [self.layout.ray_port, self.layout.dashboard_port] + [
+            port for name, port in self.layout.ray_ports().items() if "worker" not in name
+        ]
+        deadline = time.monotonic() + timeout_s
+        while busy := [port for port in ports if port_open(port)]:
+            if time.monotonic() > deadline:
+                raise StackError(f"Ray's ports {busy} are in use by another process")
+            time.sleep(0.2)
 
     def processes(self) -> Iterator[int]:
         """Pids of this stack's Ray processes (never another stack's: `ray stop` kills all)."""
