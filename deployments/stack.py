@@ -559,17 +559,31 @@ class Ray:
             f"{LOCALHOST}:{self.layout.ray_port}",
             f"--gcs_server_port={self.layout.ray_port}",
         )
+        # Ray's agents and workers rename themselves (`ray::DashboardAgent`), so they are
+        # found as descendants of the processes whose command line names this stack.
+        roots: set[int] = set()
+        children: dict[int, list[int]] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             try:
-                cmdline = (
-                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                )
+                raw_cmdline = (entry / "cmdline").read_bytes()
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue  # the process ended while we looked
+            pid = int(entry.name)
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(pid)
+            cmdline = raw_cmdline.replace(b"\0", b" ").decode(errors="replace")
             if any(marker in cmdline for marker in markers):
-                yield int(entry.name)
+                roots.add(pid)
+        found, pending = set(roots), list(roots)
+        while pending:
+            for child in children.get(pending.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    pending.append(child)
+        yield from sorted(found)
 
     def stop(self) -> None:
         pids = list(self.processes())

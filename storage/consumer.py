@@ -59,6 +59,12 @@ class Consumer(ABC):
     async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
         """Apply `event` inside the ledger's transaction. Raise to retry or dead-letter."""
 
+    async def after_commit(self, events: Sequence[Event]) -> None:  # noqa: B027 - optional hook
+        """Called once `events` are durably applied, before their offsets are committed:
+        the place for effects that must follow a committed change (pushing to live
+        subscribers, say). A crash here means redelivery, which the ledger absorbs, so
+        these effects must tolerate running again; errors are logged, not retried."""
+
 
 @dataclass
 class ConsumerStats:
@@ -101,8 +107,12 @@ class ConsumerRunner:
                     timeout_ms=500, max_records=self._settings.consumer_batch_size
                 )
                 if batches:
-                    await asyncio.gather(
+                    # Partitions are independent; within one, order is kept.
+                    nexts = await asyncio.gather(
                         *(self._process_partition(tp, records) for tp, records in batches.items())
+                    )
+                    await self._commit(
+                        {tp: n for tp, n in zip(batches, nexts, strict=True) if n is not None}
                     )
         finally:
             await self._disconnect()
@@ -137,9 +147,10 @@ class ConsumerRunner:
 
     async def _process_partition(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord]
-    ) -> None:
+    ) -> int | None:
+        """Apply a partition's records in order; return the offset to commit, if any."""
         assert self._kafka is not None
-        next_offset: int | None = None
+        accepted: list[ConsumerRecord] = []
         for record in records:
             if self._epoch_advanced(tp, record):
                 self.stats.rewinds += 1
@@ -152,11 +163,91 @@ class ConsumerRunner:
                     record.offset,
                 )
                 await self._kafka.seek_to_beginning(tp)
+                break
+            accepted.append(record)
+        if not accepted:
+            return None
+        await self._process_batch(tp, accepted)
+        return int(accepted[-1].offset) + 1
+
+    async def _process_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        """One transaction for the whole batch; on a non-retriable failure, one at a time
+        so that only the event at fault is dead-lettered."""
+        events: list[Event] = []
+        for record in records:
+            replay_for = header(record.headers, HEADER_REPLAY_FOR)
+            if replay_for is not None and replay_for != self.name:
+                continue
+            try:
+                events.append(Event.decode(record.value))
+            except Exception:
+                break  # decode failures are dead-lettered by the one-at-a-time path
+        else:
+            if await self._apply_batch_with_retries(events):
                 return
+        for record in records:
             await self._process(tp, record)
-            next_offset = record.offset + 1
-        if next_offset is not None:
-            await self._commit(tp, next_offset)
+
+    async def _apply_batch_with_retries(self, events: list[Event]) -> bool:
+        """True once the batch is applied; False if it failed for a non-retriable reason."""
+        backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
+        while True:
+            try:
+                await self.apply_batch(events)
+                return True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = classify(exc)
+                if not error.retriable:
+                    return False
+                self.stats.retries += 1
+                self.stats.last_error = f"batch: {error}"
+                log.warning("consumer %s: %s; retrying the batch", self.name, error)
+                await backoff.sleep()
+
+    async def apply_batch(self, events: Sequence[Event]) -> int:
+        """Apply the events this consumer's ledger lacks, in order, in one transaction."""
+        if not events:
+            return 0
+        async with self._db.transaction() as conn:
+            fresh = set(
+                await conn.fetchval(
+                    """
+                    WITH recorded AS (
+                        INSERT INTO processed_events (consumer, event_id)
+                        SELECT $1, unnest($2::uuid[])
+                        ON CONFLICT DO NOTHING RETURNING event_id
+                    )
+                    SELECT coalesce(array_agg(event_id), '{}') FROM recorded
+                    """,
+                    self.name,
+                    [event.event_id for event in events],
+                )
+            )
+            done: list[Event] = []
+            for event in events:
+                if event.event_id not in fresh:
+                    continue
+                fresh.discard(event.event_id)  # a batch may hold the same event twice
+                token = set_traceparent(event.traceparent)
+                try:
+                    await self._consumer.apply(event, conn)
+                finally:
+                    reset_traceparent(token)
+                done.append(event)
+        self.stats.applied += len(done)
+        self.stats.duplicates += len(events) - len(done)
+        await self._after_commit(done)
+        return len(done)
+
+    async def _after_commit(self, events: list[Event]) -> None:
+        if not events:
+            return
+        try:
+            await self._consumer.after_commit(events)
+        except Exception:
+            log.exception("consumer %s: after_commit failed (events stay applied)", self.name)
 
     def _epoch_advanced(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
         raw = header(record.headers, HEADER_EPOCH)
@@ -166,11 +257,13 @@ class ConsumerRunner:
             self._epochs[tp] = epoch
         return known is not None and epoch > known and record.offset > 0
 
-    async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._kafka is not None
+        if not offsets:
+            return
         try:
             await asyncio.wait_for(
-                self._kafka.commit({tp: next_offset}),
+                self._kafka.commit(offsets),
                 self._settings.kafka_request_timeout_ms / 1000,
             )
         except (CommitFailedError, KafkaError, TimeoutError) as exc:
@@ -235,6 +328,7 @@ class ConsumerRunner:
         finally:
             reset_traceparent(token)
         self.stats.applied += 1
+        await self._after_commit([event])
         return True
 
     async def _dead_letter(

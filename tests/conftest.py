@@ -53,7 +53,11 @@ def stack() -> Iterator[Stack]:
     stack.down()  # whatever a previous, interrupted run left behind
     if layout.state_dir.exists() and stack.embedded()["postgresql"]:
         shutil.rmtree(layout.state_dir)
-    env = stack.up()
+    try:
+        env = stack.up()
+    except BaseException:
+        stack.down()  # whatever did start; the error (with the failing part's log) stands
+        raise
     os.environ.update(env)
     try:
         yield stack

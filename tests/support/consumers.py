@@ -7,6 +7,7 @@ so they must be importable by name; each owns one topic and one consumer group.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -65,10 +66,10 @@ class BrokerRestartRecorder(Recorder):
 
 
 class CrashRecorder(Recorder):
-    """Kills its own process the first time it meets an event marked `crash_once`.
+    """Kills its own process once, right after applying an event marked `crash_once`.
 
-    The events before it in the same fetch are already committed to PostgreSQL but their
-    offsets are not committed to Kafka, so the restarted member receives them again.
+    That is after the PostgreSQL commit and before the Kafka offset commit, so the
+    restarted member receives the whole batch again and the ledger must absorb it.
     """
 
     name = "test-crash"
@@ -78,19 +79,19 @@ class CrashRecorder(Recorder):
     async def start(self, settings: Settings) -> None:
         self._database_url = settings.database_url
 
-    async def before_apply(self, event: Event, conn: asyncpg.Connection) -> None:
-        if not event.payload.get("crash_once"):
+    async def after_commit(self, events: Sequence[Event]) -> None:
+        marked = [e.event_id for e in events if e.payload.get("crash_once")]
+        if not marked:
             return
-        # Mark outside the transaction (it dies with the process) so that we crash once.
-        marked = await conn.fetchval(
-            "SELECT event_id FROM test_crash_marks WHERE event_id = $1", event.event_id
-        )
-        if marked is None:
-            mark = await asyncpg.connect(self._database_url)
-            try:
-                await mark.execute("INSERT INTO test_crash_marks VALUES ($1)", event.event_id)
-            finally:
-                await mark.close()
+        mark = await asyncpg.connect(self._database_url)
+        try:
+            first_time = await mark.fetchval(
+                "INSERT INTO test_crash_marks VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+                marked[0],
+            )
+        finally:
+            await mark.close()
+        if first_time:
             os._exit(1)
 
 
