@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -91,6 +92,11 @@ class ConsumerRunner:
         # The broker epoch last seen per partition: a higher one means the broker lost its
         # log and the relay re-drove it, so the partition is read again from its start.
         self._epochs: dict[TopicPartition, int] = {}
+        # Offsets are committed in the background, one request at a time, newest winning:
+        # the next fetch need not wait for the broker. A commit lost in a crash only means
+        # a redelivery, which the ledger absorbs.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committer: asyncio.Task[None] | None = None
         self.stats = ConsumerStats()
 
     @property
@@ -111,12 +117,15 @@ class ConsumerRunner:
                     nexts = await asyncio.gather(
                         *(self._process_partition(tp, records) for tp, records in batches.items())
                     )
-                    await self._commit(
+                    self._schedule_commit(
                         {tp: n for tp, n in zip(batches, nexts, strict=True) if n is not None}
                     )
         finally:
-            await self._disconnect()
-            await self._consumer.stop()
+            try:
+                await self._finish_commits()
+            finally:
+                await self._disconnect()
+                await self._consumer.stop()
 
     async def _connect(self) -> None:
         backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
@@ -162,6 +171,7 @@ class ConsumerRunner:
                     tp.partition,
                     record.offset,
                 )
+                self._uncommitted.pop(tp, None)  # an old-log offset must not land now
                 await self._kafka.seek_to_beginning(tp)
                 break
             accepted.append(record)
@@ -256,6 +266,28 @@ class ConsumerRunner:
         if known is None or epoch > known:
             self._epochs[tp] = epoch
         return known is not None and epoch > known and record.offset > 0
+
+    def _schedule_commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self._uncommitted.update(offsets)
+        if self._uncommitted and (self._committer is None or self._committer.done()):
+            self._committer = asyncio.get_running_loop().create_task(
+                self._commit_pending(), name=f"{self._member}-commit"
+            )
+
+    async def _commit_pending(self) -> None:
+        while self._uncommitted:
+            offsets, self._uncommitted = self._uncommitted, {}
+            await self._commit(offsets)  # logs and counts its own failures
+
+    async def _finish_commits(self) -> None:
+        """On the way out, give the last offsets a bounded chance to be committed."""
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            try:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(committer), 5)
+            finally:
+                committer.cancel()
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._kafka is not None
