@@ -89,22 +89,32 @@ class OutboxRelay:
         self._topics: dict[str, int] = {}
         self._floors_dirty = False
         self._needs_check = True
-        self._last_check = 0.0
         self._last_purge = 0.0
         self.stats = RelayStats()
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Publish until cancelled. Outages back off and retry; nothing is dropped."""
+        """Publish until cancelled. Outages back off and retry; nothing is dropped.
+
+        The periodic broker check and the retention purge run beside the publish loop
+        (`_monitor`), so events never wait behind them. After a failure the check runs
+        inline, before anything is published again.
+        """
         backoff = Backoff(cap_ms=self._settings.relay_max_backoff_ms)
+        monitor = asyncio.get_running_loop().create_task(
+            self._monitor(), name=f"{self._name}-monitor"
+        )
         try:
             while True:
                 try:
+                    if monitor.done():
+                        monitor.result()  # re-raise whatever ended it: never die silently
+                        raise RuntimeError("relay monitor stopped")
                     await self._ensure_connected()
-                    await self._maybe_check_broker()
+                    if self._needs_check:
+                        await self.check_broker()
                     published = await self.drain()
-                    await self._maybe_purge()
                     backoff.reset()
                     if published == 0:
                         await self._wait_for_work()
@@ -121,7 +131,26 @@ class OutboxRelay:
                         await self._drop_clients()
                     await backoff.sleep()
         finally:
+            monitor.cancel()
+            await asyncio.wait([monitor], timeout=5)
             await self.close()
+
+    async def _monitor(self) -> None:
+        """Every broker-check interval: look for broker data loss; now and then: purge."""
+        interval_s = self._settings.broker_check_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            if self._needs_check or self._producer is None or self._probe is None:
+                continue  # the publish loop is recovering and checks inline
+            try:
+                await self.check_broker()
+                await self._maybe_purge()
+            except BrokerReset as exc:
+                await self._handle_reset(str(exc))
+            except (NovaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # The publish loop meets the same outage and backs off; check inline then.
+                self.stats.last_error = f"monitor: {classify(exc, 'kafka')}"
+                self._needs_check = True
 
     async def close(self) -> None:
         await self._drop_clients()
@@ -365,12 +394,6 @@ class OutboxRelay:
 
     # -- broker loss -------------------------------------------------------------------
 
-    async def _maybe_check_broker(self) -> None:
-        interval_s = self._settings.broker_check_interval_ms / 1000
-        if not self._needs_check and time.monotonic() - self._last_check < interval_s:
-            return
-        await self.check_broker()
-
     async def check_broker(self) -> None:
         """Create missing topics and look for signs that the broker lost its log.
 
@@ -388,7 +411,6 @@ class OutboxRelay:
             raise BrokerReset(f"topics {sorted(lost_topics)} disappeared from the broker")
         await self._check_marker()
         self._needs_check = False
-        self._last_check = time.monotonic()
 
     async def _check_marker(self) -> None:
         """Compare the marker partition's end offset with its floor; write the marker if new.
