@@ -10,6 +10,7 @@ only adapts it to Ray and exports its counters as Ray metrics.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import time
@@ -29,6 +30,17 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "nova"
 _METRICS_INTERVAL_S = 5.0
+
+
+def _freeze_startup_objects() -> None:
+    """Collect once and move everything alive now out of the GC's reach.
+
+    Ray, asyncpg and aiokafka leave many long-lived objects behind at start-up; without
+    this, every full collection walks them all and pauses the event loop (Serve does the
+    same for its replicas after their constructor).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class _Counters:
@@ -81,6 +93,7 @@ class RelayActor:
         db = await Database.connect(self._settings, application_name=self._name)
         self._db = db
         self._relay = OutboxRelay(db, self._settings, name=self._name)
+        _freeze_startup_objects()
         try:
             await self._relay.run()
         finally:
@@ -129,6 +142,7 @@ class ConsumerActor:
     async def _run(self) -> None:
         db = await Database.connect(self._settings, application_name=self._member)
         try:
+            _freeze_startup_objects()
             self._runner = ConsumerRunner(
                 load_consumer(self._consumer_path), db, self._settings, member=self._member
             )
