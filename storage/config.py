@@ -108,6 +108,63 @@ class Settings:
     readiness_timeout_s: float = 1.0
     gateway_replicas: int = 1
     log_level: str = "INFO"
+    # Where clients reach Nova; links in mail point here.
+    public_url: str = "http://127.0.0.1:8000"
+    # Fernet key (urlsafe base64 of 32 bytes) that encrypts secrets at rest: signing keys
+    # in PostgreSQL and one-time tokens in outbox events. Required by the gateway and mail.
+    secret_key: str | None = None
+
+    # Identity.
+    access_token_ttl_s: int = 15 * 60
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    password_reset_ttl_s: int = 3600
+    email_verification_ttl_s: int = 48 * 3600
+    jwt_issuer: str = "nova"
+    jwt_leeway_s: int = 10
+    # Argon2id cost; raising it makes stored hashes rehash at their owner's next login.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65_536
+    argon2_parallelism: int = 2
+    signing_key_refresh_s: float = 30.0
+
+    # Mail: the mail consumer delivers reset and verification messages here.
+    smtp_url: str = "smtp://127.0.0.1:20025"
+    smtp_timeout_s: float = 10.0
+    mail_from: str = "Nova <no-reply@nova.localhost>"
+
+    # Query limits, applied before execution (QUERY_TOO_COMPLEX).
+    query_max_depth: int = 10
+    query_max_aliases: int = 15
+    query_max_tokens: int = 2_000
+    query_max_cost: int = 5_000
+    # A list field's cost multiplies by `first`/`last`; a list without them costs this.
+    query_default_list_size: int = 100
+    query_document_cache_size: int = 1_000
+    max_request_bytes: int = 1_048_576
+    introspection: bool = True
+    # Production: only persisted (registered) query hashes are executed.
+    persisted_queries_only: bool = False
+    persisted_query_ttl_s: int = 30 * 24 * 3600
+
+    # Rate limits (token buckets in Redis): sustained per-second rate and burst.
+    rate_limits_enabled: bool = True
+    rate_user_queries_per_s: float = 50.0
+    rate_user_queries_burst: int = 200
+    rate_user_mutations_per_s: float = 10.0
+    rate_user_mutations_burst: int = 40
+    rate_ip_queries_per_s: float = 100.0
+    rate_ip_queries_burst: int = 400
+    rate_ip_mutations_per_s: float = 20.0
+    rate_ip_mutations_burst: int = 80
+    rate_login_per_s: float = 0.1
+    rate_login_burst: int = 10
+    # Honour X-Forwarded-For (only behind a proxy that sets it).
+    trust_forwarded_for: bool = False
+
+    # User cache: in-process LRU in each replica, then Redis, then PostgreSQL.
+    user_cache_size: int = 10_000
+    user_cache_ttl_s: float = 60.0
+    user_redis_ttl_s: int = 3600
 
     def __post_init__(self) -> None:
         positive = [
@@ -136,6 +193,36 @@ class Settings:
             "consumer_max_backoff_ms",
             "readiness_timeout_s",
             "gateway_replicas",
+            "access_token_ttl_s",
+            "refresh_token_ttl_s",
+            "password_reset_ttl_s",
+            "email_verification_ttl_s",
+            "argon2_time_cost",
+            "argon2_memory_kib",
+            "argon2_parallelism",
+            "signing_key_refresh_s",
+            "smtp_timeout_s",
+            "query_max_depth",
+            "query_max_aliases",
+            "query_max_tokens",
+            "query_max_cost",
+            "query_default_list_size",
+            "query_document_cache_size",
+            "max_request_bytes",
+            "persisted_query_ttl_s",
+            "rate_user_queries_per_s",
+            "rate_user_queries_burst",
+            "rate_user_mutations_per_s",
+            "rate_user_mutations_burst",
+            "rate_ip_queries_per_s",
+            "rate_ip_queries_burst",
+            "rate_ip_mutations_per_s",
+            "rate_ip_mutations_burst",
+            "rate_login_per_s",
+            "rate_login_burst",
+            "user_cache_size",
+            "user_cache_ttl_s",
+            "user_redis_ttl_s",
         ]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -158,6 +245,10 @@ class Settings:
             raise ValueError(f"{env_name('pg_statement_cache_size')} must be >= 0")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{env_name('redis_url')} must be a redis:// or rediss:// URL")
+        if not self.smtp_url.startswith(("smtp://", "smtps://")):
+            raise ValueError(f"{env_name('smtp_url')} must be an smtp:// or smtps:// URL")
+        if self.jwt_leeway_s < 0:
+            raise ValueError(f"{env_name('jwt_leeway_s')} must be >= 0")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError(f"{env_name('log_level')} must be DEBUG, INFO, WARNING or ERROR")
 

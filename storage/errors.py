@@ -49,6 +49,10 @@ class PoisonEvent(NovaError):
     """An event a consumer cannot apply, now or later, without a fix: it goes to `dlq.all`."""
 
 
+class ConfigError(NovaError):
+    """Configuration is missing or wrong; an operator has to fix it."""
+
+
 class StorageError(NovaError):
     """An unexpected database error: a bug or a schema mismatch, not an outage."""
 
