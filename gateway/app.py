@@ -1,67 +1,70 @@
-"""The gateway's ASGI application: `/graphql` (HTTP and WebSocket), `/healthz`, `/readyz`."""
+"""The gateway's ASGI application: `/graphql` (HTTP and WebSocket), JWKS, health endpoints."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from gateway.health import KafkaProbe, Readiness
-from gateway.schema import schema
+from gateway.documents import DocumentCache, prepared_documents
+from gateway.errors import NovaError
+from gateway.http import GraphQLHTTP, client_info
+from gateway.runtime import Context, GatewayRuntime
+from gateway.schema import build_schema
+from gateway.schema import schema as plain_schema
 from gateway.tracing import TraceMiddleware
-from storage.config import Settings
-from storage.db import Database
-from storage.redis_client import make_redis
+
+__all__ = ["GatewayRuntime", "create_app"]
 
 
-@dataclass
-class GatewayRuntime:
-    """Per-replica resources shared by every request."""
+class GraphQLWebSocket(GraphQL[Context, None]):
+    """graphql-transport-ws on `/graphql`; the access token comes in `connection_init`."""
 
-    settings: Settings
-    db: Database
-    redis: aioredis.Redis
-    kafka_probe: KafkaProbe
-    closed: bool = False
-
-    @classmethod
-    async def start(cls, settings: Settings) -> GatewayRuntime:
-        db = await Database.connect(settings, application_name="nova-gateway")
-        return cls(settings, db, make_redis(settings), KafkaProbe(settings))
-
-    @property
-    def readiness(self) -> Readiness:
-        return Readiness(self.db, self.redis, self.kafka_probe, self.settings.readiness_timeout_s)
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        await self.kafka_probe.close()
-        await self.redis.aclose()
-        await self.db.close()
-
-
-class NovaGraphQL(GraphQL[dict[str, Any], None]):
-    def __init__(self, runtime: GatewayRuntime) -> None:
+    def __init__(self, runtime: GatewayRuntime, schema: Any) -> None:
         super().__init__(schema, subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL])
         self._runtime = runtime
 
-    async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
-        return {"request": request, "response": response, "runtime": self._runtime}
+    async def get_context(self, request: Any, response: Any) -> Context:
+        client = client_info(request, self._runtime.settings.trust_forwarded_for)
+        return Context(runtime=self._runtime, client=client, request=request, response=response)
+
+    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
+        params = context.connection_params or {}
+        raw = params.get("authorization") or params.get("Authorization")
+        if raw is not None and not isinstance(raw, str):
+            raise ConnectionRejectionError({"message": "authorization must be a string"})
+        if isinstance(raw, str) and raw and not raw.lower().startswith("bearer "):
+            raw = f"Bearer {raw}"
+        try:
+            context.claims = await self._runtime.authenticate(raw)
+        except NovaError as exc:
+            # Closes with 4403; the client refreshes its token and reconnects.
+            raise ConnectionRejectionError({"message": str(exc)}) from exc
+        return None
 
 
 def create_app(runtime: GatewayRuntime) -> Starlette:
-    graphql = NovaGraphQL(runtime)
+    documents = DocumentCache(
+        plain_schema._schema,
+        runtime.query_limits,
+        runtime.settings.query_document_cache_size,
+    )
+    runtime.documents = documents
+    schema = build_schema([prepared_documents(documents)])
+    http = GraphQLHTTP(runtime, schema)
+    websocket = GraphQLWebSocket(runtime, schema)
+
+    async def jwks(_: Request) -> JSONResponse:
+        await runtime.keys.refresh_if_stale()
+        return JSONResponse(runtime.keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -85,8 +88,9 @@ def create_app(runtime: GatewayRuntime) -> Starlette:
     app = Starlette(
         routes=[
             # Exact paths: a mount would answer `/graphql` with a redirect.
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
+            Route("/graphql", http, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", websocket),
+            Route("/.well-known/jwks.json", jwks),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

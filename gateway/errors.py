@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from graphql import GraphQLError
@@ -15,14 +16,42 @@ log = logging.getLogger(__name__)
 BAD_USER_INPUT = "BAD_USER_INPUT"
 NOT_FOUND = "NOT_FOUND"
 UNAVAILABLE = "UNAVAILABLE"
+UNAUTHENTICATED = "UNAUTHENTICATED"
+FORBIDDEN = "FORBIDDEN"
+RATE_LIMITED = "RATE_LIMITED"
 INTERNAL = "INTERNAL_SERVER_ERROR"
+
+
+class Unauthenticated(NovaError):
+    """No valid credentials: a missing, expired, revoked or forged token, or a bad login."""
+
+
+class Forbidden(NovaError):
+    """Authenticated, but not allowed to do this."""
+
+
+class RateLimited(NovaError):
+    """A rate limit budget is spent; `retry_after_s` says when to try again."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
 
 _CODES: tuple[tuple[type[NovaError], str], ...] = (
     (InvalidInput, BAD_USER_INPUT),
     (AlreadyExists, BAD_USER_INPUT),
     (NotFound, NOT_FOUND),
     (Unavailable, UNAVAILABLE),
+    (Unauthenticated, UNAUTHENTICATED),
+    (Forbidden, FORBIDDEN),
+    (RateLimited, RATE_LIMITED),
 )
+
+
+def retry_after_header(seconds: float) -> str:
+    """`Retry-After` takes whole seconds; never advertise 0 for a refused request."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def user_error(message: str, code: str, **extensions: Any) -> GraphQLError:
@@ -47,6 +76,8 @@ def should_mask(error: GraphQLError) -> bool:
     if code_for(original) is not None:
         if error.original_error is not None and not error.extensions:
             error.extensions = {"code": code_for(original)}
+            if isinstance(original, RateLimited):
+                error.extensions["retryAfter"] = round(original.retry_after_s, 3)
         return False
     log.error(
         "unexpected error (trace %s)",

@@ -30,6 +30,8 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("user.profile.updated", 4, "user_id"),
     Topic("graph.follow.created", 8, "follower_id"),
     Topic("graph.follow.deleted", 8, "follower_id"),
+    Topic("graph.block.created", 8, "blocker_id"),
+    Topic("graph.block.deleted", 8, "blocker_id"),
     Topic("content.post.created", 8, "author_id"),
     Topic("content.post.updated", 8, "author_id"),
     Topic("content.post.deleted", 8, "author_id"),

@@ -82,8 +82,22 @@ def deployed(stack: Stack, settings: Settings) -> Settings:
 
     env = stack.environment()
     ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False)
-    deploy(settings, http_host="127.0.0.1", http_port=stack.layout.http_port)
+    deploy(app_settings(settings), http_host="127.0.0.1", http_port=stack.layout.http_port)
     return settings
+
+
+def app_settings(settings: Settings) -> Settings:
+    """What the test deployment runs with: two gateway replicas (cache invalidation and
+    subscriptions must work across them), and per-IP budgets wide enough for a suite whose
+    every request comes from 127.0.0.1. Per-user and per-account budgets keep production
+    values, and the rate-limit tests exercise them."""
+    return settings.replace(
+        gateway_replicas=2,
+        rate_ip_queries_per_s=2_000.0,
+        rate_ip_queries_burst=20_000,
+        rate_ip_mutations_per_s=2_000.0,
+        rate_ip_mutations_burst=20_000,
+    )
 
 
 @pytest.fixture(scope="session")

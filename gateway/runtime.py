@@ -1,0 +1,180 @@
+"""Per-replica resources shared by every request, and the per-request context."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from strawberry.dataloader import DataLoader
+
+from gateway.apq import PersistedQueryStore
+from gateway.documents import DocumentCache
+from gateway.errors import RateLimited, Unauthenticated
+from gateway.health import KafkaProbe, Readiness
+from gateway.identity import ClientInfo, Identity
+from gateway.limits import QueryLimits
+from gateway.passwords import Passwords
+from gateway.profiles import Profiles
+from gateway.ratelimit import Budget, Budgets, RateLimiter, budgets
+from gateway.revocation import Revocations
+from gateway.secrets import Sealer
+from gateway.tokens import AccessClaims, KeyRing, ensure_signing_key
+from gateway.users import UserCache, UserRecord
+from storage.config import Settings
+from storage.db import Database
+from storage.errors import Unavailable
+from storage.redis_client import make_redis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GatewayRuntime:
+    """Everything one gateway replica holds open. Build with `start()`, end with `close()`."""
+
+    settings: Settings
+    db: Database
+    redis: aioredis.Redis
+    kafka_probe: KafkaProbe
+    keys: KeyRing
+    revocations: Revocations
+    users: UserCache
+    identity: Identity
+    profiles: Profiles
+    limiter: RateLimiter
+    budgets: Budgets
+    persisted: PersistedQueryStore
+    replica_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    )
+    documents: DocumentCache | None = None  # set by the app once the schema is known
+    closed: bool = False
+    rate_limit_failures: int = 0
+
+    @classmethod
+    async def start(cls, settings: Settings) -> GatewayRuntime:
+        sealer = Sealer.from_settings(settings)
+        db = await Database.connect(settings, application_name="nova-gateway")
+        redis = make_redis(settings)
+        keys = KeyRing(db, sealer, settings)
+        await ensure_signing_key(db, sealer)
+        await keys.load()
+        revocations = Revocations(redis, db, access_ttl_s=settings.access_token_ttl_s)
+        users = UserCache(
+            db,
+            redis,
+            max_entries=settings.user_cache_size,
+            local_ttl_s=settings.user_cache_ttl_s,
+            redis_ttl_s=settings.user_redis_ttl_s,
+        )
+        await users.start()
+        identity = Identity(
+            db,
+            settings,
+            keys=keys,
+            passwords=Passwords(settings),
+            sealer=sealer,
+            revocations=revocations,
+            users=users,
+        )
+        return cls(
+            settings=settings,
+            db=db,
+            redis=redis,
+            kafka_probe=KafkaProbe(settings),
+            keys=keys,
+            revocations=revocations,
+            users=users,
+            identity=identity,
+            profiles=Profiles(db, users),
+            limiter=RateLimiter(redis),
+            budgets=budgets(settings),
+            persisted=PersistedQueryStore(redis, ttl_s=settings.persisted_query_ttl_s),
+        )
+
+    @property
+    def readiness(self) -> Readiness:
+        return Readiness(self.db, self.redis, self.kafka_probe, self.settings.readiness_timeout_s)
+
+    @property
+    def query_limits(self) -> QueryLimits:
+        return QueryLimits.from_settings(self.settings)
+
+    async def authenticate(self, authorization: str | None) -> AccessClaims | None:
+        """`Bearer <jwt>` → verified, unrevoked claims; no header → anonymous (None)."""
+        if authorization is None or not authorization.strip():
+            return None
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Authorization must be 'Bearer <access token>'")
+        await self.keys.refresh_if_stale()
+        claims = await self.keys.verify(token.strip())
+        await self.revocations.check(claims)
+        return claims
+
+    async def charge(self, budget: Budget, subject: str, cost: int = 1) -> None:
+        """Take from a rate-limit budget; raise `RateLimited` when it is spent.
+
+        Redis being down fails open: rate limits protect the service, and refusing every
+        request because the limiter is unreachable would be the outage they exist to stop.
+        """
+        if not self.settings.rate_limits_enabled:
+            return
+        try:
+            decision = await self.limiter.take(budget, subject, cost)
+        except Unavailable as exc:
+            self.rate_limit_failures += 1
+            log.warning("rate limit %s not enforced: %s", budget.name, exc)
+            return
+        if not decision.allowed:
+            raise RateLimited(
+                f"rate limit exceeded ({budget.name}); retry in {decision.retry_after_s:.1f}s",
+                decision.retry_after_s,
+            )
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.users.close()
+        await self.kafka_probe.close()
+        await self.redis.aclose()
+        await self.db.close()
+
+
+@dataclass
+class Context:
+    """What resolvers see as `info.context`, one per request or WebSocket connection."""
+
+    runtime: GatewayRuntime
+    client: ClientInfo
+    claims: AccessClaims | None = None
+    request: Any = None
+    response: Any = None
+    # graphql-transport-ws puts the connection_init payload here.
+    connection_params: dict[str, Any] | None = None
+    _user_loader: DataLoader[uuid.UUID, UserRecord | None] | None = None
+
+    @property
+    def users(self) -> DataLoader[uuid.UUID, UserRecord | None]:
+        if self._user_loader is None:
+            self._user_loader = self.runtime.users.loader()
+        return self._user_loader
+
+    @property
+    def viewer_id(self) -> uuid.UUID | None:
+        return self.claims.user_id if self.claims else None
+
+    def require_user(self) -> AccessClaims:
+        if self.claims is None:
+            raise Unauthenticated("sign in first (Authorization: Bearer <access token>)")
+        return self.claims
+
+    def has_role(self, role: str) -> bool:
+        return self.claims is not None and role in self.claims.roles

@@ -1,0 +1,242 @@
+"""Access tokens (RS256 JWTs with rotating keys) and opaque secrets (refresh, one-time).
+
+Signing keys live in PostgreSQL, sealed with `NOVA_SECRET_KEY`, so every gateway replica
+signs and verifies with the same set. The newest key signs; a superseded key keeps
+verifying (and stays in the JWKS) until the last token it signed has expired, so a
+rotation never logs anyone out. Replicas reload the set periodically and whenever a
+token names a `kid` they do not know yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from gateway.errors import Unauthenticated
+from gateway.secrets import Sealer
+from storage.config import Settings
+from storage.db import Database
+
+ALGORITHM = "RS256"
+RSA_KEY_BITS = 2048
+# Serializes first-key creation and rotation across replicas and operators.
+_KEYS_LOCK = 0x4E4B4559  # "NKEY"
+# A token naming an unknown kid triggers at most one reload per this many seconds.
+_UNKNOWN_KID_RELOAD_S = 1.0
+
+
+def new_opaque_token(prefix: str) -> str:
+    """A random bearer secret; the prefix lets secret scanners recognize leaked ones."""
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def token_digest(token: str) -> bytes:
+    """What is stored instead of an opaque token: its SHA-256."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    """A verified access token."""
+
+    user_id: uuid.UUID
+    roles: tuple[str, ...]
+    jti: str
+    session_id: uuid.UUID
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    jti: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class _Key:
+    kid: str
+    public_key: rsa.RSAPublicKey
+    public_jwk: Mapping[str, Any]
+    private_key: rsa.RSAPrivateKey | None  # only the signing key is unsealed
+
+
+def _generate_key(sealer: Sealer) -> tuple[str, str, dict[str, Any]]:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    kid = uuid.uuid4().hex[:16]
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+    jwk.update({"kid": kid, "alg": ALGORITHM, "use": "sig"})
+    return kid, sealer.seal(pem), jwk
+
+
+async def ensure_signing_key(db: Database, sealer: Sealer) -> str | None:
+    """Create the first signing key if there is none; return its kid (None if one existed)."""
+    async with db.transaction() as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEYS_LOCK)
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM signing_keys)"):
+            return None
+        return await _insert_key(conn, sealer)
+
+
+async def rotate_signing_key(db: Database, sealer: Sealer) -> str:
+    """Add a new signing key; the previous ones keep verifying until their tokens expire."""
+    async with db.transaction() as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEYS_LOCK)
+        await conn.execute(
+            "UPDATE signing_keys SET superseded_at = now() WHERE superseded_at IS NULL"
+        )
+        return await _insert_key(conn, sealer)
+
+
+async def _insert_key(conn: asyncpg.Connection, sealer: Sealer) -> str:
+    kid, sealed_pem, jwk = _generate_key(sealer)
+    await conn.execute(
+        "INSERT INTO signing_keys (kid, private_key, public_jwk) VALUES ($1, $2, $3)",
+        kid,
+        sealed_pem,
+        jwk,
+    )
+    return kid
+
+
+class KeyRing:
+    """The keys one replica signs and verifies with, reloaded from PostgreSQL."""
+
+    def __init__(self, db: Database, sealer: Sealer, settings: Settings) -> None:
+        self._db = db
+        self._sealer = sealer
+        self._settings = settings
+        self._keys: dict[str, _Key] = {}
+        self._signing: _Key | None = None
+        self._loaded_at = 0.0
+
+    @property
+    def signing_kid(self) -> str | None:
+        return self._signing.kid if self._signing else None
+
+    async def load(self) -> None:
+        """Read the signing key and every key whose tokens may still be alive."""
+        # A superseded key signed tokens until `superseded_at`; they live access_ttl more.
+        horizon_s = self._settings.access_token_ttl_s + self._settings.jwt_leeway_s
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT kid, private_key, public_jwk, superseded_at IS NULL AS signing
+                FROM signing_keys
+                WHERE superseded_at IS NULL
+                   OR superseded_at > now() - make_interval(secs => $1)
+                ORDER BY created_at
+                """,
+                float(horizon_s),
+            )
+        keys: dict[str, _Key] = {}
+        signing: _Key | None = None
+        for row in rows:
+            jwk = dict(row["public_jwk"])
+            public = RSAAlgorithm.from_jwk(json.dumps(jwk))
+            assert isinstance(public, rsa.RSAPublicKey)
+            private = None
+            if row["signing"]:
+                loaded = serialization.load_pem_private_key(
+                    self._sealer.open(row["private_key"]), password=None
+                )
+                assert isinstance(loaded, rsa.RSAPrivateKey)
+                private = loaded
+            key = _Key(row["kid"], public, jwk, private)
+            keys[key.kid] = key
+            if private is not None:
+                signing = key  # rows are oldest first: the newest unsuperseded key wins
+        self._keys, self._signing = keys, signing
+        self._loaded_at = time.monotonic()
+
+    async def refresh_if_stale(self) -> None:
+        if time.monotonic() - self._loaded_at >= self._settings.signing_key_refresh_s:
+            await self.load()
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [dict(key.public_jwk) for key in self._keys.values()]}
+
+    def issue(self, user_id: uuid.UUID, roles: Sequence[str], session_id: uuid.UUID) -> IssuedToken:
+        if self._signing is None or self._signing.private_key is None:
+            raise RuntimeError("no signing key loaded (run `nova deploy` or `nova keys rotate`)")
+        now = int(time.time())
+        ttl = self._settings.access_token_ttl_s
+        jti = uuid.uuid4().hex
+        claims = {
+            "iss": self._settings.jwt_issuer,
+            "sub": str(user_id),
+            "roles": list(roles),
+            "sid": str(session_id),
+            "jti": jti,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+        }
+        token = jwt.encode(
+            claims,
+            self._signing.private_key,
+            algorithm=ALGORITHM,
+            headers={"kid": self._signing.kid},
+        )
+        return IssuedToken(token, jti, ttl)
+
+    async def verify(self, token: str) -> AccessClaims:
+        """Check signature, algorithm, kid, issuer and times; raise `Unauthenticated`."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("malformed access token") from exc
+        # Only RS256 with a known kid: this refuses `none` and HS256-with-the-public-key.
+        if header.get("alg") != ALGORITHM:
+            raise Unauthenticated("access token algorithm not accepted")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise Unauthenticated("access token has no key id")
+        key = self._keys.get(kid)
+        if key is None and time.monotonic() - self._loaded_at >= _UNKNOWN_KID_RELOAD_S:
+            await self.load()  # a replica that has not seen a fresh rotation yet
+            key = self._keys.get(kid)
+        if key is None:
+            raise Unauthenticated("access token signed with an unknown key")
+        try:
+            claims = jwt.decode(
+                token,
+                key.public_key,
+                algorithms=[ALGORITHM],
+                issuer=self._settings.jwt_issuer,
+                leeway=self._settings.jwt_leeway_s,
+                options={"require": ["exp", "iat", "sub", "jti", "sid", "iss"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("access token expired") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("access token is not valid") from exc
+        try:
+            return AccessClaims(
+                user_id=uuid.UUID(claims["sub"]),
+                roles=tuple(str(role) for role in claims.get("roles", ())),
+                jti=str(claims["jti"]),
+                session_id=uuid.UUID(claims["sid"]),
+                issued_at=int(claims["iat"]),
+                expires_at=int(claims["exp"]),
+            )
+        except (ValueError, TypeError) as exc:
+            raise Unauthenticated("access token claims are malformed") from exc
