@@ -80,6 +80,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  {part:<11} {state}", flush=True)
     if not args.no_deploy:
         _deploy(env, http_port=layout.http_port)
+    # Reset and verification mail lands here (a Maildir) when the SMTP server is embedded.
+    mail = f"  Mail       {layout.mail_dir}  (Maildir)\n" if stack.embedded()["smtp"] else ""
     print(
         f"\nNova is up.\n"
         f"  GraphQL    http://{LOCALHOST}:{layout.http_port}/graphql"
@@ -87,6 +89,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"  Readiness  http://{LOCALHOST}:{layout.http_port}/readyz\n"
         f"  Dashboard  http://{LOCALHOST}:{layout.dashboard_port}  "
         f"(token: {stack.ray.token_file})\n"
+        f"{mail}"
         f"  Stop with  nova stop   (or .venv/bin/nova stop)\n",
         flush=True,
     )
@@ -254,6 +257,69 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_rotate(_: argparse.Namespace) -> int:
+    from gateway.secrets import Sealer
+    from gateway.tokens import rotate_signing_key
+
+    settings = _settings()
+    kid = _with_db(lambda db: rotate_signing_key(db, Sealer.from_settings(settings)))
+    print(f"new signing key {kid}")
+    return 0
+
+
+def cmd_users_grant(args: argparse.Namespace) -> int:
+    from gateway.identity import grant_role
+    from gateway.users import UserCache
+    from storage.errors import InvalidInput
+    from storage.redis_client import make_redis
+
+    settings = _settings()
+
+    async def run(db: Any) -> Any:
+        user = await grant_role(db, args.user, args.role)
+        redis = make_redis(settings)
+        try:  # every gateway replica drops its cached copy
+            cache = UserCache(db, redis, max_entries=1, local_ttl_s=1, redis_ttl_s=60)
+            await cache.changed([user])
+        finally:
+            await redis.aclose()
+        return user
+
+    try:
+        user = _with_db(run)
+    except InvalidInput as exc:
+        print(f"nova: {exc}", file=sys.stderr)
+        return 2
+    print(f"{user.username}: roles {', '.join(user.roles)} (in tokens issued from now on)")
+    return 0
+
+
+def cmd_queries_add(args: argparse.Namespace) -> int:
+    """Register documents for persisted-query-only mode; prints each one's hash."""
+    from gateway.apq import PersistedQueryStore, query_hash
+    from storage.redis_client import make_redis
+
+    settings = _settings()
+
+    documents = {path: Path(path).read_text() for path in args.files}
+
+    async def run() -> list[str]:
+        redis = make_redis(settings)
+        store = PersistedQueryStore(redis, ttl_s=settings.persisted_query_ttl_s)
+        try:
+            hashes = []
+            for path, query in documents.items():
+                await store.put(query_hash(query), query)
+                hashes.append(f"{query_hash(query)}  {path}")
+            return hashes
+        finally:
+            await redis.aclose()
+
+    for line in asyncio.run(run()):
+        print(line)
+    return 0
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     """Lint, type-check, then the whole suite (its fixtures start the test stack)."""
     python = sys.executable
@@ -325,6 +391,28 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_replay.add_argument("--id", dest="ids", type=int, action="append")
     dlq_replay.add_argument("--consumer")
     dlq_replay.set_defaults(func=cmd_dlq_replay)
+
+    keys = sub.add_parser("keys", help="JWT signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys.add_parser(
+        "rotate", help="add a new signing key; old ones verify until their tokens expire"
+    ).set_defaults(func=cmd_keys_rotate)
+
+    users = sub.add_parser("users", help="accounts").add_subparsers(
+        dest="users_command", required=True
+    )
+    grant = users.add_parser("grant", help="give an account a role")
+    grant.add_argument("user", help="username or email")
+    grant.add_argument("role", choices=["user", "moderator", "admin"])
+    grant.set_defaults(func=cmd_users_grant)
+
+    queries = sub.add_parser("queries", help="persisted queries").add_subparsers(
+        dest="queries_command", required=True
+    )
+    add = queries.add_parser("add", help="register .graphql documents (persisted-only mode)")
+    add.add_argument("files", nargs="+")
+    add.set_defaults(func=cmd_queries_add)
     return parser
 
 

@@ -6,4 +6,4 @@ Issues add their consumers here (timeline fan-out, notifications, features, mail
 
 from __future__ import annotations
 
-PRODUCTION_CONSUMERS: tuple[str, ...] = ()
+PRODUCTION_CONSUMERS: tuple[str, ...] = ("gateway.mail:MailConsumer",)

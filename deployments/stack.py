@@ -1,10 +1,14 @@
-"""The embedded stack: PostgreSQL, Redis, the Kafka-protocol broker and Ray on 127.0.0.1.
+"""The embedded stack: PostgreSQL, Redis, the Kafka-protocol broker, Ray and an SMTP sink
+on 127.0.0.1.
 
 Each part is used through its URL (`NOVA_DATABASE_URL`, `NOVA_REDIS_URL`,
-`NOVA_KAFKA_BOOTSTRAP`, `RAY_ADDRESS`); only the parts whose URL is unset are started here,
-each in its own directory under the state dir, on its own port, and only those are stopped
-by `nova stop`. The dev stack (`nova up`) and the test stack (`nova test`, the pytest
-session) differ only in their `Layout`, so tests never touch a running dev stack.
+`NOVA_KAFKA_BOOTSTRAP`, `RAY_ADDRESS`, `NOVA_SMTP_URL`); only the parts whose URL is unset
+are started here, each in its own directory under the state dir, on its own port, and only
+those are stopped by `nova stop`. The dev stack (`nova up`) and the test stack (`nova test`,
+the pytest session) differ only in their `Layout`, so tests never touch a running dev stack.
+
+The stack also provides `NOVA_SECRET_KEY` (generated once into the state dir unless set)
+and `NOVA_PUBLIC_URL` (the local HTTP port unless set), so links in mail work locally.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,7 +35,13 @@ from urllib.parse import quote
 log = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
-URL_VARIABLES = ("NOVA_DATABASE_URL", "NOVA_REDIS_URL", "NOVA_KAFKA_BOOTSTRAP", "RAY_ADDRESS")
+URL_VARIABLES = (
+    "NOVA_DATABASE_URL",
+    "NOVA_REDIS_URL",
+    "NOVA_KAFKA_BOOTSTRAP",
+    "RAY_ADDRESS",
+    "NOVA_SMTP_URL",
+)
 
 
 class StackError(RuntimeError):
@@ -67,6 +78,10 @@ class Layout:
     def ray_port(self) -> int:
         return self.port_base + 637
 
+    @property
+    def smtp_port(self) -> int:
+        return self.port_base + 25
+
     def ray_ports(self) -> dict[str, int]:
         """Every port Ray listens on, pinned, so two stacks never collide."""
         base = self.port_base
@@ -88,6 +103,11 @@ class Layout:
     @property
     def env_file(self) -> Path:
         return self.path("nova.env")
+
+    @property
+    def mail_dir(self) -> Path:
+        """The Maildir the embedded SMTP server delivers every message to."""
+        return self.path("mail")
 
 
 def _default_state_root() -> Path:
@@ -174,13 +194,14 @@ def _wait_for_port(port: int, *, what: str, timeout_s: float, log_file: Path) ->
     )
 
 
-def _secret(path: Path) -> str:
+def _secret(path: Path, generate: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
+    """Read a secret from its 0600 file, creating it with `generate()` on first use."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.parent.chmod(0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
+            handle.write(generate())
     return path.read_text().strip()
 
 
@@ -490,6 +511,66 @@ class Broker:
         self.pid_file.unlink(missing_ok=True)
 
 
+class Smtp:
+    """aiosmtpd delivering every message to a Maildir: no mail leaves the machine.
+
+    Stands in for a real relay on one machine, and lets tests read what Nova sent.
+    """
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.pid_file = layout.path("smtp", "aiosmtpd.pid")
+        self.log_file = layout.path("logs", "smtp.log")
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{LOCALHOST}:{self.layout.smtp_port}"
+
+    def running(self) -> bool:
+        return _pid_alive(self.pid_file) is not None and port_open(self.layout.smtp_port)
+
+    def start(self) -> None:
+        if self.running():
+            return
+        if port_open(self.layout.smtp_port):
+            raise StackError(f"port {self.layout.smtp_port} is taken by another process")
+        mail_dir = self.layout.mail_dir
+        # Reset and verification mail carries one-time tokens: only the owner may read it.
+        # A Maildir is these three directories; the handler only makes them if `mail_dir`
+        # itself is missing.
+        for sub in ("tmp", "new", "cur"):
+            (mail_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        mail_dir.chmod(0o700)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log_handle:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "aiosmtpd",
+                    "-n",  # stay the current user, who owns the Maildir
+                    "-l",
+                    f"{LOCALHOST}:{self.layout.smtp_port}",
+                    "-c",
+                    "aiosmtpd.handlers.Mailbox",
+                    str(mail_dir),
+                ],
+                stdout=log_handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        _wait_for_port(self.layout.smtp_port, what="SMTP", timeout_s=15, log_file=self.log_file)
+
+    def stop(self) -> None:
+        pid = _pid_alive(self.pid_file)
+        if pid is not None:
+            _terminate(pid)
+        self.pid_file.unlink(missing_ok=True)
+
+
 class Ray:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -622,8 +703,15 @@ class _Part(Protocol):
     def stop(self) -> None: ...
 
 
+def _new_secret_key() -> str:
+    # Imported here: the gateway package is only needed once a key must be made.
+    from gateway.secrets import new_secret_key
+
+    return new_secret_key()
+
+
 class Stack:
-    """The four parts of one layout; starts the embedded ones whose URL is unset."""
+    """The parts of one layout; starts the embedded ones whose URL is unset."""
 
     def __init__(self, layout: Layout, environ: dict[str, str] | None = None) -> None:
         self.layout = layout
@@ -632,6 +720,8 @@ class Stack:
         self.redis = Redis(layout)
         self.broker = Broker(layout)
         self.ray = Ray(layout)
+        self.smtp = Smtp(layout)
+        self.secret_key_file = layout.path("secrets", "secret_key")
         self._manifest = layout.path("embedded.json")
 
     def embedded(self) -> dict[str, bool]:
@@ -641,12 +731,19 @@ class Stack:
             "redis": "NOVA_REDIS_URL" not in self.environ,
             "kafka": "NOVA_KAFKA_BOOTSTRAP" not in self.environ,
             "ray": "RAY_ADDRESS" not in self.environ,
+            "smtp": "NOVA_SMTP_URL" not in self.environ,
         }
 
     def environment(self) -> dict[str, str]:
-        """The environment Nova processes of this stack run with: URLs plus Ray's needs."""
+        """The environment Nova processes of this stack run with: URLs, the secret key (one
+        per state dir, so sealed values survive restarts), the public URL and Ray's needs."""
         embedded = self.embedded()
         env = {**self.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        if "NOVA_SECRET_KEY" not in env:
+            env["NOVA_SECRET_KEY"] = _secret(self.secret_key_file, _new_secret_key)
+        env.setdefault("NOVA_PUBLIC_URL", f"http://{LOCALHOST}:{self.layout.http_port}")
+        if embedded["smtp"]:
+            env["NOVA_SMTP_URL"] = self.smtp.url
         if embedded["postgresql"]:
             env["NOVA_DATABASE_URL"] = self.postgres.url
         if embedded["redis"]:
@@ -675,6 +772,8 @@ class Stack:
             self.redis.start()
         if embedded["kafka"]:
             self.broker.start()
+        if embedded["smtp"]:
+            self.smtp.start()
         if embedded["ray"]:
             self.ray.start(env)
         self._write_env_file(env)
@@ -688,6 +787,8 @@ class Stack:
             "NOVA_KAFKA_FETCH_MAX_WAIT_MS",
             *self.ray.environment(),
             "NOVA_HTTP_PORT",
+            "NOVA_PUBLIC_URL",
+            "NOVA_SECRET_KEY",
         ]
         fd = os.open(self.layout.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -700,10 +801,11 @@ class Stack:
         try:
             started = json.loads(self._manifest.read_text())
         except (OSError, ValueError):
-            started = {"postgresql": True, "redis": True, "kafka": True, "ray": True}
+            started = {"postgresql": True, "redis": True, "kafka": True, "ray": True, "smtp": True}
         stopped = []
         parts: tuple[tuple[str, _Part], ...] = (
             ("ray", self.ray),
+            ("smtp", self.smtp),
             ("kafka", self.broker),
             ("redis", self.redis),
             ("postgresql", self.postgres),
@@ -721,6 +823,7 @@ class Stack:
             "redis": self.redis,
             "kafka": self.broker,
             "ray": self.ray,
+            "smtp": self.smtp,
         }
         return {
             name: ("external" if not embedded[name] else "running" if part.running() else "stopped")

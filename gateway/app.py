@@ -15,12 +15,12 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from gateway.documents import DocumentCache, prepared_documents
-from gateway.errors import NovaError
 from gateway.http import GraphQLHTTP, client_info
 from gateway.runtime import Context, GatewayRuntime
 from gateway.schema import build_schema
 from gateway.schema import schema as plain_schema
 from gateway.tracing import TraceMiddleware
+from storage.errors import NovaError
 
 __all__ = ["GatewayRuntime", "create_app"]
 
@@ -88,7 +88,7 @@ def create_app(runtime: GatewayRuntime) -> Starlette:
     app = Starlette(
         routes=[
             # Exact paths: a mount would answer `/graphql` with a redirect.
-            Route("/graphql", http, methods=["GET", "POST"]),
+            Route("/graphql", http.handle, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", websocket),
             Route("/.well-known/jwks.json", jwks),
             Route("/healthz", healthz),

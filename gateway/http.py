@@ -180,7 +180,7 @@ class GraphQLHTTP:
         self._runtime = runtime
         self._schema = schema
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         media = JSON
         try:
             media = _media_type(request)

@@ -175,6 +175,7 @@ class Identity:
             client.ip,
         )
         refresh = await self._new_refresh_token(conn, session_id)
+        await self._keys.refresh_if_stale()  # sign with the newest key after a rotation
         access = self._keys.issue(user.id, user.roles, session_id)
         return AuthResult(access.token, refresh, access.expires_in, user)
 
@@ -233,6 +234,7 @@ class Identity:
         if reused_session is not None:
             await self._revocations.revoke_sessions([reused_session])
             raise Unauthenticated("refresh token was already used; the session is revoked")
+        await self._keys.refresh_if_stale()
         access = self._keys.issue(user.id, user.roles, row["session_id"])
         return AuthResult(access.token, new_refresh, access.expires_in, user)
 

@@ -253,4 +253,4 @@ class UserCache:
                 delay_s = min(delay_s * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -97,6 +97,8 @@ def app_settings(settings: Settings) -> Settings:
         rate_ip_queries_burst=20_000,
         rate_ip_mutations_per_s=2_000.0,
         rate_ip_mutations_burst=20_000,
+        # Key rotations reach every replica's signer quickly enough to test.
+        signing_key_refresh_s=2.0,
     )
 
 

@@ -41,7 +41,13 @@ def test_a_set_url_means_that_part_is_not_embedded() -> None:
         dev_layout(),
         environ={"NOVA_REDIS_URL": "redis://127.0.0.1:6390/0", "RAY_ADDRESS": "127.0.0.1:6380"},
     )
-    assert stack.embedded() == {"postgresql": True, "redis": False, "kafka": True, "ray": False}
+    assert stack.embedded() == {
+        "postgresql": True,
+        "redis": False,
+        "kafka": True,
+        "ray": False,
+        "smtp": True,
+    }
     env = stack.environment()
     assert env["NOVA_REDIS_URL"] == "redis://127.0.0.1:6390/0"
     assert env["RAY_ADDRESS"] == "127.0.0.1:6380"

@@ -25,7 +25,7 @@ from gateway.secrets import Sealer
 from gateway.tokens import KeyRing
 from storage.config import Settings
 from storage.db import Database
-from tests.conftest import nova
+from tests.conftest import nova, wait_until
 from tests.support.graphql import LOGIN, PASSWORD, REGISTER, post, register, unique_name
 from tests.support.mailbox import extract_token, wait_for_mail
 
@@ -132,10 +132,9 @@ async def test_login_with_username_or_email_with_a_graphql_client(http_url: str)
     transport = HTTPXAsyncTransport(url=f"{http_url}/graphql", timeout=30)
     async with Client(transport=transport) as session:
         for login in (account.username.upper(), account.email):
-            result = await session.execute(
-                gql(LOGIN),
-                variable_values={"input": {"login": login, "password": account.password}},
-            )
+            request = gql(LOGIN)
+            request.variable_values = {"input": {"login": login, "password": account.password}}
+            result = await session.execute(request)
             assert result["login"]["user"]["id"] == account.id
             assert result["login"]["refreshToken"] != account.refresh_token
 
@@ -301,10 +300,17 @@ async def test_key_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_n
     out = await nova("keys", "rotate")
     new_kid = out.strip().split()[-1]
     assert new_kid != old_kid
-    fresh = (
-        await post(http_url, LOGIN, {"input": {"login": account.username, "password": PASSWORD}})
-    ).ok()["login"]
-    assert jwt.get_unverified_header(fresh["accessToken"])["kid"] == new_kid
+
+    # Replicas pick the new signing key up within `signing_key_refresh_s` (2 s here).
+    async def signed_with_new_key() -> dict[str, str] | None:
+        reply = await post(
+            http_url, LOGIN, {"input": {"login": account.username, "password": PASSWORD}}
+        )
+        login: dict[str, str] = reply.ok()["login"]
+        kid = jwt.get_unverified_header(login["accessToken"])["kid"]
+        return login if kid == new_kid else None
+
+    fresh = await wait_until(signed_with_new_key, timeout_s=8, interval_s=1.0)
     assert (await _me_status(http_url, account.access_token)) == (200, [])
     assert (await _me_status(http_url, fresh["accessToken"])) == (200, [])
     async with httpx.AsyncClient(timeout=10) as client:

@@ -1,0 +1,332 @@
+"""Rate limits and persisted queries against the test stack's real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.apq import (
+    PERSISTED_QUERY_NOT_FOUND,
+    PersistedQueryError,
+    PersistedQueryStore,
+    query_hash,
+    resolve_query,
+)
+from gateway.ratelimit import Budget, RateLimiter, budgets
+from storage.config import Settings
+from storage.errors import Unavailable
+from storage.redis_client import make_redis
+
+pytestmark = pytest.mark.stack
+
+TTL_S = 3600
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = make_redis(settings)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def dead_redis() -> AsyncIterator[aioredis.Redis]:
+    """A client for 127.0.0.1 on a port nothing listens on, with short timeouts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = aioredis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def _prefix(kind: str) -> str:
+    return f"test:{kind}:{uuid.uuid4().hex}"
+
+
+def _subject() -> str:
+    return uuid.uuid4().hex
+
+
+def _apq(sha: str, version: object = 1) -> dict[str, object]:
+    return {"persistedQuery": {"version": version, "sha256Hash": sha}}
+
+
+def _query() -> str:
+    return f"query Q{uuid.uuid4().hex} {{ __typename }}"
+
+
+# Rate limits.
+
+
+async def test_burst_is_allowed_then_denied_with_retry_after(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis, prefix=_prefix("rl"))
+    budget = Budget("burst", rate_per_s=2.0, burst=5)
+    subject = _subject()
+    decisions = [await limiter.take(budget, subject) for _ in range(5)]
+    assert all(d.allowed and d.retry_after_s == 0 for d in decisions)
+    assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0]
+    denied = await limiter.take(budget, subject)
+    assert not denied.allowed
+    assert denied.remaining == 0
+    # One token at 2/s: ~0.5 s, less whatever refilled since the last take.
+    assert 0.3 < denied.retry_after_s <= 0.5
+    assert denied.retry_after_s == round(denied.retry_after_s, 3)
+
+
+async def test_retry_after_is_time_until_cost_tokens(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis, prefix=_prefix("rl"))
+    budget = Budget("cost", rate_per_s=1.0, burst=4)
+    subject = _subject()
+    assert (await limiter.take(budget, subject, cost=4)).allowed
+    denied = await limiter.take(budget, subject, cost=3)
+    assert not denied.allowed
+    assert 2.8 < denied.retry_after_s <= 3.0  # 3 tokens at 1/s
+
+
+async def test_tokens_refill_over_time(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis, prefix=_prefix("rl"))
+    budget = Budget("refill", rate_per_s=20.0, burst=4)
+    subject = _subject()
+    for _ in range(4):
+        assert (await limiter.take(budget, subject)).allowed
+    assert not (await limiter.take(budget, subject)).allowed
+    await asyncio.sleep(0.25)  # 5 tokens' worth at 20/s; the bucket holds 4
+    refilled = [await limiter.take(budget, subject) for _ in range(4)]
+    assert all(d.allowed for d in refilled)
+
+
+async def test_denied_requests_consume_nothing(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis, prefix=_prefix("rl"))
+    budget = Budget("deny", rate_per_s=10.0, burst=3)
+    subject = _subject()
+    for _ in range(3):
+        assert (await limiter.take(budget, subject)).allowed
+    first = await limiter.take(budget, subject)
+    for _ in range(20):
+        assert not (await limiter.take(budget, subject)).allowed
+    # Denials took nothing: one token arrives 0.1 s after the bucket emptied, not later.
+    await asyncio.sleep(first.retry_after_s + 0.02)
+    assert (await limiter.take(budget, subject)).allowed
+    # A denied larger request leaves the tokens that are there for smaller ones.
+    big = Budget("deny-big", rate_per_s=0.001, burst=5)
+    assert (await limiter.take(big, subject, cost=3)).allowed
+    assert not (await limiter.take(big, subject, cost=3)).allowed
+    assert (await limiter.take(big, subject, cost=2)).allowed
+
+
+async def test_subjects_and_budgets_are_independent(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis, prefix=_prefix("rl"))
+    queries = Budget("queries", rate_per_s=0.001, burst=2)
+    mutations = Budget("mutations", rate_per_s=0.001, burst=2)
+    alice, bob = _subject(), _subject()
+    for _ in range(2):
+        assert (await limiter.take(queries, alice)).allowed
+    assert not (await limiter.take(queries, alice)).allowed
+    assert (await limiter.take(queries, bob)).remaining == 1
+    assert (await limiter.take(mutations, alice)).remaining == 1
+
+
+async def test_concurrent_takes_allow_exactly_the_burst(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis, prefix=_prefix("rl"))
+    budget = Budget("race", rate_per_s=0.001, burst=10)
+    subject = _subject()
+    decisions = await asyncio.gather(*(limiter.take(budget, subject) for _ in range(50)))
+    assert sum(d.allowed for d in decisions) == 10
+    assert sorted(d.remaining for d in decisions if d.allowed) == list(range(10))
+
+
+async def test_idle_key_expires_after_a_full_refill(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis, prefix=_prefix("rl"))
+    budget = Budget("idle", rate_per_s=10.0, burst=5)  # full refill: 0.5 s
+    subject = _subject()
+    key = limiter.key(budget, subject)
+    await limiter.take(budget, subject, cost=2)
+    ttl_ms = await redis.pttl(key)
+    assert 0 < ttl_ms <= 500
+    await asyncio.sleep(ttl_ms / 1000 + 0.1)
+    assert await redis.exists(key) == 0
+    # A vanished key is a full bucket.
+    assert (await limiter.take(budget, subject, cost=5)).allowed
+
+
+async def test_reset_restores_the_burst(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis, prefix=_prefix("rl"))
+    budget = Budget("reset", rate_per_s=0.001, burst=3)
+    subject = _subject()
+    assert (await limiter.take(budget, subject, cost=3)).allowed
+    assert not (await limiter.take(budget, subject)).allowed
+    await limiter.reset(budget, subject)
+    assert (await limiter.take(budget, subject, cost=3)).allowed
+
+
+async def test_invalid_cost_is_a_programming_error(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis, prefix=_prefix("rl"))
+    budget = Budget("cost-check", rate_per_s=1.0, burst=3)
+    with pytest.raises(ValueError, match="at least 1"):
+        await limiter.take(budget, _subject(), cost=0)
+    with pytest.raises(ValueError, match="exceeds the burst"):
+        await limiter.take(budget, _subject(), cost=4)
+    with pytest.raises(ValueError, match="without ':'"):
+        Budget("a:b", 1.0, 1)
+    with pytest.raises(ValueError, match="rate_per_s"):
+        Budget("zero-rate", 0.0, 1)
+
+
+def test_budgets_come_from_settings(settings: Settings) -> None:
+    configured = budgets(settings)
+    assert configured.login.rate_per_s == settings.rate_login_per_s
+    assert configured.login.burst == settings.rate_login_burst
+    assert configured.user_queries.burst == settings.rate_user_queries_burst
+    assert configured.ip_mutations.rate_per_s == settings.rate_ip_mutations_per_s
+    names = {
+        configured.user_queries.name,
+        configured.user_mutations.name,
+        configured.ip_queries.name,
+        configured.ip_mutations.name,
+        configured.login.name,
+    }
+    assert len(names) == 5
+
+
+async def test_unreachable_redis_raises_unavailable(dead_redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(dead_redis, prefix=_prefix("rl"))
+    budget = Budget("down", rate_per_s=1.0, burst=1)
+    with pytest.raises(Unavailable):
+        await limiter.take(budget, _subject())
+    with pytest.raises(Unavailable):
+        await limiter.reset(budget, _subject())
+
+
+# Persisted queries.
+
+
+async def test_hash_only_miss_is_not_found_with_status_200(redis: aioredis.Redis) -> None:
+    store = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=_prefix("apq"))
+    with pytest.raises(PersistedQueryError) as caught:
+        await resolve_query(store, None, _apq(query_hash(_query())), persisted_only=False)
+    assert caught.value.status == 200
+    assert caught.value.code == PERSISTED_QUERY_NOT_FOUND
+    assert caught.value.message == "PersistedQueryNotFound"
+
+
+async def test_registered_query_is_served_by_hash_from_redis(redis: aioredis.Redis) -> None:
+    prefix = _prefix("apq")
+    query = _query()
+    sha = query_hash(query)
+    first = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
+    assert await resolve_query(first, query, _apq(sha), persisted_only=False) == (query, sha)
+    # A new store has an empty LRU, so this answer comes from Redis.
+    second = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
+    assert await resolve_query(second, None, _apq(sha), persisted_only=False) == (query, sha)
+
+
+async def test_stored_queries_have_a_ttl(redis: aioredis.Redis) -> None:
+    prefix = _prefix("apq")
+    store = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
+    query = _query()
+    sha = query_hash(query)
+    await resolve_query(store, query, _apq(sha), persisted_only=False)
+    assert 0 < await redis.ttl(store.key(sha)) <= TTL_S
+    # A read refreshes the TTL (GETEX).
+    await redis.expire(store.key(sha), 60)
+    fresh = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
+    assert await fresh.get(sha) == query
+    assert await redis.ttl(store.key(sha)) > 60
+
+
+async def test_mismatched_hash_is_refused_with_400(redis: aioredis.Redis) -> None:
+    store = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=_prefix("apq"))
+    with pytest.raises(PersistedQueryError) as caught:
+        await resolve_query(store, _query(), _apq(query_hash(_query())), persisted_only=False)
+    assert (caught.value.status, caught.value.code) == (400, "BAD_USER_INPUT")
+    assert caught.value.message == "provided sha does not match query"
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", True, 1.0, None])
+async def test_unsupported_version_is_refused_with_400(
+    redis: aioredis.Redis, version: object
+) -> None:
+    store = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=_prefix("apq"))
+    query = _query()
+    with pytest.raises(PersistedQueryError) as caught:
+        await resolve_query(store, query, _apq(query_hash(query), version), persisted_only=False)
+    assert (caught.value.status, caught.value.code) == (400, "PERSISTED_QUERY_NOT_SUPPORTED")
+    assert str(version) in caught.value.message
+
+
+@pytest.mark.parametrize("sha", ["not-a-hash", "A" * 64, "0" * 63, 42, None])
+async def test_malformed_hash_is_refused_with_400(redis: aioredis.Redis, sha: object) -> None:
+    store = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=_prefix("apq"))
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha}}
+    with pytest.raises(PersistedQueryError) as caught:
+        await resolve_query(store, None, extensions, persisted_only=False)
+    assert (caught.value.status, caught.value.code) == (400, "BAD_USER_INPUT")
+
+
+async def test_ad_hoc_queries_run_unless_persisted_only(redis: aioredis.Redis) -> None:
+    store = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=_prefix("apq"))
+    query = _query()
+    assert await resolve_query(store, query, None, persisted_only=False) == (query, None)
+    assert await resolve_query(store, query, {}, persisted_only=False) == (query, None)
+    for missing in (None, "", "  "):
+        with pytest.raises(PersistedQueryError) as caught:
+            await resolve_query(store, missing, None, persisted_only=False)
+        assert (caught.value.status, caught.value.code) == (400, "BAD_USER_INPUT")
+
+
+async def test_persisted_only_refuses_ad_hoc_and_unregistered_serves_registered(
+    redis: aioredis.Redis,
+) -> None:
+    prefix = _prefix("apq")
+    store = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
+    with pytest.raises(PersistedQueryError) as ad_hoc:
+        await resolve_query(store, _query(), None, persisted_only=True)
+    assert (ad_hoc.value.status, ad_hoc.value.code) == (400, "PERSISTED_QUERY_REQUIRED")
+
+    unregistered = _query()
+    sha = query_hash(unregistered)
+    with pytest.raises(PersistedQueryError) as refused:
+        await resolve_query(store, unregistered, _apq(sha), persisted_only=True)
+    assert (refused.value.status, refused.value.code) == (400, "PERSISTED_QUERY_REQUIRED")
+    assert await redis.exists(store.key(sha)) == 0  # clients cannot register
+
+    registered = _query()
+    sha = query_hash(registered)
+    operator = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
+    await operator.put(sha, registered)
+    served = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
+    assert await resolve_query(served, None, _apq(sha), persisted_only=True) == (registered, sha)
+    assert await resolve_query(served, registered, _apq(sha), persisted_only=True) == (
+        registered,
+        sha,
+    )
+
+
+async def test_put_refuses_a_hash_that_does_not_match(redis: aioredis.Redis) -> None:
+    store = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=_prefix("apq"))
+    with pytest.raises(ValueError, match="not the SHA-256"):
+        await store.put(query_hash(_query()), _query())
+
+
+async def test_redis_down_hash_only_raises_unavailable_but_full_query_runs(
+    dead_redis: aioredis.Redis,
+) -> None:
+    store = PersistedQueryStore(dead_redis, ttl_s=TTL_S, prefix=_prefix("apq"))
+    query = _query()
+    sha = query_hash(query)
+    with pytest.raises(Unavailable):
+        await resolve_query(store, None, _apq(query_hash(_query())), persisted_only=False)
+    # With the text in hand, a failed store is only logged.
+    assert await resolve_query(store, query, _apq(sha), persisted_only=False) == (query, sha)
