@@ -1,0 +1,190 @@
+"""Gateway benchmark: an authenticated `me` query through Serve, against a bare Serve route.
+
+    cd /work/main && .venv/bin/python -m bench.gateway
+
+Needs the dev stack (`nova up`). In one run:
+
+* Baseline: a bare Serve deployment (`bench-bare`, same proxy, one replica) answering
+  `POST /bench-bare` with the same JSON the `me` query returns. Saturation throughput at
+  fixed concurrency, then p50/p99 at half of that rate.
+* Nova: `{ me { id username displayName } }` with a bearer token (JWT verification, the
+  Redis revocation check, rate limits, the cached document and the user DataLoader), at
+  the same concurrency and then at the same offered rate (half the bare saturation rate).
+* Logins per second, separately: Argon2id is slow on purpose.
+
+Every loop is bounded in count and time; the bare app is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from bench.harness import StackNotUp, load_stack_env, ratio, report, run_paced, summarize
+
+SCENARIO = "gateway"
+BARE_APP = "bench-bare"
+BARE_ROUTE = "/bench-bare"
+CONCURRENCY = 16
+SATURATION_REQUESTS = 2_000
+PACED_REQUESTS = 2_000
+LOGINS = 20
+PASSWORD = "bench password 1234"
+ME = "query Me { me { id username displayName } }"
+
+
+def deploy_bare(response_body: bytes) -> None:
+    """A Serve deployment that returns `response_body`: the proxy's cost with no work."""
+    from ray import serve
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    @serve.deployment(name="BenchBare", ray_actor_options={"num_cpus": 0})
+    class Bare:
+        async def __call__(self, request: Request) -> Response:
+            await request.body()
+            return Response(response_body, media_type="application/json")
+
+    serve.run(Bare.bind(), name=BARE_APP, route_prefix=BARE_ROUTE, blocking=False)  # type: ignore[attr-defined]
+
+
+async def wait_ready(client: httpx.AsyncClient, url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if (await client.post(url, json={})).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"{url} did not become ready in {timeout_s}s")
+
+
+async def measure(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    *,
+    count: int,
+    rate: float | None,
+) -> dict[str, Any]:
+    latencies: list[float] = []
+
+    async def one(_: int) -> None:
+        started = time.perf_counter()
+        response = await client.post(url, json=body, headers=headers)
+        if response.status_code != 200 or "errors" in response.json():
+            raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    deadline_s = (count / rate if rate else 0) + 120
+    result = await run_paced(
+        one, count=count, rate_per_s=rate, concurrency=CONCURRENCY, deadline_s=deadline_s
+    )
+    return {"run": result.to_dict(), "latency_ms": summarize(latencies)}
+
+
+async def run(base_url: str) -> dict[str, Any]:
+    graphql = f"{base_url}/graphql"
+    limits = httpx.Limits(max_connections=CONCURRENCY * 2)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        username = f"bench_{uuid.uuid4().hex[:10]}"
+        registered = await client.post(
+            graphql,
+            json={
+                "query": "mutation($i: RegisterInput!) { register(input: $i) { accessToken user { id } } }",  # noqa: E501
+                "variables": {
+                    "i": {
+                        "email": f"{username}@example.com",
+                        "username": username,
+                        "password": PASSWORD,
+                    }
+                },
+            },
+        )
+        payload = registered.json()["data"]["register"]
+        token = payload["accessToken"]
+        auth = {"authorization": f"Bearer {token}"}
+        me_body = {"query": ME}
+        sample = (await client.post(graphql, json=me_body, headers=auth)).content
+        deploy_bare(sample)
+        bare_url = f"{base_url}{BARE_ROUTE}"
+        await wait_ready(client, bare_url)
+
+        bare_max = await measure(
+            client, bare_url, me_body, {}, count=SATURATION_REQUESTS, rate=None
+        )
+        nova_max = await measure(
+            client, graphql, me_body, auth, count=SATURATION_REQUESTS, rate=None
+        )
+        half = max(1.0, bare_max["run"]["achieved_per_s"] / 2)
+        bare_paced = await measure(client, bare_url, me_body, {}, count=PACED_REQUESTS, rate=half)
+        nova_paced = await measure(client, graphql, me_body, auth, count=PACED_REQUESTS, rate=half)
+
+        login_started = time.perf_counter()
+        for _ in range(LOGINS):
+            reply = await client.post(
+                graphql,
+                json={
+                    "query": "mutation($i: LoginInput!) { login(input: $i) { accessToken } }",
+                    "variables": {"i": {"login": username, "password": PASSWORD}},
+                },
+            )
+            if reply.status_code == 429:  # the per-account budget; wait as told
+                await asyncio.sleep(float(reply.headers.get("retry-after", "1")))
+        login_s = time.perf_counter() - login_started
+
+    return {
+        "concurrency": CONCURRENCY,
+        "query": ME,
+        "bare_serve": {"saturation": bare_max, "paced": bare_paced},
+        "nova_me": {"saturation": nova_max, "paced": nova_paced},
+        "offered_rate_per_s": round(half, 1),
+        "logins": {"count": LOGINS, "per_s": round(LOGINS / login_s, 2)},
+        "ratios": {
+            "throughput": ratio(
+                nova_max["run"]["achieved_per_s"], bare_max["run"]["achieved_per_s"]
+            ),
+            "p50_paced": ratio(nova_paced["latency_ms"]["p50"], bare_paced["latency_ms"]["p50"]),
+            "p99_paced": ratio(nova_paced["latency_ms"]["p99"], bare_paced["latency_ms"]["p99"]),
+        },
+        "targets": {"throughput_ratio_min": 0.5, "p99_ms_at_half_rate": 30.0},
+        "met": {
+            "throughput_ratio_min": (
+                nova_max["run"]["achieved_per_s"] >= 0.5 * bare_max["run"]["achieved_per_s"]
+            ),
+            "p99_ms_at_half_rate": (nova_paced["latency_ms"]["p99"] or 1e9) < 30.0,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__).parse_args(argv)
+    try:
+        env = load_stack_env()
+    except StackNotUp as exc:
+        print(f"bench.gateway: {exc}", file=sys.stderr)
+        return 2
+    import ray
+    from ray import serve
+
+    ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False)
+    base_url = env.get("NOVA_PUBLIC_URL", "http://127.0.0.1:8000")
+    try:
+        results = asyncio.run(run(base_url))
+    finally:
+        serve.delete(BARE_APP)
+        ray.shutdown()
+    report(SCENARIO, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
