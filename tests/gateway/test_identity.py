@@ -313,10 +313,17 @@ async def test_key_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_n
     fresh = await wait_until(signed_with_new_key, timeout_s=8, interval_s=1.0)
     assert (await _me_status(http_url, account.access_token)) == (200, [])
     assert (await _me_status(http_url, fresh["accessToken"])) == (200, [])
-    async with httpx.AsyncClient(timeout=10) as client:
-        jwks = (await client.get(f"{http_url}/.well-known/jwks.json")).json()
-    kids = {key["kid"] for key in jwks["keys"]}
-    assert {old_kid, new_kid} <= kids
+
+    async def jwks_with_both() -> dict[str, list[dict[str, str]]] | None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            document: dict[str, list[dict[str, str]]] = (
+                await client.get(f"{http_url}/.well-known/jwks.json")
+            ).json()
+        kids = {key["kid"] for key in document["keys"]}
+        return document if {old_kid, new_kid} <= kids else None
+
+    # Every replica publishes both keys once it has reloaded (within 2 s here).
+    jwks = await wait_until(jwks_with_both, timeout_s=8, interval_s=0.5)
     assert all(key["kty"] == "RSA" and "d" not in key for key in jwks["keys"])
 
 
