@@ -334,7 +334,8 @@ class _LimitRule(ValidationRule):
         return SKIP
 
     def check(self, document: DocumentNode) -> GraphQLError | None:
-        raise NotImplementedError
+        """The one error for `document`, or None; each concrete rule below defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define check()")
 
 
 def _worst(
