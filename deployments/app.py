@@ -2,7 +2,7 @@
 
 `deploy()` prepares storage (migrations, topic catalogue, Kafka topics), starts Serve's
 HTTP proxy on the configured host and port, runs the gateway application, and starts the
-relays and consumers. Every step is idempotent, so deploying twice is harmless.
+relays, consumers and shards. Every step is idempotent, so deploying twice is harmless.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from ray import serve
 from starlette.types import ASGIApp
 
+from actors.remote import ensure_counter_shards
 from deployments.consumers import PRODUCTION_CONSUMERS
 from deployments.serve_patches import bind_replica_grpc_to_node_ip
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
@@ -92,6 +93,8 @@ async def prepare_storage(settings: Settings) -> dict[str, int]:
 def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, int]:
     """Deploy everything to the Ray cluster this driver is connected to."""
     mismatched = asyncio.run(prepare_storage(settings))
+    # Shards first: the gateway routes likes and count reads to them.
+    ensure_counter_shards(settings)
     serve.start(http_options={"host": http_host, "port": http_port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     replace_relays(settings)

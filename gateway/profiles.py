@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from actors.counter_client import CounterClient
 from gateway.users import USER_COLUMNS, UserCache, UserRecord
+from storage.counters import CounterRow
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound
 from storage.events import Event
+from storage.graph import unfollow_both_ways
 from storage.outbox import add_event
 
 MAX_DISPLAY_NAME = 80
@@ -84,9 +87,10 @@ def page_size(first: int | None) -> int:
 
 
 class Profiles:
-    def __init__(self, db: Database, users: UserCache) -> None:
+    def __init__(self, db: Database, users: UserCache, counters: CounterClient) -> None:
         self._db = db
         self._users = users
+        self._counters = counters
 
     async def find_by_username(self, username: str) -> uuid.UUID | None:
         user_id: uuid.UUID | None = await self._db.fetchval(
@@ -144,6 +148,7 @@ class Profiles:
                 blocker,
                 blocked,
             )
+            rows: list[CounterRow] = []
             if inserted:
                 await add_event(
                     conn,
@@ -153,6 +158,9 @@ class Profiles:
                         {"blocker_id": str(blocker), "blocked_id": str(blocked)},
                     ),
                 )
+                # Neither follows the other any more: blocks and follows exclude each other.
+                rows = await unfollow_both_ways(conn, blocker, blocked)
+        await self._counters.observe(rows)
         return True
 
     async def unblock(self, blocker: uuid.UUID, blocked: uuid.UUID) -> bool:

@@ -12,16 +12,21 @@ from typing import Any
 import redis.asyncio as aioredis
 from strawberry.dataloader import DataLoader
 
+from actors.counter_client import CounterClient
 from gateway.apq import PersistedQueryStore
 from gateway.documents import DocumentCache
 from gateway.errors import RateLimited, Unauthenticated
+from gateway.graph import Graph
 from gateway.health import KafkaProbe, Readiness
 from gateway.identity import ClientInfo, Identity
 from gateway.limits import QueryLimits
+from gateway.loaders import Loaders
 from gateway.passwords import Passwords
+from gateway.posts import Posts
 from gateway.profiles import Profiles
 from gateway.ratelimit import Budget, Budgets, RateLimiter, budgets
 from gateway.revocation import Revocations
+from gateway.search import Search
 from gateway.secrets import Sealer
 from gateway.tokens import AccessClaims, KeyRing, ensure_signing_key
 from gateway.users import UserCache, UserRecord
@@ -49,6 +54,10 @@ class GatewayRuntime:
     limiter: RateLimiter
     budgets: Budgets
     persisted: PersistedQueryStore
+    counters: CounterClient
+    graph: Graph
+    posts: Posts
+    search: Search
     replica_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     )
@@ -82,6 +91,7 @@ class GatewayRuntime:
             revocations=revocations,
             users=users,
         )
+        counters = CounterClient(settings.counter_shards, timeout_s=settings.counter_call_timeout_s)
         return cls(
             settings=settings,
             db=db,
@@ -91,10 +101,14 @@ class GatewayRuntime:
             revocations=revocations,
             users=users,
             identity=identity,
-            profiles=Profiles(db, users),
+            profiles=Profiles(db, users, counters),
             limiter=RateLimiter(redis),
             budgets=budgets(settings),
             persisted=PersistedQueryStore(redis, ttl_s=settings.persisted_query_ttl_s),
+            counters=counters,
+            graph=Graph(db, counters),
+            posts=Posts(db, counters),
+            search=Search(db),
         )
 
     @property
@@ -160,12 +174,19 @@ class Context:
     # graphql-transport-ws puts the connection_init payload here.
     connection_params: dict[str, Any] | None = None
     _user_loader: DataLoader[uuid.UUID, UserRecord | None] | None = None
+    _loaders: Loaders | None = None
 
     @property
     def users(self) -> DataLoader[uuid.UUID, UserRecord | None]:
         if self._user_loader is None:
             self._user_loader = self.runtime.users.loader()
         return self._user_loader
+
+    @property
+    def loaders(self) -> Loaders:
+        if self._loaders is None:
+            self._loaders = Loaders(self.runtime, self.viewer_id)
+        return self._loaders
 
     @property
     def viewer_id(self) -> uuid.UUID | None:

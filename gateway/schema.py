@@ -1,4 +1,5 @@
-"""The GraphQL schema: identity and profiles, plus the spine's `serverTime` and `ticks`.
+"""The GraphQL schema: identity and profiles, the social loop (`gateway.social`), plus the
+spine's `serverTime` and `ticks`.
 
 Resolvers stay thin: they check who is asking, call the identity or profile service and
 shape the answer. Errors are Nova errors, mapped onto `extensions.code` in `gateway.errors`.
@@ -10,72 +11,19 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
 
 import strawberry
 from strawberry.extensions import MaskErrors, SchemaExtension
-from strawberry.types import Info
 
 from gateway.errors import BAD_USER_INPUT, should_mask, user_error
 from gateway.identity import AuthResult
 from gateway.profiles import clean_profile
-from gateway.runtime import Context
-from gateway.users import UserRecord
+from gateway.social import SocialMutation, SocialQuery
+from gateway.types import Connection, Edge, NovaInfo, User, load_user, parse_id
 from storage.errors import InvalidInput
 
 MAX_TICKS = 1_000
 MAX_TICK_INTERVAL_MS = 10_000
-
-NovaInfo = Info[Context, None]
-T = TypeVar("T")
-
-
-def _parse_id(value: strawberry.ID | str, name: str = "id") -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise InvalidInput(f"{name} is not a valid ID") from None
-
-
-@strawberry.type
-class User:
-    id: strawberry.ID
-    username: str
-    display_name: str | None
-    bio: str | None
-    avatar_url: str | None
-    created_at: datetime
-    record: strawberry.Private[UserRecord]
-
-    @classmethod
-    def from_record(cls, record: UserRecord) -> User:
-        return cls(
-            id=strawberry.ID(str(record.id)),
-            username=record.username,
-            display_name=record.display_name,
-            bio=record.bio,
-            avatar_url=record.avatar_url,
-            created_at=record.created_at,
-            record=record,
-        )
-
-    @strawberry.field(description="Whether the email is verified; only you can see yours.")
-    def email_verified(self, info: NovaInfo) -> bool | None:
-        if info.context.viewer_id != self.record.id:
-            return None
-        return self.record.email_verified
-
-    @strawberry.field(description="Your email; null for other users.")
-    def email(self, info: NovaInfo) -> str | None:
-        if info.context.viewer_id != self.record.id:
-            return None
-        return self.record.email
-
-    @strawberry.field(description="Your roles; null for other users.")
-    def roles(self, info: NovaInfo) -> list[str] | None:
-        if info.context.viewer_id != self.record.id:
-            return None
-        return list(self.record.roles)
 
 
 @strawberry.type
@@ -93,24 +41,6 @@ class AuthPayload:
             expires_in=result.expires_in,
             user=User.from_record(result.user),
         )
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
-
-
-@strawberry.type
-class Edge(Generic[T]):
-    cursor: str
-    node: T
-
-
-@strawberry.type
-class Connection(Generic[T]):
-    edges: list[Edge[T]]
-    page_info: PageInfo
 
 
 @strawberry.input
@@ -135,13 +65,8 @@ class UpdateProfileInput:
     avatar_url: str | None = strawberry.UNSET
 
 
-async def _load_user(info: NovaInfo, user_id: uuid.UUID) -> User | None:
-    record = await info.context.users.load(user_id)
-    return User.from_record(record) if record is not None else None
-
-
 @strawberry.type
-class Query:
+class Query(SocialQuery):
     @strawberry.field(description="The server's clock, in UTC.")
     def server_time(self) -> datetime:
         return datetime.now(UTC)
@@ -149,7 +74,7 @@ class Query:
     @strawberry.field(description="The signed-in user.")
     async def me(self, info: NovaInfo) -> User:
         claims = info.context.require_user()
-        user = await _load_user(info, claims.user_id)
+        user = await load_user(info, claims.user_id)
         if user is None:
             raise user_error("your account no longer exists", "UNAUTHENTICATED")
         return user
@@ -162,7 +87,7 @@ class Query:
             raise InvalidInput("give exactly one of id or username")
         runtime = info.context.runtime
         if id is not None:
-            user_id: uuid.UUID | None = _parse_id(id)
+            user_id: uuid.UUID | None = parse_id(id)
         else:
             user_id = await runtime.profiles.find_by_username(username or "")
         if user_id is None:
@@ -175,7 +100,7 @@ class Query:
             and await runtime.profiles.has_blocked(user_id, viewer)
         ):
             return None
-        return await _load_user(info, user_id)
+        return await load_user(info, user_id)
 
     @strawberry.field(description="Users you blocked, most recent first.")
     async def blocked_users(
@@ -189,14 +114,11 @@ class Query:
             for (cursor, _), record in zip(page.users, records, strict=True)
             if record is not None
         ]
-        end = page.users[-1][0] if page.users else None
-        return Connection(
-            edges=edges, page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=end)
-        )
+        return Connection.of(edges, page.has_next_page)
 
 
 @strawberry.type
-class Mutation:
+class Mutation(SocialMutation):
     @strawberry.mutation(description="Create an account; a verification mail follows.")
     async def register(self, info: NovaInfo, input: RegisterInput) -> AuthPayload:
         ctx = info.context
@@ -265,14 +187,14 @@ class Mutation:
     async def block_user(self, info: NovaInfo, user_id: strawberry.ID) -> bool:
         claims = info.context.require_user()
         return await info.context.runtime.profiles.block(
-            claims.user_id, _parse_id(user_id, "userId")
+            claims.user_id, parse_id(user_id, "userId")
         )
 
     @strawberry.mutation(description="Lift a block.")
     async def unblock_user(self, info: NovaInfo, user_id: strawberry.ID) -> bool:
         claims = info.context.require_user()
         return await info.context.runtime.profiles.unblock(
-            claims.user_id, _parse_id(user_id, "userId")
+            claims.user_id, parse_id(user_id, "userId")
         )
 
 

@@ -166,6 +166,15 @@ class Settings:
     user_cache_ttl_s: float = 60.0
     user_redis_ttl_s: int = 3600
 
+    # Counter shards (likes, comments, shares, follower counts): how many, how many likes
+    # one group commit takes, when idle keys leave memory, how often keys in use are
+    # re-read (which bounds the effect of a lost update notice), and the call timeout.
+    counter_shards: int = 4
+    counter_max_batch: int = 1_000
+    counter_idle_ttl_s: float = 300.0
+    counter_refresh_s: float = 30.0
+    counter_call_timeout_s: float = 5.0
+
     def __post_init__(self) -> None:
         positive = [
             "pg_pool_max_size",
@@ -223,6 +232,11 @@ class Settings:
             "user_cache_size",
             "user_cache_ttl_s",
             "user_redis_ttl_s",
+            "counter_shards",
+            "counter_max_batch",
+            "counter_idle_ttl_s",
+            "counter_refresh_s",
+            "counter_call_timeout_s",
         ]
         for name in positive:
             if getattr(self, name) <= 0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,6 +30,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+QueryLogger = Callable[[Any], None]
+
+
 class Database:
     """A connection pool plus the timeouts that bound every wait on PostgreSQL."""
 
@@ -38,7 +41,20 @@ class Database:
         self._settings = settings
 
     @classmethod
-    async def connect(cls, settings: Settings, *, application_name: str = "nova") -> Database:
+    async def connect(
+        cls,
+        settings: Settings,
+        *,
+        application_name: str = "nova",
+        query_logger: QueryLogger | None = None,
+    ) -> Database:
+        """Open the pool. `query_logger` sees every statement run (tests count them)."""
+
+        async def init(conn: asyncpg.Connection) -> None:
+            await _init_connection(conn)
+            if query_logger is not None:
+                conn.add_query_logger(query_logger)
+
         try:
             pool = await asyncio.wait_for(
                 asyncpg.create_pool(
@@ -48,7 +64,7 @@ class Database:
                     timeout=settings.pg_connect_timeout_s,
                     command_timeout=settings.pg_command_timeout_s,
                     statement_cache_size=settings.pg_statement_cache_size,
-                    init=_init_connection,
+                    init=init,
                     server_settings={
                         "application_name": application_name,
                         "statement_timeout": str(settings.pg_statement_timeout_ms),

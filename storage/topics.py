@@ -38,6 +38,7 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("social.like.created", 8, "post_id"),
     Topic("social.like.deleted", 8, "post_id"),
     Topic("social.comment.created", 8, "post_id"),
+    Topic("social.comment.deleted", 8, "post_id"),
     Topic("social.share.created", 8, "post_id"),
     Topic("chat.message.sent", 8, "room_id"),
     Topic("notification.sent", 8, "user_id"),

@@ -1,0 +1,110 @@
+"""How the gateway and workers talk to counter shards: routing, batching, timeouts, retries.
+
+Reads for many keys are grouped by shard, so a page of posts costs at most one call per
+shard. Every call is bounded by a timeout. A shard that died is restarted by Ray within
+seconds; likes and reads are idempotent, so they are retried until `retry_for_s` runs out,
+and an acknowledged like is never lost (it was committed before the answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import ray
+from ray import exceptions as ray_errors
+
+from actors.counter_shard import LikeResult
+from actors.directory import shard_name, shard_of
+from actors.remote import COUNTER, NAMESPACE
+from storage.counters import CounterRow, Kind
+from storage.errors import NovaError, Unavailable
+from storage.tasks import Backoff
+
+log = logging.getLogger(__name__)
+
+_ACTOR_GONE = (ray_errors.RayActorError, ray_errors.ActorUnavailableError)
+
+
+class CounterClient:
+    def __init__(self, shards: int, *, timeout_s: float = 5.0, retry_for_s: float = 20.0) -> None:
+        self._shards = shards
+        self._timeout_s = timeout_s
+        self._retry_for_s = retry_for_s
+        self._handles: dict[int, Any] = {}
+        self.calls = 0  # shard calls made; tests bound it per request
+
+    def shard_of(self, entity_id: uuid.UUID) -> int:
+        return shard_of(entity_id, self._shards)
+
+    async def like(self, post_id: uuid.UUID, user_id: uuid.UUID, liked: bool) -> LikeResult:
+        result: LikeResult = await self._call(
+            self.shard_of(post_id), "like", post_id, user_id, liked
+        )
+        return result
+
+    async def counts(self, kind: Kind, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, CounterRow]:
+        """Rows for `ids`, one call per shard involved, all shards in parallel."""
+        by_shard: dict[int, list[uuid.UUID]] = defaultdict(list)
+        for entity_id in dict.fromkeys(ids):
+            by_shard[self.shard_of(entity_id)].append(entity_id)
+        replies = await asyncio.gather(
+            *(self._call(index, "counts", kind, group) for index, group in by_shard.items())
+        )
+        merged: dict[uuid.UUID, CounterRow] = {}
+        for reply in replies:
+            merged.update(reply)
+        return merged
+
+    async def observe(self, rows: Iterable[CounterRow]) -> None:
+        """Tell owners about rows written elsewhere. Best effort: a shard that misses one
+        re-reads its keys within `NOVA_COUNTER_REFRESH_S`, so failures are only logged."""
+        by_shard: dict[int, list[CounterRow]] = defaultdict(list)
+        for row in rows:
+            by_shard[self.shard_of(row.entity_id)].append(row)
+        results = await asyncio.gather(
+            *(self._call(index, "observe", group) for index, group in by_shard.items()),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("counter update not delivered (the shard will refresh): %s", result)
+
+    async def forget_post(self, post_id: uuid.UUID) -> None:
+        await self._call(self.shard_of(post_id), "forget_post", post_id)
+
+    async def _call(self, index: int, method: str, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_for_s
+        backoff = Backoff(base_ms=50, cap_ms=1_000)
+        while True:
+            self.calls += 1
+            try:
+                handle = self._handle(index)
+                return await asyncio.wait_for(
+                    getattr(handle, method).remote(*args), self._timeout_s
+                )
+            except ray_errors.RayTaskError as exc:
+                cause = exc.cause
+                if isinstance(cause, NovaError):
+                    raise cause from None
+                raise
+            except TimeoutError:
+                raise Unavailable(shard_name(COUNTER, index), "timed out") from None
+            except (*_ACTOR_GONE, ValueError) as exc:
+                # Dead, restarting, or not (yet) registered under its name.
+                self._handles.pop(index, None)
+                if loop.time() >= deadline:
+                    raise Unavailable(shard_name(COUNTER, index), str(exc)) from exc
+                await backoff.sleep()
+
+    def _handle(self, index: int) -> Any:
+        handle = self._handles.get(index)
+        if handle is None:
+            handle = ray.get_actor(shard_name(COUNTER, index), namespace=NAMESPACE)
+            self._handles[index] = handle
+        return handle

@@ -1,0 +1,123 @@
+"""The Ray side of the shards: actor classes that delegate to the plain shard classes.
+
+Shards are detached named actors (`counter-shard-0`, ...) in the `nova` namespace,
+restarted by Ray when their process dies (`max_restarts=-1`); a restarted shard starts
+empty and re-activates keys from PostgreSQL as they are used. Calls in flight when a shard
+dies fail, and callers retry what is idempotent (see `actors.counter_client`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import uuid
+from typing import Any
+
+import ray
+from ray.util import metrics
+
+from actors.counter_shard import CounterShard, LikeResult
+from actors.directory import shard_name
+from storage.config import Settings
+from storage.counters import CounterRow, Kind
+from storage.db import Database
+from storage.logs import configure_logging
+from storage.tasks import LoopHealth, supervise
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "nova"
+COUNTER = "counter"
+_UPKEEP_INTERVAL_S = 5.0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
+class CounterShardActor:
+    def __init__(self, settings: Settings, index: int) -> None:
+        configure_logging(settings.log_level)
+        self._settings = settings
+        self._name = shard_name(COUNTER, index)
+        self._tags = {"shard": self._name}
+        self._started: asyncio.Task[CounterShard] = asyncio.get_running_loop().create_task(
+            self._start()
+        )
+        self._health = LoopHealth()
+        self._upkeep = supervise(f"{self._name}-upkeep", self._maintain, self._health)
+        self._queue_depth = metrics.Gauge(
+            "nova_counter_shard_queue_depth", "Likes waiting for a commit", tag_keys=("shard",)
+        )
+        self._active = metrics.Gauge(
+            "nova_counter_shard_active_keys", "Counter keys in memory", tag_keys=("shard",)
+        )
+        self._batch = metrics.Histogram(
+            "nova_counter_shard_batch_size",
+            "Likes per group commit",
+            boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+            tag_keys=("shard",),
+        )
+
+    async def _start(self) -> CounterShard:
+        db = await Database.connect(self._settings, application_name=self._name)
+        shard = CounterShard(
+            db,
+            max_batch=self._settings.counter_max_batch,
+            idle_ttl_s=self._settings.counter_idle_ttl_s,
+            refresh_s=self._settings.counter_refresh_s,
+            on_commit=lambda size: self._batch.observe(size, tags=self._tags),
+        )
+        gc.collect()
+        gc.freeze()
+        return shard
+
+    async def _shard(self) -> CounterShard:
+        if self._started.done() and self._started.exception() is not None:
+            # PostgreSQL was down when the shard started: try again now.
+            self._started = asyncio.get_running_loop().create_task(self._start())
+        return await asyncio.shield(self._started)
+
+    async def like(self, post_id: uuid.UUID, user_id: uuid.UUID, liked: bool) -> LikeResult:
+        shard = await self._shard()
+        result = await shard.like(post_id, user_id, liked)
+        self._queue_depth.set(shard.queue_depth, tags=self._tags)
+        return result
+
+    async def counts(self, kind: Kind, ids: list[uuid.UUID]) -> dict[uuid.UUID, CounterRow]:
+        return await (await self._shard()).counts(kind, ids)
+
+    async def observe(self, rows: list[CounterRow]) -> None:
+        (await self._shard()).observe(rows)
+
+    async def forget_post(self, post_id: uuid.UUID) -> None:
+        (await self._shard()).forget_post(post_id)
+
+    async def status(self) -> dict[str, Any]:
+        shard = await self._shard()
+        return {
+            "name": self._name,
+            "active_keys": shard.active_keys,
+            "queue_depth": shard.queue_depth,
+            **vars(shard.stats),
+            "upkeep_crashes": self._health.crashes,
+        }
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(_UPKEEP_INTERVAL_S)
+            shard = await self._shard()
+            await shard.maintain()
+            self._active.set(shard.active_keys, tags=self._tags)
+            self._queue_depth.set(shard.queue_depth, tags=self._tags)
+
+
+def ensure_counter_shards(settings: Settings) -> list[Any]:
+    """Start the counter shards that are not running (safe to call again)."""
+    return [
+        CounterShardActor.options(  # type: ignore[attr-defined]
+            name=shard_name(COUNTER, i),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+        ).remote(settings, i)
+        for i in range(settings.counter_shards)
+    ]

@@ -1,0 +1,101 @@
+"""Helpers for social-loop tests: many signed-in users at once, and common operations.
+
+Registering through the API hashes a password with Argon2id (deliberately slow); tests that
+need hundreds of users insert them directly, with a real session row, and sign real access
+tokens with the deployment's key ring, so the gateway authenticates them like any other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.secrets import Sealer
+from gateway.tokens import KeyRing
+from storage.config import Settings
+from storage.db import Database
+from tests.support.graphql import Reply, post, unique_name
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    username: str
+    token: str
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        return uuid.UUID(self.id)
+
+
+async def make_members(
+    db: Database,
+    settings: Settings,
+    count: int,
+    *,
+    prefix: str = "m",
+    roles: tuple[str, ...] = ("user",),
+) -> list[Member]:
+    ring = KeyRing(db, Sealer.from_settings(settings), settings)
+    await ring.load()
+    ids = [uuid.uuid4() for _ in range(count)]
+    sessions = [uuid.uuid4() for _ in range(count)]
+    names = [unique_name(prefix) for _ in range(count)]
+    expires = datetime.now(UTC) + timedelta(days=1)
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "INSERT INTO users (id, username, email, password_hash, roles)"
+            " VALUES ($1, $2, $3, 'not-a-login', $4)",
+            [(i, n, f"{n}@example.com", list(roles)) for i, n in zip(ids, names, strict=True)],
+        )
+        await conn.executemany(
+            "INSERT INTO auth_sessions (id, user_id, expires_at) VALUES ($1, $2, $3)",
+            [(s, i, expires) for s, i in zip(sessions, ids, strict=True)],
+        )
+    return [
+        Member(str(i), n, ring.issue(i, roles, s).token)
+        for i, n, s in zip(ids, names, sessions, strict=True)
+    ]
+
+
+async def call(http_url: str, member: Member | None, query: str, **variables: Any) -> Reply:
+    return await post(http_url, query, variables, token=member.token if member else None)
+
+
+CREATE_POST = """
+mutation($text: String!, $key: String) {
+  createPost(input: {text: $text, idempotencyKey: $key}) {
+    id text tags mentions createdAt editedAt likeCount commentCount shareCount viewerHasLiked
+    author { id username }
+  }
+}
+"""
+
+POST = """
+query($id: ID!) {
+  post(id: $id) {
+    id text likeCount commentCount shareCount viewerHasLiked
+    author { id } sharedPost { id }
+  }
+}
+"""
+
+LIKE = "mutation($id: ID!) { likePost(postId: $id) { id likeCount viewerHasLiked } }"
+UNLIKE = "mutation($id: ID!) { unlikePost(postId: $id) { id likeCount viewerHasLiked } }"
+FOLLOW = "mutation($id: ID!) { follow(userId: $id) }"
+UNFOLLOW = "mutation($id: ID!) { unfollow(userId: $id) }"
+BLOCK = "mutation($id: ID!) { blockUser(userId: $id) }"
+USER_COUNTS = """
+query($id: ID!) {
+  user(id: $id) { id followerCount followingCount viewerFollows followsViewer }
+}
+"""
+
+
+async def create_post(http_url: str, member: Member, text: str) -> dict[str, Any]:
+    created: dict[str, Any] = (await call(http_url, member, CREATE_POST, text=text)).ok()[
+        "createPost"
+    ]
+    return created
