@@ -295,7 +295,11 @@ def cmd_users_grant(args: argparse.Namespace) -> int:
 
 
 def cmd_queries_add(args: argparse.Namespace) -> int:
-    """Register documents for persisted-query-only mode; prints each one's hash."""
+    """Register documents for persisted-query-only mode; prints each one's hash.
+
+    Registered documents never expire (the APQ TTL is for documents clients send), and
+    registering one again is harmless.
+    """
     from gateway.apq import PersistedQueryStore, query_hash
     from storage.redis_client import make_redis
 
@@ -309,8 +313,9 @@ def cmd_queries_add(args: argparse.Namespace) -> int:
         try:
             hashes = []
             for path, query in documents.items():
-                await store.put(query_hash(query), query)
-                hashes.append(f"{query_hash(query)}  {path}")
+                sha = query_hash(query)
+                await store.register(sha, query)
+                hashes.append(f"{sha}  {path}")
             return hashes
         finally:
             await redis.aclose()

@@ -1,9 +1,12 @@
 """Apollo automatic persisted queries: clients send a query's SHA-256 instead of its text.
 
 Hashes map to documents in Redis (shared by every replica) with an in-process LRU in
-front, so a hot document costs no round trip. In persisted-only mode
-(`NOVA_PERSISTED_QUERIES_ONLY`) only documents an operator registered (`nova queries add`)
-run; clients can neither send ad-hoc documents nor register new ones.
+front, so a hot document costs no round trip. Two keyspaces hold them: documents clients
+sent through APQ are a cache and expire (`NOVA_PERSISTED_QUERY_TTL_S`, refreshed on use);
+documents an operator registered (`nova queries add`) never expire, because clients that
+only send hashes break the day a registered document disappears. In persisted-only mode
+(`NOVA_PERSISTED_QUERIES_ONLY`) only registered documents run; clients can neither send
+ad-hoc documents nor register new ones.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -29,8 +33,9 @@ PERSISTED_QUERY_REQUIRED = "PERSISTED_QUERY_REQUIRED"
 BAD_USER_INPUT = "BAD_USER_INPUT"
 
 _HASH = re.compile(r"[0-9a-f]{64}")
-# A document served from the LRU still refreshes its Redis TTL this often; otherwise a
-# query hot enough never to leave the LRU would expire in Redis for every other replica.
+# A document served from the LRU is re-read from Redis this often: an APQ document to
+# refresh its TTL (otherwise a query hot enough never to leave the LRU would expire in
+# Redis for every other replica), a registered one to notice an operator deleted it.
 _MAX_REFRESH_S = 300.0
 
 
@@ -53,8 +58,30 @@ def query_hash(query: str) -> str:
     return hashlib.sha256(query.encode("utf-8")).hexdigest()
 
 
+def _text(raw: object) -> str:
+    return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """A document in the LRU, whether it came from the registry, and when Redis last had it."""
+
+    query: str
+    registered: bool
+    checked_at: float
+
+
 class PersistedQueryStore:
-    """Documents by hash: an in-process LRU, then Redis (with a TTL refreshed on use)."""
+    """Documents by hash: an in-process LRU, then Redis.
+
+    APQ documents (`put`) live under `prefix` with a TTL refreshed on use; registered ones
+    (`register`) live under `registry_prefix` with none. `get` serves either kind,
+    `get_registered` only the registered kind (persisted-only mode).
+
+        store = PersistedQueryStore(redis, ttl_s=30 * 86400)
+        await store.register(query_hash(text), text)  # `nova queries add`
+        await store.get_registered(query_hash(text))  # -> text, forever
+    """
 
     def __init__(
         self,
@@ -63,68 +90,128 @@ class PersistedQueryStore:
         ttl_s: int,
         local_cache_size: int = 1000,
         prefix: str = "nova:apq",
+        registry_prefix: str = "nova:persisted-queries",
     ) -> None:
         if ttl_s < 1:
             raise ValueError("ttl_s must be at least 1")
+        if registry_prefix == prefix:
+            raise ValueError(
+                "registry_prefix must differ from prefix: registered documents "
+                "would expire with the APQ cache"
+            )
         self._redis = redis
         self._ttl_s = ttl_s
         self._prefix = prefix
+        self._registry_prefix = registry_prefix
         self._local_size = max(0, local_cache_size)
         self._refresh_s = min(ttl_s / 2, _MAX_REFRESH_S)
-        # hash -> (document, monotonic time its Redis TTL was last refreshed)
-        self._local: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._local: OrderedDict[str, _Local] = OrderedDict()
 
     def key(self, sha256_hex: str) -> str:
+        """The Redis key of an APQ (expiring) document."""
         return f"{self._prefix}:{sha256_hex}"
 
-    def _remember(self, sha256_hex: str, query: str) -> None:
-        if self._local_size == 0:
-            return
-        self._local[sha256_hex] = (query, time.monotonic())
-        self._local.move_to_end(sha256_hex)
-        while len(self._local) > self._local_size:
-            self._local.popitem(last=False)
+    def registered_key(self, sha256_hex: str) -> str:
+        """The Redis key of a registered (never expiring) document."""
+        return f"{self._registry_prefix}:{sha256_hex}"
+
+    def _remember(self, sha256_hex: str, query: str, *, registered: bool) -> str:
+        if self._local_size > 0:
+            self._local[sha256_hex] = _Local(query, registered, time.monotonic())
+            self._local.move_to_end(sha256_hex)
+            while len(self._local) > self._local_size:
+                self._local.popitem(last=False)
+        return query
+
+    async def _read(self, sha256_hex: str, *, registered: bool) -> Any:
+        """One document from Redis; reading an APQ one pushes its expiry back (GETEX)."""
+        if registered:
+            return await self._redis.get(self.registered_key(sha256_hex))
+        return await self._redis.getex(self.key(sha256_hex), ex=self._ttl_s)
 
     async def get(self, sha256_hex: str) -> str | None:
-        """The document for a hash, or None; raises `Unavailable` if only Redis could say."""
+        """The APQ or registered document for a hash, or None.
+
+        Raises `Unavailable` if only Redis could say.
+        """
+        return await self._lookup(sha256_hex, registered_only=False)
+
+    async def get_registered(self, sha256_hex: str) -> str | None:
+        """The registered document for a hash, or None; APQ documents do not count."""
+        return await self._lookup(sha256_hex, registered_only=True)
+
+    async def _lookup(self, sha256_hex: str, *, registered_only: bool) -> str | None:
         cached = self._local.get(sha256_hex)
-        if cached is not None:
-            query, refreshed = cached
-            self._local.move_to_end(sha256_hex)
-            if time.monotonic() - refreshed < self._refresh_s:
-                return query
-            try:
-                raw = await self._redis.getex(self.key(sha256_hex), ex=self._ttl_s)
-            except Exception as exc:  # the document is in hand; refresh next time
-                log.warning("could not refresh persisted query %s: %s", sha256_hex[:12], exc)
-                return query
-            if raw is None:  # deleted in Redis (by an operator): every replica forgets it
-                del self._local[sha256_hex]
-                return None
-            self._remember(sha256_hex, query)
-            return query
+        if cached is None or (registered_only and not cached.registered):
+            return await self._fetch(sha256_hex, registered_only=registered_only)
+        self._local.move_to_end(sha256_hex)
+        if time.monotonic() - cached.checked_at < self._refresh_s:
+            return cached.query
         try:
-            raw = await self._redis.getex(self.key(sha256_hex), ex=self._ttl_s)
+            raw = await self._read(sha256_hex, registered=cached.registered)
+        except Exception as exc:  # the document is in hand; refresh next time
+            log.warning("could not refresh persisted query %s: %s", sha256_hex[:12], exc)
+            return cached.query
+        if raw is None:  # expired, or deleted by an operator: every replica forgets it
+            del self._local[sha256_hex]
+            if cached.registered:
+                return None
+            # The APQ copy is gone, but the document may be registered as well.
+            return await self._fetch(sha256_hex, registered_only=False)
+        return self._remember(sha256_hex, cached.query, registered=cached.registered)
+
+    async def _fetch(self, sha256_hex: str, *, registered_only: bool) -> str | None:
+        """From Redis: the APQ document unless `registered_only`, else the registered one."""
+        try:
+            if not registered_only:
+                raw = await self._read(sha256_hex, registered=False)
+                if raw is not None:
+                    return self._remember(sha256_hex, _text(raw), registered=False)
+            raw = await self._read(sha256_hex, registered=True)
         except Exception as exc:
             raise classify(exc, "redis") from exc
         if raw is None:
             return None
-        query = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-        self._remember(sha256_hex, query)
-        return query
+        return self._remember(sha256_hex, _text(raw), registered=True)
 
     async def put(self, sha256_hex: str, query: str) -> None:
-        """Store a document under its hash; a hash that does not match is a caller bug."""
-        if query_hash(query) != sha256_hex:
-            raise ValueError(f"{sha256_hex} is not the SHA-256 of the given query")
+        """Cache an APQ document under its hash, for `ttl_s` after its last use.
+
+        A hash that does not match is a caller bug.
+        """
+        _check_hash(sha256_hex, query)
         try:
             await self._redis.set(self.key(sha256_hex), query.encode("utf-8"), ex=self._ttl_s)
         except Exception as exc:
             raise classify(exc, "redis") from exc
-        self._remember(sha256_hex, query)
+        cached = self._local.get(sha256_hex)
+        # A registered document stays registered in the LRU: it outlives the APQ copy.
+        registered = cached is not None and cached.registered
+        self._remember(sha256_hex, query, registered=registered)
+
+    async def register(self, sha256_hex: str, query: str) -> None:
+        """Register a document for persisted-only mode; it never expires.
+
+        Idempotent. A hash that does not match is a caller bug.
+        """
+        _check_hash(sha256_hex, query)
+        try:
+            # A plain SET: no expiry, and none kept from an earlier value.
+            await self._redis.set(self.registered_key(sha256_hex), query.encode("utf-8"))
+        except Exception as exc:
+            raise classify(exc, "redis") from exc
+        self._remember(sha256_hex, query, registered=True)
 
     async def contains(self, sha256_hex: str) -> bool:
         return await self.get(sha256_hex) is not None
+
+    async def is_registered(self, sha256_hex: str) -> bool:
+        return await self.get_registered(sha256_hex) is not None
+
+
+def _check_hash(sha256_hex: str, query: str) -> None:
+    if query_hash(query) != sha256_hex:
+        raise ValueError(f"{sha256_hex} is not the SHA-256 of the given query")
 
 
 async def resolve_query(
@@ -173,7 +260,7 @@ async def resolve_query(
         if not matches:
             raise PersistedQueryError(400, BAD_USER_INPUT, "provided sha does not match query")
         if persisted_only:
-            if not await store.contains(sha):
+            if not await store.is_registered(sha):
                 raise PersistedQueryError(
                     400, PERSISTED_QUERY_REQUIRED, "this server only executes registered queries"
                 )
@@ -184,7 +271,7 @@ async def resolve_query(
             log.warning("could not store persisted query %s: %s", sha[:12], exc)
         return query, sha
 
-    stored = await store.get(sha)
+    stored = await (store.get_registered(sha) if persisted_only else store.get(sha))
     if stored is None:
         # Apollo clients match this message and code, then resend with the query.
         raise PersistedQueryError(200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from strawberry.types.execution import ExecutionResult
 
 from gateway.apq import PersistedQueryError, resolve_query
+from gateway.documents import PreparedDocument
 from gateway.errors import (
     BAD_USER_INPUT,
     RATE_LIMITED,
@@ -224,7 +225,21 @@ class GraphQLHTTP:
                 media,
             )
         assert runtime.documents is not None
-        prepared = runtime.documents.prepare(query)
+        # Execution inside the block uses this document: one cache lookup per request.
+        with runtime.documents.preparing(query) as prepared:
+            return await self._run(request, media, params, query, prepared)
+
+    async def _run(
+        self,
+        request: Request,
+        media: str,
+        params: Mapping[str, Any],
+        query: str,
+        prepared: PreparedDocument,
+    ) -> Response:
+        """Refuse what the document cannot be, authenticate, charge, then execute."""
+        runtime = self._runtime
+        settings = runtime.settings
         if prepared.errors or prepared.document is None:
             return self._respond(_error_body(list(prepared.errors)), 400, media)
         operation_name = params.get("operationName")
@@ -254,6 +269,10 @@ class GraphQLHTTP:
             context_value=context,
             operation_name=operation_name,
         )
+        return self._result(result, media)
+
+    def _result(self, result: ExecutionResult, media: str) -> Response:
+        """200 for an executed operation, 429 when a rate limit stopped it producing data."""
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = [error.formatted for error in result.errors]

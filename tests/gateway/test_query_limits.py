@@ -506,3 +506,49 @@ async def test_a_document_handed_in_is_still_validated_with_the_limits() -> None
     error = assert_refused(await schema.execute("{ item { id } }"), QUERY_TOO_COMPLEX)
     assert (error.extensions or {}).get("actual") == 11
     assert (cache.hits, cache.misses) == (0, 0)
+
+
+# --- Prepared once per request ----------------------------------------------------------
+
+
+async def test_execute_inside_preparing_uses_the_prepared_document_without_a_lookup() -> None:
+    cache = cache_for()
+    schema = schema_with(cache)
+    query = "{ item { id } }"
+    with cache.preparing(query) as prepared:
+        assert prepared.errors == ()
+        assert (cache.hits, cache.misses) == (0, 1)
+        assert cache.prepare(query) is prepared
+        result = await schema.execute(query)
+        assert result.data == {"item": {"id": 1}}
+        assert (cache.hits, cache.misses) == (0, 1)
+    await schema.execute(query)  # the block is over: an ordinary hit
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+async def test_preparing_refuses_through_strawberry_with_the_same_errors() -> None:
+    cache = cache_for()
+    with cache.preparing(nested(11)) as prepared:
+        result = await schema_with(cache).execute(nested(11))
+    assert_refused(result, QUERY_TOO_COMPLEX)
+    assert result.errors == list(prepared.errors)
+    assert cache.misses == 1
+
+
+async def test_preparing_covers_only_its_own_text_and_cache() -> None:
+    cache, other = cache_for(), cache_for()
+    with cache.preparing("{ item { id } }"):
+        await schema_with(cache).execute("{ items { id } }")
+        await schema_with(other).execute("{ item { id } }")
+    assert (cache.hits, cache.misses) == (0, 2)
+    assert (other.hits, other.misses) == (0, 1)
+
+
+async def test_preparing_nests_and_restores_the_outer_document() -> None:
+    cache = cache_for()
+    outer, inner = "{ item { id } }", "{ items { id } }"
+    with cache.preparing(outer) as prepared:
+        with cache.preparing(inner):
+            assert cache.prepare(inner) is cache.prepare(inner)
+        assert cache.prepare(outer) is prepared
+    assert (cache.hits, cache.misses) == (0, 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -53,6 +53,12 @@ async def dead_redis() -> AsyncIterator[aioredis.Redis]:
 
 def _prefix(kind: str) -> str:
     return f"test:{kind}:{uuid.uuid4().hex}"
+
+
+def _replicas(redis: aioredis.Redis) -> Callable[[], PersistedQueryStore]:
+    """Makes stores with empty LRUs, as replicas have, on one test's fresh keyspaces."""
+    apq, registry = _prefix("apq"), _prefix("registered")
+    return lambda: PersistedQueryStore(redis, ttl_s=TTL_S, prefix=apq, registry_prefix=registry)
 
 
 def _subject() -> str:
@@ -289,8 +295,8 @@ async def test_ad_hoc_queries_run_unless_persisted_only(redis: aioredis.Redis) -
 async def test_persisted_only_refuses_ad_hoc_and_unregistered_serves_registered(
     redis: aioredis.Redis,
 ) -> None:
-    prefix = _prefix("apq")
-    store = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
+    replica = _replicas(redis)
+    store = replica()
     with pytest.raises(PersistedQueryError) as ad_hoc:
         await resolve_query(store, _query(), None, persisted_only=True)
     assert (ad_hoc.value.status, ad_hoc.value.code) == (400, "PERSISTED_QUERY_REQUIRED")
@@ -300,18 +306,58 @@ async def test_persisted_only_refuses_ad_hoc_and_unregistered_serves_registered(
     with pytest.raises(PersistedQueryError) as refused:
         await resolve_query(store, unregistered, _apq(sha), persisted_only=True)
     assert (refused.value.status, refused.value.code) == (400, "PERSISTED_QUERY_REQUIRED")
-    assert await redis.exists(store.key(sha)) == 0  # clients cannot register
+    # Clients cannot register, nor cache a document in persisted-only mode.
+    assert await redis.exists(store.key(sha), store.registered_key(sha)) == 0
 
     registered = _query()
     sha = query_hash(registered)
-    operator = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
-    await operator.put(sha, registered)
-    served = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
+    operator = replica()
+    await operator.register(sha, registered)
+    served = replica()
     assert await resolve_query(served, None, _apq(sha), persisted_only=True) == (registered, sha)
     assert await resolve_query(served, registered, _apq(sha), persisted_only=True) == (
         registered,
         sha,
     )
+
+
+async def test_registered_queries_never_expire(redis: aioredis.Redis) -> None:
+    replica = _replicas(redis)
+    store = replica()
+    query = _query()
+    sha = query_hash(query)
+    await store.register(sha, query)
+    assert await redis.ttl(store.registered_key(sha)) == -1  # exists, no expiry
+    assert await redis.exists(store.key(sha)) == 0
+    # Reads do not give it one, and registering again removes one an operator set.
+    fresh = replica()
+    assert await fresh.get_registered(sha) == query
+    assert await fresh.get(sha) == query
+    assert await redis.ttl(store.registered_key(sha)) == -1
+    await redis.expire(store.registered_key(sha), 60)
+    await store.register(sha, query)
+    assert await redis.ttl(store.registered_key(sha)) == -1
+
+
+async def test_persisted_only_does_not_run_apq_cached_queries(redis: aioredis.Redis) -> None:
+    replica = _replicas(redis)
+    query = _query()
+    sha = query_hash(query)
+    client_sent = replica()
+    assert await resolve_query(client_sent, query, _apq(sha), persisted_only=False) == (query, sha)
+    served = replica()
+    with pytest.raises(PersistedQueryError) as caught:
+        await resolve_query(served, None, _apq(sha), persisted_only=True)
+    assert caught.value.code == PERSISTED_QUERY_NOT_FOUND
+
+
+async def test_registered_queries_are_served_by_hash_in_apq_mode(redis: aioredis.Redis) -> None:
+    replica = _replicas(redis)
+    query = _query()
+    sha = query_hash(query)
+    await replica().register(sha, query)
+    served = replica()
+    assert await resolve_query(served, None, _apq(sha), persisted_only=False) == (query, sha)
 
 
 async def test_put_refuses_a_hash_that_does_not_match(redis: aioredis.Redis) -> None:
