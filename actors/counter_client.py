@@ -1,9 +1,13 @@
 """How the gateway and workers talk to counter shards: routing, batching, timeouts, retries.
 
 Reads for many keys are grouped by shard, so a page of posts costs at most one call per
-shard. Every call is bounded by a timeout. A shard that died is restarted by Ray within
-seconds; likes and reads are idempotent, so they are retried until `retry_for_s` runs out,
-and an acknowledged like is never lost (it was committed before the answer).
+shard. Likes issued in the same event-loop tick (concurrent requests in one gateway
+replica) travel to their shard in one call, so the Ray round trip is paid per batch, not
+per like; the shard then group-commits them. Every call is bounded by a timeout.
+
+A shard that died is restarted by Ray within seconds; likes and reads are idempotent, so
+they are retried until `retry_for_s` runs out, and an acknowledged like is never lost (it
+was committed before the answer).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from storage.tasks import Backoff
 
 log = logging.getLogger(__name__)
 
+LikeRequest = tuple[uuid.UUID, uuid.UUID, bool]  # post, user, liked
 _ACTOR_GONE = (ray_errors.RayActorError, ray_errors.ActorUnavailableError)
 
 
@@ -36,16 +41,44 @@ class CounterClient:
         self._timeout_s = timeout_s
         self._retry_for_s = retry_for_s
         self._handles: dict[int, Any] = {}
+        self._likes: dict[int, list[tuple[LikeRequest, asyncio.Future[LikeResult]]]] = {}
         self.calls = 0  # shard calls made; tests bound it per request
 
     def shard_of(self, entity_id: uuid.UUID) -> int:
         return shard_of(entity_id, self._shards)
 
     async def like(self, post_id: uuid.UUID, user_id: uuid.UUID, liked: bool) -> LikeResult:
-        result: LikeResult = await self._call(
-            self.shard_of(post_id), "like", post_id, user_id, liked
-        )
-        return result
+        """Like or unlike; answered once the like is durable."""
+        loop = asyncio.get_running_loop()
+        index = self.shard_of(post_id)
+        future: asyncio.Future[LikeResult] = loop.create_future()
+        waiting = self._likes.setdefault(index, [])
+        waiting.append(((post_id, user_id, liked), future))
+        if len(waiting) == 1:  # the first of this tick schedules the send
+            loop.call_soon(lambda: loop.create_task(self._send_likes(index)))
+        return await future
+
+    async def _send_likes(self, index: int) -> None:
+        batch = self._likes.pop(index, [])
+        live = [(request, future) for request, future in batch if not future.done()]
+        if not live:
+            return
+        try:
+            results = await self._call(index, "like_many", [request for request, _ in live])
+        except BaseException as exc:
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), result in zip(live, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     async def counts(self, kind: Kind, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, CounterRow]:
         """Rows for `ids`, one call per shard involved, all shards in parallel."""

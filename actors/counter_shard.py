@@ -205,9 +205,7 @@ class CounterShard:
             await self._write(live, owners)
 
     async def _write(self, batch: list[_Pending], owners: dict[uuid.UUID, PostOwner]) -> None:
-        ops = [
-            LikeOp(p.post_id, p.user_id, p.liked, owners[p.post_id].author_id) for p in batch
-        ]
+        ops = [LikeOp(p.post_id, p.user_id, p.liked, owners[p.post_id].author_id) for p in batch]
         try:
             async with self._db.transaction() as conn:
                 outcomes, rows = await commit_likes(conn, ops)

@@ -22,6 +22,7 @@ from actors.directory import shard_name
 from storage.config import Settings
 from storage.counters import CounterRow, Kind
 from storage.db import Database
+from storage.errors import NovaError
 from storage.logs import configure_logging
 from storage.tasks import LoopHealth, supervise
 
@@ -76,11 +77,21 @@ class CounterShardActor:
             self._started = asyncio.get_running_loop().create_task(self._start())
         return await asyncio.shield(self._started)
 
-    async def like(self, post_id: uuid.UUID, user_id: uuid.UUID, liked: bool) -> LikeResult:
+    async def like_many(
+        self, requests: list[tuple[uuid.UUID, uuid.UUID, bool]]
+    ) -> list[LikeResult | NovaError]:
+        """Likes from one client tick: all queued at once, answered together; a failure
+        is returned in its own slot (Nova errors only; anything else fails the call)."""
         shard = await self._shard()
-        result = await shard.like(post_id, user_id, liked)
+        outcomes = await asyncio.gather(
+            *(shard.like(post, user, liked) for post, user, liked in requests),
+            return_exceptions=True,
+        )
         self._queue_depth.set(shard.queue_depth, tags=self._tags)
-        return result
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, NovaError):
+                raise outcome
+        return [o for o in outcomes if isinstance(o, LikeResult | NovaError)]
 
     async def counts(self, kind: Kind, ids: list[uuid.UUID]) -> dict[uuid.UUID, CounterRow]:
         return await (await self._shard()).counts(kind, ids)

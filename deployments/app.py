@@ -14,7 +14,8 @@ from typing import Any
 from ray import serve
 from starlette.types import ASGIApp
 
-from actors.remote import ensure_counter_shards
+from actors.directory import shard_name
+from actors.remote import COUNTER, ensure_counter_shards
 from deployments.consumers import PRODUCTION_CONSUMERS
 from deployments.serve_patches import bind_replica_grpc_to_node_ip
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
@@ -93,7 +94,11 @@ async def prepare_storage(settings: Settings) -> dict[str, int]:
 def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, int]:
     """Deploy everything to the Ray cluster this driver is connected to."""
     mismatched = asyncio.run(prepare_storage(settings))
-    # Shards first: the gateway routes likes and count reads to them.
+    # Shards first: the gateway routes likes and count reads to them. They are replaced so
+    # they run the deployed code (each rebuilds its keys from PostgreSQL on first use),
+    # including any beyond a lowered NOVA_COUNTER_SHARDS.
+    for index in range(max(16, settings.counter_shards)):
+        stop_worker(shard_name(COUNTER, index))
     ensure_counter_shards(settings)
     serve.start(http_options={"host": http_host, "port": http_port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)

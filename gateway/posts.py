@@ -246,11 +246,8 @@ class Posts:
         return {row["post_id"] for row in rows}
 
     async def like(self, post_id: uuid.UUID, user_id: uuid.UUID, liked: bool) -> CounterRow:
-        if liked:
-            async with self._db.connection() as conn:
-                post = await self._live_post(conn, post_id)
-                if await blocked_either_way(conn, user_id, post.author_id):
-                    raise Forbidden("you cannot like this post")
+        """Through the post's CounterShard; the caller has checked that the post is live
+        and not hidden by a block (the shard refuses deleted posts itself)."""
         result = await self._counters.like(post_id, user_id, liked)
         return result.row
 

@@ -38,16 +38,22 @@ RETURNING id
 """
 
 
-_LOCK_KEYS = """
-SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest($1::text[]) AS k
-"""
-# `WITH ORDINALITY` + `ORDER BY` keeps list order, so ids follow it.
+# One statement: lock each key once, in sorted order (concurrent writers cannot deadlock),
+# insert the rows in list order (`WITH ORDINALITY` + `ORDER BY`, so ids follow it), and
+# notify the relay. No row is produced, hence none inserted, before the locks are held.
 _INSERT_MANY = """
+WITH key_locks AS (
+    SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) AS held
+    FROM (SELECT DISTINCT k FROM unnest($4::text[]) AS k ORDER BY k) AS keys
+), wake AS (
+    SELECT pg_notify('nova_outbox', '') FROM key_locks
+)
 INSERT INTO outbox (event_id, topic, type, aggregate_id, occurred_at, schema_version,
                     traceparent, payload, headers)
 SELECT e, t, ty, a, o, v, tp, p::jsonb, '{}'::jsonb
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[],
-            $7::text[], $8::text[]) WITH ORDINALITY AS x(e, t, ty, a, o, v, tp, p, n)
+            $7::text[], $8::text[]) WITH ORDINALITY AS x(e, t, ty, a, o, v, tp, p, n),
+     key_locks, wake
 ORDER BY n
 RETURNING id
 """
@@ -94,16 +100,11 @@ async def add_event(
 async def add_events(
     conn: asyncpg.Connection, events: Sequence[Event], *, topic: str | None = None
 ) -> list[int]:
-    """Add several events in three round trips whatever their number (group commit).
-
-    Keys are locked first, once each and in sorted order, so concurrent writers cannot
-    deadlock; then all rows go in with one statement, in list order (ids follow it).
-    """
+    """Add several events with one statement whatever their number (group commit)."""
     if not events:
         return []
     if not conn.is_in_transaction():
         raise StorageError("add_events must run inside the transaction that makes the change")
-    await conn.execute(_LOCK_KEYS, sorted({event.aggregate_id for event in events}))
     traceparent = current_traceparent()
     try:
         rows = await conn.fetch(
@@ -119,7 +120,6 @@ async def add_events(
         )
     except asyncpg.ForeignKeyViolationError as exc:
         raise InvalidInput(f"an event's topic is not registered in kafka_topics: {exc}") from exc
-    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
     return [row["id"] for row in rows]
 
 
