@@ -19,30 +19,24 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import ray
-from ray import exceptions as ray_errors
-
 from actors.counter_shard import LikeResult
-from actors.directory import shard_name, shard_of
-from actors.remote import COUNTER, NAMESPACE
+from actors.directory import shard_of
+from actors.remote import COUNTER
+from actors.shard_caller import ShardCaller
 from storage.counters import CounterRow, Kind
-from storage.errors import NovaError, Unavailable
-from storage.tasks import Backoff
 
 log = logging.getLogger(__name__)
 
 LikeRequest = tuple[uuid.UUID, uuid.UUID, bool]  # post, user, liked
-_ACTOR_GONE = (ray_errors.RayActorError, ray_errors.ActorUnavailableError)
 
 
 class CounterClient:
     def __init__(self, shards: int, *, timeout_s: float = 5.0, retry_for_s: float = 20.0) -> None:
         self._shards = shards
-        self._timeout_s = timeout_s
-        self._retry_for_s = retry_for_s
-        self._handles: dict[int, Any] = {}
+        self._shards_caller = ShardCaller(
+            COUNTER, shards, timeout_s=timeout_s, retry_for_s=retry_for_s
+        )
         self._likes: dict[int, list[tuple[LikeRequest, asyncio.Future[LikeResult]]]] = {}
-        self.calls = 0  # shard calls made; tests bound it per request
 
     def shard_of(self, entity_id: uuid.UUID) -> int:
         return shard_of(entity_id, self._shards)
@@ -111,33 +105,9 @@ class CounterClient:
         await self._call(self.shard_of(post_id), "forget_post", post_id)
 
     async def _call(self, index: int, method: str, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._retry_for_s
-        backoff = Backoff(base_ms=50, cap_ms=1_000)
-        while True:
-            self.calls += 1
-            try:
-                handle = self._handle(index)
-                return await asyncio.wait_for(
-                    getattr(handle, method).remote(*args), self._timeout_s
-                )
-            except ray_errors.RayTaskError as exc:
-                cause = exc.cause
-                if isinstance(cause, NovaError):
-                    raise cause from None
-                raise
-            except TimeoutError:
-                raise Unavailable(shard_name(COUNTER, index), "timed out") from None
-            except (*_ACTOR_GONE, ValueError) as exc:
-                # Dead, restarting, or not (yet) registered under its name.
-                self._handles.pop(index, None)
-                if loop.time() >= deadline:
-                    raise Unavailable(shard_name(COUNTER, index), str(exc)) from exc
-                await backoff.sleep()
+        return await self._shards_caller.call(index, method, *args)
 
-    def _handle(self, index: int) -> Any:
-        handle = self._handles.get(index)
-        if handle is None:
-            handle = ray.get_actor(shard_name(COUNTER, index), namespace=NAMESPACE)
-            self._handles[index] = handle
-        return handle
+    @property
+    def calls(self) -> int:
+        """Shard calls made; tests bound it per request."""
+        return self._shards_caller.calls

@@ -19,17 +19,21 @@ from ray.util import metrics
 
 from actors.counter_shard import CounterShard, LikeResult
 from actors.directory import shard_name
+from actors.timeline_shard import TimelineShard
 from storage.config import Settings
 from storage.counters import CounterRow, Kind
 from storage.db import Database
 from storage.errors import NovaError
 from storage.logs import configure_logging
+from storage.redis_client import make_redis
 from storage.tasks import LoopHealth, supervise
+from storage.timelines import Entry
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "nova"
 COUNTER = "counter"
+TIMELINE = "timeline"
 _UPKEEP_INTERVAL_S = 5.0
 
 
@@ -119,6 +123,127 @@ class CounterShardActor:
             await shard.maintain()
             self._active.set(shard.active_keys, tags=self._tags)
             self._queue_depth.set(shard.queue_depth, tags=self._tags)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
+class TimelineShardActor:
+    def __init__(self, settings: Settings, index: int) -> None:
+        configure_logging(settings.log_level)
+        self._settings = settings
+        self._name = shard_name(TIMELINE, index)
+        self._tags = {"shard": self._name}
+        self._started: asyncio.Task[TimelineShard] = asyncio.get_running_loop().create_task(
+            self._start()
+        )
+        self._in_flight = 0
+        self._health = LoopHealth()
+        self._upkeep = supervise(f"{self._name}-upkeep", self._maintain, self._health)
+        self._active = metrics.Gauge(
+            "nova_timeline_shard_active_users", "Timelines in memory", tag_keys=("shard",)
+        )
+        self._entries = metrics.Gauge(
+            "nova_timeline_shard_entries", "Timeline entries in memory", tag_keys=("shard",)
+        )
+        self._queue = metrics.Gauge(
+            "nova_timeline_shard_queue_depth", "Calls in progress", tag_keys=("shard",)
+        )
+        self._loads = metrics.Counter(
+            "nova_timeline_loads_total",
+            "Timeline activations by source (memory, redis, postgresql)",
+            tag_keys=("shard", "source"),
+        )
+        self._reported = {"memory": 0, "redis": 0, "postgresql": 0}
+
+    async def _start(self) -> TimelineShard:
+        settings = self._settings
+        db = await Database.connect(settings, application_name=self._name)
+        inactive_s = settings.inactive_after_days * 86_400
+        shard = TimelineShard(
+            db,
+            make_redis(settings),
+            capacity=settings.timeline_capacity,
+            max_followers=settings.fanout_max_followers,
+            # Gone a little before fan-out starts skipping the owner (see the module doc).
+            redis_ttl_s=max(3_600, inactive_s - 7_200),
+            idle_ttl_s=settings.timeline_idle_ttl_s,
+        )
+        gc.collect()
+        gc.freeze()
+        return shard
+
+    async def _shard(self) -> TimelineShard:
+        if self._started.done() and self._started.exception() is not None:
+            self._started = asyncio.get_running_loop().create_task(self._start())
+        return await asyncio.shield(self._started)
+
+    async def page(self, user_id: uuid.UUID, before: Entry | None, limit: int) -> list[Entry]:
+        shard = await self._shard()
+        self._in_flight += 1
+        try:
+            return await shard.page(user_id, before, limit)
+        finally:
+            self._in_flight -= 1
+
+    async def push(self, user_ids: list[uuid.UUID], entry: Entry) -> int:
+        shard = await self._shard()
+        self._in_flight += 1
+        try:
+            return await shard.push(user_ids, entry)
+        finally:
+            self._in_flight -= 1
+
+    async def remove(
+        self,
+        user_ids: list[uuid.UUID],
+        post_ids: frozenset[uuid.UUID],
+        author_ids: frozenset[uuid.UUID],
+    ) -> None:
+        await (await self._shard()).remove(user_ids, post_ids=post_ids, author_ids=author_ids)
+
+    async def backfill(self, user_id: uuid.UUID, entries: list[Entry]) -> None:
+        await (await self._shard()).backfill(user_id, entries)
+
+    async def status(self) -> dict[str, Any]:
+        shard = await self._shard()
+        return {
+            "name": self._name,
+            "active_users": shard.active_users,
+            "entries": sum(shard.sizes()),
+            "in_flight": self._in_flight,
+            **vars(shard.stats),
+        }
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(_UPKEEP_INTERVAL_S)
+            shard = await self._shard()
+            shard.evict_idle()
+            self._active.set(shard.active_users, tags=self._tags)
+            self._entries.set(sum(shard.sizes()), tags=self._tags)
+            self._queue.set(self._in_flight, tags=self._tags)
+            totals = {
+                "memory": shard.stats.memory_hits,
+                "redis": shard.stats.redis_loads,
+                "postgresql": shard.stats.rebuilds,
+            }
+            for source, total in totals.items():
+                if total > self._reported[source]:
+                    self._loads.inc(
+                        total - self._reported[source], tags={**self._tags, "source": source}
+                    )
+                    self._reported[source] = total
+
+
+def ensure_timeline_shards(settings: Settings) -> list[Any]:
+    return [
+        TimelineShardActor.options(  # type: ignore[attr-defined]
+            name=shard_name(TIMELINE, i),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+        ).remote(settings, i)
+        for i in range(settings.timeline_shards)
+    ]
 
 
 def ensure_counter_shards(settings: Settings) -> list[Any]:

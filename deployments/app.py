@@ -15,7 +15,12 @@ from ray import serve
 from starlette.types import ASGIApp
 
 from actors.directory import shard_name
-from actors.remote import COUNTER, ensure_counter_shards
+from actors.remote import (
+    COUNTER,
+    TIMELINE,
+    ensure_counter_shards,
+    ensure_timeline_shards,
+)
 from deployments.consumers import PRODUCTION_CONSUMERS
 from deployments.serve_patches import bind_replica_grpc_to_node_ip
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
@@ -97,9 +102,11 @@ def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, i
     # Shards first: the gateway routes likes and count reads to them. They are replaced so
     # they run the deployed code (each rebuilds its keys from PostgreSQL on first use),
     # including any beyond a lowered NOVA_COUNTER_SHARDS.
-    for index in range(max(16, settings.counter_shards)):
-        stop_worker(shard_name(COUNTER, index))
+    for kind, count in ((COUNTER, settings.counter_shards), (TIMELINE, settings.timeline_shards)):
+        for index in range(max(16, count)):
+            stop_worker(shard_name(kind, index))
     ensure_counter_shards(settings)
+    ensure_timeline_shards(settings)
     serve.start(http_options={"host": http_host, "port": http_port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     replace_relays(settings)

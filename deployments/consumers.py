@@ -6,4 +6,7 @@ Issues add their consumers here (timeline fan-out, notifications, features, mail
 
 from __future__ import annotations
 
-PRODUCTION_CONSUMERS: tuple[str, ...] = ("gateway.mail:MailConsumer",)
+PRODUCTION_CONSUMERS: tuple[str, ...] = (
+    "gateway.mail:MailConsumer",
+    "actors.fanout:FanoutConsumer",
+)

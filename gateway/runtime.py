@@ -13,9 +13,11 @@ import redis.asyncio as aioredis
 from strawberry.dataloader import DataLoader
 
 from actors.counter_client import CounterClient
+from actors.timeline_client import TimelineClient
 from gateway.apq import PersistedQueryStore
 from gateway.documents import DocumentCache
 from gateway.errors import RateLimited, Unauthenticated
+from gateway.feed import Feed, FeedHub
 from gateway.graph import Graph
 from gateway.health import KafkaProbe, Readiness
 from gateway.identity import ClientInfo, Identity
@@ -58,6 +60,8 @@ class GatewayRuntime:
     graph: Graph
     posts: Posts
     search: Search
+    feed: Feed
+    feed_hub: FeedHub
     replica_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     )
@@ -92,6 +96,9 @@ class GatewayRuntime:
             users=users,
         )
         counters = CounterClient(settings.counter_shards, timeout_s=settings.counter_call_timeout_s)
+        timelines = TimelineClient(
+            settings.timeline_shards, timeout_s=settings.timeline_call_timeout_s
+        )
         return cls(
             settings=settings,
             db=db,
@@ -109,6 +116,8 @@ class GatewayRuntime:
             graph=Graph(db, counters),
             posts=Posts(db, counters),
             search=Search(db),
+            feed=Feed(db, timelines, settings),
+            feed_hub=FeedHub(redis),
         )
 
     @property
@@ -157,6 +166,8 @@ class GatewayRuntime:
         self.closed = True
         with contextlib.suppress(Exception):
             await self.users.close()
+        with contextlib.suppress(Exception):
+            await self.feed_hub.close()
         await self.kafka_probe.close()
         await self.redis.aclose()
         await self.db.close()
@@ -181,6 +192,11 @@ class Context:
         if self._user_loader is None:
             self._user_loader = self.runtime.users.loader()
         return self._user_loader
+
+    def reset_loaders(self) -> None:
+        """Forget what this context's DataLoaders cached (long-lived WebSocket contexts)."""
+        self._loaders = None
+        self._user_loader = None
 
     @property
     def loaders(self) -> Loaders:

@@ -18,7 +18,7 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from gateway.errors import BAD_USER_INPUT, should_mask, user_error
 from gateway.identity import AuthResult
 from gateway.profiles import clean_profile
-from gateway.social import SocialMutation, SocialQuery
+from gateway.social import SocialMutation, SocialQuery, SocialSubscription
 from gateway.types import Connection, Edge, NovaInfo, User, load_user, parse_id
 from storage.errors import InvalidInput
 
@@ -203,7 +203,7 @@ def _given(value: str | None) -> str | None:
 
 
 @strawberry.type
-class Subscription:
+class Subscription(SocialSubscription):
     @strawberry.subscription(description="Streams 1..count, one every intervalMs milliseconds.")
     async def ticks(self, count: int, interval_ms: int = 100) -> AsyncGenerator[int, None]:
         if not 1 <= count <= MAX_TICKS:

@@ -7,7 +7,9 @@ blocked either way is invisible: their posts, comments and profiles never come b
 
 from __future__ import annotations
 
+import enum
 import uuid
+from collections.abc import AsyncGenerator
 
 import strawberry
 
@@ -25,6 +27,21 @@ from gateway.types import (
     parse_id,
 )
 from storage.errors import NotFound
+
+
+@strawberry.enum
+class FeedMode(enum.Enum):
+    LATEST = "LATEST"
+    RANKED = "RANKED"
+
+
+@strawberry.type
+class FeedUpdate:
+    post_id: strawberry.ID
+
+    @strawberry.field(description="The new post; null if it is gone or hidden from you.")
+    async def post(self, info: NovaInfo) -> Post | None:
+        return await load_post(info, parse_id(self.post_id))
 
 
 @strawberry.input
@@ -110,6 +127,20 @@ class SocialQuery:
         await _visible_user(info, author)
         page = await info.context.runtime.posts.by_author(author, first, after)
         return await _post_connection(info, page.items, page.has_next_page)
+
+    @strawberry.field(
+        description="Your home feed, newest first. RANKED falls back to LATEST for now."
+    )
+    async def feed(
+        self,
+        info: NovaInfo,
+        first: int | None = 20,
+        after: str | None = None,
+        mode: FeedMode = FeedMode.LATEST,
+    ) -> Connection[Post]:
+        claims = info.context.require_user()
+        items, more = await info.context.runtime.feed.page(claims.user_id, first, after)
+        return await _post_connection(info, items, more)
 
     @strawberry.field(description="People by username or display name, best match first.")
     async def search_users(self, info: NovaInfo, query: str, first: int | None = 20) -> list[User]:
@@ -230,3 +261,17 @@ async def _like(info: NovaInfo, post_id: strawberry.ID, *, liked: bool) -> Post:
     loaders.post_counts.prime(target, row, force=True)
     loaders.viewer_likes.prime(target, liked, force=True)
     return post
+
+
+@strawberry.type
+class SocialSubscription:
+    @strawberry.subscription(description="Each post that lands in your home timeline, live.")
+    async def feed_updated(self, info: NovaInfo) -> AsyncGenerator[FeedUpdate, None]:
+        claims = info.context.require_user()
+        async with info.context.runtime.feed_hub.listen(claims.user_id) as queue:
+            while True:
+                post_id = await queue.get()
+                # Each update gets fresh loaders: a long subscription must not serve the
+                # posts, counts or blocks it cached minutes ago.
+                info.context.reset_loaders()
+                yield FeedUpdate(post_id=strawberry.ID(post_id))

@@ -175,6 +175,18 @@ class Settings:
     counter_refresh_s: float = 30.0
     counter_call_timeout_s: float = 5.0
 
+    # Home timelines (TimelineShard actors): how many shards, entries kept per user, when an
+    # idle timeline leaves memory, who is fanned out to, and the Ray call timeout. Authors
+    # with more followers than `fanout_max_followers` are merged in at read time instead;
+    # followers not seen for `inactive_after_days` are skipped and rebuilt when they return.
+    timeline_shards: int = 4
+    timeline_capacity: int = 800
+    timeline_idle_ttl_s: float = 600.0
+    timeline_call_timeout_s: float = 5.0
+    fanout_max_followers: int = 10_000
+    inactive_after_days: int = 30
+    feed_backfill_posts: int = 50
+
     def __post_init__(self) -> None:
         positive = [
             "pg_pool_max_size",
@@ -237,6 +249,13 @@ class Settings:
             "counter_idle_ttl_s",
             "counter_refresh_s",
             "counter_call_timeout_s",
+            "timeline_shards",
+            "timeline_capacity",
+            "timeline_idle_ttl_s",
+            "timeline_call_timeout_s",
+            "fanout_max_followers",
+            "inactive_after_days",
+            "feed_backfill_posts",
         ]
         for name in positive:
             if getattr(self, name) <= 0:

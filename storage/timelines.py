@@ -1,0 +1,144 @@
+"""Home-timeline queries: what fan-out reads, and how a timeline is rebuilt from scratch.
+
+A timeline entry is `(post_id, author_id, created_at)`. Timelines live in TimelineShard
+actors and their Redis mirror; everything here reads PostgreSQL, the source of truth,
+so a timeline can always be rebuilt: the newest posts of everyone the user follows (except
+authors above the fan-out threshold, whose posts are merged in at read time) and their own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+
+@dataclass(frozen=True, order=True)
+class Entry:
+    """Ordered newest first: by `created_at`, then `post_id`, both descending."""
+
+    created_at: datetime
+    post_id: uuid.UUID
+    author_id: uuid.UUID
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Entry:
+        return cls(row["created_at"], row["id"], row["author_id"])
+
+
+_HIDDEN = """
+NOT EXISTS (SELECT 1 FROM blocks b
+            WHERE (b.blocker_id = $1 AND b.blocked_id = p.author_id)
+               OR (b.blocker_id = p.author_id AND b.blocked_id = $1))
+"""
+
+
+async def rebuild(
+    conn: asyncpg.Connection, user_id: uuid.UUID, *, capacity: int, max_followers: int
+) -> list[Entry]:
+    """The timeline fan-out would have built: newest `capacity` entries, newest first."""
+    rows = await conn.fetch(
+        f"""
+        SELECT p.id, p.author_id, p.created_at
+        FROM (
+            SELECT f.followee_id AS author FROM follows f
+            LEFT JOIN user_counters c ON c.user_id = f.followee_id
+            WHERE f.follower_id = $1 AND coalesce(c.followers, 0) <= $3
+            UNION ALL SELECT $1
+        ) AS authors
+        CROSS JOIN LATERAL (
+            SELECT id, author_id, created_at FROM posts
+            WHERE author_id = authors.author AND deleted_at IS NULL
+            ORDER BY created_at DESC, id DESC LIMIT $2
+        ) AS p
+        WHERE {_HIDDEN}
+        ORDER BY p.created_at DESC, p.id DESC
+        LIMIT $2
+        """,
+        user_id,
+        capacity,
+        max_followers,
+    )
+    return [Entry.from_row(row) for row in rows]
+
+
+async def celebrity_posts(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    *,
+    max_followers: int,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Entry]:
+    """Posts of followed authors above the fan-out threshold (not in timelines), newest
+    first, older than `before`: merged into the feed at read time."""
+    rows = await conn.fetch(
+        f"""
+        SELECT p.id, p.author_id, p.created_at
+        FROM follows f
+        JOIN user_counters c ON c.user_id = f.followee_id AND c.followers > $2
+        CROSS JOIN LATERAL (
+            SELECT id, author_id, created_at FROM posts
+            WHERE author_id = f.followee_id AND deleted_at IS NULL
+              AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+            ORDER BY created_at DESC, id DESC LIMIT $5
+        ) AS p
+        WHERE f.follower_id = $1 AND {_HIDDEN}
+        ORDER BY p.created_at DESC, p.id DESC
+        LIMIT $5
+        """,
+        user_id,
+        max_followers,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
+    )
+    return [Entry.from_row(row) for row in rows]
+
+
+async def fanout_audience(
+    conn: asyncpg.Connection, author_id: uuid.UUID, *, max_followers: int, inactive_days: int
+) -> list[uuid.UUID] | None:
+    """Followers to push a post into, or None when the author is above the threshold
+    (their posts are merged at read time). Followers not seen for `inactive_days` are
+    left out: their timelines are rebuilt when they come back."""
+    followers = await conn.fetchval(
+        "SELECT coalesce((SELECT followers FROM user_counters WHERE user_id = $1), 0)",
+        author_id,
+    )
+    if followers > max_followers:
+        return None
+    rows = await conn.fetch(
+        """
+        SELECT f.follower_id FROM follows f JOIN users u ON u.id = f.follower_id
+        WHERE f.followee_id = $1
+          AND u.last_seen_at > now() - make_interval(days => $2)
+        """,
+        author_id,
+        inactive_days,
+    )
+    return [row["follower_id"] for row in rows]
+
+
+async def recent_posts(conn: asyncpg.Connection, author_id: uuid.UUID, limit: int) -> list[Entry]:
+    rows = await conn.fetch(
+        """
+        SELECT id, author_id, created_at FROM posts
+        WHERE author_id = $1 AND deleted_at IS NULL
+        ORDER BY created_at DESC, id DESC LIMIT $2
+        """,
+        author_id,
+        limit,
+    )
+    return [Entry.from_row(row) for row in rows]
+
+
+async def touch(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    """Record that a user is active (at most one write an hour): fan-out keeps them."""
+    await conn.execute(
+        "UPDATE users SET last_seen_at = now()"
+        " WHERE id = $1 AND last_seen_at < now() - interval '1 hour'",
+        user_id,
+    )
