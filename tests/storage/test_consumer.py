@@ -45,7 +45,10 @@ async def test_consumer_killed_before_committing_offsets_redelivery_is_absorbed(
 
     async def redelivered() -> bool:
         # The restarted member receives the crashed batch again and the ledger skips it.
-        status = await asyncio.to_thread(ray.get, consumer.status.remote(), timeout=30)
+        try:
+            status = await asyncio.to_thread(ray.get, consumer.status.remote(), timeout=30)
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
+            return False  # still restarting after the crash
         return int(status.get("duplicates", 0)) >= 1
 
     await wait_until(redelivered, timeout_s=120, message="the redelivery to be absorbed")
