@@ -31,7 +31,7 @@ from gateway.profiles import decode_cursor, encode_cursor, page_size
 from storage.config import Settings
 from storage.db import Database
 from storage.tasks import Backoff
-from storage.timelines import Entry, celebrity_posts, touch
+from storage.timelines import Entry, celebrity_posts, pull_page, touch
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,15 @@ class Feed:
         self._touched: dict[uuid.UUID, float] = {}
 
     async def page(
-        self, viewer: uuid.UUID, first: int | None, after: str | None
+        self, viewer: uuid.UUID, first: int | None, after: str | None, *, pull: bool = False
     ) -> tuple[list[tuple[str, uuid.UUID]], bool]:
         limit = page_size(first)
         before = decode_cursor(after) if after else None
+        if pull:
+            async with self._db.connection() as conn:
+                pulled = await pull_page(conn, viewer, before=before, limit=limit + 1)
+            items = [(encode_cursor(e.created_at, e.post_id), e.post_id) for e in pulled]
+            return items[:limit], len(pulled) > limit
         # The smallest author id sorts before every real entry at the same instant and post.
         marker = Entry(before[0], before[1], _NIL) if before else None
         timeline, celebrities = await asyncio.gather(

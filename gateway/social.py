@@ -31,8 +31,15 @@ from storage.errors import NotFound
 
 @strawberry.enum
 class FeedMode(enum.Enum):
-    LATEST = "LATEST"
-    RANKED = "RANKED"
+    LATEST = strawberry.enum_value("LATEST", description="Newest first, from your timeline.")
+    RANKED = strawberry.enum_value(
+        "RANKED", description="Ranked by a model; falls back to LATEST until ranking lands."
+    )
+    PULL = strawberry.enum_value(
+        "PULL",
+        description="Newest first, computed from PostgreSQL at read time (no timeline): "
+        "slower; a fallback and the baseline the timeline path is measured against.",
+    )
 
 
 @strawberry.type
@@ -139,7 +146,9 @@ class SocialQuery:
         mode: FeedMode = FeedMode.LATEST,
     ) -> Connection[Post]:
         claims = info.context.require_user()
-        items, more = await info.context.runtime.feed.page(claims.user_id, first, after)
+        items, more = await info.context.runtime.feed.page(
+            claims.user_id, first, after, pull=mode is FeedMode.PULL
+        )
         return await _post_connection(info, items, more)
 
     @strawberry.field(description="People by username or display name, best match first.")

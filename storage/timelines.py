@@ -98,6 +98,39 @@ async def celebrity_posts(
     return [Entry.from_row(row) for row in rows]
 
 
+async def pull_page(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    *,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Entry]:
+    """The feed computed at read time from PostgreSQL alone (no timeline): the newest
+    posts of everyone followed and one's own. Its cost grows with the number followed; it
+    serves `feed(mode: PULL)`, the comparison and fallback for the timeline path."""
+    rows = await conn.fetch(
+        f"""
+        SELECT p.id, p.author_id, p.created_at
+        FROM (SELECT followee_id AS author FROM follows WHERE follower_id = $1
+              UNION ALL SELECT $1) AS authors
+        CROSS JOIN LATERAL (
+            SELECT id, author_id, created_at FROM posts
+            WHERE author_id = authors.author AND deleted_at IS NULL
+              AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+            ORDER BY created_at DESC, id DESC LIMIT $4
+        ) AS p
+        WHERE {_HIDDEN}
+        ORDER BY p.created_at DESC, p.id DESC
+        LIMIT $4
+        """,
+        user_id,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
+    )
+    return [Entry.from_row(row) for row in rows]
+
+
 async def fanout_audience(
     conn: asyncpg.Connection, author_id: uuid.UUID, *, max_followers: int, inactive_days: int
 ) -> list[uuid.UUID] | None:

@@ -75,8 +75,9 @@ async def test_a_followed_authors_post_reaches_the_feed_and_the_live_subscriptio
     await until_in_feed(http_url, follower, post["id"])
     assert post["id"] in await feed_ids(http_url, author)  # authors see their own posts
     assert post["id"] not in await feed_ids(http_url, stranger)
-    mode = await feed_ids(http_url, follower, mode="RANKED")  # falls back to LATEST
-    assert mode == await feed_ids(http_url, follower)
+    latest = await feed_ids(http_url, follower)
+    assert await feed_ids(http_url, follower, mode="RANKED") == latest  # falls back
+    assert await feed_ids(http_url, follower, mode="PULL") == latest
     assert (await call(http_url, None, FEED)).codes == ["UNAUTHENTICATED"]
 
 

@@ -1,0 +1,279 @@
+"""Fan-out and feed-read benchmark, in one run.
+
+    cd /work/main && .venv/bin/python -m bench.fanout
+
+Needs the dev stack started with `bench/bench.env` (see the README). Two scenarios:
+
+* Fan-out latency: authors with 1,000 and 10,000 active followers (whose timelines exist)
+  each publish 50 posts, one at a time. For each post: commit → present in every
+  follower's Redis timeline, checked with one pipelined ZSCORE per follower every 20 ms.
+* Feed read: readers following 500 authors with 200,000 posts in total. `feed(first: 20)`
+  through the gateway from the timeline (LATEST), beside the same page computed by the
+  indexed SQL pull query (`mode: PULL`) through the same gateway, and that SQL query alone.
+
+Users, follows and posts are inserted with SQL (no Argon2, no outbox for the bulk data),
+then the measured posts go through the real path: PostgreSQL + outbox → relay → Kafka →
+fan-out consumer → timeline shards. Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from bench.harness import StackNotUp, load_stack_env, ratio, report, summarize
+
+SCENARIO = "fanout"
+FANOUT_SIZES = (1_000, 10_000)
+POSTS_PER_AUTHOR = 50
+READ_AUTHORS = 500
+READ_POSTS = 200_000
+READERS = 20
+READS = 400
+READ_CONCURRENCY = 8
+POST_TIMEOUT_S = 30.0
+FEED = "query($mode: FeedMode) { feed(first: 20, mode: $mode) { edges { node { id } } } }"
+
+
+async def insert_users(db: Any, count: int) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(count)]
+    async with db.transaction() as conn:
+        await conn.copy_records_to_table(
+            "users",
+            records=[(i, f"bf_{i.hex[:20]}", f"bf_{i.hex[:20]}@example.com", "-") for i in ids],
+            columns=["id", "username", "email", "password_hash"],
+        )
+    return ids
+
+
+async def follow_all(db: Any, followers: list[uuid.UUID], followees: list[uuid.UUID]) -> None:
+    records = [(f, e) for f in followers for e in followees]
+    async with db.transaction() as conn:
+        await conn.copy_records_to_table(
+            "follows", records=records, columns=["follower_id", "followee_id"]
+        )
+        counts: dict[uuid.UUID, list[int]] = {}
+        for f, e in records:
+            counts.setdefault(f, [0, 0])[1] += 1
+            counts.setdefault(e, [0, 0])[0] += 1
+        await conn.executemany(
+            """
+            INSERT INTO user_counters (user_id, followers, following, version)
+            VALUES ($1, $2, $3, 1)
+            ON CONFLICT (user_id) DO UPDATE SET
+                followers = user_counters.followers + EXCLUDED.followers,
+                following = user_counters.following + EXCLUDED.following,
+                version = user_counters.version + 1
+            """,
+            [(u, c[0], c[1]) for u, c in counts.items()],
+        )
+
+
+async def materialize(redis: Any, users: list[uuid.UUID]) -> None:
+    """Give users an (empty) timeline in Redis, as if they had been active."""
+    from actors.timeline_shard import SENTINEL, timeline_key
+
+    async with redis.pipeline(transaction=False) as pipe:
+        for user in users:
+            pipe.zadd(timeline_key(user), {SENTINEL: float("-inf")})
+            pipe.expire(timeline_key(user), 86_400)
+        await pipe.execute()
+
+
+async def fanout_latency(db: Any, redis: Any, settings: Any, followers: int) -> dict[str, Any]:
+    from actors.counter_client import CounterClient
+    from actors.timeline_shard import timeline_key
+    from gateway.posts import Posts
+
+    author, *audience = await insert_users(db, followers + 1)
+    await follow_all(db, audience, [author])
+    await materialize(redis, audience)
+    keys = [timeline_key(u) for u in audience]
+    posts = Posts(db, CounterClient(settings.counter_shards))
+    latencies: list[float] = []
+    missing = 0
+    for n in range(POSTS_PER_AUTHOR):
+        started = time.perf_counter()
+        post = await posts.create(author, f"fan-out bench post {n}")
+        member = f"{post.id}:{author}"
+        deadline = started + POST_TIMEOUT_S
+        while True:
+            async with redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zscore(key, member)
+                scores = await pipe.execute()
+            if all(score is not None for score in scores):
+                latencies.append((time.perf_counter() - started) * 1000)
+                break
+            if time.perf_counter() > deadline:
+                missing += 1
+                break
+            await asyncio.sleep(0.02)
+    return {
+        "followers": followers,
+        "posts": POSTS_PER_AUTHOR,
+        "timed_out": missing,
+        "latency_ms": summarize(latencies),
+    }
+
+
+async def seed_reads(db: Any, settings: Any) -> tuple[list[uuid.UUID], list[str]]:
+    """500 authors with 200,000 posts in all, and readers following all of them."""
+    from gateway.secrets import Sealer
+    from gateway.tokens import KeyRing
+
+    authors = await insert_users(db, READ_AUTHORS)
+    readers = await insert_users(db, READERS)
+    await follow_all(db, readers, authors)
+    start = datetime.now(UTC) - timedelta(days=30)
+    per_author = READ_POSTS // READ_AUTHORS
+    async with db.transaction() as conn:
+        await conn.execute(
+            """
+            INSERT INTO posts (id, author_id, text, search, created_at)
+            SELECT gen_random_uuid(), a, 'seeded post', ''::tsvector,
+                   $2::timestamptz + (n * interval '1 second') + (random() * interval '1 hour')
+            FROM unnest($1::uuid[]) AS a, generate_series(1, $3) AS n
+            """,
+            authors,
+            start,
+            per_author,
+        )
+        await conn.execute("ANALYZE posts")
+    ring = KeyRing(db, Sealer.from_settings(settings), settings)
+    await ring.load()
+    sessions = [uuid.uuid4() for _ in readers]
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "INSERT INTO auth_sessions (id, user_id, expires_at) VALUES ($1, $2, $3)",
+            [
+                (s, r, datetime.now(UTC) + timedelta(hours=1))
+                for s, r in zip(sessions, readers, strict=True)
+            ],
+        )
+    tokens = [ring.issue(r, ["user"], s).token for r, s in zip(readers, sessions, strict=True)]
+    return readers, tokens
+
+
+async def read_latency(base_url: str, tokens: list[str], mode: str) -> dict[str, Any]:
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=READ_CONCURRENCY * 2)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+
+        async def one(token: str) -> None:
+            started = time.perf_counter()
+            reply = await http.post(
+                f"{base_url}/graphql",
+                json={"query": FEED, "variables": {"mode": mode}},
+                headers={"authorization": f"Bearer {token}"},
+            )
+            body = reply.json()
+            if reply.status_code != 200 or "errors" in body:
+                raise RuntimeError(f"{reply.status_code}: {reply.text[:200]}")
+            if len(body["data"]["feed"]["edges"]) != 20:
+                raise RuntimeError("short feed page")
+            latencies.append((time.perf_counter() - started) * 1000)
+
+        for token in tokens:  # warm: timelines activate (rebuilt once from PostgreSQL)
+            await one(token)
+        latencies.clear()
+        queue = [tokens[i % len(tokens)] for i in range(READS)]
+
+        async def worker() -> None:
+            while queue:
+                await one(queue.pop())
+
+        started = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(READ_CONCURRENCY))), 300)
+        elapsed = time.perf_counter() - started
+    return {
+        "mode": mode,
+        "reads": READS,
+        "per_s": round(READS / elapsed, 1),
+        "latency_ms": summarize(latencies),
+    }
+
+
+async def sql_pull_alone(db: Any, readers: list[uuid.UUID]) -> dict[str, Any]:
+    from storage.timelines import pull_page
+
+    latencies: list[float] = []
+    for n in range(200):
+        started = time.perf_counter()
+        async with db.connection() as conn:
+            await pull_page(conn, readers[n % len(readers)], before=None, limit=21)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return {"queries": 200, "latency_ms": summarize(latencies)}
+
+
+async def run(base_url: str) -> dict[str, Any]:
+    from storage.config import Settings
+    from storage.db import Database
+    from storage.redis_client import make_redis
+
+    settings = Settings.from_env()
+    db = await Database.connect(settings, application_name="bench-fanout")
+    redis = make_redis(settings)
+    try:
+        fanout = [await fanout_latency(db, redis, settings, size) for size in FANOUT_SIZES]
+        readers, tokens = await seed_reads(db, settings)
+        timeline = await read_latency(base_url, tokens, "LATEST")
+        pull = await read_latency(base_url, tokens, "PULL")
+        sql_alone = await sql_pull_alone(db, readers)
+    finally:
+        await redis.aclose()
+        await db.close()
+    biggest = fanout[-1]["latency_ms"]["p99"]
+    return {
+        "fanout": fanout,
+        "feed_read_timeline_via_gateway": timeline,
+        "feed_read_pull_via_gateway": pull,
+        "pull_sql_alone": sql_alone,
+        "ratios": {
+            "pull_p50_over_timeline_p50": ratio(
+                pull["latency_ms"]["p50"], timeline["latency_ms"]["p50"]
+            ),
+            "pull_p99_over_timeline_p99": ratio(
+                pull["latency_ms"]["p99"], timeline["latency_ms"]["p99"]
+            ),
+            "timeline_reads_per_s_over_pull": ratio(timeline["per_s"], pull["per_s"]),
+        },
+        "targets": {"fanout_10k_p99_ms": 2_000, "timeline_vs_pull_min": 3.0},
+        "met": {
+            "fanout_10k_p99_ms": biggest is not None and biggest < 2_000,
+            "timeline_vs_pull_min": (
+                ratio(pull["latency_ms"]["p50"], timeline["latency_ms"]["p50"]) or 0
+            )
+            >= 3.0,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__).parse_args(argv)
+    try:
+        env = load_stack_env()
+    except StackNotUp as exc:
+        print(f"bench.fanout: {exc}", file=sys.stderr)
+        return 2
+    import ray
+
+    ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False)
+    base_url = env.get("NOVA_PUBLIC_URL", "http://127.0.0.1:8000")
+    try:
+        results = asyncio.run(run(base_url))
+    finally:
+        ray.shutdown()
+    report(SCENARIO, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
