@@ -26,14 +26,14 @@ class ShardCaller:
         self._timeout_s = timeout_s
         self._retry_for_s = retry_for_s
         self._handles: dict[int, Any] = {}
-        self.calls = 0
+        self.calls = 0  # tests bound it per request
 
     async def call(self, index: int, method: str, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry_for_s
         backoff = Backoff(base_ms=50, cap_ms=1_000)
+        self.calls += 1  # calls asked for, not attempts: a retry is not another call
         while True:
-            self.calls += 1
             try:
                 handle = self._handle(index)
                 return await asyncio.wait_for(

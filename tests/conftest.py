@@ -75,15 +75,17 @@ def settings(stack: Stack) -> Settings:
 
 @pytest.fixture(scope="session")
 def deployed(stack: Stack, settings: Settings) -> Settings:
-    """The Serve app and the relays running on the test cluster."""
+    """The Serve app, relays, consumers and shards running on the test cluster; returns
+    the settings they run with (`app_settings`)."""
     import ray
 
     from deployments.app import deploy
 
     env = stack.environment()
     ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False)
-    deploy(app_settings(settings), http_host="127.0.0.1", http_port=stack.layout.http_port)
-    return settings
+    deployed_settings = app_settings(settings)
+    deploy(deployed_settings, http_host="127.0.0.1", http_port=stack.layout.http_port)
+    return deployed_settings
 
 
 def app_settings(settings: Settings) -> Settings:
@@ -100,6 +102,9 @@ def app_settings(settings: Settings) -> Settings:
         rate_user_queries_burst=100,
         # A "celebrity" (merged at read time instead of fanned out) within a test's reach.
         fanout_max_followers=5,
+        # Fewer shard processes on 2 cores; routing and recovery do not depend on N.
+        counter_shards=2,
+        timeline_shards=2,
         rate_ip_queries_per_s=2_000.0,
         rate_ip_queries_burst=20_000,
         rate_ip_mutations_per_s=2_000.0,

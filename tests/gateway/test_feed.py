@@ -157,7 +157,7 @@ async def test_paging_while_posts_arrive_has_no_duplicates_or_gaps(
 
 
 async def test_a_killed_shard_serves_the_same_timeline_after_restart(
-    http_url: str, db: Database, settings: Settings
+    http_url: str, db: Database, settings: Settings, deployed: Settings
 ) -> None:
     author, follower = await make_members(db, settings, 2)
     (await call(http_url, follower, FOLLOW, id=author.id)).ok()
@@ -165,13 +165,13 @@ async def test_a_killed_shard_serves_the_same_timeline_after_restart(
     await until_in_feed(http_url, follower, posts[-1]["id"])
     await until_in_feed(http_url, follower, posts[0]["id"])
     before = await feed_ids(http_url, follower)
-    index = shard_of(uuid.UUID(follower.id), settings.timeline_shards)
+    index = shard_of(uuid.UUID(follower.id), deployed.timeline_shards)
     ray.kill(ray.get_actor(shard_name(TIMELINE, index), namespace=NAMESPACE), no_restart=False)
     assert await feed_ids(http_url, follower) == before  # from the Redis mirror
 
 
 async def test_lost_redis_state_is_rebuilt_from_postgresql(
-    http_url: str, db: Database, settings: Settings
+    http_url: str, db: Database, settings: Settings, deployed: Settings
 ) -> None:
     author, follower = await make_members(db, settings, 2)
     (await call(http_url, follower, FOLLOW, id=author.id)).ok()
@@ -186,13 +186,13 @@ async def test_lost_redis_state_is_rebuilt_from_postgresql(
             await redis.delete(*keys)
     finally:
         await redis.aclose()
-    index = shard_of(uuid.UUID(follower.id), settings.timeline_shards)
+    index = shard_of(uuid.UUID(follower.id), deployed.timeline_shards)
     ray.kill(ray.get_actor(shard_name(TIMELINE, index), namespace=NAMESPACE), no_restart=False)
     assert await feed_ids(http_url, follower) == before
 
 
 async def test_a_returning_inactive_user_gets_a_full_feed(
-    http_url: str, db: Database, settings: Settings
+    http_url: str, db: Database, settings: Settings, deployed: Settings
 ) -> None:
     author, active, returning = await make_members(db, settings, 3)
     for follower in (active, returning):
@@ -211,6 +211,6 @@ async def test_a_returning_inactive_user_gets_a_full_feed(
         assert not await redis.exists(timeline_key(returning.uuid))
     finally:
         await redis.aclose()
-    index = shard_of(returning.uuid, settings.timeline_shards)
+    index = shard_of(returning.uuid, deployed.timeline_shards)
     ray.kill(ray.get_actor(shard_name(TIMELINE, index), namespace=NAMESPACE), no_restart=False)
     assert post["id"] in await feed_ids(http_url, returning)

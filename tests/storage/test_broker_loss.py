@@ -27,7 +27,7 @@ async def test_events_written_while_the_broker_is_stopped_are_all_applied_once(
     before = await write_events(db, topic, [(f"k{i % 10}", i) for i in range(20)])
     await wait_until(
         lambda: _exactly_once(db, "test-outage", {e.event_id for e in before}),
-        timeout_s=60,
+        timeout_s=120,  # includes the consumer group's first join, slow on a busy machine
         message="events before the outage",
     )
 
