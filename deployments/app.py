@@ -83,7 +83,7 @@ async def prepare_storage(settings: Settings) -> dict[str, int]:
             if applied:
                 log.info("applied migrations %s", applied)
             async with conn.transaction():
-                await sync_catalogue(conn)
+                await sync_catalogue(conn, max_partitions=settings.kafka_max_partitions)
             topics = await registered_topics(conn)
         finally:
             await conn.close()

@@ -187,7 +187,7 @@ def cmd_db_migrate(_: argparse.Namespace) -> int:
         try:
             applied: list[str] = await migrate(conn)
             async with conn.transaction():
-                await sync_catalogue(conn)
+                await sync_catalogue(conn, max_partitions=db.settings.kafka_max_partitions)
         finally:
             await conn.close()
         return applied

@@ -759,6 +759,9 @@ class Stack:
             env.setdefault("NOVA_KAFKA_IDEMPOTENCE", "false")
             # It does not answer a waiting fetch early when data arrives: keep waits short.
             env.setdefault("NOVA_KAFKA_FETCH_MAX_WAIT_MS", "20")
+            # It is one node, and its every fetch costs CPU per partition (an idle consumer
+            # of 40 partitions kept it at a quarter of a core): two partitions a topic.
+            env.setdefault("NOVA_KAFKA_MAX_PARTITIONS", "2")
         if embedded["ray"]:
             env.update(self.ray.environment())
             env["RAY_ADDRESS"] = self.ray.address
@@ -790,6 +793,7 @@ class Stack:
             *URL_VARIABLES,
             "NOVA_KAFKA_IDEMPOTENCE",
             "NOVA_KAFKA_FETCH_MAX_WAIT_MS",
+            "NOVA_KAFKA_MAX_PARTITIONS",
             *self.ray.environment(),
             "NOVA_HTTP_PORT",
             "NOVA_PUBLIC_URL",

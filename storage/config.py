@@ -88,6 +88,9 @@ class Settings:
     # How long a fetch may wait for data. Apache Kafka answers early when data arrives, so
     # this only bounds idle polling; the embedded broker does not, so there it is latency.
     kafka_fetch_max_wait_ms: int = 500
+    # Caps the catalogue's partition counts for topics Nova creates (0: no cap). The
+    # embedded single-node broker uses 2; a real cluster keeps the catalogue's counts.
+    kafka_max_partitions: int = 0
 
     # Outbox and relay.
     outbox_retention_s: int = 7 * 24 * 3600
@@ -274,6 +277,8 @@ class Settings:
             url = getattr(self, name)
             if url is not None and not url.startswith(("postgres://", "postgresql://")):
                 raise ValueError(f"{env_name(name)} must be a postgresql:// URL")
+        if self.kafka_max_partitions < 0:
+            raise ValueError(f"{env_name('kafka_max_partitions')} must be >= 0 (0: no cap)")
         if self.pg_statement_cache_size < 0:
             raise ValueError(f"{env_name('pg_statement_cache_size')} must be >= 0")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

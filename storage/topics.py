@@ -62,8 +62,13 @@ async def register_topics(
     )
 
 
-async def sync_catalogue(conn: asyncpg.Connection) -> None:
-    await register_topics(conn, CATALOGUE)
+async def sync_catalogue(conn: asyncpg.Connection, *, max_partitions: int = 0) -> None:
+    """Record the catalogue; `max_partitions` > 0 caps each topic's count (a small broker)."""
+    topics = [
+        Topic(t.name, min(t.partitions, max_partitions) if max_partitions else t.partitions, t.key)
+        for t in CATALOGUE
+    ]
+    await register_topics(conn, topics)
 
 
 async def registered_topics(conn: asyncpg.Connection) -> dict[str, int]:
