@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import StackNotUp, load_stack_env, ratio, report, summarize
+from bench.harness import ratio, run_on_ray, summarize
 
 SCENARIO = "fanout"
 FANOUT_SIZES = (1_000, 10_000)
@@ -201,6 +201,19 @@ async def read_latency(base_url: str, tokens: list[str], mode: str) -> dict[str,
     }
 
 
+async def actor_page_latency(settings: Any, readers: list[uuid.UUID]) -> dict[str, Any]:
+    """`TimelineShard.page` for 20 entries, called straight on the actors (no gateway)."""
+    from actors.timeline_client import TimelineClient
+
+    client = TimelineClient(settings.timeline_shards)
+    latencies: list[float] = []
+    for n in range(READS):
+        started = time.perf_counter()
+        await client.page(readers[n % len(readers)], None, 21)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return {"calls": READS, "latency_ms": summarize(latencies)}
+
+
 async def sql_pull_alone(db: Any, readers: list[uuid.UUID]) -> dict[str, Any]:
     from storage.timelines import pull_page
 
@@ -227,6 +240,7 @@ async def run(base_url: str) -> dict[str, Any]:
         timeline = await read_latency(base_url, tokens, "LATEST")
         pull = await read_latency(base_url, tokens, "PULL")
         sql_alone = await sql_pull_alone(db, readers)
+        at_actor = await actor_page_latency(settings, readers)
     finally:
         await redis.aclose()
         await db.close()
@@ -236,6 +250,7 @@ async def run(base_url: str) -> dict[str, Any]:
         "feed_read_timeline_via_gateway": timeline,
         "feed_read_pull_via_gateway": pull,
         "pull_sql_alone": sql_alone,
+        "timeline_page_at_actor": at_actor,
         "ratios": {
             "pull_p50_over_timeline_p50": ratio(
                 pull["latency_ms"]["p50"], timeline["latency_ms"]["p50"]
@@ -245,9 +260,14 @@ async def run(base_url: str) -> dict[str, Any]:
             ),
             "timeline_reads_per_s_over_pull": ratio(timeline["per_s"], pull["per_s"]),
         },
-        "targets": {"fanout_10k_p99_ms": 2_000, "timeline_vs_pull_min": 3.0},
+        "targets": {
+            "fanout_10k_p99_ms": 2_000,
+            "actor_page_p99_ms": 20,
+            "timeline_vs_pull_min": 3.0,
+        },
         "met": {
             "fanout_10k_p99_ms": biggest is not None and biggest < 2_000,
+            "actor_page_p99_ms": (at_actor["latency_ms"]["p99"] or 1e9) < 20,
             "timeline_vs_pull_min": (
                 ratio(pull["latency_ms"]["p50"], timeline["latency_ms"]["p50"]) or 0
             )
@@ -258,21 +278,7 @@ async def run(base_url: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
-    try:
-        env = load_stack_env()
-    except StackNotUp as exc:
-        print(f"bench.fanout: {exc}", file=sys.stderr)
-        return 2
-    import ray
-
-    ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False)
-    base_url = env.get("NOVA_PUBLIC_URL", "http://127.0.0.1:8000")
-    try:
-        results = asyncio.run(run(base_url))
-    finally:
-        ray.shutdown()
-    report(SCENARIO, results)
-    return 0
+    return run_on_ray(SCENARIO, run)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import StackNotUp, load_stack_env, ratio, report, run_paced, summarize
+from bench.harness import ratio, run_on_ray, run_paced, summarize
 
 SCENARIO = "gateway"
 BARE_APP = "bench-bare"
@@ -204,23 +204,13 @@ async def run(base_url: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
-    try:
-        env = load_stack_env()
-    except StackNotUp as exc:
-        print(f"bench.gateway: {exc}", file=sys.stderr)
-        return 2
-    import ray
-    from ray import serve
 
-    ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False)
-    base_url = env.get("NOVA_PUBLIC_URL", "http://127.0.0.1:8000")
-    try:
-        results = asyncio.run(run(base_url))
-    finally:
+    def delete_bare_app() -> None:
+        from ray import serve
+
         serve.delete(BARE_APP)
-        ray.shutdown()
-    report(SCENARIO, results)
-    return 0
+
+    return run_on_ray(SCENARIO, run, cleanup=delete_bare_app)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -195,3 +195,33 @@ async def run_paced(
     result.not_started += count - next_index
     result.elapsed_s = time.monotonic() - start
     return result
+
+
+def run_on_ray(
+    scenario: str,
+    run: Callable[[str], Coroutine[Any, Any, Mapping[str, Any]]],
+    *,
+    cleanup: Callable[[], None] | None = None,
+) -> int:
+    """Connect to the dev stack's Ray cluster, run `run(base_url)`, report its results.
+
+    Returns the process exit code: 2 (with the reason on stderr) when the stack is not up.
+    `cleanup` runs while still connected, whatever happened (deleting a bench app, say).
+    """
+    try:
+        env = load_stack_env()
+    except StackNotUp as exc:
+        print(f"bench.{scenario}: {exc}", file=sys.stderr)
+        return 2
+    import ray  # only now: Ray reads RAY_* from the environment on import
+
+    ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False)
+    base_url = env.get("NOVA_PUBLIC_URL", "http://127.0.0.1:8000")
+    try:
+        results: Mapping[str, Any] = asyncio.run(run(base_url))
+    finally:
+        if cleanup is not None:
+            cleanup()
+        ray.shutdown()
+    report(scenario, results)
+    return 0

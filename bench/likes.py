@@ -20,7 +20,6 @@ Afterwards each post's count must equal its rows exactly. Bounded in count and t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 import uuid
@@ -30,7 +29,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.harness import StackNotUp, load_stack_env, ratio, report, run_paced, summarize
+from bench.harness import ratio, run_on_ray, run_paced, summarize
 
 SCENARIO = "likes"
 CONCURRENCY = 64
@@ -197,21 +196,7 @@ async def run(base_url: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
-    try:
-        env = load_stack_env()
-    except StackNotUp as exc:
-        print(f"bench.likes: {exc}", file=sys.stderr)
-        return 2
-    import ray
-
-    ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False)
-    base_url = env.get("NOVA_PUBLIC_URL", "http://127.0.0.1:8000")
-    try:
-        results = asyncio.run(run(base_url))
-    finally:
-        ray.shutdown()
-    report(SCENARIO, results)
-    return 0
+    return run_on_ray(SCENARIO, run)
 
 
 if __name__ == "__main__":

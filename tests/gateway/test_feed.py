@@ -51,6 +51,12 @@ async def until_in_feed(http_url: str, member: Member, post_id: str, present: bo
     )
 
 
+def kill_timeline_shard_of(user_id: uuid.UUID, settings: Settings) -> None:
+    """Kill the user's shard; Ray restarts it empty (it reloads timelines on first use)."""
+    index = shard_of(user_id, settings.timeline_shards)
+    ray.kill(ray.get_actor(shard_name(TIMELINE, index), namespace=NAMESPACE), no_restart=False)
+
+
 async def test_a_followed_authors_post_reaches_the_feed_and_the_live_subscription(
     http_url: str, db: Database, settings: Settings
 ) -> None:
@@ -165,8 +171,7 @@ async def test_a_killed_shard_serves_the_same_timeline_after_restart(
     await until_in_feed(http_url, follower, posts[-1]["id"])
     await until_in_feed(http_url, follower, posts[0]["id"])
     before = await feed_ids(http_url, follower)
-    index = shard_of(uuid.UUID(follower.id), deployed.timeline_shards)
-    ray.kill(ray.get_actor(shard_name(TIMELINE, index), namespace=NAMESPACE), no_restart=False)
+    kill_timeline_shard_of(follower.uuid, deployed)
     assert await feed_ids(http_url, follower) == before  # from the Redis mirror
 
 
@@ -186,8 +191,7 @@ async def test_lost_redis_state_is_rebuilt_from_postgresql(
             await redis.delete(*keys)
     finally:
         await redis.aclose()
-    index = shard_of(uuid.UUID(follower.id), deployed.timeline_shards)
-    ray.kill(ray.get_actor(shard_name(TIMELINE, index), namespace=NAMESPACE), no_restart=False)
+    kill_timeline_shard_of(follower.uuid, deployed)
     assert await feed_ids(http_url, follower) == before
 
 
@@ -211,6 +215,5 @@ async def test_a_returning_inactive_user_gets_a_full_feed(
         assert not await redis.exists(timeline_key(returning.uuid))
     finally:
         await redis.aclose()
-    index = shard_of(returning.uuid, deployed.timeline_shards)
-    ray.kill(ray.get_actor(shard_name(TIMELINE, index), namespace=NAMESPACE), no_restart=False)
+    kill_timeline_shard_of(returning.uuid, deployed)
     assert post["id"] in await feed_ids(http_url, returning)
