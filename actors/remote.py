@@ -17,9 +17,11 @@ from typing import Any
 import ray
 from ray.util import metrics
 
+from actors.chat_shard import ChatShard
 from actors.counter_shard import CounterShard, LikeResult
 from actors.directory import shard_name
 from actors.timeline_shard import TimelineShard
+from storage.chat import Message
 from storage.config import Settings
 from storage.counters import CounterRow, Kind
 from storage.db import Database
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "nova"
 COUNTER = "counter"
 TIMELINE = "timeline"
+CHAT = "chat"
 _UPKEEP_INTERVAL_S = 5.0
 
 
@@ -243,6 +246,91 @@ def ensure_timeline_shards(settings: Settings) -> list[Any]:
             get_if_exists=True,
         ).remote(settings, i)
         for i in range(settings.timeline_shards)
+    ]
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
+class ChatShardActor:
+    def __init__(self, settings: Settings, index: int) -> None:
+        configure_logging(settings.log_level)
+        self._settings = settings
+        self._name = shard_name(CHAT, index)
+        self._tags = {"shard": self._name}
+        self._started: asyncio.Task[ChatShard] = asyncio.get_running_loop().create_task(
+            self._start()
+        )
+        self._health = LoopHealth()
+        self._upkeep = supervise(f"{self._name}-upkeep", self._maintain, self._health)
+        self._rooms = metrics.Gauge(
+            "nova_chat_shard_active_rooms", "Chat rooms in memory", tag_keys=("shard",)
+        )
+        self._sent = metrics.Counter(
+            "nova_chat_messages_total", "Messages committed", tag_keys=("shard",)
+        )
+        self._reported = 0
+
+    async def _start(self) -> ChatShard:
+        db = await Database.connect(self._settings, application_name=self._name)
+        shard = ChatShard(db, make_redis(self._settings))
+        gc.collect()
+        gc.freeze()
+        return shard
+
+    async def _shard(self) -> ChatShard:
+        if self._started.done() and self._started.exception() is not None:
+            self._started = asyncio.get_running_loop().create_task(self._start())
+        return await asyncio.shield(self._started)
+
+    async def send(
+        self, room_id: uuid.UUID, sender: uuid.UUID, text: str, client_message_id: str
+    ) -> Message:
+        return await (await self._shard()).send(room_id, sender, text, client_message_id)
+
+    async def after(
+        self, room_id: uuid.UUID, user_id: uuid.UUID, after_seq: int, limit: int
+    ) -> list[Message]:
+        return await (await self._shard()).after(room_id, user_id, after_seq, limit)
+
+    async def history(
+        self, room_id: uuid.UUID, user_id: uuid.UUID, before_seq: int | None, limit: int
+    ) -> list[Message]:
+        return await (await self._shard()).history(room_id, user_id, before_seq, limit)
+
+    async def member_room(self, room_id: uuid.UUID, user_id: uuid.UUID) -> tuple[str, int]:
+        return await (await self._shard()).member_room(room_id, user_id)
+
+    async def members(self, room_id: uuid.UUID, user_id: uuid.UUID) -> list[uuid.UUID]:
+        return await (await self._shard()).members(room_id, user_id)
+
+    async def add_members(
+        self, room_id: uuid.UUID, actor: uuid.UUID, user_ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        return await (await self._shard()).add_members(room_id, actor, user_ids)
+
+    async def leave(self, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        await (await self._shard()).leave(room_id, user_id)
+
+    async def status(self) -> dict[str, Any]:
+        shard = await self._shard()
+        return {"name": self._name, "active_rooms": shard.active_rooms, **vars(shard.stats)}
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(_UPKEEP_INTERVAL_S)
+            shard = await self._shard()
+            shard.evict_idle()
+            self._rooms.set(shard.active_rooms, tags=self._tags)
+            if shard.stats.messages > self._reported:
+                self._sent.inc(shard.stats.messages - self._reported, tags=self._tags)
+                self._reported = shard.stats.messages
+
+
+def ensure_chat_shards(settings: Settings) -> list[Any]:
+    return [
+        ChatShardActor.options(  # type: ignore[attr-defined]
+            name=shard_name(CHAT, i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(settings, i)
+        for i in range(settings.chat_shards)
     ]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from graphql import GraphQLError
 
+from actors.chat_shard import Blocked, NotAMember
 from storage.errors import AlreadyExists, InvalidInput, NotFound, NovaError, Unavailable
 from storage.tracing import current_traceparent, trace_id_of
 
@@ -46,6 +47,8 @@ _CODES: tuple[tuple[type[NovaError], str], ...] = (
     (Unauthenticated, UNAUTHENTICATED),
     (Forbidden, FORBIDDEN),
     (RateLimited, RATE_LIMITED),
+    (NotAMember, FORBIDDEN),
+    (Blocked, FORBIDDEN),
 )
 
 

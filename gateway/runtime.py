@@ -12,14 +12,17 @@ from typing import Any
 import redis.asyncio as aioredis
 from strawberry.dataloader import DataLoader
 
+from actors.chat_client import ChatClient
 from actors.counter_client import CounterClient
 from actors.timeline_client import TimelineClient
 from gateway.apq import PersistedQueryStore
+from gateway.chat import Chat
 from gateway.documents import DocumentCache
 from gateway.errors import RateLimited, Unauthenticated
-from gateway.feed import Feed, FeedHub
+from gateway.feed import Feed
 from gateway.graph import Graph
 from gateway.health import KafkaProbe, Readiness
+from gateway.hub import PubSubHub
 from gateway.identity import ClientInfo, Identity
 from gateway.limits import QueryLimits
 from gateway.loaders import Loaders
@@ -61,7 +64,8 @@ class GatewayRuntime:
     posts: Posts
     search: Search
     feed: Feed
-    feed_hub: FeedHub
+    hub: PubSubHub
+    chat: Chat
     replica_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     )
@@ -117,7 +121,12 @@ class GatewayRuntime:
             posts=Posts(db, counters),
             search=Search(db),
             feed=Feed(db, timelines, settings),
-            feed_hub=FeedHub(redis),
+            hub=PubSubHub(redis),
+            chat=Chat(
+                db,
+                redis,
+                ChatClient(settings.chat_shards, timeout_s=settings.chat_call_timeout_s),
+            ),
         )
 
     @property
@@ -167,7 +176,7 @@ class GatewayRuntime:
         with contextlib.suppress(Exception):
             await self.users.close()
         with contextlib.suppress(Exception):
-            await self.feed_hub.close()
+            await self.hub.close()
         await self.kafka_probe.close()
         await self.redis.aclose()
         await self.db.close()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.extensions import MaskErrors, SchemaExtension
 
+from gateway.chat_schema import ChatMutation, ChatQuery, ChatSubscription
 from gateway.errors import BAD_USER_INPUT, should_mask, user_error
 from gateway.identity import AuthResult
 from gateway.profiles import clean_profile
@@ -66,7 +67,7 @@ class UpdateProfileInput:
 
 
 @strawberry.type
-class Query(SocialQuery):
+class Query(SocialQuery, ChatQuery):
     @strawberry.field(description="The server's clock, in UTC.")
     def server_time(self) -> datetime:
         return datetime.now(UTC)
@@ -118,7 +119,7 @@ class Query(SocialQuery):
 
 
 @strawberry.type
-class Mutation(SocialMutation):
+class Mutation(SocialMutation, ChatMutation):
     @strawberry.mutation(description="Create an account; a verification mail follows.")
     async def register(self, info: NovaInfo, input: RegisterInput) -> AuthPayload:
         ctx = info.context
@@ -203,7 +204,7 @@ def _given(value: str | None) -> str | None:
 
 
 @strawberry.type
-class Subscription(SocialSubscription):
+class Subscription(SocialSubscription, ChatSubscription):
     @strawberry.subscription(description="Streams 1..count, one every intervalMs milliseconds.")
     async def ticks(self, count: int, interval_ms: int = 100) -> AsyncGenerator[int, None]:
         if not 1 <= count <= MAX_TICKS:

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from actors.timeline_shard import FEED_CHANNEL
 from gateway.pages import Page
 from gateway.types import (
     Comment,
@@ -277,9 +278,11 @@ class SocialSubscription:
     @strawberry.subscription(description="Each post that lands in your home timeline, live.")
     async def feed_updated(self, info: NovaInfo) -> AsyncGenerator[FeedUpdate, None]:
         claims = info.context.require_user()
-        async with info.context.runtime.feed_hub.listen(claims.user_id) as queue:
+        channel = FEED_CHANNEL.format(claims.user_id)
+        async with info.context.runtime.hub.listen(channel) as subscriber:
             while True:
-                post_id = await queue.get()
+                # Feed updates are hints: one a slow client missed shows on its next read.
+                post_id = await subscriber.queue.get()
                 # Each update gets fresh loaders: a long subscription must not serve the
                 # posts, counts or blocks it cached minutes ago.
                 info.context.reset_loaders()

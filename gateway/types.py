@@ -34,6 +34,9 @@ def parse_id(value: strawberry.ID | str, name: str = "id") -> uuid.UUID:
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+    # Backward pages (chat history, newest last) say whether older items exist.
+    has_previous_page: bool = False
+    start_cursor: str | None = None
 
 
 @strawberry.type
@@ -48,9 +51,18 @@ class Connection(Generic[T]):
     page_info: PageInfo
 
     @classmethod
-    def of(cls, edges: list[Edge[T]], has_next_page: bool) -> Connection[T]:
-        end = edges[-1].cursor if edges else None
-        return cls(edges=edges, page_info=PageInfo(has_next_page=has_next_page, end_cursor=end))
+    def of(
+        cls, edges: list[Edge[T]], has_next_page: bool, *, has_previous_page: bool = False
+    ) -> Connection[T]:
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=has_next_page,
+                end_cursor=edges[-1].cursor if edges else None,
+                has_previous_page=has_previous_page,
+                start_cursor=edges[0].cursor if edges else None,
+            ),
+        )
 
 
 @strawberry.type

@@ -190,6 +190,12 @@ class Settings:
     inactive_after_days: int = 30
     feed_backfill_posts: int = 50
 
+    # Chat rooms (ChatShard actors): how many shards, the Ray call timeout, and how many
+    # messages a slow WebSocket subscriber may have waiting before it is disconnected.
+    chat_shards: int = 2
+    chat_call_timeout_s: float = 5.0
+    chat_subscriber_queue: int = 1_000
+
     def __post_init__(self) -> None:
         positive = [
             "pg_pool_max_size",
@@ -259,6 +265,9 @@ class Settings:
             "fanout_max_followers",
             "inactive_after_days",
             "feed_backfill_posts",
+            "chat_shards",
+            "chat_call_timeout_s",
+            "chat_subscriber_queue",
         ]
         for name in positive:
             if getattr(self, name) <= 0:

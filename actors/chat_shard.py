@@ -1,0 +1,352 @@
+"""ChatShard: the single owner of its rooms' membership, sequence numbers and recent history.
+
+A room is activated from PostgreSQL on first use. Sends to one room queue while that
+room's commit is in flight and the next commit takes them all: sequence numbers are
+assigned in arrival order, strictly increasing with no gaps, and the messages, the room's
+`last_seq` and their outbox events commit in one transaction. Only then are the senders
+answered, the in-memory state advanced and the messages published on `nova:chat:<room>`,
+where every gateway replica's subscribers pick them up. A commit that fails advances
+nothing, so a retry cannot leave a gap. Retrying a send with the same `clientMessageId`
+returns the original message, from memory or from PostgreSQL.
+
+Plain Python, with PostgreSQL, Redis and the clock injected; `actors.remote` wraps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from storage.chat import (
+    MAX_GROUP_MEMBERS,
+    Message,
+    find_retries,
+    insert_messages,
+    load_room,
+    messages_after,
+    messages_before,
+)
+from storage.db import Database
+from storage.errors import InvalidInput, NotFound, NovaError, classify
+from storage.graph import blocked_either_way
+
+log = logging.getLogger(__name__)
+
+CHAT_CHANNEL = "nova:chat:{}"
+
+
+class NotAMember(NovaError):
+    """The user is not (or no longer) a member of the room."""
+
+
+class Blocked(NovaError):
+    """A block between the two people of a direct room (or an invitee) forbids this."""
+
+
+@dataclass
+class _Pending:
+    sender: uuid.UUID
+    text: str
+    client_message_id: str
+    future: asyncio.Future[Message] = field(repr=False)
+
+
+@dataclass
+class _Room:
+    id: uuid.UUID
+    kind: str
+    members: set[uuid.UUID]
+    last_seq: int
+    recent: deque[Message]
+    by_client_id: dict[tuple[uuid.UUID, str], Message]
+    used_at: float
+    pending: deque[_Pending] = field(default_factory=deque)
+    flusher: asyncio.Task[None] | None = None
+
+    def remember(self, message: Message, keep: int) -> None:
+        self.recent.append(message)
+        self.by_client_id[(message.sender_id, message.client_message_id)] = message
+        while len(self.recent) > keep:
+            old = self.recent.popleft()
+            self.by_client_id.pop((old.sender_id, old.client_message_id), None)
+
+
+@dataclass
+class ChatStats:
+    commits: int = 0
+    messages: int = 0
+    retries_absorbed: int = 0
+    largest_batch: int = 0
+    activations: int = 0
+
+
+class ChatShard:
+    def __init__(
+        self,
+        db: Database,
+        redis: aioredis.Redis,
+        *,
+        recent: int = 200,
+        max_batch: int = 500,
+        idle_ttl_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._db = db
+        self._redis = redis
+        self._keep = recent
+        self._max_batch = max_batch
+        self._idle_ttl_s = idle_ttl_s
+        self._clock = clock
+        self._rooms: dict[uuid.UUID, _Room] = {}
+        self._activating: dict[uuid.UUID, asyncio.Future[_Room]] = {}
+        self.stats = ChatStats()
+
+    @property
+    def active_rooms(self) -> int:
+        return len(self._rooms)
+
+    # -- rooms -------------------------------------------------------------------------
+
+    async def _room(self, room_id: uuid.UUID) -> _Room:
+        room = self._rooms.get(room_id)
+        if room is not None:
+            room.used_at = self._clock()
+            return room
+        pending = self._activating.get(room_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Room] = asyncio.get_running_loop().create_future()
+        self._activating[room_id] = future
+        try:
+            async with self._db.connection() as conn:
+                row = await load_room(conn, room_id)
+                if row is None:
+                    raise NotFound("room not found")
+                recent = await messages_before(conn, room_id, None, self._keep)
+            room = _Room(
+                row.id, row.kind, set(row.members), row.last_seq, deque(), {}, self._clock()
+            )
+            for message in recent:
+                room.remember(message, self._keep)
+            self._rooms[room_id] = room
+            self.stats.activations += 1
+            future.set_result(room)
+            return room
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            del self._activating[room_id]
+
+    async def member_room(self, room_id: uuid.UUID, user_id: uuid.UUID) -> tuple[str, int]:
+        """(kind, last_seq) of a room the user belongs to; `NotAMember` otherwise."""
+        room = await self._room(room_id)
+        if user_id not in room.members:
+            raise NotAMember("you are not a member of this room")
+        return room.kind, room.last_seq
+
+    async def members(self, room_id: uuid.UUID, user_id: uuid.UUID) -> list[uuid.UUID]:
+        room = await self._room(room_id)
+        if user_id not in room.members:
+            raise NotAMember("you are not a member of this room")
+        return sorted(room.members)
+
+    async def add_members(
+        self, room_id: uuid.UUID, actor: uuid.UUID, user_ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        room = await self._room(room_id)
+        if room.kind != "group":
+            raise InvalidInput("members can only be added to group rooms")
+        if actor not in room.members:
+            raise NotAMember("only members may add members")
+        new = [u for u in dict.fromkeys(user_ids) if u not in room.members]
+        if len(room.members) + len(new) > MAX_GROUP_MEMBERS:
+            raise InvalidInput(f"a group room has at most {MAX_GROUP_MEMBERS} members")
+        if new:
+            async with self._db.transaction() as conn:
+                known = await conn.fetchval("SELECT count(*) FROM users WHERE id = ANY($1)", new)
+                if known != len(new):
+                    raise NotFound("no such user")
+                for user in new:
+                    if await blocked_either_way(conn, actor, user):
+                        raise Blocked("you cannot add this user")
+                await conn.execute(
+                    """
+                    INSERT INTO chat_members (room_id, user_id)
+                    SELECT $1, u FROM unnest($2::uuid[]) AS u
+                    ON CONFLICT (room_id, user_id)
+                    DO UPDATE SET left_at = NULL, joined_at = clock_timestamp()
+                    """,
+                    room_id,
+                    new,
+                )
+            room.members.update(new)
+        return sorted(room.members)
+
+    async def leave(self, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        room = await self._room(room_id)
+        if room.kind != "group":
+            raise InvalidInput("you can only leave group rooms")
+        if user_id not in room.members:
+            raise NotAMember("you are not a member of this room")
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE chat_members SET left_at = clock_timestamp()"
+                " WHERE room_id = $1 AND user_id = $2",
+                room_id,
+                user_id,
+            )
+        room.members.discard(user_id)
+
+    # -- messages ----------------------------------------------------------------------
+
+    async def send(
+        self, room_id: uuid.UUID, sender: uuid.UUID, text: str, client_message_id: str
+    ) -> Message:
+        room = await self._room(room_id)
+        if sender not in room.members:
+            raise NotAMember("you are not a member of this room")
+        known = room.by_client_id.get((sender, client_message_id))
+        if known is not None:
+            self.stats.retries_absorbed += 1
+            return known
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        room.pending.append(_Pending(sender, text, client_message_id, future))
+        if room.flusher is None or room.flusher.done():
+            room.flusher = asyncio.create_task(self._flush(room))
+        return await future
+
+    async def after(
+        self, room_id: uuid.UUID, user_id: uuid.UUID, after_seq: int, limit: int
+    ) -> list[Message]:
+        """Messages with `seq > after_seq`, oldest first (replay and gap filling)."""
+        room = await self._room(room_id)
+        if user_id not in room.members:
+            raise NotAMember("you are not a member of this room")
+        if room.recent and after_seq >= room.recent[0].seq - 1:
+            return [m for m in room.recent if m.seq > after_seq][:limit]
+        async with self._db.connection() as conn:
+            return await messages_after(conn, room_id, after_seq, limit)
+
+    async def history(
+        self, room_id: uuid.UUID, user_id: uuid.UUID, before_seq: int | None, limit: int
+    ) -> list[Message]:
+        """The `limit` messages before `before_seq` (or the newest), oldest first."""
+        room = await self._room(room_id)
+        if user_id not in room.members:
+            raise NotAMember("you are not a member of this room")
+        cached = [m for m in room.recent if before_seq is None or m.seq < before_seq]
+        if len(cached) >= limit or (cached and cached[0].seq == 1) or room.last_seq == 0:
+            return cached[-limit:] if limit else []
+        async with self._db.connection() as conn:
+            return await messages_before(conn, room_id, before_seq, limit)
+
+    async def _flush(self, room: _Room) -> None:
+        while room.pending:
+            batch: list[_Pending] = []
+            while room.pending and len(batch) < self._max_batch:
+                pending = room.pending.popleft()
+                if not pending.future.done():
+                    batch.append(pending)
+            if batch:
+                await self._commit(room, batch)
+
+    async def _commit(self, room: _Room, batch: list[_Pending]) -> None:
+        try:
+            stored, refused = await self._write(room, batch)
+        except Exception as exc:
+            if not isinstance(exc, NovaError):
+                log.exception("chat commit failed")
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        fresh = [m for m in stored.values() if m.seq > room.last_seq]
+        fresh.sort(key=lambda m: m.seq)
+        for message in fresh:
+            room.remember(message, self._keep)
+        if fresh:
+            room.last_seq = fresh[-1].seq
+        for pending in batch:
+            if pending.future.done():
+                continue
+            if id(pending) in refused:
+                pending.future.set_exception(refused[id(pending)])
+            else:
+                pending.future.set_result(stored[(pending.sender, pending.client_message_id)])
+        if fresh:
+            await self._publish(room.id, fresh)
+
+    async def _write(
+        self, room: _Room, batch: list[_Pending]
+    ) -> tuple[dict[tuple[uuid.UUID, str], Message], dict[int, NovaError]]:
+        """Commit the batch; returns every sender's message (new or found) and refusals."""
+        refused: dict[int, NovaError] = {}
+        async with self._db.transaction() as conn:
+            if room.kind == "direct" and len(room.members) == 2:
+                a, b = sorted(room.members)
+                if await blocked_either_way(conn, a, b):
+                    for pending in batch:
+                        refused[id(pending)] = Blocked("you cannot message this user")
+                    return {}, refused
+            keys = list(dict.fromkeys((p.sender, p.client_message_id) for p in batch))
+            stored = await find_retries(conn, room.id, keys)
+            self.stats.retries_absorbed += len(stored)
+            now = datetime.now(UTC)
+            new: list[Message] = []
+            seq = room.last_seq
+            for pending in batch:
+                key = (pending.sender, pending.client_message_id)
+                if key in stored:
+                    continue
+                seq += 1
+                message = Message(
+                    uuid.uuid4(),
+                    room.id,
+                    seq,
+                    pending.sender,
+                    pending.text,
+                    pending.client_message_id,
+                    now,
+                )
+                stored[key] = message
+                new.append(message)
+            if new:
+                await insert_messages(conn, new)
+        self.stats.commits += 1
+        self.stats.messages += len(new)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        return stored, refused
+
+    async def _publish(self, room_id: uuid.UUID, messages: list[Message]) -> None:
+        """Best effort: subscribers that miss one fill the gap from `after`."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    pipe.publish(CHAT_CHANNEL.format(room_id), json.dumps(message.to_json()))
+                await pipe.execute()
+        except Exception as exc:
+            log.warning("chat publish failed (subscribers will fill the gap): %s", classify(exc))
+
+    def evict_idle(self) -> int:
+        now = self._clock()
+        idle = [
+            r.id
+            for r in self._rooms.values()
+            if now - r.used_at > self._idle_ttl_s
+            and not r.pending
+            and (r.flusher is None or r.flusher.done())
+        ]
+        for room_id in idle:
+            del self._rooms[room_id]
+        return len(idle)

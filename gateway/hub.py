@@ -1,0 +1,90 @@
+"""One Redis pub/sub connection per gateway replica, shared by its WebSocket subscribers.
+
+Shards publish on Redis channels (`nova:feed:<user>`, `nova:chat:<room>`); every replica
+subscribes to the channels its own clients listen to, once each, and copies each message
+into the bounded queue of every local subscriber. A subscriber that falls behind is
+marked `overflowed` instead of holding up the others; what to do then (drop, disconnect)
+is the subscription's decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from storage.tasks import Backoff
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    queue: asyncio.Queue[str]
+    overflowed: bool = False
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PubSubHub:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._subscribers: dict[str, set[Subscriber]] = defaultdict(set)
+        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._reader: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    @contextlib.asynccontextmanager
+    async def listen(self, channel: str, *, max_queue: int = 1_000) -> AsyncIterator[Subscriber]:
+        """Messages published on `channel` while the block runs, in a bounded queue."""
+        subscriber = Subscriber(asyncio.Queue(max_queue))
+        first = not self._subscribers[channel]
+        self._subscribers[channel].add(subscriber)
+        try:
+            if first:
+                await self._pubsub.subscribe(channel)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read(), name="pubsub-hub")
+            yield subscriber
+        finally:
+            self._subscribers[channel].discard(subscriber)
+            if not self._subscribers[channel]:
+                del self._subscribers[channel]
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.unsubscribe(channel)
+
+    async def _read(self) -> None:
+        backoff = Backoff(cap_ms=2_000)
+        while self._subscribers:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+                backoff.reset()
+            except (RedisError, OSError) as exc:
+                log.warning("pub/sub hub: Redis subscription lost (%s); resubscribing", exc)
+                await backoff.sleep()
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.subscribe(*self._subscribers)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"].decode()
+            for subscriber in list(self._subscribers.get(channel, ())):
+                try:
+                    subscriber.queue.put_nowait(message["data"].decode())
+                except asyncio.QueueFull:
+                    subscriber.overflowed = True
+                    subscriber.gone.set()
+                    self.dropped += 1
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
