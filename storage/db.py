@@ -33,6 +33,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 QueryLogger = Callable[[Any], None]
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset query (`CLOSE ALL; UNLISTEN *; RESET ALL; ...`).
+
+    That query is one more round trip on every release. Pooled connections never change
+    session state: settings are fixed at connect, locks are transaction-scoped, LISTEN and
+    migrations use dedicated connections (`connect_raw`). asyncpg still rolls back an open
+    transaction and drops listeners before a connection goes back to the pool.
+    """
+
+
 class Database:
     """A connection pool plus the timeouts that bound every wait on PostgreSQL."""
 
@@ -65,6 +75,7 @@ class Database:
                     command_timeout=settings.pg_command_timeout_s,
                     statement_cache_size=settings.pg_statement_cache_size,
                     init=init,
+                    reset=_keep_session,
                     server_settings={
                         "application_name": application_name,
                         "statement_timeout": str(settings.pg_statement_timeout_ms),
