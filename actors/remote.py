@@ -237,18 +237,6 @@ class TimelineShardActor:
                     self._reported[source] = total
 
 
-def ensure_timeline_shards(settings: Settings) -> list[Any]:
-    return [
-        TimelineShardActor.options(  # type: ignore[attr-defined]
-            name=shard_name(TIMELINE, i),
-            namespace=NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-        ).remote(settings, i)
-        for i in range(settings.timeline_shards)
-    ]
-
-
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
 class ChatShardActor:
     def __init__(self, settings: Settings, index: int) -> None:
@@ -325,23 +313,27 @@ class ChatShardActor:
                 self._reported = shard.stats.messages
 
 
-def ensure_chat_shards(settings: Settings) -> list[Any]:
-    return [
-        ChatShardActor.options(  # type: ignore[attr-defined]
-            name=shard_name(CHAT, i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-        ).remote(settings, i)
-        for i in range(settings.chat_shards)
-    ]
+def ensure_shards(settings: Settings) -> None:
+    """Start every shard that is not running (safe to call again): counter, timeline and
+    chat shards, as many of each as the settings say."""
+    classes: dict[str, Any] = {
+        COUNTER: CounterShardActor,
+        TIMELINE: TimelineShardActor,
+        CHAT: ChatShardActor,
+    }
+    for kind, count in shard_counts(settings).items():
+        for index in range(count):
+            classes[kind].options(
+                name=shard_name(kind, index),
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+            ).remote(settings, index)
 
 
-def ensure_counter_shards(settings: Settings) -> list[Any]:
-    """Start the counter shards that are not running (safe to call again)."""
-    return [
-        CounterShardActor.options(  # type: ignore[attr-defined]
-            name=shard_name(COUNTER, i),
-            namespace=NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-        ).remote(settings, i)
-        for i in range(settings.counter_shards)
-    ]
+def shard_counts(settings: Settings) -> dict[str, int]:
+    return {
+        COUNTER: settings.counter_shards,
+        TIMELINE: settings.timeline_shards,
+        CHAT: settings.chat_shards,
+    }

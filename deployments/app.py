@@ -15,14 +15,7 @@ from ray import serve
 from starlette.types import ASGIApp
 
 from actors.directory import shard_name
-from actors.remote import (
-    CHAT,
-    COUNTER,
-    TIMELINE,
-    ensure_chat_shards,
-    ensure_counter_shards,
-    ensure_timeline_shards,
-)
+from actors.remote import ensure_shards, shard_counts
 from deployments.consumers import PRODUCTION_CONSUMERS
 from deployments.serve_patches import bind_replica_grpc_to_node_ip
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
@@ -104,17 +97,10 @@ def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, i
     # Shards first: the gateway routes likes and count reads to them. They are replaced so
     # they run the deployed code (each rebuilds its keys from PostgreSQL on first use),
     # including any beyond a lowered NOVA_COUNTER_SHARDS.
-    shard_kinds = (
-        (COUNTER, settings.counter_shards),
-        (TIMELINE, settings.timeline_shards),
-        (CHAT, settings.chat_shards),
-    )
-    for kind, count in shard_kinds:
+    for kind, count in shard_counts(settings).items():
         for index in range(max(16, count)):
             stop_worker(shard_name(kind, index))
-    ensure_counter_shards(settings)
-    ensure_timeline_shards(settings)
-    ensure_chat_shards(settings)
+    ensure_shards(settings)
     serve.start(http_options={"host": http_host, "port": http_port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     replace_relays(settings)
