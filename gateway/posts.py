@@ -335,14 +335,6 @@ class Posts:
         ]
         return items, len(rows) > limit
 
-    async def fetch_comment(self, comment_id: uuid.UUID) -> CommentRecord | None:
-        row = await self._db.fetchrow(
-            "SELECT id, post_id, author_id, text, created_at FROM comments"
-            " WHERE id = $1 AND deleted_at IS NULL",
-            comment_id,
-        )
-        return CommentRecord.from_row(row) if row is not None else None
-
     # -- helpers -----------------------------------------------------------------------
 
     async def _live_post(

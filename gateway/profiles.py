@@ -189,17 +189,6 @@ class Profiles:
         )
         return found
 
-    async def is_blocked_either_way(self, a: uuid.UUID, b: uuid.UUID) -> bool:
-        blocked: bool = await self._db.fetchval(
-            """
-            SELECT EXISTS (SELECT 1 FROM blocks WHERE (blocker_id = $1 AND blocked_id = $2)
-                                                 OR (blocker_id = $2 AND blocked_id = $1))
-            """,
-            a,
-            b,
-        )
-        return blocked
-
     async def blocked_users(
         self, blocker: uuid.UUID, first: int | None, after: str | None
     ) -> BlockedPage:
