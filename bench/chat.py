@@ -1,0 +1,339 @@
+"""Chat benchmark: many WebSocket subscribers, messages sent at a fixed rate, in one run.
+
+    cd /work/main && .venv/bin/python -m bench.chat [--rooms 100 --per-room 20 --rate 200]
+
+Needs the dev stack started with `bench/bench.env` (see the README). Nova: every
+subscriber is a member with its own graphql-transport-ws connection through Serve's proxy,
+subscribed to `messageAdded` of its room; messages go through `sendMessage` over HTTP at
+`--rate` per second in total, spread over the rooms. Latency is send start → receipt at
+each subscriber. Baseline, same run, same counts and rate: a plain `websockets` broadcast
+server (no auth, no persistence, no ordering work), the floor of the stack.
+
+Checks: delivered / expected, every subscriber's seqs strictly increasing with no gap
+(Nova), and the most connections held at once. Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import websockets
+
+from bench.harness import ratio, run_on_ray, run_paced, summarize
+
+SCENARIO = "chat"
+SEND = """
+mutation($room: ID!, $text: String!, $cmid: String!) {
+  sendMessage(input: {roomId: $room, text: $text, clientMessageId: $cmid}) { seq }
+}
+"""
+SUBSCRIBE = "subscription($room: ID!) { messageAdded(roomId: $room) { seq } }"
+CONNECT_CONCURRENCY = 50
+DRAIN_S = 30.0
+
+
+class Args:
+    rooms = 100
+    per_room = 20
+    rate = 200.0
+    messages = 2_000
+
+
+async def seed(rooms: int, per_room: int) -> list[tuple[str, list[str]]]:
+    """Rooms with members inserted by SQL, and an access token for every member."""
+    from gateway.secrets import Sealer
+    from gateway.tokens import KeyRing
+    from storage.config import Settings
+    from storage.db import Database
+
+    settings = Settings.from_env()
+    db = await Database.connect(settings, application_name="bench-chat")
+    try:
+        ring = KeyRing(db, Sealer.from_settings(settings), settings)
+        await ring.load()
+        users = [uuid.uuid4() for _ in range(rooms * per_room)]
+        sessions = [uuid.uuid4() for _ in users]
+        room_ids = [uuid.uuid4() for _ in range(rooms)]
+        expires = datetime.now(UTC) + timedelta(hours=1)
+        async with db.transaction() as conn:
+            await conn.copy_records_to_table(
+                "users",
+                records=[
+                    (u, f"bc_{u.hex[:20]}", f"bc_{u.hex[:20]}@example.com", "-") for u in users
+                ],
+                columns=["id", "username", "email", "password_hash"],
+            )
+            await conn.copy_records_to_table(
+                "auth_sessions",
+                records=[(s, u, expires) for s, u in zip(sessions, users, strict=True)],
+                columns=["id", "user_id", "expires_at"],
+            )
+            await conn.copy_records_to_table(
+                "chat_rooms",
+                records=[
+                    (r, "group", "bench", users[i * per_room]) for i, r in enumerate(room_ids)
+                ],
+                columns=["id", "kind", "name", "created_by"],
+            )
+            await conn.copy_records_to_table(
+                "chat_members",
+                records=[(room_ids[i // per_room], user) for i, user in enumerate(users)],
+                columns=["room_id", "user_id"],
+            )
+        tokens = [ring.issue(u, ["user"], s).token for u, s in zip(users, sessions, strict=True)]
+    finally:
+        await db.close()
+    return [
+        (str(room), tokens[i * per_room : (i + 1) * per_room]) for i, room in enumerate(room_ids)
+    ]
+
+
+class Receipts:
+    def __init__(self) -> None:
+        self.at: dict[tuple[str, int], list[float]] = {}
+        self.out_of_order = 0
+        self.connected = 0
+        self.peak = 0
+
+    def got(self, key: tuple[str, int], now: float) -> None:
+        self.at.setdefault(key, []).append(now)
+
+
+async def nova_subscriber(
+    url: str, token: str, room: str, receipts: Receipts, ready: asyncio.Event, stop: asyncio.Event
+) -> None:
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        )
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if ack.get("type") != "connection_ack":
+            raise RuntimeError(f"not acknowledged: {ack}")
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": SUBSCRIBE, "variables": {"room": room}},
+                }
+            )
+        )
+        receipts.connected += 1
+        receipts.peak = max(receipts.peak, receipts.connected)
+        ready.set()
+        last = 0
+        try:
+            while not stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 1.0)
+                except TimeoutError:
+                    continue
+                message = json.loads(raw)
+                if message.get("type") != "next":
+                    continue
+                seq = message["payload"]["data"]["messageAdded"]["seq"]
+                if seq != last + 1 and last != 0:
+                    receipts.out_of_order += 1
+                last = seq
+                receipts.got((room, seq), time.perf_counter())
+        finally:
+            receipts.connected -= 1
+
+
+async def run_nova(base_url: str, rooms: list[tuple[str, list[str]]], args: Args) -> dict[str, Any]:
+    url = base_url.replace("http://", "ws://") + "/graphql"
+    receipts = Receipts()
+    stop = asyncio.Event()
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    tasks: list[asyncio.Task[None]] = []
+    started = time.perf_counter()
+
+    async def open_one(room: str, token: str) -> None:
+        ready = asyncio.Event()
+        async with gate:
+            tasks.append(
+                asyncio.create_task(nova_subscriber(url, token, room, receipts, ready, stop))
+            )
+            await asyncio.wait_for(ready.wait(), 60)
+
+    opened = await asyncio.gather(
+        *(open_one(room, token) for room, tokens in rooms for token in tokens),
+        return_exceptions=True,
+    )
+    connect_s = time.perf_counter() - started
+    failed_connects = sum(isinstance(o, BaseException) for o in opened)
+    sent_at: dict[tuple[str, int], float] = {}
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+
+        async def send(index: int) -> None:
+            room, tokens = rooms[index % len(rooms)]
+            started = time.perf_counter()
+            reply = await http.post(
+                f"{base_url}/graphql",
+                json={
+                    "query": SEND,
+                    "variables": {"room": room, "text": f"m{index}", "cmid": f"b{index}"},
+                },
+                headers={"authorization": f"Bearer {random.choice(tokens)}"},
+            )
+            body = reply.json()
+            if reply.status_code != 200 or "errors" in body:
+                raise RuntimeError(f"{reply.status_code}: {reply.text[:200]}")
+            sent_at[(room, body["data"]["sendMessage"]["seq"])] = started
+
+        run = await run_paced(
+            send, count=args.messages, rate_per_s=args.rate, concurrency=64, deadline_s=300
+        )
+    expected = len(sent_at) * args.per_room
+    deadline = time.perf_counter() + DRAIN_S
+    while time.perf_counter() < deadline:
+        if sum(len(v) for k, v in receipts.at.items() if k in sent_at) >= expected:
+            break
+        await asyncio.sleep(0.2)
+    peak = receipts.peak
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    latencies = [
+        (t - sent_at[key]) * 1000
+        for key, times in receipts.at.items()
+        if key in sent_at
+        for t in times
+    ]
+    duplicates = sum(max(0, len(times) - args.per_room) for times in receipts.at.values())
+    return {
+        "subscribers": len(rooms) * args.per_room,
+        "connected_peak": peak,
+        "failed_connects": failed_connects,
+        "connect_s": round(connect_s, 1),
+        "send": run.to_dict(),
+        "delivered": len(latencies),
+        "expected": expected,
+        "out_of_order_or_gap": receipts.out_of_order,
+        "duplicates": duplicates,
+        "latency_ms": summarize(latencies),
+    }
+
+
+async def run_baseline(rooms: int, per_room: int, args: Args) -> dict[str, Any]:
+    """The same fan-out through a plain websockets broadcast server, nothing else."""
+    members: dict[str, set[Any]] = {}
+
+    async def handler(ws: Any) -> None:
+        hello = json.loads(await ws.recv())
+        if hello["role"] == "listen":
+            members.setdefault(hello["room"], set()).add(ws)
+            await ws.wait_closed()
+            members[hello["room"]].discard(ws)
+            return
+        async for raw in ws:
+            room = json.loads(raw)["room"]
+            websockets.broadcast(members.get(room, set()), raw)
+
+    received: list[float] = []
+    expected = args.messages * per_room
+    all_in = asyncio.Event()
+    async with websockets.serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}"
+        listeners = []
+        for r in range(rooms):
+            for _ in range(per_room):
+                ws = await websockets.connect(url)
+                await ws.send(json.dumps({"role": "listen", "room": str(r)}))
+                listeners.append(ws)
+        await asyncio.sleep(0.5)
+
+        async def listen(ws: Any) -> None:
+            try:
+                async for raw in ws:
+                    received.append((time.perf_counter() - json.loads(raw)["t"]) * 1000)
+                    if len(received) >= expected:
+                        all_in.set()
+            except websockets.ConnectionClosed:
+                pass
+
+        readers = [asyncio.create_task(listen(ws)) for ws in listeners]
+        sender = await websockets.connect(url)
+        await sender.send(json.dumps({"role": "send"}))
+
+        async def send(index: int) -> None:
+            await sender.send(json.dumps({"room": str(index % rooms), "t": time.perf_counter()}))
+
+        run = await run_paced(
+            send, count=args.messages, rate_per_s=args.rate, concurrency=8, deadline_s=300
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), DRAIN_S)
+        await sender.close()
+        for ws in listeners:
+            await ws.close()
+        await asyncio.gather(*readers, return_exceptions=True)
+    return {
+        "subscribers": rooms * per_room,
+        "send": run.to_dict(),
+        "delivered": len(received),
+        "expected": expected,
+        "latency_ms": summarize(received),
+    }
+
+
+def parse(argv: list[str] | None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rooms", type=int, default=Args.rooms)
+    parser.add_argument("--per-room", type=int, default=Args.per_room)
+    parser.add_argument("--rate", type=float, default=Args.rate)
+    parser.add_argument("--messages", type=int, default=Args.messages)
+    values = parser.parse_args(argv)
+    if not (1 <= values.rooms <= 1_000 and 1 <= values.per_room <= 500):
+        parser.error("--rooms 1..1000, --per-room 1..500")
+    if not (0 < values.rate <= 10_000 and 1 <= values.messages <= 100_000):
+        parser.error("--rate (0, 10000], --messages 1..100000")
+    args = Args()
+    args.rooms, args.per_room = values.rooms, values.per_room
+    args.rate, args.messages = values.rate, values.messages
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+
+    async def run(base_url: str) -> dict[str, Any]:
+        rooms = await seed(args.rooms, args.per_room)
+        nova = await run_nova(base_url, rooms, args)
+        baseline = await run_baseline(args.rooms, args.per_room, args)
+        return {
+            "rooms": args.rooms,
+            "per_room": args.per_room,
+            "rate_per_s": args.rate,
+            "messages": args.messages,
+            "nova": nova,
+            "baseline_websockets_broadcast": baseline,
+            "ratios": {
+                "p50": ratio(nova["latency_ms"]["p50"], baseline["latency_ms"]["p50"]),
+                "p99": ratio(nova["latency_ms"]["p99"], baseline["latency_ms"]["p99"]),
+                "delivered_share": ratio(nova["delivered"], nova["expected"]),
+            },
+            "targets": {"p99_ms": 100, "exactly_once_in_order": True},
+            "met": {
+                "p99_ms": (nova["latency_ms"]["p99"] or 1e9) < 100,
+                "exactly_once_in_order": nova["delivered"] == nova["expected"]
+                and nova["duplicates"] == 0
+                and nova["out_of_order_or_gap"] == 0,
+            },
+        }
+
+    return run_on_ray(SCENARIO, run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
