@@ -61,7 +61,10 @@ class Gateway:
 
 def build_app(settings: Settings) -> Any:
     return Gateway.options(  # type: ignore[attr-defined] # added by @serve.deployment
-        num_replicas=settings.gateway_replicas
+        num_replicas=settings.gateway_replicas,
+        # Every open WebSocket is an ongoing request to Serve; at the old 200, subscriber
+        # 201 on a replica waited in the proxy's queue for a slot that never freed.
+        max_ongoing_requests=settings.gateway_max_ongoing_requests,
     ).bind(settings)
 
 

@@ -110,6 +110,8 @@ class Settings:
     # Gateway.
     readiness_timeout_s: float = 1.0
     gateway_replicas: int = 1
+    # Requests and open WebSockets one gateway replica takes at once (Serve counts both).
+    gateway_max_ongoing_requests: int = 5_000
     log_level: str = "INFO"
     # Where clients reach Nova; links in mail point here.
     public_url: str = "http://127.0.0.1:8000"
@@ -223,6 +225,7 @@ class Settings:
             "consumer_max_backoff_ms",
             "readiness_timeout_s",
             "gateway_replicas",
+            "gateway_max_ongoing_requests",
             "access_token_ttl_s",
             "refresh_token_ttl_s",
             "password_reset_ttl_s",
