@@ -207,36 +207,49 @@ class TimelineShard:
     # -- writes ------------------------------------------------------------------------
 
     async def push(self, user_ids: Sequence[uuid.UUID], entry: Entry) -> int:
-        """Add `entry` to each user's timeline; returns how many were in memory."""
-        # A user being activated now gets the entry after the activation's snapshot.
-        waiting = [self._activating[u] for u in user_ids if u in self._activating]
-        if waiting:
-            await asyncio.gather(*(asyncio.shield(w) for w in waiting), return_exceptions=True)
+        """Add a new post to each user's timeline and announce it on their feed channel;
+        returns how many of the timelines were in memory."""
+        return await self._add(user_ids, [entry], publish=True)
+
+    async def _add(
+        self, user_ids: Sequence[uuid.UUID], entries: Sequence[Entry], *, publish: bool
+    ) -> int:
+        await self._await_activations(user_ids)
         in_memory = 0
         for user_id in user_ids:
             timeline = self._timelines.get(user_id)
             if timeline is not None:
-                timeline.add(entry, self._capacity)
+                for entry in entries:
+                    timeline.add(entry, self._capacity)
                 in_memory += 1
+        keys = [timeline_key(u) for u in user_ids]
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                await self._push_script(
-                    keys=[timeline_key(u) for u in user_ids],
-                    args=[
-                        _score(entry.created_at),
-                        _member(entry),
-                        self._capacity,
-                        self._redis_ttl_s,
-                    ],
-                    client=pipe,
-                )
-                for user_id in user_ids:
-                    pipe.publish(FEED_CHANNEL.format(user_id), str(entry.post_id))
+                for entry in entries:
+                    await self._push_script(
+                        keys=keys,
+                        args=[
+                            _score(entry.created_at),
+                            _member(entry),
+                            self._capacity,
+                            self._redis_ttl_s,
+                        ],
+                        client=pipe,
+                    )
+                    if publish:
+                        for user_id in user_ids:
+                            pipe.publish(FEED_CHANNEL.format(user_id), str(entry.post_id))
                 await pipe.execute()
         except Exception as exc:
             raise classify(exc, "redis") from exc
-        self.stats.pushes += len(user_ids)
+        self.stats.pushes += len(user_ids) * len(entries)
         return in_memory
+
+    async def _await_activations(self, user_ids: Sequence[uuid.UUID]) -> None:
+        """A user being activated now is changed after the activation's snapshot."""
+        waiting = [self._activating[u] for u in user_ids if u in self._activating]
+        if waiting:
+            await asyncio.gather(*(asyncio.shield(w) for w in waiting), return_exceptions=True)
 
     async def remove(
         self,
@@ -250,9 +263,7 @@ class TimelineShard:
         def keep(entry: Entry) -> bool:
             return entry.post_id not in post_ids and entry.author_id not in author_ids
 
-        waiting = [self._activating[u] for u in user_ids if u in self._activating]
-        if waiting:
-            await asyncio.gather(*(asyncio.shield(w) for w in waiting), return_exceptions=True)
+        await self._await_activations(user_ids)
         members: dict[uuid.UUID, list[str]] = {}
         for user_id in user_ids:
             timeline = self._timelines.get(user_id)
@@ -280,9 +291,10 @@ class TimelineShard:
             raise classify(exc, "redis") from exc
 
     async def backfill(self, user_id: uuid.UUID, entries: Sequence[Entry]) -> None:
-        """Add several entries to one timeline (a new follow brings the followee's posts)."""
-        for entry in entries:
-            await self.push([user_id], entry)
+        """Add older posts to one timeline (a new follow brings the followee's) in one
+        round trip; they are not new, so the feed channel is not told."""
+        if entries:
+            await self._add([user_id], entries, publish=False)
 
     # -- upkeep ------------------------------------------------------------------------
 
