@@ -97,7 +97,8 @@ class Settings:
     outbox_purge_interval_s: int = 300
     relay_count: int = 2
     relay_batch_size: int = 500
-    relay_slot_concurrency: int = 4
+    # Batches one relay has in flight at once (each holds its own slots).
+    relay_slot_concurrency: int = 2
     relay_poll_interval_ms: int = 500
     relay_max_backoff_ms: int = 5_000
     broker_check_interval_ms: int = 1_000

@@ -1,10 +1,12 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in order per key.
 
 How order survives several relays: outbox rows fall into 16 slots by a hash of their key.
-A relay works a slot inside a transaction that first takes the slot's advisory lock with
-`pg_try_advisory_xact_lock` (a busy slot is skipped, like `SKIP LOCKED` at slot level),
-reads the slot's oldest unpublished rows `FOR UPDATE`, publishes them and waits for every
-acknowledgement, then marks them published and commits. A slot is thus published by one
+A relay publishes a batch inside a transaction that first takes the advisory lock of every
+pending slot it can with `pg_try_advisory_xact_lock` (a busy slot is skipped, like `SKIP
+LOCKED` at slot level), reads those slots' oldest unpublished rows `FOR UPDATE`, publishes
+them and waits for every acknowledgement, then marks them published and commits. One
+transaction per batch whatever the number of slots it spans keeps PostgreSQL's share of
+each event small. A slot is thus published by one
 relay at a time, in id order, and ids follow commit order per key (`storage.outbox`).
 Row-level `SKIP LOCKED` is deliberately not used: skipping an earlier row of a key would
 publish its successor first.
@@ -49,6 +51,23 @@ from storage.topics import MARKER_TOPIC, registered_topics
 log = logging.getLogger(__name__)
 
 _PURGE_LOCK = 0x4E4F5641_0002
+
+# The pending slots this transaction could lock. A busy slot is skipped, never waited for,
+# so relays cannot deadlock. DISTINCT sits in a subquery: the volatile lock call is not
+# pushed below it, hence one call per pending slot.
+_CLAIM_SLOTS = """
+SELECT array_agg(slot) FROM (
+    SELECT DISTINCT slot FROM outbox WHERE published_at IS NULL
+) AS pending
+WHERE pg_try_advisory_xact_lock($1, slot)
+"""
+
+_CLAIM_ROWS = """
+SELECT id, event_id, topic, type, aggregate_id, occurred_at, schema_version, traceparent,
+       payload, headers, (SELECT epoch FROM broker_state) AS epoch
+FROM outbox WHERE slot = ANY($1::smallint[]) AND published_at IS NULL
+ORDER BY id LIMIT $2 FOR UPDATE
+"""
 _Partition = tuple[str, int]
 
 
@@ -209,63 +228,44 @@ class OutboxRelay:
     # -- publishing ------------------------------------------------------------------
 
     async def drain(self) -> int:
-        """Publish pending slots until none has work this relay can take; return the count."""
-        # Slots are independent (each keeps its own order), so they go out concurrently.
-        limit = asyncio.Semaphore(self._settings.relay_slot_concurrency)
+        """Publish batches until none has work this relay can take; return the count.
 
-        async def publish(slot: int) -> int:
-            async with limit:
-                return await self.publish_slot(slot)
+        `relay_slot_concurrency` batches are in flight at once, each holding its own slots.
+        """
 
-        total = 0
-        while True:
-            slots = await self._pending_slots()
-            # Let every slot's batch finish (commit or roll back) before reporting a failure.
-            results = await asyncio.gather(
-                *(publish(slot) for slot in slots), return_exceptions=True
-            )
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures:
-                raise next((f for f in failures if isinstance(f, BrokerReset)), failures[0])
-            published = sum(r for r in results if isinstance(r, int))
-            total += published
-            # Nothing pending, or everything pending is held by another relay right now.
-            if published == 0:
-                return total
+        async def worker() -> int:
+            done = 0
+            while published := await self.publish_batch():
+                done += published
+            return done
 
-    async def _pending_slots(self) -> list[int]:
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                "SELECT DISTINCT slot FROM outbox WHERE published_at IS NULL ORDER BY slot"
-            )
-        return [row["slot"] for row in rows]
+        # Let every batch finish (commit or roll back) before reporting a failure.
+        results = await asyncio.gather(
+            *(worker() for _ in range(self._settings.relay_slot_concurrency)),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise next((f for f in failures if isinstance(f, BrokerReset)), failures[0])
+        return sum(r for r in results if isinstance(r, int))
 
-    async def publish_slot(self, slot: int) -> int:
-        """Publish one batch of `slot`'s oldest unpublished rows; 0 if none or slot busy."""
+    async def publish_batch(self) -> int:
+        """Publish the oldest unpublished rows of every pending slot no one else holds.
+
+        One transaction whatever the number of slots: it try-locks each pending slot, reads
+        the locked slots' oldest rows `FOR UPDATE`, publishes them, waits for every ack and
+        marks them published. Returns 0 when nothing was pending or every slot was busy.
+        """
         async with self._db.transaction() as conn:
-            # The epoch only changes under every slot lock (`_handle_reset`), so once this
-            # slot is locked the epoch read with it holds for the whole batch.
-            claim = await conn.fetchrow(
-                "SELECT pg_try_advisory_xact_lock($1, $2) AS locked,"
-                " (SELECT epoch FROM broker_state) AS epoch",
-                RELAY_LOCK_CLASS,
-                slot,
-            )
-            if not claim["locked"]:
+            slots = await conn.fetchval(_CLAIM_SLOTS, RELAY_LOCK_CLASS)
+            if not slots:
                 return 0
-            rows = await conn.fetch(
-                """
-                SELECT id, event_id, topic, type, aggregate_id, occurred_at, schema_version,
-                       traceparent, payload, headers
-                FROM outbox WHERE slot = $1 AND published_at IS NULL
-                ORDER BY id LIMIT $2 FOR UPDATE
-                """,
-                slot,
-                self._settings.relay_batch_size,
-            )
+            # Read after the locks: the epoch only changes under every slot lock
+            # (`_handle_reset`), so the value read now holds for the whole batch.
+            rows = await conn.fetch(_CLAIM_ROWS, slots, self._settings.relay_batch_size)
             if not rows:
                 return 0
-            epoch = claim["epoch"]
+            epoch = rows[0]["epoch"]
             if epoch != self._epoch:
                 await self._load_epoch(conn, epoch)
             started = time.perf_counter()
