@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from actors.directory import shard_name
 from actors.remote import ensure_shards, shard_counts
+from deployments import ranking as ranking_deployments
 from deployments.consumers import PRODUCTION_CONSUMERS
 from deployments.serve_patches import bind_replica_grpc_to_node_ip
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
@@ -44,10 +45,13 @@ APP_NAME = "nova"
 class Gateway:
     """The GraphQL ingress: HTTP and WebSocket on `/graphql`, plus health endpoints."""
 
-    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
+    async def __init__(  # type: ignore[misc] # Serve awaits it
+        self, settings: Settings, features: Any = None, ranker: Any = None
+    ) -> None:
+        """`features`, `ranker`: handles to the FeatureStore and Ranker deployments."""
         bind_replica_grpc_to_node_ip()
         configure_logging(settings.log_level)
-        self._runtime = await GatewayRuntime.start(settings)
+        self._runtime = await GatewayRuntime.start(settings, features=features, ranker=ranker)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         return create_app(self._runtime)
@@ -60,12 +64,13 @@ class Gateway:
 
 
 def build_app(settings: Settings) -> Any:
+    features, ranker = ranking_deployments.bind(settings)
     return Gateway.options(  # type: ignore[attr-defined] # added by @serve.deployment
         num_replicas=settings.gateway_replicas,
         # Every open WebSocket is an ongoing request to Serve; at the old 200, subscriber
         # 201 on a replica waited in the proxy's queue for a slot that never freed.
         max_ongoing_requests=settings.gateway_max_ongoing_requests,
-    ).bind(settings)
+    ).bind(settings, features, ranker)
 
 
 async def prepare_storage(settings: Settings) -> dict[str, int]:

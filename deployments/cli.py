@@ -8,6 +8,7 @@ nova test [PYTEST ARGS]      lint, type-check and run the whole suite on a test 
 nova db migrate              apply pending migrations
 nova outbox replay --since T re-send events committed since T (consumers dedupe)
 nova dlq list | replay       inspect and replay dead letters
+nova models ...              register, list, route and roll back ranking models
 """
 
 from __future__ import annotations
@@ -418,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     add = queries.add_parser("add", help="register .graphql documents (persisted-only mode)")
     add.add_argument("files", nargs="+")
     add.set_defaults(func=cmd_queries_add)
+
+    from ranking.cli import add_commands as add_model_commands
+
+    add_model_commands(sub, with_db=_with_db, settings=_settings)
     return parser
 
 

@@ -9,4 +9,5 @@ from __future__ import annotations
 PRODUCTION_CONSUMERS: tuple[str, ...] = (
     "gateway.mail:MailConsumer",
     "actors.fanout:FanoutConsumer",
+    "ranking.feature_consumer:FeatureConsumer",
 )

@@ -747,6 +747,7 @@ class Stack:
         if "NOVA_SECRET_KEY" not in env:
             env["NOVA_SECRET_KEY"] = _secret(self.secret_key_file, _new_secret_key)
         env.setdefault("NOVA_PUBLIC_URL", f"http://{LOCALHOST}:{self.layout.http_port}")
+        env.setdefault("NOVA_MODEL_STORE", str(self.layout.state_dir / "models"))
         if embedded["smtp"]:
             env["NOVA_SMTP_URL"] = self.smtp.url
         if embedded["postgresql"]:
@@ -797,6 +798,7 @@ class Stack:
             *self.ray.environment(),
             "NOVA_HTTP_PORT",
             "NOVA_PUBLIC_URL",
+            "NOVA_MODEL_STORE",
             "NOVA_SECRET_KEY",
         ]
         fd = os.open(self.layout.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

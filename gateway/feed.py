@@ -56,6 +56,17 @@ class Feed:
         items = [(encode_cursor(e.created_at, e.post_id), e.post_id) for e in ordered[:limit]]
         return items, len(ordered) > limit
 
+    async def candidates(self, viewer: uuid.UUID, limit: int) -> list[Entry]:
+        """The newest `limit` entries of the viewer's feed: in-network ranking candidates."""
+        timeline, celebrities = await asyncio.gather(
+            self._timelines.page(viewer, None, limit),
+            self._celebrities(viewer, None, limit),
+        )
+        await self._touch(viewer)
+        merged = {e.post_id: e for e in (*timeline, *celebrities)}
+        ordered = sorted(merged.values(), key=lambda e: (e.created_at, e.post_id), reverse=True)
+        return ordered[:limit]
+
     async def _celebrities(
         self, viewer: uuid.UUID, before: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[Entry]:

@@ -29,6 +29,7 @@ from gateway.loaders import Loaders
 from gateway.passwords import Passwords
 from gateway.posts import Posts
 from gateway.profiles import Profiles
+from gateway.ranked import RankedFeed
 from gateway.ratelimit import Budget, Budgets, RateLimiter, budgets
 from gateway.revocation import Revocations
 from gateway.search import Search
@@ -66,6 +67,8 @@ class GatewayRuntime:
     feed: Feed
     hub: PubSubHub
     chat: Chat
+    # `feed(mode: RANKED)`; None without the FeatureStore and Ranker (then RANKED = LATEST).
+    ranked: RankedFeed | None = None
     replica_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     )
@@ -74,7 +77,10 @@ class GatewayRuntime:
     rate_limit_failures: int = 0
 
     @classmethod
-    async def start(cls, settings: Settings) -> GatewayRuntime:
+    async def start(
+        cls, settings: Settings, *, features: Any = None, ranker: Any = None
+    ) -> GatewayRuntime:
+        """`features` and `ranker`: deployment handles to FeatureStore and Ranker."""
         sealer = Sealer.from_settings(settings)
         db = await Database.connect(settings, application_name="nova-gateway")
         redis = make_redis(settings)
@@ -103,6 +109,10 @@ class GatewayRuntime:
         timelines = TimelineClient(
             settings.timeline_shards, timeout_s=settings.timeline_call_timeout_s
         )
+        feed = Feed(db, timelines, settings)
+        ranked = None
+        if features is not None and ranker is not None:
+            ranked = RankedFeed(db, redis, feed, settings, features=features, ranker=ranker)
         return cls(
             settings=settings,
             db=db,
@@ -120,7 +130,8 @@ class GatewayRuntime:
             graph=Graph(db, counters),
             posts=Posts(db, counters),
             search=Search(db),
-            feed=Feed(db, timelines, settings),
+            feed=feed,
+            ranked=ranked,
             hub=PubSubHub(redis),
             chat=Chat(
                 db,

@@ -20,6 +20,7 @@ from gateway.types import (
     Connection,
     Edge,
     NovaInfo,
+    PageInfo,
     Post,
     User,
     load_post,
@@ -34,13 +35,46 @@ from storage.errors import NotFound
 class FeedMode(enum.Enum):
     LATEST = strawberry.enum_value("LATEST", description="Newest first, from your timeline.")
     RANKED = strawberry.enum_value(
-        "RANKED", description="Ranked by a model; falls back to LATEST until ranking lands."
+        "RANKED",
+        description="Best first, by the model version your A/B bucket selects; each edge "
+        "carries its score and modelVersion. Newest first (no score) if ranking is down.",
     )
     PULL = strawberry.enum_value(
         "PULL",
         description="Newest first, computed from PostgreSQL at read time (no timeline): "
         "slower; a fallback and the baseline the timeline path is measured against.",
     )
+
+
+@strawberry.type
+class FeedEdge:
+    cursor: str
+    node: Post
+    score: float | None = strawberry.field(
+        default=None, description="The ranking model's score (RANKED only), higher is better."
+    )
+    model_version: str | None = strawberry.field(
+        default=None,
+        description="The model version that ranked this page (RANKED only); send it back "
+        "with trackEvents so impressions are attributed.",
+    )
+
+
+@strawberry.type
+class FeedConnection:
+    edges: list[FeedEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def of(cls, edges: list[FeedEdge], has_next_page: bool) -> FeedConnection:
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=has_next_page,
+                end_cursor=edges[-1].cursor if edges else None,
+                start_cursor=edges[0].cursor if edges else None,
+            ),
+        )
 
 
 @strawberry.type
@@ -136,21 +170,42 @@ class SocialQuery:
         page = await info.context.runtime.posts.by_author(author, first, after)
         return await _post_connection(info, page.items, page.has_next_page)
 
-    @strawberry.field(
-        description="Your home feed, newest first. RANKED falls back to LATEST for now."
-    )
+    @strawberry.field(description="Your home feed: newest first, or ranked (mode: RANKED).")
     async def feed(
         self,
         info: NovaInfo,
         first: int | None = 20,
         after: str | None = None,
         mode: FeedMode = FeedMode.LATEST,
-    ) -> Connection[Post]:
+    ) -> FeedConnection:
         claims = info.context.require_user()
-        items, more = await info.context.runtime.feed.page(
+        runtime = info.context.runtime
+        if mode is FeedMode.RANKED and runtime.ranked is not None:
+            ranked, more = await runtime.ranked.page(claims.user_id, first, after)
+            posts = await load_posts(info, [item.post_id for item in ranked])
+            edges = [
+                FeedEdge(
+                    cursor=item.cursor,
+                    node=post,
+                    score=item.score,
+                    model_version=item.model_version,
+                )
+                for item, post in zip(ranked, posts, strict=True)
+                if post is not None
+            ]
+            return FeedConnection.of(edges, more)
+        items, more = await runtime.feed.page(
             claims.user_id, first, after, pull=mode is FeedMode.PULL
         )
-        return await _post_connection(info, items, more)
+        posts = await load_posts(info, [post_id for _, post_id in items])
+        return FeedConnection.of(
+            [
+                FeedEdge(cursor=cursor, node=post)
+                for (cursor, _), post in zip(items, posts, strict=True)
+                if post is not None
+            ],
+            more,
+        )
 
     @strawberry.field(description="People by username or display name, best match first.")
     async def search_users(self, info: NovaInfo, query: str, first: int | None = 20) -> list[User]:

@@ -199,6 +199,26 @@ class Settings:
     chat_call_timeout_s: float = 5.0
     chat_subscriber_queue: int = 1_000
 
+    # Ranking. Model artifacts live in `model_store` (a directory every Ranker replica can
+    # read); `ranking_model` is the model name whose route serves `feed(mode: RANKED)`;
+    # gateways re-read routes every `route_refresh_s`. Candidates: the newest
+    # `ranking_in_network` timeline entries plus up to `ranking_out_of_network` posts liked
+    # by followees or trending; a ranked list is kept `ranking_session_ttl_s` for paging.
+    model_store: str = "/var/lib/nova/models"
+    ranking_model: str = "home"
+    route_refresh_s: float = 0.5
+    ranking_in_network: int = 300
+    ranking_out_of_network: int = 100
+    ranking_session_ttl_s: int = 1_800
+    ranking_call_timeout_s: float = 2.0
+    ranker_replicas: int = 1
+    feature_store_replicas: int = 1
+    # Online features: engagement counts halve every `feature_half_life_s`; a post's features
+    # expire `feature_post_ttl_s` after their last update, a viewer's affinities likewise.
+    feature_half_life_s: float = 86_400.0
+    feature_post_ttl_s: int = 14 * 24 * 3600
+    feature_affinity_ttl_s: int = 60 * 24 * 3600
+
     def __post_init__(self) -> None:
         positive = [
             "pg_pool_max_size",
@@ -272,6 +292,16 @@ class Settings:
             "chat_shards",
             "chat_call_timeout_s",
             "chat_subscriber_queue",
+            "route_refresh_s",
+            "ranking_in_network",
+            "ranking_out_of_network",
+            "ranking_session_ttl_s",
+            "ranking_call_timeout_s",
+            "ranker_replicas",
+            "feature_store_replicas",
+            "feature_half_life_s",
+            "feature_post_ttl_s",
+            "feature_affinity_ttl_s",
         ]
         for name in positive:
             if getattr(self, name) <= 0:

@@ -122,6 +122,11 @@ class Database:
         async with self.connection() as conn:
             return await conn.fetchrow(query, *args)
 
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+            return rows
+
     async def ping(self, timeout_s: float) -> None:
         """Raise `Unavailable` unless PostgreSQL answers `SELECT 1` within `timeout_s`."""
         try:

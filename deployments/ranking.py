@@ -1,0 +1,139 @@
+"""Serve deployments for ranking: `FeatureStore` (features from Redis) and `Ranker` (models).
+
+The gateway calls them through deployment handles: `FeatureStore.features(viewer, posts)`
+returns the float32 matrix, `Ranker.score(matrix)` with `multiplexed_model_id="name:version"`
+returns one score per row. The Ranker multiplexes versions (`serve.multiplexed`): a
+replica loads a version on first use — artifact verified against the registry's checksum —
+and keeps the most recently used few, so a route change needs no redeploy.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import serve
+from ray.util import metrics
+
+from deployments.serve_patches import bind_replica_grpc_to_node_ip
+from ranking.features import FeatureLookup
+from ranking.models import ModelError, Scorer, load_model
+from ranking.registry import get_version, read_artifact
+from ranking.schema import NAMES
+from storage.config import Settings
+from storage.db import Database
+from storage.logs import configure_logging
+from storage.redis_client import make_redis
+
+MODELS_PER_REPLICA = 8
+
+
+@serve.deployment(
+    name="FeatureStore",
+    ray_actor_options={"num_cpus": 0},
+    max_ongoing_requests=1000,
+    health_check_period_s=10,
+)
+class FeatureStore:
+    """(viewer, posts) → feature matrix, one Redis round trip whatever the number of posts."""
+
+    def __init__(self, settings: Settings) -> None:
+        bind_replica_grpc_to_node_ip()
+        configure_logging(settings.log_level)
+        self._redis = make_redis(settings)
+        self._lookup = FeatureLookup(self._redis, half_life_s=settings.feature_half_life_s)
+        self._latency = metrics.Histogram(
+            "nova_feature_lookup_ms",
+            "Feature matrix lookup time",
+            boundaries=[0.5, 1, 2, 5, 10, 25, 50, 100],
+        )
+
+    async def features(self, viewer_id: str, post_ids: list[str]) -> np.ndarray:
+        started = time.perf_counter()
+        matrix: np.ndarray = await self._lookup.matrix(viewer_id, post_ids)
+        self._latency.observe((time.perf_counter() - started) * 1000)
+        return matrix
+
+    def schema(self) -> list[str]:
+        return list(NAMES)
+
+
+@serve.deployment(
+    name="Ranker",
+    ray_actor_options={"num_cpus": 0},
+    max_ongoing_requests=200,
+    health_check_period_s=10,
+)
+class Ranker:
+    """Scores feature matrices with the model version named by the multiplexed model id."""
+
+    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
+        bind_replica_grpc_to_node_ip()
+        configure_logging(settings.log_level)
+        self._settings = settings
+        self._store = Path(settings.model_store)
+        self._db = await Database.connect(
+            settings.replace(pg_pool_min_size=0, pg_pool_max_size=2), application_name="nova-ranker"
+        )
+        tags = ("model", "version")
+        self._requests = metrics.Counter(
+            "nova_ranker_requests_total", "Scoring calls per model version", tag_keys=tags
+        )
+        self._candidates = metrics.Counter(
+            "nova_ranker_candidates_total", "Candidates scored per model version", tag_keys=tags
+        )
+        self._latency = metrics.Histogram(
+            "nova_ranker_latency_ms",
+            "Scoring time per call",
+            boundaries=[0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50],
+            tag_keys=tags,
+        )
+        self._scores = metrics.Histogram(
+            "nova_ranker_score",
+            "Distribution of scores given",
+            boundaries=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+            tag_keys=tags,
+        )
+
+    @serve.multiplexed(max_num_models_per_replica=MODELS_PER_REPLICA)  # type: ignore[untyped-decorator]
+    async def get_model(self, model_id: str) -> Scorer:
+        name, _, version = model_id.partition(":")
+        record = await get_version(self._db, name, version)
+        data = read_artifact(self._store, record)
+        return load_model(data, record.format)
+
+    async def score(self, matrix: np.ndarray) -> np.ndarray:
+        model_id = serve.get_multiplexed_model_id()
+        name, _, version = model_id.partition(":")
+        try:
+            model = await self.get_model(model_id)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"{model_id}: cannot be loaded: {exc}") from exc
+        started = time.perf_counter()
+        scores: np.ndarray = model.score(matrix)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        tags = {"model": name, "version": version}
+        self._requests.inc(1, tags=tags)
+        self._candidates.inc(len(scores), tags=tags)
+        self._latency.observe(elapsed_ms, tags=tags)
+        if len(scores):
+            self._scores.observe(float(np.median(scores)), tags=tags)
+        return scores
+
+    async def check_health(self) -> None:
+        await self._db.ping(self._settings.readiness_timeout_s * 5)
+
+
+def bind(settings: Settings) -> tuple[Any, Any]:
+    """The two deployments, bound, for the gateway application to hold handles to."""
+    features = FeatureStore.options(  # type: ignore[attr-defined]
+        num_replicas=settings.feature_store_replicas
+    ).bind(settings)
+    ranker = Ranker.options(  # type: ignore[attr-defined]
+        num_replicas=settings.ranker_replicas
+    ).bind(settings)
+    return features, ranker

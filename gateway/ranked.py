@@ -1,0 +1,264 @@
+"""`feed(mode: RANKED)`: candidates → FeatureStore → Ranker → author diversity → pages.
+
+The first page builds a ranking session: in-network candidates (the home timeline and
+followed celebrities), out-of-network ones (posts followees liked lately, posts trending
+today), deduplicated and filtered for blocks; one feature lookup for all of them; one
+scoring call to the version the viewer's A/B bucket selects; then no author more than twice
+in a row. The ranked list is kept in Redis for `ranking_session_ttl_s`, and cursors point
+into it, so paging is stable while new posts and likes arrive. Each page also records the
+features served per post (`nova:served:<viewer>:<post>`) for impression logging.
+
+When no route exists for the model name, or the FeatureStore or Ranker fail or time out,
+the page is newest-first with no score and no model version: the feed degrades, it does
+not fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from gateway.feed import Feed
+from gateway.profiles import page_size
+from ranking.candidates import hidden_authors, liked_by_followees, trending
+from ranking.diversity import diversify
+from ranking.registry import RouteTable
+from ranking.schema import DTYPE, NAMES
+from storage.config import Settings
+from storage.db import Database
+from storage.errors import InvalidInput, classify
+from storage.timelines import Entry
+
+log = logging.getLogger(__name__)
+
+SESSION = "nova:rank:"
+SERVED = "nova:served:"
+SERVED_TTL_S = 24 * 3600
+_TRENDING_TTL_S = 30.0
+_LIKED_WINDOW = timedelta(days=2)
+_TRENDING_WINDOW = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class RankedItem:
+    cursor: str
+    post_id: uuid.UUID
+    score: float | None
+    model_version: str | None
+
+
+@dataclass
+class Ranking:
+    """One viewer's ranked list, as stored for paging."""
+
+    post_ids: list[str]
+    scores: list[float] | None
+    model_name: str | None
+    model_version: str | None
+    features: np.ndarray | None  # rows follow post_ids
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "p": self.post_ids,
+                "s": self.scores,
+                "m": self.model_name,
+                "v": self.model_version,
+                "f": None
+                if self.features is None
+                else base64.b64encode(self.features.astype(DTYPE).tobytes()).decode(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Ranking:
+        data = json.loads(raw)
+        features = None
+        if data["f"] is not None:
+            flat = np.frombuffer(base64.b64decode(data["f"]), dtype=DTYPE)
+            features = flat.reshape(len(data["p"]), len(NAMES))
+        return cls(data["p"], data["s"], data["m"], data["v"], features)
+
+
+def encode_cursor(session: str, offset: int) -> str:
+    return base64.urlsafe_b64encode(f"r1|{session}|{offset}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[str, int]:
+    try:
+        tag, session, offset = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        if tag != "r1" or not session.isalnum() or int(offset) < 0:
+            raise ValueError(cursor)
+        return session, int(offset)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("after is not a valid ranked feed cursor") from exc
+
+
+class RankedFeed:
+    def __init__(
+        self,
+        db: Database,
+        redis: aioredis.Redis,
+        feed: Feed,
+        settings: Settings,
+        *,
+        features: Any,
+        ranker: Any,
+    ) -> None:
+        self._db = db
+        self._redis = redis
+        self._feed = feed
+        self._settings = settings
+        self._features = features  # DeploymentHandle to FeatureStore
+        self._ranker = ranker  # DeploymentHandle to Ranker
+        self.routes = RouteTable(db, refresh_s=settings.route_refresh_s)
+        self._trending: tuple[float, list[Entry]] = (-1e9, [])
+        self.fallbacks = 0
+
+    async def page(
+        self, viewer: uuid.UUID, first: int | None, after: str | None
+    ) -> tuple[list[RankedItem], bool]:
+        limit = page_size(first)
+        if after:
+            session, offset = decode_cursor(after)
+            ranking = await self._load(viewer, session)
+        else:
+            session, offset = secrets.token_hex(8), 0
+            ranking = await self.rank(viewer)
+            await self._save(viewer, session, ranking)
+        end = min(offset + limit, len(ranking.post_ids))
+        items = [
+            RankedItem(
+                cursor=encode_cursor(session, index + 1),
+                post_id=uuid.UUID(ranking.post_ids[index]),
+                score=None if ranking.scores is None else ranking.scores[index],
+                model_version=ranking.model_version,
+            )
+            for index in range(offset, end)
+        ]
+        await self._record_served(viewer, ranking, offset, end)
+        return items, end < len(ranking.post_ids)
+
+    async def rank(self, viewer: uuid.UUID) -> Ranking:
+        """Rank the viewer's candidates now (no session)."""
+        candidates = await self.candidates(viewer)
+        post_ids = [str(c.post_id) for c in candidates]
+        authors = [c.author_id for c in candidates]
+        name = self._settings.ranking_model
+        version = await self.routes.version_for(name, str(viewer))
+        if version is None or not candidates:
+            return Ranking(post_ids, None, None, None, None)
+        timeout_s = self._settings.ranking_call_timeout_s
+        try:
+            matrix = await asyncio.wait_for(
+                self._features.features.remote(str(viewer), post_ids), timeout_s
+            )
+            scores = await asyncio.wait_for(
+                self._ranker.options(multiplexed_model_id=f"{name}:{version}").score.remote(matrix),
+                timeout_s,
+            )
+        except Exception as exc:  # degrade to newest-first; the reason goes to the log
+            self.fallbacks += 1
+            log.warning("ranked feed for %s fell back to LATEST: %s", viewer, classify(exc))
+            return Ranking(post_ids, None, None, None, None)
+        scores = np.asarray(scores, dtype=DTYPE)
+        # Best score first; among equal scores, newer first (candidates are newest first).
+        order = np.argsort(-scores, kind="stable")
+        order = np.array(diversify(list(order), [authors[i] for i in order]), dtype=np.int64)
+        return Ranking(
+            post_ids=[post_ids[i] for i in order],
+            scores=[round(float(scores[i]), 6) for i in order],
+            model_name=name,
+            model_version=version,
+            features=matrix[order],
+        )
+
+    async def candidates(self, viewer: uuid.UUID) -> list[Entry]:
+        """In-network first, then out-of-network; each post once; blocks filtered."""
+        settings = self._settings
+        now = datetime.now(UTC)
+        in_network, liked, popular = await asyncio.gather(
+            self._feed.candidates(viewer, settings.ranking_in_network),
+            self._liked(viewer, now),
+            self._popular(now),
+        )
+        seen: dict[uuid.UUID, Entry] = {e.post_id: e for e in in_network}
+        outside = [e for e in (*liked, *popular) if e.post_id not in seen and e.author_id != viewer]
+        outside = list({e.post_id: e for e in outside}.values())[: settings.ranking_out_of_network]
+        if outside:
+            async with self._db.connection() as conn:
+                hidden = await hidden_authors(conn, viewer, list({e.author_id for e in outside}))
+            outside = [e for e in outside if e.author_id not in hidden]
+        return [*in_network, *outside]
+
+    async def _liked(self, viewer: uuid.UUID, now: datetime) -> list[Entry]:
+        async with self._db.connection() as conn:
+            return await liked_by_followees(
+                conn, viewer, since=now - _LIKED_WINDOW, limit=self._settings.ranking_out_of_network
+            )
+
+    async def _popular(self, now: datetime) -> list[Entry]:
+        """Trending posts, shared by every viewer of this replica for `_TRENDING_TTL_S`."""
+        loaded_at, entries = self._trending
+        if time.monotonic() - loaded_at < _TRENDING_TTL_S:
+            return entries
+        async with self._db.connection() as conn:
+            entries = await trending(
+                conn, since=now - _TRENDING_WINDOW, limit=self._settings.ranking_out_of_network
+            )
+        self._trending = (time.monotonic(), entries)
+        return entries
+
+    async def _save(self, viewer: uuid.UUID, session: str, ranking: Ranking) -> None:
+        try:
+            await self._redis.set(
+                f"{SESSION}{viewer}:{session}",
+                ranking.to_json(),
+                ex=self._settings.ranking_session_ttl_s,
+            )
+        except Exception as exc:
+            raise classify(exc, "redis") from exc
+
+    async def _load(self, viewer: uuid.UUID, session: str) -> Ranking:
+        try:
+            raw = await self._redis.get(f"{SESSION}{viewer}:{session}")
+        except Exception as exc:
+            raise classify(exc, "redis") from exc
+        if raw is None:
+            raise InvalidInput("this ranked feed cursor has expired; request the first page again")
+        return Ranking.from_json(raw)
+
+    async def _record_served(
+        self, viewer: uuid.UUID, ranking: Ranking, start: int, end: int
+    ) -> None:
+        """Keep the features served with each post of the page, for impression logging."""
+        if ranking.features is None or start >= end:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for index in range(start, end):
+            pipe.set(
+                f"{SERVED}{viewer}:{ranking.post_ids[index]}",
+                json.dumps(
+                    {
+                        "m": ranking.model_name,
+                        "v": ranking.model_version,
+                        "f": [float(x) for x in ranking.features[index]],
+                    }
+                ),
+                ex=SERVED_TTL_S,
+            )
+        try:
+            await pipe.execute()
+        except Exception as exc:  # logging features must not fail the read
+            log.warning("served features not recorded: %s", classify(exc, "redis"))

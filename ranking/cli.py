@@ -1,0 +1,147 @@
+"""`nova models ...`: the data scientist's commands.
+
+nova models register PATH --name NAME --version V [--notes TEXT]
+nova models list [NAME] [--json]
+nova models route NAME V1=90 V2=10
+nova models rollback NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from storage.errors import InvalidInput, NotFound
+
+WithDb = Callable[[Callable[[Any], Awaitable[Any]]], Any]
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+def _split(route: Any) -> str:
+    return " ".join(f"{version}={percent:g}" for version, percent in route.arms.items())
+
+
+def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> None:
+    models = sub.add_parser("models", help="ranking models: register, route, roll back")
+    commands = models.add_subparsers(dest="models_command", required=True)
+
+    def guarded(action: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return action(args)
+            except (InvalidInput, NotFound) as exc:
+                print(f"nova models: {exc}", file=sys.stderr)
+                return 2
+
+        return run
+
+    def register(args: argparse.Namespace) -> int:
+        from ranking.registry import register as register_model
+
+        store = Path(settings().model_store)
+        model = with_db(
+            lambda db: register_model(
+                db,
+                store,
+                Path(args.path),
+                name=args.name,
+                version=args.version,
+                created_by=args.created_by or _who(),
+                notes=args.notes,
+            )
+        )
+        print(
+            f"registered {model.name} {model.version} ({model.format}, {model.size_bytes} "
+            f"bytes, sha256 {model.checksum[:12]}, schema {model.schema_fingerprint})\n"
+            f"serve it: nova models route {model.name} {model.version}=100"
+        )
+        return 0
+
+    def list_models(args: argparse.Namespace) -> int:
+        from ranking.registry import get_route, versions
+
+        async def load(db: Any) -> tuple[list[Any], dict[str, Any]]:
+            found = await versions(db, args.name)
+            routes = {name: await get_route(db, name) for name in {m.name for m in found}}
+            return found, routes
+
+        found, routes = with_db(load)
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {**m.to_dict(), "traffic_percent": _share(routes.get(m.name), m.version)}
+                        for m in found
+                    ],
+                    indent=2,
+                )
+            )
+            return 0
+        if not found:
+            print("no models registered")
+        for model in found:
+            share = _share(routes.get(model.name), model.version)
+            print(
+                f"{model.name} {model.version:<12} {model.format:<5} "
+                f"{share:>5g}% traffic  {model.created_at:%Y-%m-%d %H:%M} "
+                f"by {model.created_by}  {model.notes}"
+            )
+        return 0
+
+    def route(args: argparse.Namespace) -> int:
+        from ranking.registry import route as set_route
+        from ranking.routing import InvalidSplit, parse_split
+
+        try:
+            arms = parse_split(args.split)
+        except InvalidSplit as exc:
+            raise InvalidInput(str(exc)) from exc
+        result = with_db(lambda db: set_route(db, args.name, arms, by=_who()))
+        print(f"{result.name}: {_split(result)} (revision {result.revision}; live within a second)")
+        return 0
+
+    def rollback(args: argparse.Namespace) -> int:
+        from ranking.registry import rollback as roll_back
+
+        result = with_db(lambda db: roll_back(db, args.name, by=_who()))
+        print(f"{result.name}: back to {_split(result)} (revision {result.revision})")
+        return 0
+
+    p = commands.add_parser("register", help="validate and record a model version")
+    p.add_argument("path", help="a .npz (Nova numpy format) or .onnx model file")
+    p.add_argument("--name", required=True, help="model name, e.g. home")
+    p.add_argument("--version", required=True, help="version label, e.g. v2")
+    p.add_argument("--notes", default="", help="what changed, for the list")
+    p.add_argument("--created-by", default=None, help="defaults to the current user")
+    p.set_defaults(func=guarded(register))
+
+    p = commands.add_parser("list", help="model versions and their traffic share")
+    p.add_argument("name", nargs="?", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=guarded(list_models))
+
+    p = commands.add_parser("route", help="split a model's traffic: NAME v1=90 v2=10")
+    p.add_argument("name")
+    p.add_argument("split", nargs="+", metavar="VERSION=PERCENT")
+    p.set_defaults(func=guarded(route))
+
+    p = commands.add_parser("rollback", help="restore the split before the last change")
+    p.add_argument("name")
+    p.set_defaults(func=guarded(rollback))
+
+
+def _share(route: Any, version: str) -> float:
+    if route is None:
+        return 0.0
+    return float(route.arms.get(version, 0.0))

@@ -1,0 +1,154 @@
+"""The feature consumer: keeps the online features in Redis current from the event log.
+
+Each event's Redis updates and its ledger key go in one MULTI/EXEC
+(`storage.ledger.RedisLedger`), so a redelivery — after a crash, a rebalance or a broker
+reset — never counts an engagement twice. Decay uses the event's `occurred_at`, so a
+backlog applied late weighs what it weighed when it happened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from ranking import features as f
+from storage.config import Settings
+from storage.consumer import Consumer
+from storage.errors import ConfigError, PoisonEvent
+from storage.events import Event
+from storage.ledger import RedisLedger
+from storage.redis_client import make_redis
+
+ENGAGEMENTS = {
+    "social.like.created": ("likes", 1.0),
+    "social.like.deleted": ("likes", -1.0),
+    "social.comment.created": ("comments", 1.0),
+    "social.share.created": ("shares", 1.0),
+}
+AFFINITY_EVENTS = {"social.like.created": 1.0, "social.like.deleted": -1.0}
+AFFINITY_COMMENT = 2.0  # a comment says more about interest than a like
+
+
+def _id(payload: dict[str, Any], name: str) -> str:
+    try:
+        return str(uuid.UUID(str(payload[name])))
+    except (KeyError, ValueError) as exc:
+        raise PoisonEvent(f"payload lacks a valid {name}") from exc
+
+
+class FeatureConsumer(Consumer):
+    name: ClassVar[str] = "ranking-features"
+    topics: ClassVar[tuple[str, ...]] = (
+        "content.post.created",
+        "social.like.created",
+        "social.like.deleted",
+        "social.comment.created",
+        "social.share.created",
+        "graph.follow.created",
+        "graph.follow.deleted",
+        "analytics.events",
+    )
+
+    def __init__(self) -> None:
+        self._settings = Settings()
+        self._redis: aioredis.Redis | None = None
+        self._ledger: RedisLedger | None = None
+
+    async def start(self, settings: Settings) -> None:
+        self._settings = settings
+        self._redis = make_redis(settings)
+        self._ledger = RedisLedger(self._redis, ttl_s=settings.outbox_retention_s)
+
+    async def stop(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+        if self._ledger is None:
+            raise ConfigError("FeatureConsumer.apply called before start()")
+        effects = self.effects(event)
+        if effects is not None:
+            await self._ledger.apply_once(self.name, event.event_id, effects)
+
+    def effects(self, event: Event) -> Callable[[Pipeline], None] | None:
+        """The Redis updates `event` makes, queued on a pipeline; None if it makes none."""
+        payload = dict(event.payload)
+        at = event.occurred_at.timestamp()
+        half_life = self._settings.feature_half_life_s
+        post_ttl = self._settings.feature_post_ttl_s
+        affinity_ttl = self._settings.feature_affinity_ttl_s
+
+        if event.type == "content.post.created":
+            post, author = _id(payload, "post_id"), _id(payload, "author_id")
+            length = int(payload.get("text_length") or 0)
+
+            def created(pipe: Pipeline) -> None:
+                key = f.POST + post
+                pipe.hset(key, mapping={"a": author, "c": repr(at), "n": str(length)})
+                pipe.expire(key, post_ttl)
+                pipe.hincrby(f.AUTHOR + author, "posts", 1)
+
+            return created
+
+        if event.type in ENGAGEMENTS:
+            counter, delta = ENGAGEMENTS[event.type]
+            post, author = _id(payload, "post_id"), _id(payload, "author_id")
+            actor = _id(payload, "user_id")
+            affinity = AFFINITY_EVENTS.get(event.type)
+            if event.type == "social.comment.created":
+                affinity = AFFINITY_COMMENT
+
+            def engaged(pipe: Pipeline) -> None:
+                f.bump(
+                    pipe,
+                    f.POST + post,
+                    counter,
+                    delta,
+                    at=at,
+                    half_life_s=half_life,
+                    ttl_s=post_ttl,
+                )
+                pipe.hincrbyfloat(f.AUTHOR + author, "eng", delta)
+                if affinity is not None and actor != author:
+                    f.bump(
+                        pipe,
+                        f.AFFINITY + actor,
+                        author,
+                        affinity,
+                        at=at,
+                        half_life_s=half_life,
+                        ttl_s=affinity_ttl,
+                    )
+
+            return engaged
+
+        if event.type in ("graph.follow.created", "graph.follow.deleted"):
+            follower, followee = _id(payload, "follower_id"), _id(payload, "followee_id")
+            following = event.type == "graph.follow.created"
+
+            def followed(pipe: Pipeline) -> None:
+                if following:
+                    pipe.sadd(f.FOLLOWS + follower, followee)
+                else:
+                    pipe.srem(f.FOLLOWS + follower, followee)
+
+            return followed
+
+        if event.type == "analytics.events":
+            if str(payload.get("kind")) != "CLICK":
+                return None
+            post = _id(payload, "post_id")
+
+            def clicked(pipe: Pipeline) -> None:
+                f.bump(
+                    pipe, f.POST + post, "clicks", 1.0, at=at, half_life_s=half_life, ttl_s=post_ttl
+                )
+
+            return clicked
+
+        raise PoisonEvent(f"features: unexpected event type {event.type!r}")
