@@ -107,7 +107,8 @@ def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> N
             arms = parse_split(args.split)
         except InvalidSplit as exc:
             raise InvalidInput(str(exc)) from exc
-        result = with_db(lambda db: set_route(db, args.name, arms, by=_who()))
+        store = Path(settings().model_store)
+        result = with_db(lambda db: set_route(db, args.name, arms, by=_who(), store=store))
         print(f"{result.name}: {_split(result)} (revision {result.revision}; live within a second)")
         return 0
 

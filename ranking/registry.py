@@ -242,26 +242,39 @@ async def _set_route(
     return _route(row)
 
 
-async def route(db: Database, name: str, arms: dict[str, float], *, by: str) -> Route:
-    """Send `arms` (version → percent) of `name`'s traffic; every version must exist."""
+async def route(db: Database, name: str, arms: dict[str, float], *, by: str, store: Path) -> Route:
+    """Send `arms` (version → percent) of `name`'s traffic.
+
+    Every version must be registered and its stored artifact must still load (checksum
+    and smoke test): a version that could not serve is refused, and the split in force
+    stays in force.
+    """
     try:
         check_split(arms)
     except InvalidSplit as exc:
         raise InvalidInput(str(exc)) from exc
     async with db.transaction() as conn:
-        known = {
-            r["version"]
-            for r in await conn.fetch(
-                "SELECT version FROM model_versions WHERE name = $1 AND version = ANY($2)",
-                name,
-                list(arms),
-            )
-        }
+        rows = await conn.fetch(
+            "SELECT * FROM model_versions WHERE name = $1 AND version = ANY($2)",
+            name,
+            list(arms),
+        )
+        known = {row["version"]: ModelVersion.from_row(row) for row in rows}
         missing = [v for v in arms if v not in known]
         if missing:
             raise InvalidInput(f"{name} has no registered version {', '.join(missing)}")
+        for version, percent in arms.items():
+            if percent > 0:
+                await asyncio.to_thread(_check_servable, store, known[version])
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", name)
         return await _set_route(conn, name, arms, by, "route")
+
+
+def _check_servable(store: Path, model: ModelVersion) -> None:
+    try:
+        load_model(read_artifact(store, model), model.format)
+    except ModelError as exc:
+        raise InvalidInput(f"{model.model_id} cannot serve: {exc}") from exc
 
 
 async def rollback(db: Database, name: str, *, by: str) -> Route:
