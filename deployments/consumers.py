@@ -10,4 +10,5 @@ PRODUCTION_CONSUMERS: tuple[str, ...] = (
     "gateway.mail:MailConsumer",
     "actors.fanout:FanoutConsumer",
     "ranking.feature_consumer:FeatureConsumer",
+    "ranking.analytics_sink:AnalyticsSink",
 )

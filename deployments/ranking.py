@@ -9,6 +9,8 @@ and keeps the most recently used few, so a route change needs no redeploy.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,14 @@ from deployments.serve_patches import bind_replica_grpc_to_node_ip
 from ranking.features import FeatureLookup
 from ranking.models import ModelError, Scorer, load_model
 from ranking.registry import get_version, read_artifact
+from ranking.report import LATENCY_KEY, LATENCY_SAMPLES
 from ranking.schema import NAMES
 from storage.config import Settings
 from storage.db import Database
 from storage.logs import configure_logging
 from storage.redis_client import make_redis
+
+log = logging.getLogger(__name__)
 
 MODELS_PER_REPLICA = 8
 
@@ -77,6 +82,10 @@ class Ranker:
         self._db = await Database.connect(
             settings.replace(pg_pool_min_size=0, pg_pool_max_size=2), application_name="nova-ranker"
         )
+        self._redis = make_redis(settings)
+        # Scoring latencies waiting to be flushed to Redis for `nova models report`.
+        self._pending: dict[str, list[float]] = {}
+        self._flusher: asyncio.Task[None] | None = None
         tags = ("model", "version")
         self._requests = metrics.Counter(
             "nova_ranker_requests_total", "Scoring calls per model version", tag_keys=tags
@@ -122,7 +131,26 @@ class Ranker:
         self._latency.observe(elapsed_ms, tags=tags)
         if len(scores):
             self._scores.observe(float(np.median(scores)), tags=tags)
+        self._pending.setdefault(LATENCY_KEY.format(name=name, version=version), []).append(
+            round(elapsed_ms, 4)
+        )
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_latencies())
         return scores
+
+    async def _flush_latencies(self) -> None:
+        """Once a second: append the latest samples to each version's capped Redis list."""
+        while self._pending:
+            await asyncio.sleep(1.0)
+            pending, self._pending = self._pending, {}
+            pipe = self._redis.pipeline(transaction=False)
+            for key, samples in pending.items():
+                pipe.lpush(key, *samples)
+                pipe.ltrim(key, 0, LATENCY_SAMPLES - 1)
+            try:
+                await pipe.execute()
+            except Exception as exc:  # samples for the report only; serving goes on
+                log.warning("scoring latencies not recorded: %s", exc)
 
     async def check_health(self) -> None:
         await self._db.ping(self._settings.readiness_timeout_s * 5)

@@ -2,9 +2,10 @@
 
 The first page builds a ranking session: in-network candidates (the home timeline and
 followed celebrities), out-of-network ones (posts followees liked lately, posts trending
-today), deduplicated and filtered for blocks; one feature lookup for all of them; one
-scoring call to the version the viewer's A/B bucket selects; then no author more than twice
-in a row. The ranked list is kept in Redis for `ranking_session_ttl_s`, and cursors point
+today, minus those the viewer has seen), deduplicated and filtered for blocks; one feature
+lookup for all of them; one scoring call to the version the viewer's A/B bucket selects;
+no author more than twice in a row; posts already seen (reported by `trackEvents`) after
+all unseen ones. The ranked list is kept in Redis for `ranking_session_ttl_s`, and cursors point
 into it, so paging is stable while new posts and likes arrive. Each page also records the
 features served per post (`nova:served:<viewer>:<post>`) for impression logging.
 
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 SESSION = "nova:rank:"
 SERVED = "nova:served:"
 SERVED_TTL_S = 24 * 3600
+SEEN = "nova:seen:"
+SEEN_TTL_S = 3 * 24 * 3600
 _TRENDING_TTL_S = 30.0
 _LIKED_WINDOW = timedelta(days=2)
 _TRENDING_WINDOW = timedelta(days=1)
@@ -89,6 +92,10 @@ class Ranking:
             flat = np.frombuffer(base64.b64decode(data["f"]), dtype=DTYPE)
             features = flat.reshape(len(data["p"]), len(NAMES))
         return cls(data["p"], data["s"], data["m"], data["v"], features)
+
+
+def _unseen_first(post_ids: list[str], seen: set[str]) -> list[str]:
+    return [p for p in post_ids if p not in seen] + [p for p in post_ids if p in seen]
 
 
 def encode_cursor(session: str, offset: int) -> str:
@@ -151,14 +158,15 @@ class RankedFeed:
         return items, end < len(ranking.post_ids)
 
     async def rank(self, viewer: uuid.UUID) -> Ranking:
-        """Rank the viewer's candidates now (no session)."""
-        candidates = await self.candidates(viewer)
+        """Rank the viewer's candidates now (no session). Posts the viewer has already
+        seen come after every unseen one."""
+        candidates, seen = await self.candidates(viewer)
         post_ids = [str(c.post_id) for c in candidates]
         authors = [c.author_id for c in candidates]
         name = self._settings.ranking_model
         version = await self.routes.version_for(name, str(viewer))
         if version is None or not candidates:
-            return Ranking(post_ids, None, None, None, None)
+            return Ranking(_unseen_first(post_ids, seen), None, None, None, None)
         timeout_s = self._settings.ranking_call_timeout_s
         try:
             matrix = await asyncio.wait_for(
@@ -171,21 +179,25 @@ class RankedFeed:
         except Exception as exc:  # degrade to newest-first; the reason goes to the log
             self.fallbacks += 1
             log.warning("ranked feed for %s fell back to LATEST: %s", viewer, classify(exc))
-            return Ranking(post_ids, None, None, None, None)
+            return Ranking(_unseen_first(post_ids, seen), None, None, None, None)
         scores = np.asarray(scores, dtype=DTYPE)
         # Best score first; among equal scores, newer first (candidates are newest first).
-        order = np.argsort(-scores, kind="stable")
-        order = np.array(diversify(list(order), [authors[i] for i in order]), dtype=np.int64)
+        order = list(np.argsort(-scores, kind="stable"))
+        order = diversify(order, [authors[i] for i in order])
+        order = [i for i in order if post_ids[i] not in seen] + [
+            i for i in order if post_ids[i] in seen
+        ]
         return Ranking(
             post_ids=[post_ids[i] for i in order],
             scores=[round(float(scores[i]), 6) for i in order],
             model_name=name,
             model_version=version,
-            features=matrix[order],
+            features=matrix[np.array(order, dtype=np.int64)],
         )
 
-    async def candidates(self, viewer: uuid.UUID) -> list[Entry]:
-        """In-network first, then out-of-network; each post once; blocks filtered."""
+    async def candidates(self, viewer: uuid.UUID) -> tuple[list[Entry], set[str]]:
+        """In-network first, then out-of-network; each post once; blocks filtered; also
+        which of them the viewer has seen. Seen out-of-network posts are dropped."""
         settings = self._settings
         now = datetime.now(UTC)
         in_network, liked, popular = await asyncio.gather(
@@ -193,14 +205,31 @@ class RankedFeed:
             self._liked(viewer, now),
             self._popular(now),
         )
-        seen: dict[uuid.UUID, Entry] = {e.post_id: e for e in in_network}
-        outside = [e for e in (*liked, *popular) if e.post_id not in seen and e.author_id != viewer]
-        outside = list({e.post_id: e for e in outside}.values())[: settings.ranking_out_of_network]
+        known = {e.post_id for e in in_network}
+        outside = [
+            e for e in (*liked, *popular) if e.post_id not in known and e.author_id != viewer
+        ]
+        outside = list({e.post_id: e for e in outside}.values())
+        seen = await self._seen(viewer, [*in_network, *outside])
+        outside = [e for e in outside if str(e.post_id) not in seen]
+        outside = outside[: settings.ranking_out_of_network]
         if outside:
             async with self._db.connection() as conn:
                 hidden = await hidden_authors(conn, viewer, list({e.author_id for e in outside}))
             outside = [e for e in outside if e.author_id not in hidden]
-        return [*in_network, *outside]
+        return [*in_network, *outside], seen
+
+    async def _seen(self, viewer: uuid.UUID, entries: list[Entry]) -> set[str]:
+        """Which of `entries` the viewer reported seeing (`trackEvents`); one round trip."""
+        if not entries:
+            return set()
+        ids = [str(e.post_id) for e in entries]
+        try:
+            flags = await self._redis.smismember(f"{SEEN}{viewer}", ids)
+        except Exception as exc:  # without the filter the feed still works
+            log.warning("seen posts unavailable: %s", classify(exc, "redis"))
+            return set()
+        return {post for post, flag in zip(ids, flags, strict=True) if flag}
 
     async def _liked(self, viewer: uuid.UUID, now: datetime) -> list[Entry]:
         async with self._db.connection() as conn:

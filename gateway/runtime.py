@@ -15,6 +15,7 @@ from strawberry.dataloader import DataLoader
 from actors.chat_client import ChatClient
 from actors.counter_client import CounterClient
 from actors.timeline_client import TimelineClient
+from gateway.analytics import Analytics
 from gateway.apq import PersistedQueryStore
 from gateway.chat import Chat
 from gateway.documents import DocumentCache
@@ -67,6 +68,7 @@ class GatewayRuntime:
     feed: Feed
     hub: PubSubHub
     chat: Chat
+    analytics: Analytics
     # `feed(mode: RANKED)`; None without the FeatureStore and Ranker (then RANKED = LATEST).
     ranked: RankedFeed | None = None
     replica_id: str = field(
@@ -132,6 +134,7 @@ class GatewayRuntime:
             search=Search(db),
             feed=feed,
             ranked=ranked,
+            analytics=Analytics(db, redis),
             hub=PubSubHub(redis),
             chat=Chat(
                 db,

@@ -19,6 +19,7 @@ from gateway.chat_schema import ChatMutation, ChatQuery, ChatSubscription
 from gateway.errors import BAD_USER_INPUT, should_mask, user_error
 from gateway.identity import AuthResult
 from gateway.profiles import clean_profile
+from gateway.ranking_schema import RankingMutation
 from gateway.social import SocialMutation, SocialQuery, SocialSubscription
 from gateway.types import Connection, Edge, NovaInfo, User, load_user, parse_id
 from storage.errors import InvalidInput
@@ -119,7 +120,7 @@ class Query(SocialQuery, ChatQuery):
 
 
 @strawberry.type
-class Mutation(SocialMutation, ChatMutation):
+class Mutation(SocialMutation, ChatMutation, RankingMutation):
     @strawberry.mutation(description="Create an account; a verification mail follows.")
     async def register(self, info: NovaInfo, input: RegisterInput) -> AuthPayload:
         ctx = info.context

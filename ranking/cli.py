@@ -4,6 +4,8 @@ nova models register PATH --name NAME --version V [--notes TEXT]
 nova models list [NAME] [--json]
 nova models route NAME V1=90 V2=10
 nova models rollback NAME
+nova models report NAME [--since 7d] [--json]
+nova models train [--since 7d] [--name home] [--version V]
 """
 
 from __future__ import annotations
@@ -119,6 +121,75 @@ def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> N
         print(f"{result.name}: back to {_split(result)} (revision {result.revision})")
         return 0
 
+    def report(args: argparse.Namespace) -> int:
+        from ranking.report import report as build_report
+        from storage.redis_client import make_redis
+
+        async def run(db: Any) -> list[Any]:
+            redis = make_redis(db.settings)
+            try:
+                return await build_report(db, redis, args.name, args.since)
+            finally:
+                await redis.aclose()
+
+        rows = with_db(run)
+        if args.json:
+            print(json.dumps([r.to_dict() for r in rows], indent=2))
+            return 0
+        if not rows:
+            print(f"{args.name}: no versions routed and no impressions since {args.since:%F %R}")
+        print(
+            f"{'version':<16}{'impressions':>12}{'engaged':>9}{'rate':>8}{'95% CI':>17}"
+            f"{'share':>8}{'route':>7}{'p50 ms':>9}{'p99 ms':>9}"
+        )
+        for r in rows:
+            ci = f"{r.rate_ci95[0]:.3f}-{r.rate_ci95[1]:.3f}" if r.rate_ci95 else "-"
+            print(
+                f"{r.version:<16}{r.impressions:>12}{r.engaged:>9}{_num(r.engagement_rate):>8}"
+                f"{ci:>17}{_pct(r.impression_share):>8}{r.route_percent:>6g}%"
+                f"{_num(r.scoring_p50_ms):>9}{_num(r.scoring_p99_ms):>9}"
+            )
+        return 0
+
+    def train(args: argparse.Namespace) -> int:
+        import tempfile
+        from datetime import UTC, datetime
+
+        from ranking.train import train as run_training
+
+        store = Path(settings().model_store)
+        name = args.name or settings().ranking_model
+        version = args.version or datetime.now(UTC).strftime("t%Y%m%d-%H%M%S")
+
+        def progress(line: str) -> None:
+            print(f"  {line}", flush=True)
+
+        print(f"training {name} {version}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            model, metrics = with_db(
+                lambda db: run_training(
+                    db,
+                    store,
+                    since=args.since,
+                    name=name,
+                    version=version,
+                    created_by=args.created_by or _who(),
+                    progress=progress,
+                    tmp_dir=Path(tmp),
+                )
+            )
+        print(
+            f"registered {model.name} {model.version}: held-out AUC {metrics['heldout_auc']} "
+            f"(random {metrics['random_auc']})\n"
+            f"try it on 10%: nova models route {model.name} <current>=90 {model.version}=10"
+        )
+        return 0
+
+    def since(text: str) -> Any:
+        from deployments.cli import parse_since
+
+        return parse_since(text)
+
     p = commands.add_parser("register", help="validate and record a model version")
     p.add_argument("path", help="a .npz (Nova numpy format) or .onnx model file")
     p.add_argument("--name", required=True, help="model name, e.g. home")
@@ -140,6 +211,27 @@ def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> N
     p = commands.add_parser("rollback", help="restore the split before the last change")
     p.add_argument("name")
     p.set_defaults(func=guarded(rollback))
+
+    p = commands.add_parser("report", help="impressions, engagement and latency per version")
+    p.add_argument("name")
+    p.add_argument("--since", type=since, default=since("7d"), help="ISO time or 7d / 12h")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=guarded(report))
+
+    p = commands.add_parser("train", help="train a logistic-regression baseline and register it")
+    p.add_argument("--since", type=since, default=since("7d"), help="ISO time or 7d / 12h")
+    p.add_argument("--name", default=None, help="defaults to NOVA_RANKING_MODEL (home)")
+    p.add_argument("--version", default=None, help="defaults to t<UTC timestamp>")
+    p.add_argument("--created-by", default=None, help="defaults to the current user")
+    p.set_defaults(func=guarded(train))
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def _share(route: Any, version: str) -> float:

@@ -60,6 +60,16 @@ class Consumer(ABC):
     async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
         """Apply `event` inside the ledger's transaction. Raise to retry or dead-letter."""
 
+    async def apply_many(self, events: Sequence[Event], conn: asyncpg.Connection) -> None:
+        """Apply a batch in order inside the ledger's transaction. Override to write a
+        batch at once (COPY, say); the default calls `apply` per event, under its trace."""
+        for event in events:
+            token = set_traceparent(event.traceparent)
+            try:
+                await self.apply(event, conn)
+            finally:
+                reset_traceparent(token)
+
     async def after_commit(self, events: Sequence[Event]) -> None:  # noqa: B027 - optional hook
         """Called once `events` are durably applied, before their offsets are committed:
         the place for effects that must follow a committed change (pushing to live
@@ -237,15 +247,10 @@ class ConsumerRunner:
             )
             done: list[Event] = []
             for event in events:
-                if event.event_id not in fresh:
-                    continue
-                fresh.discard(event.event_id)  # a batch may hold the same event twice
-                token = set_traceparent(event.traceparent)
-                try:
-                    await self._consumer.apply(event, conn)
-                finally:
-                    reset_traceparent(token)
-                done.append(event)
+                if event.event_id in fresh:
+                    fresh.discard(event.event_id)  # a batch may hold the same event twice
+                    done.append(event)
+            await self._consumer.apply_many(done, conn)
         self.stats.applied += len(done)
         self.stats.duplicates += len(events) - len(done)
         await self._after_commit(done)
