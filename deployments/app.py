@@ -12,12 +12,13 @@ import logging
 from typing import Any
 
 from ray import serve
+from ray.serve.config import gRPCOptions
 from starlette.types import ASGIApp
 
 from actors.directory import shard_name
 from actors.remote import ensure_shards, shard_counts
-from deployments import ranking as ranking_deployments
 from deployments.consumers import PRODUCTION_CONSUMERS
+from deployments.ranking import build_ranking_app
 from deployments.serve_patches import bind_replica_grpc_to_node_ip
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
 from gateway.app import GatewayRuntime, create_app
@@ -31,6 +32,13 @@ from storage.topics import registered_topics, sync_catalogue
 log = logging.getLogger(__name__)
 
 APP_NAME = "nova"
+# FeatureStore, Ranker and their gRPC ingress. gRPC clients send `application: ranking`.
+RANKING_APP = "ranking"
+RANKING_ROUTE = "/_ranking"  # Serve routes gRPC only to applications with a route prefix
+GRPC_SERVICERS = [
+    "ranking.proto.nova_ranking_pb2_grpc.add_RankerServicer_to_server",
+    "ranking.proto.nova_ranking_pb2_grpc.add_FeatureStoreServicer_to_server",
+]
 
 
 @serve.deployment(
@@ -45,13 +53,16 @@ APP_NAME = "nova"
 class Gateway:
     """The GraphQL ingress: HTTP and WebSocket on `/graphql`, plus health endpoints."""
 
-    async def __init__(  # type: ignore[misc] # Serve awaits it
-        self, settings: Settings, features: Any = None, ranker: Any = None
-    ) -> None:
-        """`features`, `ranker`: handles to the FeatureStore and Ranker deployments."""
+    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
         bind_replica_grpc_to_node_ip()
         configure_logging(settings.log_level)
-        self._runtime = await GatewayRuntime.start(settings, features=features, ranker=ranker)
+        # The ranking application's deployments, by name: it is deployed (and redeployed)
+        # on its own; until it answers, `feed(mode: RANKED)` serves newest first.
+        self._runtime = await GatewayRuntime.start(
+            settings,
+            features=serve.get_deployment_handle("FeatureStore", app_name=RANKING_APP),
+            ranker=serve.get_deployment_handle("Ranker", app_name=RANKING_APP),
+        )
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         return create_app(self._runtime)
@@ -64,13 +75,12 @@ class Gateway:
 
 
 def build_app(settings: Settings) -> Any:
-    features, ranker = ranking_deployments.bind(settings)
     return Gateway.options(  # type: ignore[attr-defined] # added by @serve.deployment
         num_replicas=settings.gateway_replicas,
         # Every open WebSocket is an ongoing request to Serve; at the old 200, subscriber
         # 201 on a replica waited in the proxy's queue for a slot that never freed.
         max_ongoing_requests=settings.gateway_max_ongoing_requests,
-    ).bind(settings, features, ranker)
+    ).bind(settings)
 
 
 async def prepare_storage(settings: Settings) -> dict[str, int]:
@@ -109,7 +119,16 @@ def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, i
         for index in range(max(16, count)):
             stop_worker(shard_name(kind, index))
     ensure_shards(settings)
-    serve.start(http_options={"host": http_host, "port": http_port})
+    # gRPC options apply when Serve first starts on a cluster (later starts keep them).
+    grpc_options = (
+        gRPCOptions(port=settings.grpc_port, grpc_servicer_functions=GRPC_SERVICERS)
+        if settings.grpc_port
+        else None
+    )
+    serve.start(http_options={"host": http_host, "port": http_port}, grpc_options=grpc_options)
+    serve.run(
+        build_ranking_app(settings), name=RANKING_APP, route_prefix=RANKING_ROUTE, blocking=False
+    )
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     replace_relays(settings)
     for consumer in PRODUCTION_CONSUMERS:

@@ -80,7 +80,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     for part, state in stack.status().items():
         print(f"  {part:<11} {state}", flush=True)
     if not args.no_deploy:
-        _deploy(env, http_port=layout.http_port)
+        _deploy(env, http_port=layout.http_port, grpc_port=layout.grpc_port)
     # Reset and verification mail lands here (a Maildir) when the SMTP server is embedded.
     mail = f"  Mail       {layout.mail_dir}  (Maildir)\n" if stack.embedded()["smtp"] else ""
     print(
@@ -88,6 +88,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"  GraphQL    http://{LOCALHOST}:{layout.http_port}/graphql"
         "  (WebSocket on the same path)\n"
         f"  Readiness  http://{LOCALHOST}:{layout.http_port}/readyz\n"
+        f"  gRPC       {LOCALHOST}:{layout.grpc_port}  (Ranker.Rank, FeatureStore.GetFeatures;"
+        " metadata application=ranking)\n"
         f"  Dashboard  http://{LOCALHOST}:{layout.dashboard_port}  "
         f"(token: {stack.ray.token_file})\n"
         f"{mail}"
@@ -97,19 +99,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _deploy(env: dict[str, str], *, http_port: int, http_host: str = LOCALHOST) -> None:
+def _deploy(
+    env: dict[str, str], *, http_port: int, http_host: str = LOCALHOST, grpc_port: int | None = None
+) -> None:
     _connect_ray(env)
     from deployments.app import deploy
     from storage.config import Settings
 
     settings = Settings.from_env(env)
+    if grpc_port is not None:
+        settings = settings.replace(grpc_port=grpc_port)
     mismatched = deploy(settings, http_host=http_host, http_port=http_port)
     for topic, partitions in mismatched.items():
         print(
             f"  warning: topic {topic} has {partitions} partitions, catalogue differs",
             file=sys.stderr,
         )
-    print("  deployed: gateway, relays", flush=True)
+    print("  deployed: gateway, ranking, relays, consumers, shards", flush=True)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

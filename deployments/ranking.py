@@ -1,4 +1,5 @@
-"""Serve deployments for ranking: `FeatureStore` (features from Redis) and `Ranker` (models).
+"""Serve deployments for ranking: `FeatureStore` (features from Redis), `Ranker` (models) and
+`RankingService`, the `ranking` application's gRPC ingress over both.
 
 The gateway calls them through deployment handles: `FeatureStore.features(viewer, posts)`
 returns the float32 matrix, `Ranker.score(matrix)` with `multiplexed_model_id="name:version"`
@@ -12,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from ray import serve
@@ -22,9 +24,10 @@ from ray.util import metrics
 from deployments.serve_patches import bind_replica_grpc_to_node_ip
 from ranking.features import FeatureLookup
 from ranking.models import ModelError, Scorer, load_model
-from ranking.registry import get_version, read_artifact
+from ranking.proto import nova_ranking_pb2 as pb
+from ranking.registry import RouteTable, get_version, read_artifact
 from ranking.report import LATENCY_KEY, LATENCY_SAMPLES
-from ranking.schema import NAMES
+from ranking.schema import FINGERPRINT, NAMES
 from storage.config import Settings
 from storage.db import Database
 from storage.logs import configure_logging
@@ -156,12 +159,114 @@ class Ranker:
         await self._db.ping(self._settings.readiness_timeout_s * 5)
 
 
-def bind(settings: Settings) -> tuple[Any, Any]:
-    """The two deployments, bound, for the gateway application to hold handles to."""
+@serve.deployment(
+    name="RankingService",
+    ray_actor_options={"num_cpus": 0},
+    max_ongoing_requests=500,
+    health_check_period_s=10,
+)
+class RankingService:
+    """The `ranking` application's ingress: `Ranker.Rank` and `FeatureStore.GetFeatures`
+    over Serve's gRPC ingress, for backends other than the gateway.
+
+    Clients send the metadata `application: ranking`. An empty model name means
+    `NOVA_RANKING_MODEL`; an empty version means the one the viewer's A/B bucket selects.
+    """
+
+    async def __init__(  # type: ignore[misc] # Serve awaits it
+        self, settings: Settings, features: Any, ranker: Any
+    ) -> None:
+        bind_replica_grpc_to_node_ip()
+        configure_logging(settings.log_level)
+        self._settings = settings
+        self._features = features
+        self._ranker = ranker
+        self._db = await Database.connect(
+            settings.replace(pg_pool_min_size=0, pg_pool_max_size=2),
+            application_name="nova-ranking-service",
+        )
+        self._routes = RouteTable(self._db, refresh_s=settings.route_refresh_s)
+
+    async def GetFeatures(
+        self, request: pb.FeaturesRequest, grpc_context: Any = None
+    ) -> pb.FeaturesResponse:
+        problem = _check_request(request.viewer_id, list(request.post_ids))
+        if problem:
+            return _refuse(grpc_context, problem, pb.FeaturesResponse())
+        matrix = await self._features.features.remote(request.viewer_id, list(request.post_ids))
+        matrix = np.asarray(matrix, dtype=np.float32)
+        return pb.FeaturesResponse(
+            feature_names=list(NAMES),
+            rows=matrix.shape[0],
+            columns=matrix.shape[1],
+            values=matrix.ravel().tolist(),
+            schema_fingerprint=FINGERPRINT,
+        )
+
+    async def Rank(self, request: pb.RankRequest, grpc_context: Any = None) -> pb.RankResponse:
+        post_ids = list(request.post_ids)
+        problem = _check_request(request.viewer_id, post_ids)
+        if problem:
+            return _refuse(grpc_context, problem, pb.RankResponse())
+        name = request.model_name or self._settings.ranking_model
+        version = request.model_version or await self._routes.version_for(name, request.viewer_id)
+        if not version:
+            return _refuse(
+                grpc_context,
+                f"model {name} has no route and no version was given",
+                pb.RankResponse(),
+                code="NOT_FOUND",
+            )
+        matrix = await self._features.features.remote(request.viewer_id, post_ids)
+        try:
+            scores = await self._ranker.options(
+                multiplexed_model_id=f"{name}:{version}"
+            ).score.remote(matrix)
+        except Exception as exc:
+            return _refuse(grpc_context, str(exc)[:500], pb.RankResponse(), code="UNAVAILABLE")
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        return pb.RankResponse(
+            posts=[pb.ScoredPost(post_id=post_ids[i], score=float(scores[i])) for i in order],
+            model_name=name,
+            model_version=version,
+        )
+
+    async def check_health(self) -> None:
+        await self._db.ping(self._settings.readiness_timeout_s * 5)
+
+
+MAX_RPC_POSTS = 2_000
+_Reply = TypeVar("_Reply")
+
+
+def _check_request(viewer_id: str, post_ids: list[str]) -> str | None:
+    try:
+        uuid.UUID(viewer_id)
+        for post in post_ids:
+            uuid.UUID(post)
+    except ValueError:
+        return "viewer_id and post_ids must be UUIDs"
+    if len(post_ids) > MAX_RPC_POSTS:
+        return f"at most {MAX_RPC_POSTS} post_ids per call"
+    return None
+
+
+def _refuse(context: Any, details: str, empty: _Reply, code: str = "INVALID_ARGUMENT") -> _Reply:
+    """Answer with a gRPC status (Serve passes the context's code to the client)."""
+    import grpc
+
+    if context is not None:
+        context.set_code(getattr(grpc.StatusCode, code))
+        context.set_details(details)
+    return empty
+
+
+def build_ranking_app(settings: Settings) -> Any:
+    """The `ranking` application: its gRPC ingress over the FeatureStore and the Ranker."""
     features = FeatureStore.options(  # type: ignore[attr-defined]
         num_replicas=settings.feature_store_replicas
     ).bind(settings)
     ranker = Ranker.options(  # type: ignore[attr-defined]
         num_replicas=settings.ranker_replicas
     ).bind(settings)
-    return features, ranker
+    return RankingService.bind(settings, features, ranker)  # type: ignore[attr-defined]

@@ -57,6 +57,7 @@ class Layout:
     port_base: int
     http_port: int
     dashboard_port: int
+    grpc_port: int
 
     def __post_init__(self) -> None:
         if not 1024 <= self.port_base <= 30_000:
@@ -125,6 +126,7 @@ def dev_layout() -> Layout:
         port_base=int(os.environ.get("NOVA_PORT_BASE", "20000")),
         http_port=int(os.environ.get("NOVA_HTTP_PORT", "8000")),
         dashboard_port=int(os.environ.get("NOVA_DASHBOARD_PORT", "8265")),
+        grpc_port=int(os.environ.get("NOVA_GRPC_PORT", "9000")),
     )
 
 
@@ -135,6 +137,7 @@ def layout_for_tests() -> Layout:
         port_base=int(os.environ.get("NOVA_TEST_PORT_BASE", "21000")),
         http_port=int(os.environ.get("NOVA_TEST_HTTP_PORT", "21800")),
         dashboard_port=int(os.environ.get("NOVA_TEST_DASHBOARD_PORT", "21265")),
+        grpc_port=int(os.environ.get("NOVA_TEST_GRPC_PORT", "21900")),
     )
 
 
@@ -598,6 +601,10 @@ class Ray:
             # relays and shards lost every contest for CPU: under load a bare Serve route
             # fell to 50 req/s. The raylet reads this when it starts.
             "RAY_worker_niceness": "0",
+            # Every Ray worker imports this first: Python gRPC servers in workers (Serve's
+            # gRPC ingress, replicas' internal servers) then bind the node's address
+            # (127.0.0.1 here) instead of every interface. Read by the raylet at start.
+            "RAY_preload_python_modules": "deployments.grpc_preload",
         }
 
     def running(self) -> bool:

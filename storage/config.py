@@ -205,6 +205,8 @@ class Settings:
     # `ranking_in_network` timeline entries plus up to `ranking_out_of_network` posts liked
     # by followees or trending; a ranked list is kept `ranking_session_ttl_s` for paging.
     model_store: str = "/var/lib/nova/models"
+    # Serve's gRPC ingress (Ranker.Rank, FeatureStore.GetFeatures); 0 turns it off.
+    grpc_port: int = 9000
     ranking_model: str = "home"
     route_refresh_s: float = 0.5
     ranking_in_network: int = 300
@@ -320,6 +322,8 @@ class Settings:
             url = getattr(self, name)
             if url is not None and not url.startswith(("postgres://", "postgresql://")):
                 raise ValueError(f"{env_name(name)} must be a postgresql:// URL")
+        if not 0 <= self.grpc_port < 65536:
+            raise ValueError(f"{env_name('grpc_port')} must be a port number (0: no gRPC)")
         if self.kafka_max_partitions < 0:
             raise ValueError(f"{env_name('kafka_max_partitions')} must be >= 0 (0: no cap)")
         if self.pg_statement_cache_size < 0:

@@ -83,7 +83,7 @@ def deployed(stack: Stack, settings: Settings) -> Settings:
 
     env = stack.environment()
     ray.init(address=env["RAY_ADDRESS"], namespace="nova", log_to_driver=False)
-    deployed_settings = app_settings(settings)
+    deployed_settings = app_settings(settings).replace(grpc_port=stack.layout.grpc_port)
     deploy(deployed_settings, http_host="127.0.0.1", http_port=stack.layout.http_port)
     return deployed_settings
 

@@ -19,6 +19,7 @@ def _ports(layout: Layout) -> set[int]:
         layout.ray_port,
         layout.http_port,
         layout.dashboard_port,
+        layout.grpc_port,
         *ray.values(),
         *workers,
     }
@@ -33,7 +34,7 @@ def test_dev_and_test_stacks_do_not_share_ports_or_state() -> None:
 
 def test_port_base_is_range_checked() -> None:
     with pytest.raises(ValueError, match="NOVA_PORT_BASE"):
-        Layout("x", Path("/tmp/x"), port_base=40000, http_port=1, dashboard_port=2)
+        Layout("x", Path("/tmp/x"), port_base=40000, http_port=1, dashboard_port=2, grpc_port=3)
 
 
 def test_a_set_url_means_that_part_is_not_embedded() -> None:

@@ -87,7 +87,9 @@ async def _write(db: Database, event: Event, *, topic: str | None = None) -> Non
 
 
 def test_stack_provides_smtp_url_public_url_and_a_lasting_secret_key(tmp_path: Path) -> None:
-    layout = Layout("unit", tmp_path / "state", port_base=23000, http_port=23800, dashboard_port=1)
+    layout = Layout(
+        "unit", tmp_path / "state", port_base=23000, http_port=23800, dashboard_port=1, grpc_port=0
+    )
     env = Stack(layout, environ={}).environment()
     assert env["NOVA_SMTP_URL"] == "smtp://127.0.0.1:23025"
     assert env["NOVA_PUBLIC_URL"] == "http://127.0.0.1:23800"

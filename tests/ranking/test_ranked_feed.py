@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from ray import serve
 
+from deployments.app import RANKING_APP
 from ranking.models import logistic_regression
 from ranking.registry import register, route
 from ranking.routing import choose
@@ -141,7 +142,7 @@ async def test_features_follow_likes_comments_and_follows(
 ) -> None:
     viewer, author = await make_members(db, deployed, 2, prefix="ft")
     post = await create_post(http_url, author, "a post with forty-one characters in it...")
-    store = serve.get_deployment_handle("FeatureStore", app_name="nova")
+    store = serve.get_deployment_handle("FeatureStore", app_name=RANKING_APP)
 
     async def row() -> dict[str, float]:
         matrix = await store.features.remote(viewer.id, [post["id"]])

@@ -1,0 +1,70 @@
+"""Ranker.Rank and FeatureStore.GetFeatures through Serve's gRPC ingress, with grpcio."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ranking.proto import nova_ranking_pb2 as pb
+from ranking.proto import nova_ranking_pb2_grpc as pbg
+from ranking.schema import FINGERPRINT, NAMES
+from storage.config import Settings
+from storage.db import Database
+from tests.conftest import wait_until
+from tests.ranking.test_ranked_feed import WAIT_S, add_model, followed_posts, label, serve_only
+
+pytestmark = pytest.mark.stack
+
+METADATA = (("application", "ranking"),)
+
+
+async def test_rank_and_get_features_over_grpc(
+    http_url: str, db: Database, deployed: Settings, tmp_path: Path
+) -> None:
+    texts = ["tiny", "a much longer post than the first"]
+    viewer, _, posts = await followed_posts(db, deployed, http_url, texts)
+    ids = [p["id"] for p in posts]
+    version = label("grpc")
+    await add_model(db, deployed, tmp_path, version, post_text_length=0.05)
+    await serve_only(db, deployed, version)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{deployed.grpc_port}")
+    try:
+        features = pbg.FeatureStoreStub(channel)
+
+        async def lengths_arrived() -> pb.FeaturesResponse | None:
+            reply = await features.GetFeatures(
+                pb.FeaturesRequest(viewer_id=viewer.id, post_ids=ids), metadata=METADATA, timeout=10
+            )
+            column = list(reply.feature_names).index("post_text_length")
+            values = [reply.values[row * reply.columns + column] for row in range(reply.rows)]
+            return reply if values == [len(t) for t in texts] else None
+
+        reply = await wait_until(lengths_arrived, timeout_s=WAIT_S, message="features over gRPC")
+        assert list(reply.feature_names) == list(NAMES)
+        assert (reply.rows, reply.columns) == (2, len(NAMES))
+        assert reply.schema_fingerprint == FINGERPRINT
+
+        await asyncio.sleep(1.0)  # the route reaches the ranking service's route table
+        ranker = pbg.RankerStub(channel)
+        ranked = await ranker.Rank(
+            pb.RankRequest(viewer_id=viewer.id, post_ids=ids), metadata=METADATA, timeout=10
+        )
+        assert (ranked.model_name, ranked.model_version) == (deployed.ranking_model, version)
+        assert [p.post_id for p in ranked.posts] == [ids[1], ids[0]]  # longer text first
+        assert ranked.posts[0].score > ranked.posts[1].score
+
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await ranker.Rank(pb.RankRequest(viewer_id="nobody"), metadata=METADATA, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await ranker.Rank(
+                pb.RankRequest(viewer_id=viewer.id, post_ids=ids, model_name="no-such-model"),
+                metadata=METADATA,
+                timeout=10,
+            )
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        await channel.close()
