@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from bench.harness import ratio, run_on_ray, summarize
+from bench.seed import follow_all, insert_users, issue_tokens
 
 SCENARIO = "fanout"
 FANOUT_SIZES = (1_000, 10_000)
@@ -40,40 +41,6 @@ READS = 400
 READ_CONCURRENCY = 8
 POST_TIMEOUT_S = 30.0
 FEED = "query($mode: FeedMode) { feed(first: 20, mode: $mode) { edges { node { id } } } }"
-
-
-async def insert_users(db: Any, count: int) -> list[uuid.UUID]:
-    ids = [uuid.uuid4() for _ in range(count)]
-    async with db.transaction() as conn:
-        await conn.copy_records_to_table(
-            "users",
-            records=[(i, f"bf_{i.hex[:20]}", f"bf_{i.hex[:20]}@example.com", "-") for i in ids],
-            columns=["id", "username", "email", "password_hash"],
-        )
-    return ids
-
-
-async def follow_all(db: Any, followers: list[uuid.UUID], followees: list[uuid.UUID]) -> None:
-    records = [(f, e) for f in followers for e in followees]
-    async with db.transaction() as conn:
-        await conn.copy_records_to_table(
-            "follows", records=records, columns=["follower_id", "followee_id"]
-        )
-        counts: dict[uuid.UUID, list[int]] = {}
-        for f, e in records:
-            counts.setdefault(f, [0, 0])[1] += 1
-            counts.setdefault(e, [0, 0])[0] += 1
-        await conn.executemany(
-            """
-            INSERT INTO user_counters (user_id, followers, following, version)
-            VALUES ($1, $2, $3, 1)
-            ON CONFLICT (user_id) DO UPDATE SET
-                followers = user_counters.followers + EXCLUDED.followers,
-                following = user_counters.following + EXCLUDED.following,
-                version = user_counters.version + 1
-            """,
-            [(u, c[0], c[1]) for u, c in counts.items()],
-        )
 
 
 async def materialize(redis: Any, users: list[uuid.UUID]) -> None:
@@ -126,9 +93,6 @@ async def fanout_latency(db: Any, redis: Any, settings: Any, followers: int) -> 
 
 async def seed_reads(db: Any, settings: Any) -> tuple[list[uuid.UUID], list[str]]:
     """500 authors with 200,000 posts in all, and readers following all of them."""
-    from gateway.secrets import Sealer
-    from gateway.tokens import KeyRing
-
     authors = await insert_users(db, READ_AUTHORS)
     readers = await insert_users(db, READERS)
     await follow_all(db, readers, authors)
@@ -147,19 +111,7 @@ async def seed_reads(db: Any, settings: Any) -> tuple[list[uuid.UUID], list[str]
             per_author,
         )
         await conn.execute("ANALYZE posts")
-    ring = KeyRing(db, Sealer.from_settings(settings), settings)
-    await ring.load()
-    sessions = [uuid.uuid4() for _ in readers]
-    async with db.transaction() as conn:
-        await conn.executemany(
-            "INSERT INTO auth_sessions (id, user_id, expires_at) VALUES ($1, $2, $3)",
-            [
-                (s, r, datetime.now(UTC) + timedelta(hours=1))
-                for s, r in zip(sessions, readers, strict=True)
-            ],
-        )
-    tokens = [ring.issue(r, ["user"], s).token for r, s in zip(readers, sessions, strict=True)]
-    return readers, tokens
+    return readers, await issue_tokens(db, settings, readers)
 
 
 async def read_latency(base_url: str, tokens: list[str], mode: str) -> dict[str, Any]:

@@ -51,53 +51,49 @@ if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return tostring(value)
 """
 
-# ARGV: viewer, now, half-life, then the defaults in schema order, then the post ids.
-# Returns, per post, the schema's columns as strings (a float each).
+# ARGV: viewer, then the post ids. Returns one binary string: per post, the stored values
+# named by RAW_COLUMNS as little-endian doubles (NaN where none), row after row. No
+# formatting and no arithmetic in Lua: decay and ratios are done in numpy, and the reply is
+# read with `np.frombuffer`. Author-level values are read once per author.
 _LOOKUP = """
-local viewer, now, half_life = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local width = %(width)d
-local defaults = {}
-for i = 1, width do defaults[i] = ARGV[3 + i] end
-local function decayed(value, at)
-  value = tonumber(value)
-  if not value then return 0 end
-  at = tonumber(at) or now
-  if now > at then return value * math.pow(2, -(now - at) / half_life) end
-  return value
-end
+local viewer = ARGV[1]
 local follows_key, affinity_key = 'nova:f:fo:' .. viewer, 'nova:f:x:' .. viewer
-local out, n = {}, 0
-for i = 4 + width, #ARGV do
+local NAN = 0 / 0
+local function num(value) return tonumber(value) or NAN end
+local authors = {}
+local function author_values(author)
+  local known = authors[author]
+  if known then return known end
+  local a = redis.call('HMGET', 'nova:f:a:' .. author, 'posts', 'eng')
+  local x = redis.call('HMGET', affinity_key, author, author .. '@')
+  local follows = redis.call('SISMEMBER', follows_key, author)
+  local mutual = 0
+  if follows == 1 then mutual = redis.call('SISMEMBER', 'nova:f:fo:' .. author, viewer) end
+  known = {num(a[1]), num(a[2]), num(x[1]), num(x[2]), follows, mutual}
+  authors[author] = known
+  return known
+end
+local nobody = {NAN, NAN, NAN, NAN, 0, 0}
+local out = {}
+for i = 2, #ARGV do
   local p = redis.call('HMGET', 'nova:f:p:' .. ARGV[i], 'a', 'c', 'n',
     'likes', 'likes@', 'comments', 'comments@', 'shares', 'shares@', 'clicks', 'clicks@')
-  local row = {}
-  for k = 1, width do row[k] = defaults[k] end
-  if p[2] then row[1] = tostring(math.max(0, (now - tonumber(p[2])) / 3600)) end
-  if p[3] then row[2] = p[3] end
-  row[3] = tostring(decayed(p[4], p[5]))
-  row[4] = tostring(decayed(p[6], p[7]))
-  row[5] = tostring(decayed(p[8], p[9]))
-  row[6] = tostring(decayed(p[10], p[11]))
-  local author = p[1]
-  if author then
-    local a = redis.call('HMGET', 'nova:f:a:' .. author, 'posts', 'eng')
-    local posts = tonumber(a[1]) or 0
-    if posts > 0 then row[7] = tostring((tonumber(a[2]) or 0) / posts) end
-    local x = redis.call('HMGET', affinity_key, author, author .. '@')
-    row[8] = tostring(decayed(x[1], x[2]))
-    local follows = redis.call('SISMEMBER', follows_key, author)
-    row[9] = tostring(follows)
-    if follows == 1 then
-      row[10] = tostring(redis.call('SISMEMBER', 'nova:f:fo:' .. author, viewer))
-    else
-      row[10] = '0'
-    end
-  end
-  for k = 1, width do n = n + 1; out[n] = row[k] end
+  local a = nobody
+  if p[1] then a = author_values(p[1]) end
+  out[#out + 1] = struct.pack('<dddddddddddddddd', num(p[2]), num(p[3]), num(p[4]),
+    num(p[5]), num(p[6]), num(p[7]), num(p[8]), num(p[9]), num(p[10]), num(p[11]),
+    a[1], a[2], a[3], a[4], a[5], a[6])
 end
-return out
+return table.concat(out)
 """
 
+RAW_COLUMNS = (
+    "created", "length", "likes", "likes@", "comments", "comments@", "shares", "shares@",
+    "clicks", "clicks@", "author_posts", "author_engagements", "affinity", "affinity@",
+    "follows", "mutual",
+)  # fmt: skip
+
+# The matrix is assembled by position: the schema's order is part of this module's contract.
 _EXPECTED = (
     "post_age_hours",
     "post_text_length",
@@ -110,10 +106,39 @@ _EXPECTED = (
     "viewer_follows_author",
     "mutual_follow",
 )
-# The script fills columns by position: it must follow the schema exactly.
-assert NAMES == _EXPECTED, "ranking.features._LOOKUP must follow ranking.schema.FEATURES"
+assert NAMES == _EXPECTED, "ranking.features.assemble must follow ranking.schema.FEATURES"
 
-LOOKUP_SCRIPT = _LOOKUP % {"width": len(NAMES)}
+LOOKUP_SCRIPT = _LOOKUP
+
+
+def assemble(raw: np.ndarray, *, now: float, half_life_s: float) -> np.ndarray:
+    """Stored values ([n, len(RAW_COLUMNS)], NaN where absent) → the schema's matrix."""
+    column = {name: raw[:, i] for i, name in enumerate(RAW_COLUMNS)}
+
+    def decayed(name: str) -> np.ndarray:
+        value = np.nan_to_num(column[name], nan=0.0)
+        at = np.where(np.isnan(column[name + "@"]), now, column[name + "@"])
+        result: np.ndarray = value * np.exp2(-np.maximum(now - at, 0.0) / half_life_s)
+        return result
+
+    def present(values: np.ndarray, default: float) -> np.ndarray:
+        return np.where(np.isnan(values), default, values)
+
+    posts = column["author_posts"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(posts > 0, np.nan_to_num(column["author_engagements"]) / posts, np.nan)
+    out = np.empty((len(raw), len(NAMES)), dtype=DTYPE)
+    out[:, 0] = present(np.maximum(now - column["created"], 0.0) / 3600, DEFAULTS[0])
+    out[:, 1] = present(column["length"], DEFAULTS[1])
+    out[:, 2] = decayed("likes")
+    out[:, 3] = decayed("comments")
+    out[:, 4] = decayed("shares")
+    out[:, 5] = decayed("clicks")
+    out[:, 6] = present(rate, DEFAULTS[6])
+    out[:, 7] = decayed("affinity")
+    out[:, 8] = column["follows"]
+    out[:, 9] = column["mutual"]
+    return out
 
 
 def bump(
@@ -130,7 +155,6 @@ class FeatureLookup:
         self._redis = redis
         self._half_life_s = half_life_s
         self._script = redis.register_script(LOOKUP_SCRIPT)
-        self._defaults = [repr(float(d)) for d in DEFAULTS]
 
     async def matrix(
         self, viewer: uuid.UUID | str, posts: Sequence[uuid.UUID | str], *, now: float | None = None
@@ -138,12 +162,10 @@ class FeatureLookup:
         """A float32 [len(posts), len(NAMES)] matrix; defaults where Redis has nothing."""
         if not posts:
             return np.zeros((0, len(NAMES)), dtype=DTYPE)
-        moment = time.time() if now is None else now
-        args = [str(viewer), repr(moment), repr(self._half_life_s), *self._defaults]
-        args.extend(str(p) for p in posts)
         try:
-            reply = await self._script(keys=[], args=args)
+            reply = await self._script(keys=[], args=[str(viewer), *(str(p) for p in posts)])
         except Exception as exc:
             raise classify(exc, "redis") from exc
-        values = np.array(reply, dtype="S32").astype(DTYPE)
-        return values.reshape(len(posts), len(NAMES))
+        raw = np.frombuffer(reply, dtype="<f8").reshape(len(posts), len(RAW_COLUMNS))
+        moment = time.time() if now is None else now
+        return assemble(raw, now=moment, half_life_s=self._half_life_s)

@@ -27,6 +27,7 @@ from ranking.schema import NAMES
 from storage.config import Settings
 from storage.db import Database
 from tests.conftest import wait_until
+from tests.support.onnx_models import onnx_logistic_regression
 from tests.support.social import BLOCK, FOLLOW, LIKE, Member, call, create_post, make_members
 
 pytestmark = pytest.mark.stack
@@ -111,7 +112,20 @@ async def test_a_crafted_model_orders_the_feed_exactly_as_its_weights_say(
     viewer, _, posts = await followed_posts(db, deployed, http_url, texts)
     longest_first, shortest_first = label("len"), label("short")
     await add_model(db, deployed, tmp_path, longest_first, post_text_length=0.01)
-    await add_model(db, deployed, tmp_path, shortest_first, post_text_length=-0.01)
+    # The second arrives as an ONNX export, registered with the command line.
+    exported = tmp_path / "shortest.onnx"
+    exported.write_bytes(onnx_logistic_regression(weights(post_text_length=-0.01), 0.0, NAMES))
+    code, out, err = await nova_cli(
+        "models",
+        "register",
+        str(exported),
+        "--name",
+        deployed.ranking_model,
+        "--version",
+        shortest_first,
+    )
+    assert code == 0, err
+    assert "(onnx," in out
 
     for version, sign in ((longest_first, 1), (shortest_first, -1)):
         await serve_only(db, deployed, version)
