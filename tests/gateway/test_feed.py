@@ -82,7 +82,8 @@ async def test_a_followed_authors_post_reaches_the_feed_and_the_live_subscriptio
     assert post["id"] in await feed_ids(http_url, author)  # authors see their own posts
     assert post["id"] not in await feed_ids(http_url, stranger)
     latest = await feed_ids(http_url, follower)
-    assert await feed_ids(http_url, follower, mode="RANKED") == latest  # falls back
+    # Ranked: the same in-network post, perhaps beside out-of-network ones (tests/ranking).
+    assert set(latest) <= set(await feed_ids(http_url, follower, mode="RANKED"))
     assert await feed_ids(http_url, follower, mode="PULL") == latest
     assert (await call(http_url, None, FEED)).codes == ["UNAUTHENTICATED"]
 
