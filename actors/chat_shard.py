@@ -42,6 +42,8 @@ from storage.graph import blocked_either_way
 log = logging.getLogger(__name__)
 
 CHAT_CHANNEL = "nova:chat:{}"
+# A notice on the room channel, beside messages: this member has left.
+LEFT_NOTICE = "left"
 
 
 class NotAMember(NovaError):
@@ -207,6 +209,13 @@ class ChatShard:
                 user_id,
             )
         room.members.discard(user_id)
+        # Open subscriptions of the member end on this notice (`gateway.chat_schema`).
+        try:
+            await self._redis.publish(
+                CHAT_CHANNEL.format(room_id), json.dumps({LEFT_NOTICE: str(user_id)})
+            )
+        except Exception as exc:  # their next gap fill is refused instead (not a member)
+            log.warning("chat leave notice not published: %s", classify(exc))
 
     # -- messages ----------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from actors.chat_client import ChatClient
-from actors.chat_shard import CHAT_CHANNEL
+from actors.chat_shard import CHAT_CHANNEL, LEFT_NOTICE
 from gateway.errors import Forbidden
 from gateway.profiles import page_size
 from storage.chat import MAX_GROUP_MEMBERS, MAX_TEXT, Message
@@ -281,5 +281,9 @@ class Chat:
         return sorted({uuid.UUID(m.decode().partition(":")[0]) for m in members})
 
 
-def message_from_channel(raw: str) -> Message:
-    return Message.from_json(json.loads(raw))
+def message_from_channel(raw: str) -> Message | uuid.UUID:
+    """A message published on a room channel, or the id of a member who left."""
+    data = json.loads(raw)
+    if LEFT_NOTICE in data:
+        return uuid.UUID(data[LEFT_NOTICE])
+    return Message.from_json(data)

@@ -293,7 +293,12 @@ class ChatSubscription:
                 if subscriber.overflowed:
                     await _close_slow(info)
                     return
-                message = message_from_channel(raw)
+                published = message_from_channel(raw)
+                if isinstance(published, uuid.UUID):  # a member left
+                    if published == viewer:
+                        return  # the subscription completes: no more of this room
+                    continue
+                message = published
                 if message.seq < next_seq:
                     continue  # already sent (replay overlapped the live stream)
                 missing = [message]

@@ -20,6 +20,7 @@ from gateway.hub import PubSubHub
 from storage.config import Settings
 from storage.db import Database
 from storage.redis_client import make_redis
+from tests.conftest import wait_until
 from tests.support.social import BLOCK, Member, call, make_members
 
 pytestmark = pytest.mark.stack
@@ -335,3 +336,31 @@ async def test_a_chat_shard_killed_mid_stream_loses_and_repeats_nothing(
         )
     assert [r["seq"] for r in rows] == list(range(1, 61))  # no gaps, no repeats
     assert {r["client_message_id"]: r["seq"] for r in rows} == acknowledged
+
+
+async def test_leaving_a_group_ends_the_members_live_subscription(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    a, b, c = await make_members(db, settings, 3)
+    room = await room_of(http_url, a, b, c, name="leavers")
+    leave = "mutation($room: ID!) { leaveRoom(roomId: $room) }"
+    seen: list[str] = []
+    async with subscribed(http_url, b) as session:
+
+        async def watch() -> None:
+            async for result in session.subscribe(operation(ADDED, room=room)):
+                seen.append(result["messageAdded"]["text"])
+
+        watcher = asyncio.ensure_future(watch())
+        await asyncio.sleep(0.5)  # subscribed on its replica
+        (await send(http_url, a, room, "before")).ok()
+        await wait_until(lambda: _seen(seen, "before"), timeout_s=30, message="delivery")
+        assert (await call(http_url, b, leave, room=room)).ok() == {"leaveRoom": True}
+        await asyncio.wait_for(watcher, 30)  # the server completed the subscription
+        (await send(http_url, a, room, "after")).ok()
+        (await send(http_url, c, room, "after too")).ok()
+    assert seen == ["before"]
+
+
+async def _seen(seen: list[str], text: str) -> bool:
+    return text in seen
