@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from gateway.feed import Feed
 from gateway.profiles import page_size
 from ranking.candidates import hidden_authors, liked_by_followees, trending
-from ranking.diversity import diversify
+from ranking.diversity import final_order
 from ranking.registry import RouteTable
 from ranking.schema import DTYPE, NAMES
 from storage.config import Settings
@@ -181,12 +181,7 @@ class RankedFeed:
             log.warning("ranked feed for %s fell back to LATEST: %s", viewer, classify(exc))
             return Ranking(_unseen_first(post_ids, seen), None, None, None, None)
         scores = np.asarray(scores, dtype=DTYPE)
-        # Best score first; among equal scores, newer first (candidates are newest first).
-        order = list(np.argsort(-scores, kind="stable"))
-        order = diversify(order, [authors[i] for i in order])
-        order = [i for i in order if post_ids[i] not in seen] + [
-            i for i in order if post_ids[i] in seen
-        ]
+        order = final_order(scores.tolist(), authors, [post in seen for post in post_ids])
         return Ranking(
             post_ids=[post_ids[i] for i in order],
             scores=[round(float(scores[i]), 6) for i in order],

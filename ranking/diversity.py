@@ -29,3 +29,14 @@ def diversify(items: Sequence[T], author_of: Sequence[Hashable], *, max_run: int
             pick = next((i for i, index in enumerate(pending) if author_of[index] != run_author), 0)
         order.append(pending.pop(pick))
     return [items[index] for index in order]
+
+
+def final_order(
+    scores: Sequence[float], authors: Sequence[Hashable], seen: Sequence[bool]
+) -> list[int]:
+    """Indexes of a ranked page: best score first (ties keep the given order), posts not
+    yet seen before seen ones, then author diversity over the whole list, so that no run
+    forms where the two parts meet."""
+    best_first = sorted(range(len(scores)), key=lambda i: -scores[i])
+    order = [i for i in best_first if not seen[i]] + [i for i in best_first if seen[i]]
+    return diversify(order, [authors[i] for i in order])

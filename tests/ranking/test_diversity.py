@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ranking.diversity import diversify
+from ranking.diversity import diversify, final_order
 
 
 def longest_run(authors: list[str]) -> int:
@@ -40,3 +40,18 @@ def test_runs_past_two_happen_only_when_one_author_is_left() -> None:
         if authors[index] == authors[index - 1] == authors[index - 2]:
             assert set(authors[index:]) == {authors[index]}, authors
     assert longest_run(authors[:15]) <= 2
+
+
+def test_a_page_is_best_first_unseen_first_and_diverse() -> None:
+    scores = [0.9, 0.8, 0.7, 0.95, 0.6, 0.5]
+    authors = ["a", "a", "a", "b", "a", "c"]
+    seen = [False, False, False, True, False, False]
+    order = final_order(scores, authors, seen)
+    # Unseen by score: 0 (a), 1 (a), 2 (a), 4 (a), 5 (c); then seen 3 (b).
+    # Diversity pulls c forward after two a's; b (seen) breaks the next run of a's.
+    assert order == [0, 1, 5, 2, 4, 3]
+    assert sorted(order) == list(range(6))
+
+
+def test_equal_scores_keep_the_candidates_order() -> None:
+    assert final_order([0.5, 0.5, 0.5], ["a", "b", "c"], [False] * 3) == [0, 1, 2]
