@@ -364,3 +364,58 @@ async def test_leaving_a_group_ends_the_members_live_subscription(
 
 async def _seen(seen: list[str], text: str) -> bool:
     return text in seen
+
+
+async def test_a_subscriber_that_cannot_keep_up_is_closed_with_4508(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    """A burst far beyond the subscriber's queue (published where the room's shard would)
+    overflows it: the gateway closes that WebSocket with 4508, and the client may resume
+    with afterSeq."""
+    import json
+
+    import websockets
+
+    from actors.chat_shard import CHAT_CHANNEL
+
+    a, b = await make_members(db, settings, 2)
+    room = await room_of(http_url, a, b)
+    url = http_url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {b.token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] == "connection_ack"
+        subscribe = {"query": ADDED, "variables": {"room": room}}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+        await asyncio.sleep(1.0)  # subscribed on its replica
+        burst = 3 * settings.chat_subscriber_queue
+        redis = make_redis(settings)
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for seq in range(1, burst + 1):
+                    message = {
+                        "id": str(uuid.uuid4()), "room_id": room, "seq": seq,
+                        "sender_id": a.id, "text": "x" * 500, "client_message_id": f"c{seq}",
+                        "created_at": "2026-11-23T12:00:00+00:00",
+                    }  # fmt: skip
+                    pipe.publish(CHAT_CHANNEL.format(room), json.dumps(message))
+                await pipe.execute()
+        finally:
+            await redis.aclose()
+        received, close = await _read_until_closed(ws)
+    assert close is not None
+    assert close.code == 4508
+    assert received < burst
+
+
+async def _read_until_closed(ws: Any) -> tuple[int, Any]:
+    """Messages read before the server closed the socket, and its close frame."""
+    import websockets
+
+    received = 0
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), 30)
+            received += 1
+    except websockets.ConnectionClosed as closed:
+        return received, closed.rcvd
