@@ -143,7 +143,6 @@ class RankedFeed:
         else:
             session, offset = secrets.token_hex(8), 0
             ranking = await self.rank(viewer)
-            await self._save(viewer, session, ranking)
         end = min(offset + limit, len(ranking.post_ids))
         items = [
             RankedItem(
@@ -154,7 +153,7 @@ class RankedFeed:
             )
             for index in range(offset, end)
         ]
-        await self._record_served(viewer, ranking, offset, end)
+        await self._store(viewer, ranking, offset, end, session=None if after else session)
         return items, end < len(ranking.post_ids)
 
     async def rank(self, viewer: uuid.UUID) -> Ranking:
@@ -244,16 +243,6 @@ class RankedFeed:
         self._trending = (time.monotonic(), entries)
         return entries
 
-    async def _save(self, viewer: uuid.UUID, session: str, ranking: Ranking) -> None:
-        try:
-            await self._redis.set(
-                f"{SESSION}{viewer}:{session}",
-                ranking.to_json(),
-                ex=self._settings.ranking_session_ttl_s,
-            )
-        except Exception as exc:
-            raise classify(exc, "redis") from exc
-
     async def _load(self, viewer: uuid.UUID, session: str) -> Ranking:
         try:
             raw = await self._redis.get(f"{SESSION}{viewer}:{session}")
@@ -263,26 +252,38 @@ class RankedFeed:
             raise InvalidInput("this ranked feed cursor has expired; request the first page again")
         return Ranking.from_json(raw)
 
-    async def _record_served(
-        self, viewer: uuid.UUID, ranking: Ranking, start: int, end: int
+    async def _store(
+        self, viewer: uuid.UUID, ranking: Ranking, start: int, end: int, *, session: str | None
     ) -> None:
-        """Keep the features served with each post of the page, for impression logging."""
-        if ranking.features is None or start >= end:
-            return
+        """One round trip: save a new ranking session (paging needs it: failure raises),
+        and keep the features served with each post of the page for impression logging
+        (a bonus: failure is logged)."""
         pipe = self._redis.pipeline(transaction=False)
-        for index in range(start, end):
+        if session is not None:
             pipe.set(
-                f"{SERVED}{viewer}:{ranking.post_ids[index]}",
-                json.dumps(
-                    {
-                        "m": ranking.model_name,
-                        "v": ranking.model_version,
-                        "f": [float(x) for x in ranking.features[index]],
-                    }
-                ),
-                ex=SERVED_TTL_S,
+                f"{SESSION}{viewer}:{session}",
+                ranking.to_json(),
+                ex=self._settings.ranking_session_ttl_s,
             )
+        if ranking.features is not None:
+            for index in range(start, end):
+                pipe.set(
+                    f"{SERVED}{viewer}:{ranking.post_ids[index]}",
+                    json.dumps(
+                        {
+                            "m": ranking.model_name,
+                            "v": ranking.model_version,
+                            "f": [float(x) for x in ranking.features[index]],
+                        }
+                    ),
+                    ex=SERVED_TTL_S,
+                )
+        if not len(pipe):
+            return
         try:
             await pipe.execute()
-        except Exception as exc:  # logging features must not fail the read
-            log.warning("served features not recorded: %s", classify(exc, "redis"))
+        except Exception as exc:
+            error = classify(exc, "redis")
+            if session is not None:
+                raise error from exc
+            log.warning("served features not recorded: %s", error)
