@@ -19,7 +19,7 @@ from actors.directory import shard_name
 from actors.remote import ensure_shards, shard_counts
 from deployments.consumers import PRODUCTION_CONSUMERS
 from deployments.ranking import build_ranking_app
-from deployments.serve_patches import bind_replica_grpc_to_node_ip
+from deployments.serve_patches import bind_grpc_servers_to_node_ip
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
 from gateway.app import GatewayRuntime, create_app
 from storage.config import Settings
@@ -54,7 +54,7 @@ class Gateway:
     """The GraphQL ingress: HTTP and WebSocket on `/graphql`, plus health endpoints."""
 
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
-        bind_replica_grpc_to_node_ip()
+        bind_grpc_servers_to_node_ip()
         configure_logging(settings.log_level)
         # The ranking application's deployments, by name: it is deployed (and redeployed)
         # on its own; until it answers, `feed(mode: RANKED)` serves newest first.

@@ -21,7 +21,7 @@ import numpy as np
 from ray import serve
 from ray.util import metrics
 
-from deployments.serve_patches import bind_replica_grpc_to_node_ip
+from deployments.serve_patches import bind_grpc_servers_to_node_ip
 from ranking.features import FeatureLookup
 from ranking.models import ModelError, Scorer, load_model
 from ranking.proto import nova_ranking_pb2 as pb
@@ -48,7 +48,7 @@ class FeatureStore:
     """(viewer, posts) → feature matrix, one Redis round trip whatever the number of posts."""
 
     def __init__(self, settings: Settings) -> None:
-        bind_replica_grpc_to_node_ip()
+        bind_grpc_servers_to_node_ip()
         configure_logging(settings.log_level)
         self._redis = make_redis(settings)
         self._lookup = FeatureLookup(self._redis, half_life_s=settings.feature_half_life_s)
@@ -64,9 +64,6 @@ class FeatureStore:
         self._latency.observe((time.perf_counter() - started) * 1000)
         return matrix
 
-    def schema(self) -> list[str]:
-        return list(NAMES)
-
 
 @serve.deployment(
     name="Ranker",
@@ -78,7 +75,7 @@ class Ranker:
     """Scores feature matrices with the model version named by the multiplexed model id."""
 
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
-        bind_replica_grpc_to_node_ip()
+        bind_grpc_servers_to_node_ip()
         configure_logging(settings.log_level)
         self._settings = settings
         self._store = Path(settings.model_store)
@@ -176,7 +173,7 @@ class RankingService:
     async def __init__(  # type: ignore[misc] # Serve awaits it
         self, settings: Settings, features: Any, ranker: Any
     ) -> None:
-        bind_replica_grpc_to_node_ip()
+        bind_grpc_servers_to_node_ip()
         configure_logging(settings.log_level)
         self._settings = settings
         self._features = features

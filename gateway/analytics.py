@@ -66,11 +66,12 @@ class Analytics:
         now = datetime.now(UTC).isoformat()
         records = []
         for event, kept in zip(events, served, strict=True):
-            impression = event.kind == "IMPRESSION" and kept is not None
             # The served record names the version that ranked the post; a client that
             # says another version is believed for attribution, not for the features.
             version = event.model_version or (kept or {}).get("v")
-            same_version = kept is not None and kept.get("v") == version
+            features = None
+            if event.kind == "IMPRESSION" and kept is not None and kept.get("v") == version:
+                features = kept["f"]
             records.append(
                 Event(
                     TOPIC,
@@ -83,7 +84,7 @@ class Analytics:
                         "model_version": version,
                         "position": event.position,
                         "dwell_ms": event.dwell_ms,
-                        "features": kept["f"] if impression and same_version and kept else None,
+                        "features": features,
                         "occurred_at": now,
                     },
                 )

@@ -131,7 +131,6 @@ class RankedFeed:
         self._ranker = ranker  # DeploymentHandle to Ranker
         self.routes = RouteTable(db, refresh_s=settings.route_refresh_s)
         self._trending: tuple[float, list[Entry]] = (-1e9, [])
-        self.fallbacks = 0
 
     async def page(
         self, viewer: uuid.UUID, first: int | None, after: str | None
@@ -176,7 +175,6 @@ class RankedFeed:
                 timeout_s,
             )
         except Exception as exc:  # degrade to newest-first; the reason goes to the log
-            self.fallbacks += 1
             log.warning("ranked feed for %s fell back to LATEST: %s", viewer, classify(exc))
             return Ranking(_unseen_first(post_ids, seen), None, None, None, None)
         scores = np.asarray(scores, dtype=DTYPE)

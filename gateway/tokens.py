@@ -214,17 +214,14 @@ class KeyRing:
                 self._verified.move_to_end(token)
                 return claims
             del self._verified[token]
-        claims = await self._verify(token)
-        self._verified[token] = (self._kid_of(token), claims)
+        kid, claims = await self._verify(token)
+        self._verified[token] = (kid, claims)
         if len(self._verified) > _VERIFIED_CACHE:
             self._verified.popitem(last=False)
         return claims
 
-    @staticmethod
-    def _kid_of(token: str) -> str:
-        return str(jwt.get_unverified_header(token).get("kid"))
-
-    async def _verify(self, token: str) -> AccessClaims:
+    async def _verify(self, token: str) -> tuple[str, AccessClaims]:
+        """The token's key id and claims, once its signature and times check out."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -255,7 +252,7 @@ class KeyRing:
         except jwt.PyJWTError as exc:
             raise Unauthenticated("access token is not valid") from exc
         try:
-            return AccessClaims(
+            return kid, AccessClaims(
                 user_id=uuid.UUID(claims["sub"]),
                 roles=tuple(str(role) for role in claims.get("roles", ())),
                 jti=str(claims["jti"]),

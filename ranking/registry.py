@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -55,7 +54,6 @@ class ModelVersion:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ModelVersion:
-        metrics = row["metrics"]
         return cls(
             name=row["name"],
             version=row["version"],
@@ -67,7 +65,7 @@ class ModelVersion:
             schema_fingerprint=row["schema_fingerprint"],
             created_by=row["created_by"],
             notes=row["notes"],
-            metrics=json.loads(metrics) if isinstance(metrics, str) else dict(metrics),
+            metrics=dict(row["metrics"]),
             created_at=row["created_at"],
         )
 
@@ -144,7 +142,7 @@ async def register(
                 """
                 INSERT INTO model_versions (name, version, format, checksum, artifact,
                     size_bytes, features, schema_fingerprint, created_by, notes, metrics)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                 RETURNING *
                 """,
                 name,
@@ -157,7 +155,7 @@ async def register(
                 fingerprint(list(model.features)),
                 created_by,
                 notes,
-                json.dumps(metrics or {}),
+                metrics or {},
             )
     except asyncpg.UniqueViolationError:
         raise InvalidInput(f"{name} {version} is already registered; pick a new version") from None
@@ -204,10 +202,9 @@ async def get_route(db: Database, name: str) -> Route | None:
 
 
 def _route(row: asyncpg.Record) -> Route:
-    arms = row["arms"]
     return Route(
         name=row["name"],
-        arms=json.loads(arms) if isinstance(arms, str) else dict(arms),
+        arms=dict(row["arms"]),
         revision=row["revision"],
         updated_by=row["updated_by"],
         updated_at=row["updated_at"],
@@ -220,21 +217,21 @@ async def _set_route(
     row = await conn.fetchrow(
         """
         INSERT INTO model_routes (name, arms, revision, updated_by)
-        VALUES ($1, $2::jsonb, 1, $3)
+        VALUES ($1, $2, 1, $3)
         ON CONFLICT (name) DO UPDATE SET arms = EXCLUDED.arms,
             revision = model_routes.revision + 1, updated_by = EXCLUDED.updated_by,
             updated_at = clock_timestamp()
         RETURNING *
         """,
         name,
-        json.dumps(arms),
+        arms,
         by,
     )
     await conn.execute(
         "INSERT INTO model_route_history (name, arms, revision, changed_by, reason) "
-        "VALUES ($1, $2::jsonb, $3, $4, $5)",
+        "VALUES ($1, $2, $3, $4, $5)",
         name,
-        json.dumps(arms),
+        arms,
         row["revision"],
         by,
         reason,
@@ -285,20 +282,19 @@ async def rollback(db: Database, name: str, *, by: str) -> Route:
         if current is None:
             raise NotFound(f"{name} has no route to roll back")
         # The newest earlier split that differs from the current one.
-        previous = await conn.fetchrow(
+        previous = await conn.fetchval(
             """
             SELECT arms FROM model_route_history
-            WHERE name = $1 AND arms <> $2::jsonb
+            WHERE name = $1 AND arms <> $2
               AND id < (SELECT max(id) FROM model_route_history WHERE name = $1)
             ORDER BY id DESC LIMIT 1
             """,
             name,
-            current["arms"] if isinstance(current["arms"], str) else json.dumps(current["arms"]),
+            current["arms"],
         )
         if previous is None:
             raise InvalidInput(f"{name} has no earlier split to roll back to")
-        arms = previous["arms"]
-        restored = json.loads(arms) if isinstance(arms, str) else dict(arms)
+        restored = dict(previous)
         return await _set_route(conn, name, restored, by, "rollback")
 
 

@@ -117,16 +117,10 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     n_pos, n_neg = int(positives.sum()), int((~positives).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    ranks[order] = np.arange(1, len(scores) + 1)
-    sorted_scores = scores[order]
-    # Average the ranks of tied scores.
-    start = 0
-    for end in range(1, len(scores) + 1):
-        if end == len(scores) or sorted_scores[end] != sorted_scores[start]:
-            ranks[order[start:end]] = (start + 1 + end) / 2
-            start = end
+    # Tied scores share the average of the ranks they span.
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = ((ends - counts + 1 + ends) / 2)[inverse]
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

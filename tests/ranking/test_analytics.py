@@ -225,7 +225,7 @@ async def test_the_trainer_beats_a_random_ranker_and_the_report_counts_each_vers
     row = await db.fetchrow(
         "SELECT metrics FROM model_versions WHERE name = $1 AND version = 't1'", name
     )
-    metrics = json.loads(row["metrics"]) if isinstance(row["metrics"], str) else row["metrics"]
+    metrics = row["metrics"]
     assert metrics["heldout_auc"] > 0.7
     assert metrics["heldout_auc"] > metrics["random_auc"] + 0.15
 
