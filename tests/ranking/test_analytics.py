@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ranking.report import LATENCY_KEY
 from ranking.schema import NAMES
 from storage.config import Settings
 from storage.db import Database
@@ -112,6 +113,14 @@ async def test_impressions_land_in_postgresql_with_the_features_that_were_served
         await wait_until(clicked, timeout_s=WAIT_S, message="click counted in features")
         # Both posts were seen: they now rank after unseen ones (none here), still present.
         assert await redis.sismember(f"nova:seen:{viewer.id}", first["node"]["id"])
+
+        # The Ranker flushes its scoring latencies to Redis once a second.
+        samples = LATENCY_KEY.format(name=deployed.ranking_model, version=version)
+
+        async def latencies_flushed() -> bool:
+            return bool(await redis.llen(samples))
+
+        await wait_until(latencies_flushed, timeout_s=WAIT_S, message="latency samples")
     finally:
         await redis.aclose()
 
