@@ -5,7 +5,7 @@
 Needs the dev stack started with `bench/bench.env` (see the README). In one run:
 
 * Feature lookup for (viewer, 500 candidates): through the FeatureStore deployment (a Serve
-  call) and the same Lua lookup from this process; baseline: the same values read with
+  call) and the same lookup (`FeatureLookup`) from this process; baseline: the same values read with
   one Redis command per value, awaited one after another (what a per-candidate loop does).
 * Scoring 500 candidates: through the Ranker deployment (multiplexed version) and the same
   numpy model in this process; baseline: per-candidate Python scoring (a loop of dot
@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import math
 import random
+import struct
 import sys
 import tempfile
 import time
@@ -79,23 +80,17 @@ async def seed(db: Any, redis: Any, settings: Any) -> dict[str, Any]:
     at = now.timestamp()
     async with redis.pipeline(transaction=False) as pipe:
         for post, author, created in posts:
-            pipe.hset(
-                f.POST + str(post),
-                mapping={
-                    "a": str(author),
-                    "c": repr(created.timestamp()),
-                    "n": str(rng.randint(10, 300)),
-                    "likes": repr(rng.expovariate(0.2)),
-                    "likes@": repr(at),
-                    "comments": repr(rng.expovariate(1.0)),
-                    "comments@": repr(at),
-                },
+            key = f.POST + str(post)
+            pipe.setrange(
+                key, 0, f.post_identity(author, created.timestamp(), rng.randint(10, 300))
             )
-            pipe.expire(f.POST + str(post), 86_400)
+            for counter, rate in (("likes", 0.2), ("comments", 1.0)):
+                pair = struct.pack("<dd", rng.expovariate(rate), at)
+                pipe.setrange(key, f.record_offset(counter), pair)
+            pipe.expire(key, 86_400)
         for author in authors:
-            pipe.hset(
-                f.AUTHOR + str(author), mapping={"posts": "10", "eng": str(rng.randint(0, 50))}
-            )
+            pipe.set(f.AUTHOR_POSTS + str(author), POSTS_PER_AUTHOR)
+            pipe.set(f.AUTHOR_ENGAGEMENTS + str(author), rng.randint(0, 50))
         for reader in readers:
             liked = rng.sample(authors, 20)
             pipe.hset(
@@ -104,6 +99,8 @@ async def seed(db: Any, redis: Any, settings: Any) -> dict[str, Any]:
                 | {f"{a}@": repr(at) for a in liked},
             )
             pipe.sadd(f.FOLLOWS + str(reader), *[str(a) for a in authors])
+            for author in authors:
+                pipe.sadd(f.FOLLOWERS + str(author), str(reader))
         await pipe.execute()
     tokens = await issue_tokens(db, settings, readers)
     return {"readers": readers, "tokens": tokens, "posts": [str(p) for p, _, _ in posts]}
@@ -123,25 +120,29 @@ async def naive_features(redis: Any, viewer: str, posts: list[str]) -> list[list
     from ranking import features as f
 
     rows = []
+    now = time.time()
     for post in posts:
-        values = await redis.hgetall(f.POST + post)
-        author = (values.get(b"a") or b"").decode()
-        author_row = await redis.hgetall(f.AUTHOR + author) if author else {}
+        record = (await redis.get(f.POST + post) or b"").ljust(f.RECORD_SIZE, b"\0")
+        values = dict(zip(f.RECORD_FIELDS, struct.unpack_from("<10d", record, 16), strict=True))
+        known = record[:16] != bytes(16)
+        author = str(uuid.UUID(bytes=record[:16])) if known else ""
+        posts_written = await redis.get(f.AUTHOR_POSTS + author) if author else None
+        engagements = await redis.get(f.AUTHOR_ENGAGEMENTS + author) if author else None
         affinity = await redis.hget(f.AFFINITY + viewer, author) if author else None
         follows = await redis.sismember(f.FOLLOWS + viewer, author) if author else 0
-        mutual = await redis.sismember(f.FOLLOWS + author, viewer) if author else 0
+        mutual = await redis.sismember(f.FOLLOWERS + viewer, author) if author else 0
         rows.append(
             [
-                (time.time() - float(values.get(b"c") or time.time())) / 3600,
-                float(values.get(b"n") or 0),
-                float(values.get(b"likes") or 0),
-                float(values.get(b"comments") or 0),
-                float(values.get(b"shares") or 0),
-                float(values.get(b"clicks") or 0),
-                float(author_row.get(b"eng") or 0) / max(1.0, float(author_row.get(b"posts") or 1)),
+                (now - values["created"]) / 3600 if known else 72.0,
+                values["length"],
+                values["likes"],
+                values["comments"],
+                values["shares"],
+                values["clicks"],
+                float(engagements or 0) / max(1.0, float(posts_written or 1)),
                 float(affinity or 0),
                 float(follows),
-                float(mutual),
+                float(mutual and follows),
             ]
         )
     return rows
@@ -256,7 +257,7 @@ async def run(base_url: str) -> dict[str, Any]:
     features: dict[str, Any] = {
         "candidates": CANDIDATES,
         "via_feature_store_deployment": summarize(via_serve),
-        "lua_lookup_in_process": summarize(in_process),
+        "lookup_in_process": summarize(in_process),
         "baseline_per_value_redis_commands": summarize(naive),
     }
     scoring: dict[str, Any] = {
@@ -276,9 +277,9 @@ async def run(base_url: str) -> dict[str, Any]:
         "ranked_feed_via_gateway": ranked,
         "latest_feed_via_gateway": latest,
         "ratios": {
-            "naive_features_p50_over_lua_p50": ratio(
+            "naive_features_p50_over_lookup_p50": ratio(
                 features["baseline_per_value_redis_commands"]["p50"],
-                features["lua_lookup_in_process"]["p50"],
+                features["lookup_in_process"]["p50"],
             ),
             "naive_features_p50_over_deployment_p50": ratio(
                 features["baseline_per_value_redis_commands"]["p50"],

@@ -89,9 +89,9 @@ class FeatureConsumer(Consumer):
 
             def created(pipe: Pipeline) -> None:
                 key = f.POST + post
-                pipe.hset(key, mapping={"a": author, "c": repr(at), "n": str(length)})
+                pipe.setrange(key, 0, f.post_identity(author, at, length))
                 pipe.expire(key, post_ttl)
-                pipe.hincrby(f.AUTHOR + author, "posts", 1)
+                pipe.incr(f.AUTHOR_POSTS + author)
 
             return created
 
@@ -104,16 +104,10 @@ class FeatureConsumer(Consumer):
                 affinity = AFFINITY_COMMENT
 
             def engaged(pipe: Pipeline) -> None:
-                f.bump(
-                    pipe,
-                    f.POST + post,
-                    counter,
-                    delta,
-                    at=at,
-                    half_life_s=half_life,
-                    ttl_s=post_ttl,
+                f.bump_post(
+                    pipe, post, counter, delta, at=at, half_life_s=half_life, ttl_s=post_ttl
                 )
-                pipe.hincrbyfloat(f.AUTHOR + author, "eng", delta)
+                pipe.incrbyfloat(f.AUTHOR_ENGAGEMENTS + author, delta)
                 if affinity is not None and actor != author:
                     f.bump(
                         pipe,
@@ -134,8 +128,10 @@ class FeatureConsumer(Consumer):
             def followed(pipe: Pipeline) -> None:
                 if following:
                     pipe.sadd(f.FOLLOWS + follower, followee)
+                    pipe.sadd(f.FOLLOWERS + followee, follower)
                 else:
                     pipe.srem(f.FOLLOWS + follower, followee)
+                    pipe.srem(f.FOLLOWERS + followee, follower)
 
             return followed
 
@@ -145,9 +141,7 @@ class FeatureConsumer(Consumer):
             post = _id(payload, "post_id")
 
             def clicked(pipe: Pipeline) -> None:
-                f.bump(
-                    pipe, f.POST + post, "clicks", 1.0, at=at, half_life_s=half_life, ttl_s=post_ttl
-                )
+                f.bump_post(pipe, post, "clicks", 1.0, at=at, half_life_s=half_life, ttl_s=post_ttl)
 
             return clicked
 

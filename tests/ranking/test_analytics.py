@@ -5,6 +5,7 @@ data scientist's `nova models train` and `nova models report` on logged data."""
 from __future__ import annotations
 
 import json
+import struct
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,14 +102,16 @@ async def test_impressions_land_in_postgresql_with_the_features_that_were_served
     assert by_kind[("DWELL", None)]["dwell_ms"] == 7200
 
     # The click reaches the post's online features.
-    feature_key = f"nova:f:p:{first['node']['id']}"
+    from ranking import features
     from storage.redis_client import make_redis
 
     redis = make_redis(deployed)
     try:
 
         async def clicked() -> bool:
-            return bool(await redis.hget(feature_key, "clicks"))
+            record = await redis.get(features.POST + first["node"]["id"]) or b""
+            clicks = record[features.record_offset("clicks") :][:8]
+            return len(clicks) == 8 and struct.unpack("<d", clicks)[0] > 0
 
         await wait_until(clicked, timeout_s=WAIT_S, message="click counted in features")
         # Both posts were seen: they now rank after unseen ones (none here), still present.

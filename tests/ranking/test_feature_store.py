@@ -1,0 +1,155 @@
+"""The online feature layout against the real Redis: what the feature consumer writes for
+each event, and what `FeatureLookup` reads back, without Serve in between (the ranked-feed
+tests cover the deployed path)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ranking.feature_consumer import FeatureConsumer
+from ranking.features import FeatureLookup
+from ranking.schema import DEFAULTS, NAMES
+from storage.config import Settings
+from storage.events import Event
+from storage.redis_client import make_redis
+
+pytestmark = pytest.mark.stack
+
+T0 = 1_900_000_000.0  # a fixed moment, so decay is exact
+DAY = 86_400.0
+
+
+@pytest.fixture
+async def consumer(settings: Settings) -> AsyncIterator[FeatureConsumer]:
+    features = FeatureConsumer()
+    await features.start(settings.replace(feature_half_life_s=DAY))
+    try:
+        yield features
+    finally:
+        await features.stop()
+
+
+@pytest.fixture
+async def lookup(settings: Settings) -> AsyncIterator[FeatureLookup]:
+    redis = make_redis(settings)
+    try:
+        yield FeatureLookup(redis, half_life_s=DAY)
+    finally:
+        await redis.aclose()
+
+
+def event(type_: str, at: float = T0, **payload: Any) -> Event:
+    body = {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in payload.items()}
+    return Event(
+        type=type_,
+        aggregate_id=str(next(iter(payload.values()))),
+        payload=body,
+        occurred_at=datetime.fromtimestamp(at, UTC),
+    )
+
+
+async def apply(consumer: FeatureConsumer, *events: Event) -> None:
+    for e in events:
+        await consumer.apply(e, None)  # type: ignore[arg-type] # Redis only: no connection
+
+
+async def row(
+    lookup: FeatureLookup, viewer: uuid.UUID, post: uuid.UUID, now: float
+) -> dict[str, float]:
+    matrix = await lookup.matrix(viewer, [post], now=now)
+    return dict(zip(NAMES, matrix[0].tolist(), strict=True))
+
+
+async def test_engagement_before_and_after_its_post_is_counted_and_decays(
+    consumer: FeatureConsumer, lookup: FeatureLookup
+) -> None:
+    viewer, author, post = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    like = {"post_id": post, "author_id": author, "user_id": viewer}
+    # The like's topic is consumed ahead of the post's: the record is written from the middle.
+    await apply(consumer, event("social.like.created", T0 - 60, **like))
+    early = await row(lookup, viewer, post, T0)
+    assert early["post_age_hours"] == DEFAULTS[NAMES.index("post_age_hours")]
+    assert early["post_likes"] == pytest.approx(2 ** (-60 / DAY), rel=1e-6)
+
+    await apply(
+        consumer,
+        event("content.post.created", T0 - 3600, post_id=post, author_id=author, text_length=42),
+        event("social.comment.created", T0, **like),
+        event("analytics.events", T0, post_id=post, user_id=viewer, kind="CLICK"),
+    )
+    now = await row(lookup, viewer, post, T0)
+    assert now["post_age_hours"] == pytest.approx(1.0)
+    assert now["post_text_length"] == 42
+    assert now["post_likes"] == pytest.approx(2 ** (-60 / DAY), rel=1e-6)
+    assert now["post_comments"] == now["post_clicks"] == pytest.approx(1.0)
+    assert now["post_shares"] == 0
+    assert now["author_engagement_rate"] == pytest.approx(2.0)  # a like and a comment, one post
+    assert now["viewer_author_affinity"] == pytest.approx(1.0 * 2 ** (-60 / DAY) + 2.0, rel=1e-6)
+
+    later = await row(lookup, viewer, post, T0 + DAY)
+    assert later["post_comments"] == pytest.approx(0.5)
+    assert later["post_age_hours"] == pytest.approx(25.0)
+
+
+async def test_a_redelivered_event_counts_once(
+    consumer: FeatureConsumer, lookup: FeatureLookup
+) -> None:
+    viewer, author, post = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    share = event("social.share.created", T0, post_id=post, author_id=author, user_id=viewer)
+    await apply(consumer, share, share, share)
+    assert (await row(lookup, viewer, post, T0))["post_shares"] == pytest.approx(1.0)
+
+
+async def test_follows_and_mutual_follows_track_both_directions(
+    consumer: FeatureConsumer, lookup: FeatureLookup
+) -> None:
+    viewer, author, post = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await apply(
+        consumer,
+        event("content.post.created", T0, post_id=post, author_id=author, text_length=1),
+        event("graph.follow.created", follower_id=author, followee_id=viewer),
+    )
+    followed_by_only = await row(lookup, viewer, post, T0)
+    assert followed_by_only["viewer_follows_author"] == followed_by_only["mutual_follow"] == 0
+
+    await apply(consumer, event("graph.follow.created", follower_id=viewer, followee_id=author))
+    both = await row(lookup, viewer, post, T0)
+    assert both["viewer_follows_author"] == both["mutual_follow"] == 1
+
+    await apply(consumer, event("graph.follow.deleted", follower_id=author, followee_id=viewer))
+    one_way = await row(lookup, viewer, post, T0)
+    assert (one_way["viewer_follows_author"], one_way["mutual_follow"]) == (1, 0)
+
+
+async def test_rows_follow_the_order_asked_and_unknown_posts_get_the_defaults(
+    consumer: FeatureConsumer, lookup: FeatureLookup
+) -> None:
+    viewer = uuid.uuid4()
+    authors = [uuid.uuid4(), uuid.uuid4()]
+    posts = [uuid.uuid4() for _ in range(6)]
+    for n, post in enumerate(posts[:4]):
+        await apply(
+            consumer,
+            event(
+                "content.post.created",
+                T0,
+                post_id=post,
+                author_id=authors[n % 2],
+                text_length=10 + n,
+            ),
+        )
+    asked = [posts[3], posts[4], posts[0], posts[5], posts[2], posts[1]]
+    matrix = await lookup.matrix(viewer, asked, now=T0)
+    assert matrix.dtype == np.float32
+    assert matrix.shape == (6, len(NAMES))
+    lengths = matrix[:, NAMES.index("post_text_length")].tolist()
+    assert lengths == [13, 0, 10, 0, 12, 11]
+    for unknown in (1, 3):
+        np.testing.assert_array_equal(matrix[unknown], DEFAULTS)
+    assert (await lookup.matrix(viewer, [], now=T0)).shape == (0, len(NAMES))
