@@ -3,20 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+from urllib.parse import urlparse
 
+import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
 
 from storage.config import Settings
 from storage.errors import classify
 
 
+class HiredisPackingConnection(Connection):
+    """A TCP connection that encodes commands with hiredis (C) rather than in Python.
+
+    redis-py's sync client already does this when hiredis is installed; its asyncio client
+    does not yet (redis/redis-py#4176). Packing a 500-key MGET in Python cost about 2 ms of
+    the gateway's event loop, more than Redis took to answer it. The bytes sent are the
+    same; anything hiredis refuses (memoryviews, invalid types) goes through redis-py's own
+    packer, which keeps its behaviour and its errors. Drop this when redis-py ships it.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if args and isinstance(args[0], str) and " " in args[0]:  # "CONFIG GET" and the like
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except Exception:
+            return super().pack_command(*args)
+
+
 def make_redis(settings: Settings) -> aioredis.Redis:
+    options: dict[str, Any] = {}
+    if urlparse(settings.redis_url).scheme == "redis":  # rediss:// and unix:// keep theirs
+        options["connection_class"] = HiredisPackingConnection
     return aioredis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=30,
         decode_responses=False,
+        **options,
     )
 
 
