@@ -23,12 +23,15 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
+from ray.util import metrics
 
 from gateway.feed import Feed
 from gateway.profiles import page_size
@@ -131,6 +134,20 @@ class RankedFeed:
         self._ranker = ranker  # DeploymentHandle to Ranker
         self.routes = RouteTable(db, refresh_s=settings.route_refresh_s)
         self._trending: tuple[float, list[Entry]] = (-1e9, [])
+        self._stages = metrics.Histogram(
+            "nova_ranked_feed_stage_ms",
+            "Time per stage of a ranked first page: candidates, features, scoring, order, store",
+            boundaries=[1, 2, 5, 10, 20, 50, 100, 250],
+            tag_keys=("stage",),
+        )
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._stages.observe((time.perf_counter() - started) * 1000, tags={"stage": name})
 
     async def page(
         self, viewer: uuid.UUID, first: int | None, after: str | None
@@ -152,13 +169,15 @@ class RankedFeed:
             )
             for index in range(offset, end)
         ]
-        await self._store(viewer, ranking, offset, end, session=None if after else session)
+        with self._stage("store"):
+            await self._store(viewer, ranking, offset, end, session=None if after else session)
         return items, end < len(ranking.post_ids)
 
     async def rank(self, viewer: uuid.UUID) -> Ranking:
         """Rank the viewer's candidates now (no session). Posts the viewer has already
         seen come after every unseen one."""
-        candidates, seen = await self.candidates(viewer)
+        with self._stage("candidates"):
+            candidates, seen = await self.candidates(viewer)
         post_ids = [str(c.post_id) for c in candidates]
         authors = [c.author_id for c in candidates]
         name = self._settings.ranking_model
@@ -167,18 +186,23 @@ class RankedFeed:
             return Ranking(_unseen_first(post_ids, seen), None, None, None, None)
         timeout_s = self._settings.ranking_call_timeout_s
         try:
-            matrix = await asyncio.wait_for(
-                self._features.features.remote(str(viewer), post_ids), timeout_s
-            )
-            scores = await asyncio.wait_for(
-                self._ranker.options(multiplexed_model_id=f"{name}:{version}").score.remote(matrix),
-                timeout_s,
-            )
+            with self._stage("features"):
+                matrix = await asyncio.wait_for(
+                    self._features.features.remote(str(viewer), post_ids), timeout_s
+                )
+            with self._stage("scoring"):
+                scores = await asyncio.wait_for(
+                    self._ranker.options(multiplexed_model_id=f"{name}:{version}").score.remote(
+                        matrix
+                    ),
+                    timeout_s,
+                )
         except Exception as exc:  # degrade to newest-first; the reason goes to the log
             log.warning("ranked feed for %s fell back to LATEST: %s", viewer, classify(exc))
             return Ranking(_unseen_first(post_ids, seen), None, None, None, None)
-        scores = np.asarray(scores, dtype=DTYPE)
-        order = final_order(scores.tolist(), authors, [post in seen for post in post_ids])
+        with self._stage("order"):
+            scores = np.asarray(scores, dtype=DTYPE)
+            order = final_order(scores.tolist(), authors, [post in seen for post in post_ids])
         return Ranking(
             post_ids=[post_ids[i] for i in order],
             scores=[round(float(scores[i]), 6) for i in order],
