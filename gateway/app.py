@@ -20,6 +20,7 @@ from gateway.runtime import Context, GatewayRuntime
 from gateway.schema import build_schema
 from gateway.schema import schema as plain_schema
 from gateway.tracing import TraceMiddleware
+from gateway.ws_operations import WebSocketOperationGuard
 from storage.errors import NovaError
 
 __all__ = ["GatewayRuntime", "create_app"]
@@ -58,7 +59,7 @@ def create_app(runtime: GatewayRuntime) -> Starlette:
         runtime.settings.query_document_cache_size,
     )
     runtime.documents = documents
-    schema = build_schema([prepared_documents(documents)])
+    schema = build_schema([prepared_documents(documents), WebSocketOperationGuard])
     http = GraphQLHTTP(runtime, schema)
     websocket = GraphQLWebSocket(runtime, schema)
 

@@ -73,8 +73,10 @@ class Settings:
     pg_command_timeout_s: float = 10.0
     pg_statement_timeout_ms: int = 10_000
 
-    # Redis.
+    # Redis. Each process keeps at most `redis_max_connections`; a command that finds them
+    # all busy waits up to `redis_timeout_s` for one (it used to fail at once).
     redis_timeout_s: float = 2.0
+    redis_max_connections: int = 100
 
     # Kafka. Idempotence needs InitProducerId v1+, which the embedded broker lacks;
     # consumers deduplicate by event id either way, so correctness never depends on it.
@@ -229,6 +231,7 @@ class Settings:
             "pg_command_timeout_s",
             "pg_statement_timeout_ms",
             "redis_timeout_s",
+            "redis_max_connections",
             "kafka_request_timeout_ms",
             "kafka_session_timeout_ms",
             "kafka_heartbeat_interval_ms",

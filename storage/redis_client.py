@@ -34,17 +34,27 @@ class HiredisPackingConnection(Connection):
 
 
 def make_redis(settings: Settings) -> aioredis.Redis:
+    """A client whose pool waits (up to `redis_timeout_s`) for a free connection.
+
+    redis-py's default pool raises `MaxConnectionsError` the moment its 100 connections are
+    busy: a burst of concurrent operations on one replica (80 pipelined WebSocket
+    mutations, each charging two rate limits and checking revocation) made commands fail,
+    and the rate limiter fail open. Waiting briefly is what a burst needs.
+    """
     options: dict[str, Any] = {}
     if urlparse(settings.redis_url).scheme == "redis":  # rediss:// and unix:// keep theirs
         options["connection_class"] = HiredisPackingConnection
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_s,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=30,
         decode_responses=False,
         **options,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 async def ping(client: aioredis.Redis, timeout_s: float) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
@@ -37,3 +40,16 @@ def test_only_plain_tcp_urls_get_the_packer() -> None:
     tls = make_redis(Settings(redis_url="rediss://127.0.0.1:1/0"))
     assert tcp.connection_pool.connection_class is HiredisPackingConnection
     assert tls.connection_pool.connection_class is not HiredisPackingConnection
+
+
+@pytest.mark.stack
+async def test_a_burst_beyond_the_pool_waits_for_connections_instead_of_failing(
+    settings: Settings,
+) -> None:
+    client = make_redis(settings.replace(redis_max_connections=4))
+    try:
+        key = f"test:pool:{uuid.uuid4().hex}"
+        replies = await asyncio.gather(*(client.incr(key) for _ in range(200)))
+        assert sorted(replies) == list(range(1, 201))
+    finally:
+        await client.aclose()

@@ -1,0 +1,62 @@
+"""Operations sent over a WebSocket get the checks an HTTP request gets.
+
+graphql-transport-ws carries queries and mutations as well as subscriptions, and a client
+that already holds a socket (every chat client does) sends through it: no new request
+through Serve's HTTP proxy per message, which on a small node is the difference between
+about 25 and over 150 `sendMessage` calls a second. The HTTP endpoint authenticates and
+charges rate limits per request (`gateway.http`); a socket authenticates once, at
+`connection_init`. Without this extension every later operation on it would run without
+a rate limit, and after its access token expired or was revoked (logout, password reset).
+
+So, per operation on a socket, before it executes:
+
+* the access token the socket was opened with must not have expired, nor been revoked;
+  otherwise the operation fails with UNAUTHENTICATED, and the client reconnects with a
+  fresh token (subscriptions already running keep running);
+* the same budgets as HTTP are charged: per IP, and per user when signed in; mutations
+  from the mutation budgets, queries and new subscriptions from the query budgets. A
+  spent budget fails the operation with RATE_LIMITED and `retryAfter`.
+
+Parsing, validation and the query limits already apply to both paths
+(`gateway.documents`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable
+
+from starlette.websockets import WebSocket
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from gateway.errors import Unauthenticated
+from gateway.runtime import Context
+
+
+class WebSocketOperationGuard(SchemaExtension):
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        context = self.execution_context.context
+        if isinstance(context, Context) and isinstance(context.request, WebSocket):
+            await _admit(context, self.execution_context.operation_type)
+        yield
+
+
+async def _admit(context: Context, operation: OperationType) -> None:
+    runtime = context.runtime
+    claims = context.claims
+    budgets = runtime.budgets
+    mutation = operation is OperationType.MUTATION
+    checks: list[Awaitable[None]] = [
+        runtime.charge(
+            budgets.ip_mutations if mutation else budgets.ip_queries, context.client.ip or "unknown"
+        )
+    ]
+    if claims is not None:
+        if claims.expires_at <= time.time():
+            raise Unauthenticated("the access token has expired: reconnect with a fresh one")
+        checks.append(runtime.revocations.check(claims))
+        budget = budgets.user_mutations if mutation else budgets.user_queries
+        checks.append(runtime.charge(budget, str(claims.user_id)))
+    await asyncio.gather(*checks)

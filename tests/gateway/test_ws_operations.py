@@ -1,0 +1,166 @@
+"""Queries and mutations over graphql-transport-ws, held to what HTTP requests are held to:
+rate limits, token expiry and revocation, checked per operation on an open socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import websockets
+from gql import Client
+from gql.transport.exceptions import TransportQueryError
+from gql.transport.websockets import WebsocketsTransport
+
+from gateway.ratelimit import RateLimiter, budgets
+from storage.config import Settings
+from storage.db import Database
+from storage.redis_client import make_redis
+from tests.gateway.test_chat import operation, room_of, subscribed
+from tests.support.graphql import post, register
+from tests.support.social import call, make_members
+
+pytestmark = pytest.mark.stack
+
+ME = "query { me { id username } }"
+SEND = """
+mutation($room: ID!, $text: String!, $cmid: String!) {
+  sendMessage(input: {roomId: $room, text: $text, clientMessageId: $cmid}) { seq text }
+}
+"""
+HISTORY = "query($room: ID!) { messages(roomId: $room, last: 10) { edges { node { text } } } }"
+# Refused by its resolver (no events), after the budget is charged: a cheap mutation to count.
+NO_EVENTS = "mutation { trackEvents(events: []) }"
+LOGOUT = "mutation($token: String!) { logout(refreshToken: $token) }"
+
+
+@contextlib.asynccontextmanager
+async def socket(http_url: str, token: str) -> AsyncIterator[Any]:
+    """A raw graphql-transport-ws connection, acknowledged, for pipelined operations."""
+    url = http_url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert ack["type"] == "connection_ack"
+        yield ws
+
+
+async def results(ws: Any, ids: set[str], timeout_s: float = 60) -> dict[str, dict[str, Any]]:
+    """The `next` payload of each operation id in `ids` (each single-result here)."""
+    payloads: dict[str, dict[str, Any]] = {}
+    async with asyncio.timeout(timeout_s):
+        while len(payloads) < len(ids):
+            message = json.loads(await ws.recv())
+            if message["type"] == "next" and message["id"] in ids:
+                payloads[message["id"]] = message["payload"]
+            elif message["type"] == "error":
+                payloads[message["id"]] = {"errors": message["payload"]}
+    return payloads
+
+
+def codes(payload: dict[str, Any]) -> list[str]:
+    return [e.get("extensions", {}).get("code") for e in payload.get("errors") or []]
+
+
+async def test_queries_and_mutations_run_over_the_socket(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    alice, bob = await make_members(db, deployed, 2, prefix="wsop")
+    room = await room_of(http_url, alice, bob)
+    async with subscribed(http_url, alice) as session:
+        me = await session.execute(operation(ME))
+        assert me["me"]["id"] == alice.id
+        sent = await session.execute(operation(SEND, room=room, text="over the socket", cmid="c1"))
+        assert sent["sendMessage"]["text"] == "over the socket"
+        again = await session.execute(operation(SEND, room=room, text="over the socket", cmid="c1"))
+        assert again["sendMessage"]["seq"] == sent["sendMessage"]["seq"]  # idempotent as ever
+    history = (await call(http_url, bob, HISTORY, room=room)).ok()["messages"]["edges"]
+    assert [e["node"]["text"] for e in history] == ["over the socket"]
+
+
+async def test_a_socket_spends_the_same_mutation_budget_as_http(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    (member,) = await make_members(db, deployed, 1, prefix="wsrl")
+    burst, rate = deployed.rate_user_mutations_burst, deployed.rate_user_mutations_per_s
+    count = burst + 40
+    async with socket(http_url, member.token) as ws:
+        started = time.monotonic()
+        for n in range(count):
+            message = {"id": str(n), "type": "subscribe", "payload": {"query": NO_EVENTS}}
+            await ws.send(json.dumps(message))
+        payloads = await results(ws, {str(n) for n in range(count)})
+        elapsed = time.monotonic() - started
+    limited = [p for p in payloads.values() if codes(p) == ["RATE_LIMITED"]]
+    admitted = [p for p in payloads.values() if codes(p) == ["BAD_USER_INPUT"]]
+    assert len(limited) + len(admitted) == count
+    assert limited, f"no mutation over the socket was refused ({elapsed:.1f} s)"
+    assert all(p["errors"][0]["extensions"]["retryAfter"] > 0 for p in limited)
+    assert len(admitted) <= burst + rate * elapsed + 1
+    # The socket drew on the user's bucket, the one HTTP mutations are charged to: it is
+    # nearly empty now, where an untouched one would hold `burst` tokens.
+    redis = make_redis(deployed)
+    try:
+        budget = budgets(deployed).user_mutations
+        left = await RateLimiter(redis).take(budget, member.id)
+    finally:
+        await redis.aclose()
+    assert not left.allowed or left.remaining <= rate * (time.monotonic() - started) + 1
+
+
+async def test_a_revoked_token_stops_new_operations_on_an_open_socket(http_url: str) -> None:
+    account = await register(http_url, prefix="wsrv")
+    transport = WebsocketsTransport(
+        url=http_url.replace("http://", "ws://") + "/graphql",
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+        init_payload={"authorization": f"Bearer {account.access_token}"},
+    )
+    async with Client(transport=transport) as session:
+        assert (await session.execute(operation(ME)))["me"]["id"] == account.id
+        logout = await post(
+            http_url, LOGOUT, {"token": account.refresh_token}, token=account.access_token
+        )
+        assert logout.ok()["logout"] is True
+        with pytest.raises(TransportQueryError) as refused:
+            await session.execute(operation(ME))
+    assert refused.value.errors is not None
+    assert refused.value.errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_an_expired_token_stops_new_operations_on_an_open_socket(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    ttl_s = 3
+    (member,) = await make_members(db, deployed.replace(access_token_ttl_s=ttl_s), 1, prefix="wsex")
+    issued = time.time()
+    async with socket(http_url, member.token) as ws:
+        first = {"id": "1", "type": "subscribe", "payload": {"query": ME}}
+        await ws.send(json.dumps(first))
+        assert (await results(ws, {"1"}))["1"]["data"]["me"]["id"] == member.id
+        await asyncio.sleep(max(0.0, issued + ttl_s + 1 - time.time()))
+        await ws.send(json.dumps({**first, "id": "2"}))
+        assert codes((await results(ws, {"2"}))["2"]) == ["UNAUTHENTICATED"]
+
+
+async def test_bad_input_over_the_socket_is_refused_and_changes_nothing(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    alice, bob = await make_members(db, deployed, 2, prefix="wsbad")
+    room = await room_of(http_url, alice, bob)
+    async with socket(http_url, alice.token) as ws:
+        empty = {"room": room, "text": "", "cmid": uuid.uuid4().hex}
+        await ws.send(
+            json.dumps(
+                {"id": "1", "type": "subscribe", "payload": {"query": SEND, "variables": empty}}
+            )
+        )
+        payload = (await results(ws, {"1"}))["1"]
+    assert payload.get("data") is None
+    assert codes(payload) == ["BAD_USER_INPUT"]
+    assert (await call(http_url, bob, HISTORY, room=room)).ok()["messages"]["edges"] == []
