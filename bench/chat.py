@@ -4,10 +4,13 @@
 
 Needs the dev stack started with `bench/bench.env` (see the README). Nova: every
 subscriber is a member with its own graphql-transport-ws connection through Serve's proxy,
-subscribed to `messageAdded` of its room; messages go through `sendMessage` over HTTP at
-`--rate` per second in total, spread over the rooms. Latency is send start → receipt at
-each subscriber. Baseline, same run, same counts and rate: a plain `websockets` broadcast
-server (no auth, no persistence, no ordering work), the floor of the stack.
+subscribed to `messageAdded` of its room; messages go through `sendMessage` at `--rate`
+per second in total, spread over the rooms: by default over WebSocket (one more
+graphql-transport-ws connection per room, signed in as one of its members, as a chat client
+sends through the socket it holds), or over HTTP with `--send-over http`. Latency is send
+start → receipt at each subscriber. Baseline, same run, same counts and rate: a plain
+`websockets` broadcast server (no auth, no persistence, no ordering work), the floor of the
+stack.
 
 Checks: delivered / expected, every subscriber's seqs strictly increasing with no gap
 (Nova), and the most connections held at once. Every loop is bounded in count and time.
@@ -46,6 +49,59 @@ class Args:
     per_room = 20
     rate = 200.0
     messages = 2_000
+    send_over = "websocket"
+
+
+class SocketSender:
+    """`sendMessage` over one graphql-transport-ws connection: operations run concurrently
+    on it, each answered by id."""
+
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._reader = asyncio.create_task(self._read())
+        self._ids = 0
+
+    @classmethod
+    async def open(cls, url: str, token: str) -> SocketSender:
+        ws = await websockets.connect(url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if ack.get("type") != "connection_ack":
+            raise RuntimeError(f"not acknowledged: {ack}")
+        return cls(ws)
+
+    async def send(self, room: str, text: str, cmid: str) -> int:
+        self._ids += 1
+        key = str(self._ids)
+        answer = self._waiting[key] = asyncio.get_running_loop().create_future()
+        variables = {"room": room, "text": text, "cmid": cmid}
+        message = {
+            "id": key,
+            "type": "subscribe",
+            "payload": {"query": SEND, "variables": variables},
+        }
+        await self._ws.send(json.dumps(message))
+        payload = await asyncio.wait_for(answer, 30)
+        if payload.get("errors"):
+            raise RuntimeError(str(payload["errors"])[:200])
+        return int(payload["data"]["sendMessage"]["seq"])
+
+    async def _read(self) -> None:
+        async for raw in self._ws:
+            message = json.loads(raw)
+            waiting = self._waiting.pop(message.get("id", ""), None)
+            if waiting is None or waiting.done():
+                continue
+            if message["type"] == "next":
+                waiting.set_result(message["payload"])
+            elif message["type"] == "error":
+                waiting.set_result({"errors": message["payload"]})
+
+    async def close(self) -> None:
+        await self._ws.close()
+        self._reader.cancel()
 
 
 async def seed(rooms: int, per_room: int) -> list[tuple[str, list[str]]]:
@@ -103,6 +159,11 @@ class Receipts:
         self.out_of_order = 0
         self.connected = 0
         self.peak = 0
+        # Subscriptions that ended before the run did, by WebSocket close code (or error).
+        self.ended_early: dict[str, int] = {}
+
+    def ended(self, reason: str) -> None:
+        self.ended_early[reason] = self.ended_early.get(reason, 0) + 1
 
     def got(self, key: tuple[str, int], now: float) -> None:
         self.at.setdefault(key, []).append(now)
@@ -137,9 +198,25 @@ async def nova_subscriber(
                     raw = await asyncio.wait_for(ws.recv(), 1.0)
                 except TimeoutError:
                     continue
+                except websockets.ConnectionClosed as closed:
+                    code = (
+                        closed.rcvd.code
+                        if closed.rcvd
+                        else (closed.sent.code if closed.sent else 0)
+                    )
+                    receipts.ended(f"close {code}")
+                    return
                 message = json.loads(raw)
+                if message.get("type") in ("complete", "error"):
+                    receipts.ended(str(message["type"]))
+                    return
                 if message.get("type") != "next":
                     continue
+                if message["payload"].get("errors"):
+                    error = message["payload"]["errors"][0]
+                    error_code = (error.get("extensions") or {}).get("code")
+                    receipts.ended(f"{error_code}: {str(error.get('message'))[:80]}")
+                    return
                 seq = message["payload"]["data"]["messageAdded"]["seq"]
                 if seq != last + 1 and last != 0:
                     receipts.out_of_order += 1
@@ -172,28 +249,44 @@ async def run_nova(base_url: str, rooms: list[tuple[str, list[str]]], args: Args
     connect_s = time.perf_counter() - started
     failed_connects = sum(isinstance(o, BaseException) for o in opened)
     sent_at: dict[tuple[str, int], float] = {}
+    senders: dict[str, SocketSender] = {}
+    if args.send_over == "websocket":
+        opened_senders = await asyncio.gather(
+            *(SocketSender.open(url, tokens[0]) for _, tokens in rooms)
+        )
+        senders = {room: sender for (room, _), sender in zip(rooms, opened_senders, strict=True)}
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
 
-        async def send(index: int) -> None:
-            room, tokens = rooms[index % len(rooms)]
-            started = time.perf_counter()
+        async def send_http(room: str, token: str, index: int) -> int:
             reply = await http.post(
                 f"{base_url}/graphql",
                 json={
                     "query": SEND,
                     "variables": {"room": room, "text": f"m{index}", "cmid": f"b{index}"},
                 },
-                headers={"authorization": f"Bearer {random.choice(tokens)}"},
+                headers={"authorization": f"Bearer {token}"},
             )
             body = reply.json()
             if reply.status_code != 200 or "errors" in body:
                 raise RuntimeError(f"{reply.status_code}: {reply.text[:200]}")
-            sent_at[(room, body["data"]["sendMessage"]["seq"])] = started
+            return int(body["data"]["sendMessage"]["seq"])
 
-        run = await run_paced(
-            send, count=args.messages, rate_per_s=args.rate, concurrency=64, deadline_s=300
-        )
+        async def send(index: int) -> None:
+            room, tokens = rooms[index % len(rooms)]
+            started = time.perf_counter()
+            if senders:
+                seq = await senders[room].send(room, f"m{index}", f"b{index}")
+            else:
+                seq = await send_http(room, random.choice(tokens), index)
+            sent_at[(room, seq)] = started
+
+        try:
+            run = await run_paced(
+                send, count=args.messages, rate_per_s=args.rate, concurrency=64, deadline_s=300
+            )
+        finally:
+            await asyncio.gather(*(s.close() for s in senders.values()), return_exceptions=True)
     expected = len(sent_at) * args.per_room
     deadline = time.perf_counter() + DRAIN_S
     while time.perf_counter() < deadline:
@@ -202,7 +295,9 @@ async def run_nova(base_url: str, rooms: list[tuple[str, list[str]]], args: Args
         await asyncio.sleep(0.2)
     peak = receipts.peak
     stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            receipts.ended(f"{type(outcome).__name__}: {str(outcome)[:120]}")
     latencies = [
         (t - sent_at[key]) * 1000
         for key, times in receipts.at.items()
@@ -212,7 +307,10 @@ async def run_nova(base_url: str, rooms: list[tuple[str, list[str]]], args: Args
     duplicates = sum(max(0, len(times) - args.per_room) for times in receipts.at.values())
     return {
         "subscribers": len(rooms) * args.per_room,
+        "send_over": args.send_over,
+        "sender_connections": len(senders),
         "connected_peak": peak,
+        "ended_early": receipts.ended_early,
         "failed_connects": failed_connects,
         "connect_s": round(connect_s, 1),
         "send": run.to_dict(),
@@ -293,6 +391,7 @@ def parse(argv: list[str] | None) -> Args:
     parser.add_argument("--per-room", type=int, default=Args.per_room)
     parser.add_argument("--rate", type=float, default=Args.rate)
     parser.add_argument("--messages", type=int, default=Args.messages)
+    parser.add_argument("--send-over", choices=("websocket", "http"), default=Args.send_over)
     values = parser.parse_args(argv)
     if not (1 <= values.rooms <= 1_000 and 1 <= values.per_room <= 500):
         parser.error("--rooms 1..1000, --per-room 1..500")
@@ -301,6 +400,7 @@ def parse(argv: list[str] | None) -> Args:
     args = Args()
     args.rooms, args.per_room = values.rooms, values.per_room
     args.rate, args.messages = values.rate, values.messages
+    args.send_over = values.send_over
     return args
 
 
