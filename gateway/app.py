@@ -27,7 +27,9 @@ __all__ = ["GatewayRuntime", "create_app"]
 
 
 class GraphQLWebSocket(GraphQL[Context, None]):
-    """graphql-transport-ws on `/graphql`; the access token comes in `connection_init`."""
+    """graphql-transport-ws on `/graphql`; the access token comes in `connection_init`.
+    Queries and mutations may come this way too, held to HTTP's limits
+    (`gateway.ws_operations`)."""
 
     def __init__(self, runtime: GatewayRuntime, schema: Any) -> None:
         super().__init__(schema, subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL])

@@ -47,7 +47,6 @@ AFFINITY = "nova:f:x:"
 FOLLOWS = "nova:f:fo:"
 FOLLOWERS = "nova:f:fi:"
 
-DECAYED = ("likes", "comments", "shares", "clicks")
 RECORD_FIELDS = (
     "created", "length", "likes", "likes@", "comments", "comments@", "shares", "shares@",
     "clicks", "clicks@",
@@ -159,9 +158,15 @@ def bump(
 
 
 def bump_post(
-    pipe: Pipeline, post: str, counter: str, delta: float, *, at: float, half_life_s: float,
+    pipe: Pipeline,
+    post: str,
+    counter: str,
+    delta: float,
+    *,
+    at: float,
+    half_life_s: float,
     ttl_s: int,
-) -> None:  # fmt: skip
+) -> None:
     """Queue a decayed-counter update of a post record (an atomic script call) on `pipe`."""
     pipe.eval(_BUMP_RECORD, 1, POST + post, record_offset(counter), delta, at, half_life_s, ttl_s)
 
