@@ -427,8 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_queries_add)
 
     from ranking.cli import add_commands as add_model_commands
+    from ranking.cli import add_feature_commands
 
     add_model_commands(sub, with_db=_with_db, settings=_settings)
+    add_feature_commands(sub, with_db=_with_db, settings=_settings)
     return parser
 
 

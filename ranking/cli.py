@@ -6,6 +6,7 @@ nova models route NAME V1=90 V2=10
 nova models rollback NAME
 nova models report NAME [--since 7d] [--json]
 nova models train [--since 7d] [--name home] [--version V]
+nova features rebuild
 """
 
 from __future__ import annotations
@@ -224,6 +225,31 @@ def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> N
     p.add_argument("--version", default=None, help="defaults to t<UTC timestamp>")
     p.add_argument("--created-by", default=None, help="defaults to the current user")
     p.set_defaults(func=guarded(train))
+
+
+def add_feature_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> None:
+    features = sub.add_parser("features", help="online ranking features in Redis")
+    commands = features.add_subparsers(dest="features_command", required=True)
+
+    def rebuild(args: argparse.Namespace) -> int:
+        from ranking.feature_rebuild import rebuild as rebuild_features
+        from storage.redis_client import make_redis
+
+        async def run(db: Any) -> Any:
+            redis = make_redis(settings())
+            try:
+                return await rebuild_features(
+                    db, redis, settings(), progress=lambda line: print(line, flush=True)
+                )
+            finally:
+                await redis.aclose()
+
+        report = with_db(run)
+        print(json.dumps(report.__dict__))
+        return 0
+
+    p = commands.add_parser("rebuild", help="recompute every feature from PostgreSQL")
+    p.set_defaults(func=rebuild)
 
 
 def _num(value: float | None) -> str:

@@ -4,6 +4,7 @@ tests cover the deployed path)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from ranking.feature_consumer import FeatureConsumer
 from ranking.features import FeatureLookup
 from ranking.schema import DEFAULTS, NAMES
 from storage.config import Settings
+from storage.db import Database
 from storage.events import Event
 from storage.redis_client import make_redis
 
@@ -153,3 +155,70 @@ async def test_rows_follow_the_order_asked_and_unknown_posts_get_the_defaults(
     for unknown in (1, 3):
         np.testing.assert_array_equal(matrix[unknown], DEFAULTS)
     assert (await lookup.matrix(viewer, [], now=T0)).shape == (0, len(NAMES))
+
+
+async def test_a_rebuild_from_postgresql_gives_what_the_consumer_would_have(
+    db: Database, deployed: Settings, lookup: FeatureLookup
+) -> None:
+    from ranking.feature_rebuild import rebuild
+    from tests.support.social import make_members
+
+    viewer, author = await make_members(db, deployed, 2, prefix="rb")
+    now = time.time()
+    post, shared = uuid.uuid4(), uuid.uuid4()
+    text = "a post whose features are rebuilt"
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO posts (id, author_id, text, search, created_at)"
+            " VALUES ($1, $2, $3, '', to_timestamp($4))",
+            post,
+            author.uuid,
+            text,
+            now - 3600,
+        )
+        await conn.execute(
+            "INSERT INTO likes (post_id, user_id, created_at) VALUES ($1, $2, to_timestamp($3))",
+            post,
+            viewer.uuid,
+            now - DAY,
+        )
+        await conn.execute(
+            "INSERT INTO comments (id, post_id, author_id, text, created_at)"
+            " VALUES ($1, $2, $3, 'nice', to_timestamp($4))",
+            uuid.uuid4(),
+            post,
+            viewer.uuid,
+            now,
+        )
+        await conn.execute(
+            "INSERT INTO posts (id, author_id, text, search, shared_post_id, created_at)"
+            " VALUES ($1, $2, '', '', $3, to_timestamp($4))",
+            shared,
+            viewer.uuid,
+            post,
+            now,
+        )
+        await conn.executemany(
+            "INSERT INTO follows (follower_id, followee_id) VALUES ($1, $2)",
+            [(viewer.uuid, author.uuid), (author.uuid, viewer.uuid)],
+        )
+    redis = make_redis(deployed)
+    try:
+        stale = f"nova:f:p:{uuid.uuid4()}"  # the layout before records
+        await redis.hset(stale, "a", "x")
+        report = await rebuild(db, redis, deployed.replace(feature_half_life_s=DAY), now=now)
+        assert not await redis.exists(stale)
+    finally:
+        await redis.aclose()
+    assert report.posts >= 2
+    assert report.old_keys_removed >= 1
+
+    rebuilt = await row(lookup, viewer.uuid, post, now)
+    assert rebuilt["post_text_length"] == len(text)
+    assert rebuilt["post_age_hours"] == pytest.approx(1.0, abs=1e-3)
+    assert rebuilt["post_likes"] == pytest.approx(0.5, rel=1e-4)  # a day old: half
+    assert rebuilt["post_comments"] == pytest.approx(1.0, rel=1e-4)
+    assert rebuilt["post_shares"] == pytest.approx(1.0, rel=1e-4)
+    assert rebuilt["author_engagement_rate"] == pytest.approx(3.0)  # like, comment, share
+    assert rebuilt["viewer_author_affinity"] == pytest.approx(0.5 + 2.0, rel=1e-4)
+    assert rebuilt["viewer_follows_author"] == rebuilt["mutual_follow"] == 1
