@@ -7,6 +7,7 @@ until its first use. Presence and typing are ephemeral and live in Redis only.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_CLIENT_MESSAGE_ID = 128
 MAX_ROOM_NAME = 100
 PRESENCE_TTL_S = 30
+PRESENCE_BEAT_S = 10.0  # well inside the TTL: two beats may fail before an entry lapses
 TYPING_CHANNEL = CHAT_CHANNEL + ":typing"
 PRESENCE_CHANNEL = CHAT_CHANNEL + ":presence"
 _ONLINE_KEY = "nova:chat:{}:online"
@@ -93,6 +95,9 @@ class Chat:
         self._db = db
         self._redis = redis
         self.shards = shards
+        # Presence entries held by this replica's live subscriptions, refreshed together.
+        self._online: dict[uuid.UUID, set[str]] = {}
+        self._beater: asyncio.Task[None] | None = None
 
     async def create_room(
         self, creator: uuid.UUID, member_ids: list[uuid.UUID], name: str | None
@@ -256,7 +261,12 @@ class Chat:
     @contextlib.asynccontextmanager
     async def online(self, room_id: uuid.UUID, user_id: uuid.UUID) -> AsyncIterator[str]:
         """Count the user online in the room while the block runs (one entry a connection,
-        expiring unless refreshed, so a crashed replica's entries fade out)."""
+        expiring unless refreshed, so a crashed replica's entries fade out).
+
+        The entry is written at once; after that this replica refreshes all of its
+        entries together, one pipeline every `PRESENCE_BEAT_S` (`beat`), rather than one
+        round trip per subscription: at 2,000 subscribers those bursts were what ran the
+        Redis pool dry."""
         member = f"{user_id}:{uuid.uuid4().hex[:12]}"
         key = _ONLINE_KEY.format(room_id)
         await self.heartbeat(room_id, member)
@@ -264,30 +274,53 @@ class Chat:
             await self._redis.publish(PRESENCE_CHANNEL.format(room_id), "join")
         except Exception as exc:  # presence watchers miss one join; the member is counted
             log.warning("presence join in room %s not published: %s", room_id, classify(exc))
+        self._online.setdefault(room_id, set()).add(member)
+        if self._beater is None or self._beater.done():
+            self._beater = asyncio.get_running_loop().create_task(self._beat_while_online())
         try:
             yield member
         finally:
+            members = self._online.get(room_id, set())
+            members.discard(member)
+            if not members:
+                self._online.pop(room_id, None)
             with contextlib.suppress(Exception):
                 await self._redis.zrem(key, member)
                 await self._redis.publish(PRESENCE_CHANNEL.format(room_id), "leave")
 
     async def heartbeat(self, room_id: uuid.UUID, member: str) -> bool:
-        """Keep `member` online in the room for another `PRESENCE_TTL_S`.
+        """Keep one `member` online in the room for another `PRESENCE_TTL_S`."""
+        return await self._refresh({room_id: {member}})
 
-        Presence is best-effort: when Redis does not take the beat (down, or every pooled
-        connection busy for `redis_timeout_s` in a burst), this logs and returns False, and
-        the member's live subscription goes on. It used to end with an internal error: at
-        2,000 subscribers a burst of beats ended most of them.
-        """
-        key = _ONLINE_KEY.format(room_id)
+    async def beat(self) -> bool:
+        """Refresh every entry this replica holds, in one pipeline."""
+        return await self._refresh(self._online)
+
+    async def _beat_while_online(self) -> None:
+        while self._online:
+            await asyncio.sleep(PRESENCE_BEAT_S)
+            await self.beat()
+
+    async def _refresh(self, entries: dict[uuid.UUID, set[str]]) -> bool:
+        """Presence is best-effort: when Redis does not take the refresh (down, or every
+        pooled connection busy for `redis_timeout_s`), this logs and returns False, and the
+        members' live subscriptions go on. (A failed refresh used to end the subscription
+        with an internal error.)"""
+        if not entries:
+            return True
+        now = time.time()
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(key, {member: time.time() + PRESENCE_TTL_S})
-                pipe.zremrangebyscore(key, "-inf", time.time())
-                pipe.expire(key, PRESENCE_TTL_S * 2)
+                for room_id, members in list(entries.items()):
+                    if not members:
+                        continue
+                    key = _ONLINE_KEY.format(room_id)
+                    pipe.zadd(key, dict.fromkeys(members, now + PRESENCE_TTL_S))
+                    pipe.zremrangebyscore(key, "-inf", now)
+                    pipe.expire(key, PRESENCE_TTL_S * 2)
                 await pipe.execute()
         except Exception as exc:
-            log.warning("presence in room %s not refreshed: %s", room_id, classify(exc, "redis"))
+            log.warning("presence not refreshed: %s", classify(exc, "redis"))
             return False
         return True
 

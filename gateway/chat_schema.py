@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import time
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
@@ -26,7 +25,7 @@ from gateway.types import Connection, Edge, NovaInfo, User, load_user, load_user
 from storage.chat import Message as MessageRecord
 
 REPLAY_PAGE = 200
-HEARTBEAT_S = 10.0
+PRESENCE_RECHECK_S = 10.0  # `presence` re-reads who is online at least this often
 MAX_HISTORY = 100
 # graphql-transport-ws leaves 4000-4999 to applications; 4400-4499 are the protocol's.
 SLOW_SUBSCRIBER_CLOSE = 4508
@@ -272,7 +271,7 @@ class ChatSubscription:
         # Subscribe before replaying, so nothing published meanwhile is missed.
         async with (
             runtime.hub.listen(channel, max_queue=queue_size) as subscriber,
-            runtime.chat.online(room, viewer) as presence,
+            runtime.chat.online(room, viewer),
         ):
             while True:  # replay what the client missed
                 replay = await runtime.chat.shards.after(room, viewer, next_seq - 1, REPLAY_PAGE)
@@ -281,15 +280,8 @@ class ChatSubscription:
                     yield Message.from_record(message)
                 if len(replay) < REPLAY_PAGE:
                     break
-            beat_at = time.monotonic()
             while True:
-                if time.monotonic() - beat_at >= HEARTBEAT_S:  # busy or idle alike
-                    await runtime.chat.heartbeat(room, presence)
-                    beat_at = time.monotonic()
-                try:
-                    raw = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    continue
+                raw = await subscriber.queue.get()
                 if subscriber.overflowed:
                     await _close_slow(info)
                     return
@@ -336,21 +328,17 @@ class ChatSubscription:
         await runtime.chat.shards.member_room(room, viewer)
         async with (
             runtime.hub.listen(PRESENCE_CHANNEL.format(room), max_queue=100) as subscriber,
-            runtime.chat.online(room, viewer) as member,
+            runtime.chat.online(room, viewer),
         ):
             last: list[uuid.UUID] | None = None
-            beat_at = time.monotonic()
             while True:
-                if time.monotonic() - beat_at >= HEARTBEAT_S:
-                    await runtime.chat.heartbeat(room, member)
-                    beat_at = time.monotonic()
                 online = await runtime.chat.online_users(room)
                 if online != last:
                     last = online
                     info.context.reset_loaders()
                     yield Presence(room_id=strawberry.ID(str(room)), user_ids=online)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_S)
+                    await asyncio.wait_for(subscriber.queue.get(), PRESENCE_RECHECK_S)
 
 
 async def _close_slow(info: NovaInfo) -> None:
