@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import websockets
 
-from bench.harness import ratio, run_on_ray, run_paced, summarize
+from bench.harness import graphql, ratio, run_on_ray, run_paced, summarize
 
 SCENARIO = "chat"
 SEND = """
@@ -259,18 +259,9 @@ async def run_nova(base_url: str, rooms: list[tuple[str, list[str]]], args: Args
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
 
         async def send_http(room: str, token: str, index: int) -> int:
-            reply = await http.post(
-                f"{base_url}/graphql",
-                json={
-                    "query": SEND,
-                    "variables": {"room": room, "text": f"m{index}", "cmid": f"b{index}"},
-                },
-                headers={"authorization": f"Bearer {token}"},
-            )
-            body = reply.json()
-            if reply.status_code != 200 or "errors" in body:
-                raise RuntimeError(f"{reply.status_code}: {reply.text[:200]}")
-            return int(body["data"]["sendMessage"]["seq"])
+            variables = {"room": room, "text": f"m{index}", "cmid": f"b{index}"}
+            data = await graphql(http, base_url, token, SEND, variables)
+            return int(data["sendMessage"]["seq"])
 
         async def send(index: int) -> None:
             room, tokens = rooms[index % len(rooms)]

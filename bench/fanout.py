@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import ratio, run_on_ray, summarize
+from bench.harness import graphql, ratio, run_on_ray, summarize
 from bench.seed import follow_all, insert_users, issue_tokens
 
 SCENARIO = "fanout"
@@ -121,15 +121,8 @@ async def read_latency(base_url: str, tokens: list[str], mode: str) -> dict[str,
 
         async def one(token: str) -> None:
             started = time.perf_counter()
-            reply = await http.post(
-                f"{base_url}/graphql",
-                json={"query": FEED, "variables": {"mode": mode}},
-                headers={"authorization": f"Bearer {token}"},
-            )
-            body = reply.json()
-            if reply.status_code != 200 or "errors" in body:
-                raise RuntimeError(f"{reply.status_code}: {reply.text[:200]}")
-            if len(body["data"]["feed"]["edges"]) != 20:
+            data = await graphql(http, base_url, token, FEED, {"mode": mode})
+            if len(data["feed"]["edges"]) != 20:
                 raise RuntimeError("short feed page")
             latencies.append((time.perf_counter() - started) * 1000)
 

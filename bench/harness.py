@@ -66,6 +66,23 @@ def load_stack_env() -> dict[str, str]:
     return {key: os.environ[key] for key in values}
 
 
+async def graphql(
+    http: Any, base_url: str, token: str, query: str, variables: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """POST one operation with a bearer token (an `httpx.AsyncClient`); its `data`, or
+    `RuntimeError` on an HTTP error or a GraphQL error."""
+    reply = await http.post(
+        f"{base_url}/graphql",
+        json={"query": query, "variables": dict(variables or {})},
+        headers={"authorization": f"Bearer {token}"},
+    )
+    body = reply.json()
+    if reply.status_code != 200 or "errors" in body:
+        raise RuntimeError(f"{reply.status_code}: {reply.text[:200]}")
+    data: dict[str, Any] = body["data"]
+    return data
+
+
 def summarize(latencies_ms: Sequence[float]) -> dict[str, float | int | None]:
     """count, mean, p50, p90, p99 and max of latencies in milliseconds (None when empty)."""
     if not latencies_ms:

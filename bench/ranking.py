@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.harness import ratio, run_on_ray, summarize
+from bench.harness import graphql, ratio, run_on_ray, summarize
 from bench.seed import follow_all, insert_users, issue_tokens
 
 SCENARIO = "ranking"
@@ -165,15 +165,7 @@ async def feed_latency(base_url: str, tokens: list[str], mode: str) -> dict[str,
 
         async def one(token: str) -> None:
             started = time.perf_counter()
-            reply = await http.post(
-                f"{base_url}/graphql",
-                json={"query": FEED, "variables": {"mode": mode}},
-                headers={"authorization": f"Bearer {token}"},
-            )
-            body = reply.json()
-            if reply.status_code != 200 or "errors" in body:
-                raise RuntimeError(f"{reply.status_code}: {reply.text[:200]}")
-            edges = body["data"]["feed"]["edges"]
+            edges = (await graphql(http, base_url, token, FEED, {"mode": mode}))["feed"]["edges"]
             if len(edges) != 20 or (mode == "RANKED" and edges[0]["score"] is None):
                 raise RuntimeError(f"{mode}: unexpected page {str(edges)[:200]}")
             latencies.append((time.perf_counter() - started) * 1000)

@@ -256,17 +256,8 @@ class GraphQLHTTP:
         client = client_info(request, settings.trust_forwarded_for)
         claims = await runtime.authenticate(request.headers.get("authorization"))
         mutation = operation is OperationType.MUTATION
-        budgets = runtime.budgets
         # Both budgets in one Redis round trip's time: charged concurrently.
-        charges = [
-            runtime.charge(
-                budgets.ip_mutations if mutation else budgets.ip_queries, client.ip or "unknown"
-            )
-        ]
-        if claims is not None:
-            budget = budgets.user_mutations if mutation else budgets.user_queries
-            charges.append(runtime.charge(budget, str(claims.user_id)))
-        await asyncio.gather(*charges)
+        await asyncio.gather(*runtime.operation_charges(client.ip, claims, mutation=mutation))
 
         context = Context(runtime=runtime, client=client, claims=claims, request=request)
         result: ExecutionResult = await self._schema.execute(

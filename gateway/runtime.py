@@ -6,6 +6,7 @@ import contextlib
 import logging
 import socket
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,6 +183,23 @@ class GatewayRuntime:
                 f"rate limit exceeded ({budget.name}); retry in {decision.retry_after_s:.1f}s",
                 decision.retry_after_s,
             )
+
+    def operation_charges(
+        self, client_ip: str | None, claims: AccessClaims | None, *, mutation: bool
+    ) -> list[Awaitable[None]]:
+        """The rate-limit charges of one operation, to await together: the client's IP
+        budget, and the user's when signed in; mutation budgets for mutations, query
+        budgets for everything else. HTTP requests and WebSocket operations pay the same."""
+        budgets = self.budgets
+        charges: list[Awaitable[None]] = [
+            self.charge(
+                budgets.ip_mutations if mutation else budgets.ip_queries, client_ip or "unknown"
+            )
+        ]
+        if claims is not None:
+            budget = budgets.user_mutations if mutation else budgets.user_queries
+            charges.append(self.charge(budget, str(claims.user_id)))
+        return charges
 
     async def close(self) -> None:
         if self.closed:

@@ -59,6 +59,10 @@ class AccessClaims:
     issued_at: int
     expires_at: int
 
+    def live(self, leeway_s: float) -> bool:
+        """Not yet expired, allowing `leeway_s` of clock skew."""
+        return time.time() < self.expires_at + leeway_s
+
 
 @dataclass(frozen=True)
 class IssuedToken:
@@ -210,7 +214,7 @@ class KeyRing:
         known = self._verified.get(token)
         if known is not None:
             kid, claims = known
-            if kid in self._keys and time.time() < claims.expires_at + self._settings.jwt_leeway_s:
+            if kid in self._keys and claims.live(self._settings.jwt_leeway_s):
                 self._verified.move_to_end(token)
                 return claims
             del self._verified[token]

@@ -24,8 +24,7 @@ Parsing, validation and the query limits already apply to both paths
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 
 from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
@@ -46,17 +45,11 @@ class WebSocketOperationGuard(SchemaExtension):
 async def _admit(context: Context, operation: OperationType) -> None:
     runtime = context.runtime
     claims = context.claims
-    budgets = runtime.budgets
-    mutation = operation is OperationType.MUTATION
-    checks: list[Awaitable[None]] = [
-        runtime.charge(
-            budgets.ip_mutations if mutation else budgets.ip_queries, context.client.ip or "unknown"
-        )
-    ]
+    if claims is not None and not claims.live(runtime.settings.jwt_leeway_s):
+        raise Unauthenticated("the access token has expired: reconnect with a fresh one")
+    checks = runtime.operation_charges(
+        context.client.ip, claims, mutation=operation is OperationType.MUTATION
+    )
     if claims is not None:
-        if claims.expires_at <= time.time():
-            raise Unauthenticated("the access token has expired: reconnect with a fresh one")
         checks.append(runtime.revocations.check(claims))
-        budget = budgets.user_mutations if mutation else budgets.user_queries
-        checks.append(runtime.charge(budget, str(claims.user_id)))
     await asyncio.gather(*checks)

@@ -230,3 +230,29 @@ async def nova(*args: str, timeout_s: float = 60) -> str:
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
     assert process.returncode == 0, f"nova {' '.join(args)} failed: {stderr.decode()}"
     return stdout.decode()
+
+
+@pytest.fixture
+async def dead_redis() -> AsyncIterator[Any]:
+    """A Redis client for 127.0.0.1 on a port nothing listens on: short timeouts, no
+    retries, for tests of what happens when Redis does not answer."""
+    import socket
+
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = aioredis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -30,21 +29,6 @@ TTL_S = 3600
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     client = make_redis(settings)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def dead_redis() -> AsyncIterator[aioredis.Redis]:
-    """A client for 127.0.0.1 on a port nothing listens on, with short timeouts."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = aioredis.Redis(
-        host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5
-    )
     try:
         yield client
     finally:

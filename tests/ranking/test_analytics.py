@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ranking.analytics_sink import COLUMNS
 from ranking.report import LATENCY_KEY
 from ranking.schema import NAMES
 from storage.config import Settings
@@ -213,20 +214,8 @@ async def test_the_trainer_beats_a_random_ranker_and_the_report_counts_each_vers
                     at + timedelta(seconds=1),
                 )
             )
-    columns = (
-        "event_id",
-        "user_id",
-        "post_id",
-        "kind",
-        "model_name",
-        "model_version",
-        "position",
-        "dwell_ms",
-        "features",
-        "occurred_at",
-    )
     async with db.transaction() as conn:
-        await conn.copy_records_to_table("analytics_events", records=rows + clicks, columns=columns)
+        await conn.copy_records_to_table("analytics_events", records=rows + clicks, columns=COLUMNS)
 
     code, out, err = await nova_cli(
         "models", "train", "--since", "1h", "--name", name, "--version", "t1"
