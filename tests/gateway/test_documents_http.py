@@ -63,6 +63,8 @@ class Runtime:
     async def charge(self, budget: Budget, subject: str, cost: int = 1) -> None:
         return None
 
+    operation_charges = GatewayRuntime.operation_charges  # the real one, over `charge` above
+
 
 @pytest.fixture
 def cache() -> DocumentCache:
