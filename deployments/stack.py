@@ -44,6 +44,23 @@ URL_VARIABLES = (
 )
 
 
+# Serve's lower-overhead request path (the parts of Ray's RAY_SERVE_THROUGHPUT_OPTIMIZED
+# that keep the proxy on port 8000): replicas run Nova's code and their router on the
+# replica's own event loop instead of handing every request across threads, and the proxy
+# and deployment handles send requests to replicas over gRPC instead of Ray actor calls.
+# Measured on 2 cores, a bare route through the stack: 193 → 474 req/s at 16 connections,
+# p50 6.1 → 2.6 ms; a gateway → deployment hop p50 16.5 → 6.8 ms. Nova's replicas never
+# block their loop (Argon2 and file reads run in threads), which the first part requires.
+# An operator who exports a different value keeps it.
+SERVE_FAST_PATH = {
+    name: os.environ.get(name, default)
+    for name, default in (
+        ("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0"),
+        ("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "0"),
+        ("RAY_SERVE_USE_GRPC_BY_DEFAULT", "1"),
+    )
+}
+
 class StackError(RuntimeError):
     """A part of the stack could not start; the message names it and points at its log."""
 
@@ -605,6 +622,7 @@ class Ray:
             # gRPC ingress, replicas' internal servers) then bind the node's address
             # (127.0.0.1 here) instead of every interface. Read by the raylet at start.
             "RAY_preload_python_modules": "deployments.grpc_preload",
+            **SERVE_FAST_PATH,
         }
 
     def running(self) -> bool:
