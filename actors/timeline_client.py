@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from actors.directory import shard_of
 from actors.remote import TIMELINE
 from actors.shard_caller import ShardCaller
-from storage.timelines import Entry
+from storage.timelines import Entry, unpack_entries
 
 
 class TimelineClient:
@@ -28,10 +28,12 @@ class TimelineClient:
         return groups
 
     async def page(self, user_id: uuid.UUID, before: Entry | None, limit: int) -> list[Entry]:
-        entries: list[Entry] = await self._caller.call(
+        page: bytes | list[Entry] = await self._caller.call(
             self.shard_of(user_id), "page", user_id, before, limit
         )
-        return entries
+        # Shards are detached and outlive a `nova deploy`: one started by an earlier release
+        # answers with a list until it restarts.
+        return unpack_entries(page) if isinstance(page, bytes) else page
 
     async def push(self, user_ids: Sequence[uuid.UUID], entry: Entry) -> None:
         await asyncio.gather(

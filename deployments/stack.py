@@ -61,6 +61,7 @@ SERVE_FAST_PATH = {
     )
 }
 
+
 class StackError(RuntimeError):
     """A part of the stack could not start; the message names it and points at its log."""
 
