@@ -8,6 +8,7 @@ relays, consumers and shards. Every step is idempotent, so deploying twice is ha
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -35,6 +36,13 @@ APP_NAME = "nova"
 # FeatureStore, Ranker and their gRPC ingress. gRPC clients send `application: ranking`.
 RANKING_APP = "ranking"
 RANKING_ROUTE = "/_ranking"  # Serve routes gRPC only to applications with a route prefix
+# The gateway's collector thresholds (Python's are 700, 10, 10). Every open WebSocket keeps
+# a few hundred objects alive, and they pile into the oldest generation, which each full
+# collection walks whole: with 2,000 chat subscribers, collection took 17% of the replica's
+# time (py-spy, native frames) and its pauses were the delivery latency's tail. Young
+# garbage is collected every 10,000 allocations instead of 700, and the oldest generation
+# is looked at 10 times less often.
+GATEWAY_GC_THRESHOLDS = (10_000, 10, 100)
 GRPC_SERVICERS = [
     "ranking.proto.nova_ranking_pb2_grpc.add_RankerServicer_to_server",
     "ranking.proto.nova_ranking_pb2_grpc.add_FeatureStoreServicer_to_server",
@@ -63,6 +71,7 @@ class Gateway:
             features=serve.get_deployment_handle("FeatureStore", app_name=RANKING_APP),
             ranker=serve.get_deployment_handle("Ranker", app_name=RANKING_APP),
         )
+        gc.set_threshold(*GATEWAY_GC_THRESHOLDS)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         return create_app(self._runtime)
