@@ -51,6 +51,9 @@ URL_VARIABLES = (
 # Measured on 2 cores, a bare route through the stack: 193 → 474 req/s at 16 connections,
 # p50 6.1 → 2.6 ms; a gateway → deployment hop p50 16.5 → 6.8 ms. Nova's replicas never
 # block their loop (Argon2 and file reads run in threads), which the first part requires.
+# The proxy collects young garbage every 10,000 allocations instead of 700: it holds every
+# client's WebSocket, and with 2,000 chat subscribers at 30 msg/s delivery p99 went from
+# 865 to 159 ms.
 # An operator who exports a different value keeps it.
 SERVE_FAST_PATH = {
     name: os.environ.get(name, default)
@@ -58,6 +61,7 @@ SERVE_FAST_PATH = {
         ("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0"),
         ("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "0"),
         ("RAY_SERVE_USE_GRPC_BY_DEFAULT", "1"),
+        ("RAY_SERVE_PROXY_GC_THRESHOLD", "10000"),
     )
 }
 
