@@ -1,15 +1,16 @@
 """The feature consumer: keeps the online features in Redis current from the event log.
 
-Each event's Redis updates and its ledger key go in one MULTI/EXEC
+A batch's Redis updates and its events' ledger keys go in one MULTI/EXEC
 (`storage.ledger.RedisLedger`), so a redelivery — after a crash, a rebalance or a broker
-reset — never counts an engagement twice. Decay uses the event's `occurred_at`, so a
+reset — never counts an engagement twice, and a hot post's likes cost three Redis round
+trips per batch rather than per like. Decay uses the event's `occurred_at`, so a
 backlog applied late weighs what it weighed when it happened.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import asyncpg
@@ -32,6 +33,7 @@ ENGAGEMENTS = {
 }
 AFFINITY_EVENTS = {"social.like.created": 1.0, "social.like.deleted": -1.0}
 AFFINITY_COMMENT = 2.0  # a comment says more about interest than a like
+TRANSACTION_EVENTS = 256  # per MULTI/EXEC: bounds the WATCH list and Redis's pause
 
 
 def _id(payload: dict[str, Any], name: str) -> str:
@@ -69,11 +71,20 @@ class FeatureConsumer(Consumer):
             await self._redis.aclose()
 
     async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+        await self.apply_many([event], conn)
+
+    async def apply_many(self, events: Sequence[Event], conn: asyncpg.Connection) -> None:
+        """Every event's effects, in order, a transaction per `TRANSACTION_EVENTS`.
+
+        A malformed event raises before anything is written, so the runner's
+        one-at-a-time retry dead-letters just that event."""
         if self._ledger is None:
             raise ConfigError("FeatureConsumer.apply called before start()")
-        effects = self.effects(event)
-        if effects is not None:
-            await self._ledger.apply_once(self.name, event.event_id, effects)
+        batch = [(e.event_id, fx) for e in events if (fx := self.effects(e)) is not None]
+        for start in range(0, len(batch), TRANSACTION_EVENTS):
+            await self._ledger.apply_many_once(
+                self.name, batch[start : start + TRANSACTION_EVENTS]
+            )
 
     def effects(self, event: Event) -> Callable[[Pipeline], None] | None:
         """The Redis updates `event` makes, queued on a pipeline; None if it makes none."""

@@ -3,12 +3,14 @@
 `RedisLedger.apply_once` writes the effect and a ledger key in one MULTI/EXEC under WATCH:
 either both land or neither, and an event id already in the ledger is skipped. Use it
 inside `Consumer.apply`; the PostgreSQL ledger around it then only speeds up duplicates.
+`apply_many_once` does the same for a batch in one transaction: three round trips per
+batch instead of per event, which is what lets a consumer keep up with a hot post's likes.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -29,19 +31,41 @@ class RedisLedger:
         self, consumer: str, event_id: uuid.UUID, effects: Callable[[Pipeline], None]
     ) -> bool:
         """Queue `effects` on a transaction with the ledger key; False if already applied."""
-        key = self.key(consumer, event_id)
+        return event_id in await self.apply_many_once(consumer, [(event_id, effects)])
 
-        async def transaction(pipe: Pipeline) -> bool:
-            if await pipe.exists(key):
-                return False
+    async def apply_many_once(
+        self,
+        consumer: str,
+        batch: Sequence[tuple[uuid.UUID, Callable[[Pipeline], None]]],
+    ) -> set[uuid.UUID]:
+        """`apply_once` for a batch, in order, in one MULTI/EXEC; returns the ids applied.
+
+        Every ledger key of the batch is watched: if another instance records one of them
+        meanwhile, the transaction is retried and that event skipped. The same id twice in
+        a batch is applied once. Split very large batches: WATCH and EXEC grow with it.
+        """
+        if not batch:
+            return set()
+        keys = list(dict.fromkeys(self.key(consumer, event_id) for event_id, _ in batch))
+
+        async def transaction(pipe: Pipeline) -> set[uuid.UUID]:
+            recorded = await pipe.mget(keys)
+            done = {key for key, value in zip(keys, recorded, strict=True) if value is not None}
+            applied: set[uuid.UUID] = set()
             pipe.multi()  # type: ignore[no-untyped-call]
-            effects(pipe)
-            pipe.set(key, b"1", ex=self._ttl_s)
-            return True
+            for event_id, effects in batch:
+                key = self.key(consumer, event_id)
+                if key in done:
+                    continue
+                done.add(key)
+                effects(pipe)
+                pipe.set(key, b"1", ex=self._ttl_s)
+                applied.add(event_id)
+            return applied
 
         try:
-            applied: bool = await self._client.transaction(
-                transaction, key, value_from_callable=True
+            applied: set[uuid.UUID] = await self._client.transaction(
+                transaction, *keys, value_from_callable=True
             )
         except Exception as exc:
             raise classify(exc, "redis") from exc

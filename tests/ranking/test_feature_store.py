@@ -18,6 +18,7 @@ from ranking.features import FeatureLookup
 from ranking.schema import DEFAULTS, NAMES
 from storage.config import Settings
 from storage.db import Database
+from storage.errors import PoisonEvent
 from storage.events import Event
 from storage.redis_client import make_redis
 
@@ -105,6 +106,39 @@ async def test_a_redelivered_event_counts_once(
     viewer, author, post = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     share = event("social.share.created", T0, post_id=post, author_id=author, user_id=viewer)
     await apply(consumer, share, share, share)
+    assert (await row(lookup, viewer, post, T0))["post_shares"] == pytest.approx(1.0)
+
+
+async def test_a_batch_applies_each_event_once_in_order(
+    consumer: FeatureConsumer, lookup: FeatureLookup
+) -> None:
+    viewer, author, post = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    engagement = {"post_id": post, "author_id": author, "user_id": viewer}
+    seen_before = event("social.share.created", T0, **engagement)
+    await apply(consumer, seen_before)
+    like, unlike = (
+        event("social.like.created", T0, **engagement),
+        event("social.like.deleted", T0, **engagement),
+    )
+    second_share = event("social.share.created", T0, **engagement)
+    # Redelivered inside the batch and from before it; the unlike must follow its like.
+    await consumer.apply_many([seen_before, like, like, second_share, unlike, like], None)  # type: ignore[arg-type]
+    now = await row(lookup, viewer, post, T0)
+    assert now["post_shares"] == pytest.approx(2.0)
+    assert now["post_likes"] == pytest.approx(0.0)
+    assert now["viewer_author_affinity"] == pytest.approx(0.0)
+
+
+async def test_a_malformed_event_fails_its_batch_before_anything_is_written(
+    consumer: FeatureConsumer, lookup: FeatureLookup
+) -> None:
+    viewer, author, post = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    good = event("social.share.created", T0, post_id=post, author_id=author, user_id=viewer)
+    bad = event("social.share.created", T0, post_id=post, author_id="not an id", user_id=viewer)
+    with pytest.raises(PoisonEvent):
+        await consumer.apply_many([good, bad], None)  # type: ignore[arg-type]
+    assert (await row(lookup, viewer, post, T0))["post_shares"] == 0
+    await apply(consumer, good)  # the runner's one-at-a-time retry: the good one lands
     assert (await row(lookup, viewer, post, T0))["post_shares"] == pytest.approx(1.0)
 
 
