@@ -157,18 +157,7 @@ class Posts:
             events = [_post_event("content.post.created", post)]
             if original is not None:
                 rows = await bump(conn, "post", {original.id: {"shares": 1}})
-                events.append(
-                    Event(
-                        "social.share.created",
-                        str(original.id),
-                        {
-                            "post_id": str(original.id),
-                            "share_id": str(post.id),
-                            "user_id": str(author_id),
-                            "author_id": str(original.author_id),
-                        },
-                    )
-                )
+                events.append(_share_event("social.share.created", post, original.author_id))
             await add_events(conn, events)
         await self._counters.observe(rows)
         return post
@@ -204,8 +193,18 @@ class Posts:
                 post_id,
                 actor_id,
             )
-            await add_event(conn, _post_event("content.post.deleted", current))
+            events = [_post_event("content.post.deleted", current)]
+            rows: list[CounterRow] = []
+            if current.shared_post_id is not None:  # a share: the original counts one fewer
+                original = current.shared_post_id
+                original_author = await conn.fetchval(
+                    "SELECT author_id FROM posts WHERE id = $1", original
+                )
+                rows = await bump(conn, "post", {original: {"shares": -1}})
+                events.append(_share_event("social.share.deleted", current, original_author))
+            await add_events(conn, events)
         await self._counters.forget_post(post_id)
+        await self._counters.observe(rows)
         return True
 
     async def fetch_many(self, ids: list[uuid.UUID]) -> list[PostRecord | None]:
@@ -271,7 +270,7 @@ class Posts:
             )
             comment = CommentRecord.from_row(row)
             rows = await bump(conn, "post", {post_id: {"comments": 1}})
-            await add_event(conn, _comment_event("social.comment.created", comment, post))
+            await add_event(conn, _comment_event("social.comment.created", comment, post.author_id))
         await self._counters.observe(rows)
         return comment
 
@@ -301,11 +300,7 @@ class Posts:
             rows = await bump(conn, "post", {comment.post_id: {"comments": -1}})
             await add_event(
                 conn,
-                Event(
-                    "social.comment.deleted",
-                    str(comment.post_id),
-                    {"comment_id": str(comment.id), "post_id": str(comment.post_id)},
-                ),
+                _comment_event("social.comment.deleted", comment, row["post_author_id"]),
             )
         await self._counters.observe(rows)
         return True
@@ -376,7 +371,22 @@ def _post_event(kind: str, post: PostRecord) -> Event:
     )
 
 
-def _comment_event(kind: str, comment: CommentRecord, post: PostRecord) -> Event:
+def _share_event(kind: str, share: PostRecord, original_author: uuid.UUID) -> Event:
+    """`social.share.created` or `.deleted`, keyed by the original post it counts on."""
+    assert share.shared_post_id is not None
+    return Event(
+        kind,
+        str(share.shared_post_id),
+        {
+            "post_id": str(share.shared_post_id),
+            "share_id": str(share.id),
+            "user_id": str(share.author_id),
+            "author_id": str(original_author),
+        },
+    )
+
+
+def _comment_event(kind: str, comment: CommentRecord, post_author: uuid.UUID) -> Event:
     return Event(
         kind,
         str(comment.post_id),
@@ -384,6 +394,6 @@ def _comment_event(kind: str, comment: CommentRecord, post: PostRecord) -> Event
             "comment_id": str(comment.id),
             "post_id": str(comment.post_id),
             "user_id": str(comment.author_id),
-            "author_id": str(post.author_id),
+            "author_id": str(post_author),
         },
     )

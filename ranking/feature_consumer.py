@@ -29,10 +29,17 @@ ENGAGEMENTS = {
     "social.like.created": ("likes", 1.0),
     "social.like.deleted": ("likes", -1.0),
     "social.comment.created": ("comments", 1.0),
+    "social.comment.deleted": ("comments", -1.0),
     "social.share.created": ("shares", 1.0),
+    "social.share.deleted": ("shares", -1.0),
 }
-AFFINITY_EVENTS = {"social.like.created": 1.0, "social.like.deleted": -1.0}
 AFFINITY_COMMENT = 2.0  # a comment says more about interest than a like
+AFFINITY_EVENTS = {
+    "social.like.created": 1.0,
+    "social.like.deleted": -1.0,
+    "social.comment.created": AFFINITY_COMMENT,
+    "social.comment.deleted": -AFFINITY_COMMENT,
+}
 TRANSACTION_EVENTS = 256  # per MULTI/EXEC: bounds the WATCH list and Redis's pause
 
 
@@ -50,7 +57,9 @@ class FeatureConsumer(Consumer):
         "social.like.created",
         "social.like.deleted",
         "social.comment.created",
+        "social.comment.deleted",
         "social.share.created",
+        "social.share.deleted",
         "graph.follow.created",
         "graph.follow.deleted",
         "analytics.events",
@@ -82,9 +91,7 @@ class FeatureConsumer(Consumer):
             raise ConfigError("FeatureConsumer.apply called before start()")
         batch = [(e.event_id, fx) for e in events if (fx := self.effects(e)) is not None]
         for start in range(0, len(batch), TRANSACTION_EVENTS):
-            await self._ledger.apply_many_once(
-                self.name, batch[start : start + TRANSACTION_EVENTS]
-            )
+            await self._ledger.apply_many_once(self.name, batch[start : start + TRANSACTION_EVENTS])
 
     def effects(self, event: Event) -> Callable[[Pipeline], None] | None:
         """The Redis updates `event` makes, queued on a pipeline; None if it makes none."""
@@ -111,8 +118,6 @@ class FeatureConsumer(Consumer):
             post, author = _id(payload, "post_id"), _id(payload, "author_id")
             actor = _id(payload, "user_id")
             affinity = AFFINITY_EVENTS.get(event.type)
-            if event.type == "social.comment.created":
-                affinity = AFFINITY_COMMENT
 
             def engaged(pipe: Pipeline) -> None:
                 f.bump_post(

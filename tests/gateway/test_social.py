@@ -403,6 +403,38 @@ async def test_share_creates_a_post_pointing_at_the_original_and_counts(
     ]
 
 
+async def test_deleting_a_share_takes_it_off_the_original_count_once(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    author, sharer = await make_members(db, settings, 2)
+    original = await create_post(http_url, author, "share me, then think better of it")
+    share = "mutation($id: ID!) { sharePost(postId: $id) { id } }"
+    first = (await call(http_url, sharer, share, id=original["id"])).ok()["sharePost"]
+    await call(http_url, sharer, share, id=original["id"])
+    delete = "mutation($id: ID!) { deletePost(id: $id) }"
+    count = "query($id: ID!) { post(id: $id) { shareCount } }"
+    assert (await call(http_url, sharer, delete, id=first["id"])).ok() == {"deletePost": True}
+    assert (await call(http_url, author, count, id=original["id"])).ok()["post"] == {
+        "shareCount": 1
+    }
+    again = await call(http_url, sharer, delete, id=first["id"])
+    assert again.codes == ["NOT_FOUND"]
+    assert (await call(http_url, author, count, id=original["id"])).ok()["post"] == {
+        "shareCount": 1
+    }
+    assert (
+        await _outbox_count(
+            db, "social.share.deleted", post_id=original["id"], share_id=first["id"]
+        )
+        == 1
+    )
+    async with db.connection() as conn:
+        stored = await conn.fetchval(
+            "SELECT shares FROM post_counters WHERE post_id = $1", uuid.UUID(original["id"])
+        )
+    assert stored == 1
+
+
 async def test_comments_count_page_and_delete_by_the_right_people(
     http_url: str, db: Database, settings: Settings
 ) -> None:

@@ -129,6 +129,30 @@ async def test_a_batch_applies_each_event_once_in_order(
     assert now["viewer_author_affinity"] == pytest.approx(0.0)
 
 
+async def test_deleted_comments_and_shares_are_taken_back(
+    consumer: FeatureConsumer, lookup: FeatureLookup
+) -> None:
+    viewer, author, post = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    engagement = {"post_id": post, "author_id": author, "user_id": viewer}
+    await apply(
+        consumer,
+        event("content.post.created", T0, post_id=post, author_id=author, text_length=5),
+        event("social.comment.created", T0, comment_id=uuid.uuid4(), **engagement),
+        event("social.comment.created", T0, comment_id=uuid.uuid4(), **engagement),
+        event("social.share.created", T0, share_id=uuid.uuid4(), **engagement),
+    )
+    await apply(
+        consumer,
+        event("social.comment.deleted", T0, comment_id=uuid.uuid4(), **engagement),
+        event("social.share.deleted", T0, share_id=uuid.uuid4(), **engagement),
+    )
+    now = await row(lookup, viewer, post, T0)
+    assert now["post_comments"] == pytest.approx(1.0)
+    assert now["post_shares"] == 0
+    assert now["viewer_author_affinity"] == pytest.approx(2.0)  # one comment left
+    assert now["author_engagement_rate"] == pytest.approx(1.0)
+
+
 async def test_a_malformed_event_fails_its_batch_before_anything_is_written(
     consumer: FeatureConsumer, lookup: FeatureLookup
 ) -> None:
