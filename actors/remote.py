@@ -28,6 +28,7 @@ from storage.db import Database
 from storage.errors import NovaError
 from storage.logs import configure_logging
 from storage.redis_client import make_redis
+from storage.stalls import StallWatch
 from storage.tasks import LoopHealth, supervise
 from storage.timelines import Entry, pack_entries
 
@@ -46,6 +47,8 @@ class CounterShardActor:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(COUNTER, index)
+        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms)
+        self._stalls.start()
         self._tags = {"shard": self._name}
         self._started: asyncio.Task[CounterShard] = asyncio.get_running_loop().create_task(
             self._start()
@@ -134,6 +137,8 @@ class TimelineShardActor:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(TIMELINE, index)
+        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms)
+        self._stalls.start()
         self._tags = {"shard": self._name}
         self._started: asyncio.Task[TimelineShard] = asyncio.get_running_loop().create_task(
             self._start()
@@ -245,6 +250,8 @@ class ChatShardActor:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(CHAT, index)
+        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms)
+        self._stalls.start()
         self._tags = {"shard": self._name}
         self._started: asyncio.Task[ChatShard] = asyncio.get_running_loop().create_task(
             self._start()

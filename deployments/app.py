@@ -28,6 +28,7 @@ from storage.db import Database
 from storage.kafka import TopicAdmin
 from storage.logs import configure_logging
 from storage.migrate import migrate
+from storage.stalls import StallWatch
 from storage.topics import registered_topics, sync_catalogue
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class Gateway:
             ranker=serve.get_deployment_handle("Ranker", app_name=RANKING_APP),
         )
         gc.set_threshold(*GATEWAY_GC_THRESHOLDS)
+        self._stalls = StallWatch("gateway", warn_ms=settings.stall_warn_ms)
+        self._stalls.start()
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         return create_app(self._runtime)

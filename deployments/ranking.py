@@ -32,6 +32,7 @@ from storage.config import Settings
 from storage.db import Database
 from storage.logs import configure_logging
 from storage.redis_client import make_redis
+from storage.stalls import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,11 @@ MODELS_PER_REPLICA = 8
 class FeatureStore:
     """(viewer, posts) → feature matrix, one Redis round trip whatever the number of posts."""
 
-    def __init__(self, settings: Settings) -> None:
+    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
         bind_grpc_servers_to_node_ip()
         configure_logging(settings.log_level)
+        self._stalls = StallWatch("feature-store", warn_ms=settings.stall_warn_ms)
+        self._stalls.start()
         self._redis = make_redis(settings)
         self._lookup = FeatureLookup(self._redis, half_life_s=settings.feature_half_life_s)
         self._latency = metrics.Histogram(
@@ -77,6 +80,8 @@ class Ranker:
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
         bind_grpc_servers_to_node_ip()
         configure_logging(settings.log_level)
+        self._stalls = StallWatch("ranker", warn_ms=settings.stall_warn_ms)
+        self._stalls.start()
         self._settings = settings
         self._store = Path(settings.model_store)
         self._db = await Database.connect(

@@ -116,6 +116,8 @@ class Settings:
     # Requests and open WebSockets one gateway replica takes at once (Serve counts both).
     gateway_max_ongoing_requests: int = 5_000
     log_level: str = "INFO"
+    # A process whose event loop stalls this long logs it, with the GC pauses inside.
+    stall_warn_ms: float = 200.0
     # Where clients reach Nova; links in mail point here.
     public_url: str = "http://127.0.0.1:8000"
     # Fernet key (urlsafe base64 of 32 bytes) that encrypts secrets at rest: signing keys
@@ -337,6 +339,8 @@ class Settings:
             raise ValueError(f"{env_name('smtp_url')} must be an smtp:// or smtps:// URL")
         if self.jwt_leeway_s < 0:
             raise ValueError(f"{env_name('jwt_leeway_s')} must be >= 0")
+        if self.stall_warn_ms <= 0:
+            raise ValueError(f"{env_name('stall_warn_ms')} must be > 0")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError(f"{env_name('log_level')} must be DEBUG, INFO, WARNING or ERROR")
 
