@@ -9,7 +9,6 @@ dies fail, and callers retry what is idempotent (see `actors.counter_client`).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import uuid
 from typing import Any
@@ -28,7 +27,7 @@ from storage.db import Database
 from storage.errors import NovaError
 from storage.logs import configure_logging
 from storage.redis_client import make_redis
-from storage.stalls import StallWatch
+from storage.stalls import StallWatch, settle_heap
 from storage.tasks import LoopHealth, supervise
 from storage.timelines import Entry, pack_entries
 
@@ -77,8 +76,7 @@ class CounterShardActor:
             refresh_s=self._settings.counter_refresh_s,
             on_commit=lambda size: self._batch.observe(size, tags=self._tags),
         )
-        gc.collect()
-        gc.freeze()
+        settle_heap()
         return shard
 
     async def _shard(self) -> CounterShard:
@@ -175,8 +173,7 @@ class TimelineShardActor:
             redis_ttl_s=max(3_600, inactive_s - 7_200),
             idle_ttl_s=settings.timeline_idle_ttl_s,
         )
-        gc.collect()
-        gc.freeze()
+        settle_heap()
         return shard
 
     async def _shard(self) -> TimelineShard:
@@ -269,8 +266,7 @@ class ChatShardActor:
     async def _start(self) -> ChatShard:
         db = await Database.connect(self._settings, application_name=self._name)
         shard = ChatShard(db, make_redis(self._settings))
-        gc.collect()
-        gc.freeze()
+        settle_heap()
         return shard
 
     async def _shard(self) -> ChatShard:

@@ -13,6 +13,11 @@ import pytest
 from storage.stalls import StallWatch
 
 
+def block_the_loop(seconds: float) -> None:
+    """What a stall is: synchronous work on the event loop's thread (here on purpose)."""
+    time.sleep(seconds)
+
+
 async def test_a_blocked_loop_is_measured_and_logged_with_its_collections(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -22,9 +27,9 @@ async def test_a_blocked_loop_is_measured_and_logged_with_its_collections(
         await asyncio.sleep(0.05)  # the watcher is waiting on its timer
         assert watch.worst_lag_ms < 100
         with caplog.at_level(logging.WARNING, logger="storage.stalls"):
-            time.sleep(0.05)
+            block_the_loop(0.05)
             gc.collect()  # a full collection inside the stall
-            time.sleep(0.15)
+            block_the_loop(0.15)
             await asyncio.sleep(0.05)
         assert watch.worst_lag_ms >= 150
         [record] = [r for r in caplog.records if "stalled" in r.getMessage()]
@@ -44,7 +49,7 @@ async def test_short_waits_are_not_reported(caplog: pytest.LogCaptureFixture) ->
         assert gc.callbacks.count(watch._on_gc) == 1
         with caplog.at_level(logging.WARNING, logger="storage.stalls"):
             for _ in range(5):
-                time.sleep(0.02)
+                block_the_loop(0.02)
                 await asyncio.sleep(0.01)
         assert not [r for r in caplog.records if "stalled" in r.getMessage()]
         assert 5 <= watch.worst_lag_ms < 100  # measured, under the warning line
