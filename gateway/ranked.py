@@ -134,6 +134,7 @@ class RankedFeed:
         self._ranker = ranker  # DeploymentHandle to Ranker
         self.routes = RouteTable(db, refresh_s=settings.route_refresh_s)
         self._trending: tuple[float, list[Entry]] = (-1e9, [])
+        self._trending_load: asyncio.Task[list[Entry]] | None = None
         self._stages = metrics.Histogram(
             "nova_ranked_feed_stage_ms",
             "Time per stage of a ranked first page: candidates, features, scoring, order, store",
@@ -226,14 +227,20 @@ class RankedFeed:
             e for e in (*liked, *popular) if e.post_id not in known and e.author_id != viewer
         ]
         outside = list({e.post_id: e for e in outside}.values())
-        seen = await self._seen(viewer, [*in_network, *outside])
-        outside = [e for e in outside if str(e.post_id) not in seen]
-        outside = outside[: settings.ranking_out_of_network]
-        if outside:
-            async with self._db.connection() as conn:
-                hidden = await hidden_authors(conn, viewer, list({e.author_id for e in outside}))
-            outside = [e for e in outside if e.author_id not in hidden]
-        return [*in_network, *outside], seen
+        # Both filters at once: one round trip's time instead of two.
+        seen, hidden = await asyncio.gather(
+            self._seen(viewer, [*in_network, *outside]),
+            self._hidden(viewer, list({e.author_id for e in outside})),
+        )
+        outside = [e for e in outside if str(e.post_id) not in seen and e.author_id not in hidden]
+        return [*in_network, *outside[: settings.ranking_out_of_network]], seen
+
+    async def _hidden(self, viewer: uuid.UUID, authors: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Of `authors`, those blocked by the viewer or blocking the viewer."""
+        if not authors:
+            return set()
+        async with self._db.connection() as conn:
+            return await hidden_authors(conn, viewer, authors)
 
     async def _seen(self, viewer: uuid.UUID, entries: list[Entry]) -> set[str]:
         """Which of `entries` the viewer reported seeing (`trackEvents`); one round trip."""
@@ -254,10 +261,16 @@ class RankedFeed:
             )
 
     async def _popular(self, now: datetime) -> list[Entry]:
-        """Trending posts, shared by every viewer of this replica for `_TRENDING_TTL_S`."""
+        """Trending posts, shared by every viewer of this replica for `_TRENDING_TTL_S`.
+        When they expire, the requests that find them so wait for one query, not one each."""
         loaded_at, entries = self._trending
         if time.monotonic() - loaded_at < _TRENDING_TTL_S:
             return entries
+        if self._trending_load is None or self._trending_load.done():
+            self._trending_load = asyncio.get_running_loop().create_task(self._load_trending(now))
+        return await asyncio.shield(self._trending_load)
+
+    async def _load_trending(self, now: datetime) -> list[Entry]:
         async with self._db.connection() as conn:
             entries = await trending(
                 conn, since=now - _TRENDING_WINDOW, limit=self._settings.ranking_out_of_network
