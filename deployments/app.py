@@ -8,6 +8,7 @@ relays, consumers and shards. Every step is idempotent, so deploying twice is ha
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -27,7 +28,7 @@ from storage.db import Database
 from storage.kafka import TopicAdmin
 from storage.logs import configure_logging
 from storage.migrate import migrate
-from storage.stalls import StallWatch, settle_heap
+from storage.stalls import StallWatch
 from storage.topics import registered_topics, sync_catalogue
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ RANKING_ROUTE = "/_ranking"  # Serve routes gRPC only to applications with a rou
 # collection walks whole: with 2,000 chat subscribers, collection took 17% of the replica's
 # time (py-spy, native frames) and its pauses were the delivery latency's tail. Young
 # garbage is collected every 10,000 allocations instead of 700, and the oldest generation
-# is looked at 10 times less often. What start-up built is frozen out of it (`settle_heap`).
+# is looked at 10 times less often. What start-up built is already out of its reach: Serve
+# freezes a replica's heap after its constructor (`RAY_SERVE_FREEZE_GC_ON_STARTUP`).
 GATEWAY_GC_THRESHOLDS = (10_000, 10, 100)
 GRPC_SERVICERS = [
     "ranking.proto.nova_ranking_pb2_grpc.add_RankerServicer_to_server",
@@ -71,7 +73,7 @@ class Gateway:
             features=serve.get_deployment_handle("FeatureStore", app_name=RANKING_APP),
             ranker=serve.get_deployment_handle("Ranker", app_name=RANKING_APP),
         )
-        settle_heap(GATEWAY_GC_THRESHOLDS)
+        gc.set_threshold(*GATEWAY_GC_THRESHOLDS)
         self._stalls = StallWatch("gateway", warn_ms=settings.stall_warn_ms)
         self._stalls.start()
 

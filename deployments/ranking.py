@@ -32,7 +32,7 @@ from storage.config import Settings
 from storage.db import Database
 from storage.logs import configure_logging
 from storage.redis_client import make_redis
-from storage.stalls import StallWatch, settle_heap
+from storage.stalls import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ class FeatureStore:
             "Feature matrix lookup time",
             boundaries=[0.5, 1, 2, 5, 10, 25, 50, 100],
         )
-        settle_heap()
 
     async def features(self, viewer_id: str, post_ids: list[str]) -> np.ndarray:
         started = time.perf_counter()
@@ -111,7 +110,6 @@ class Ranker:
             boundaries=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
             tag_keys=tags,
         )
-        settle_heap()
 
     @serve.multiplexed(max_num_models_per_replica=MODELS_PER_REPLICA)  # type: ignore[untyped-decorator]
     async def get_model(self, model_id: str) -> Scorer:

@@ -10,7 +10,6 @@ only adapts it to Ray and exports its counters as Ray metrics.
 from __future__ import annotations
 
 import asyncio
-import gc
 import importlib
 import logging
 import time
@@ -24,23 +23,13 @@ from storage.consumer import Consumer, ConsumerRunner
 from storage.db import Database
 from storage.logs import configure_logging
 from storage.relay import OutboxRelay, outbox_lag
+from storage.stalls import StallWatch, settle_heap
 from storage.tasks import LoopHealth, supervise
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "nova"
 _METRICS_INTERVAL_S = 5.0
-
-
-def _freeze_startup_objects() -> None:
-    """Collect once and move everything alive now out of the GC's reach.
-
-    Ray, asyncpg and aiokafka leave many long-lived objects behind at start-up; without
-    this, every full collection walks them all and pauses the event loop (Serve does the
-    same for its replicas after their constructor).
-    """
-    gc.collect()
-    gc.freeze()
 
 
 class _Counters:
@@ -69,6 +58,8 @@ class RelayActor:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = name
+        self._stalls = StallWatch(name, warn_ms=settings.stall_warn_ms)
+        self._stalls.start()
         self._relay: OutboxRelay | None = None
         self._db: Database | None = None
         self._health = LoopHealth()
@@ -93,7 +84,7 @@ class RelayActor:
         db = await Database.connect(self._settings, application_name=self._name)
         self._db = db
         self._relay = OutboxRelay(db, self._settings, name=self._name)
-        _freeze_startup_objects()
+        settle_heap()
         try:
             await self._relay.run()
         finally:
@@ -124,6 +115,8 @@ class ConsumerActor:
         self._settings = settings
         self._consumer_path = consumer
         self._member = member
+        self._stalls = StallWatch(member, warn_ms=settings.stall_warn_ms)
+        self._stalls.start()
         self._runner: ConsumerRunner | None = None
         self._health = LoopHealth()
         self._counters = _Counters(
@@ -142,7 +135,7 @@ class ConsumerActor:
     async def _run(self) -> None:
         db = await Database.connect(self._settings, application_name=self._member)
         try:
-            _freeze_startup_objects()
+            settle_heap()
             self._runner = ConsumerRunner(
                 load_consumer(self._consumer_path), db, self._settings, member=self._member
             )

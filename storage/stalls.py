@@ -112,16 +112,14 @@ class StallWatch:
         )
 
 
-def settle_heap(thresholds: tuple[int, int, int] | None = None) -> None:
-    """Collect once, then move everything startup built out of the collector's reach.
+def settle_heap() -> None:
+    """Collect once, then move everything start-up built out of the collector's reach.
 
-    A process's long-lived heap (Ray, strawberry, numpy, the schema) is a few hundred
-    thousand objects that never become garbage, yet every full collection walks them:
-    70-110 ms per collection here, the stall `StallWatch` reports. `gc.freeze()` leaves
-    them out, as Serve's own proxy does (`RAY_SERVE_ENABLE_PROXY_GC_OPTIMIZATIONS`).
-    Call it at the end of start-up; `thresholds` also sets `gc.set_threshold`.
+    A process's long-lived heap (Ray, asyncpg, aiokafka, numpy) is a few hundred thousand
+    objects that never become garbage, yet every full collection walks them: 70-110 ms
+    per collection here, the stall `StallWatch` reports. Serve does this for its replicas
+    (`RAY_SERVE_FREEZE_GC_ON_STARTUP`) and its proxy; Nova's actors call it at the end of
+    their start-up.
     """
     gc.collect(2)
     gc.freeze()
-    if thresholds is not None:
-        gc.set_threshold(*thresholds)
