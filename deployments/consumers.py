@@ -11,4 +11,5 @@ PRODUCTION_CONSUMERS: tuple[str, ...] = (
     "actors.fanout:FanoutConsumer",
     "ranking.feature_consumer:FeatureConsumer",
     "ranking.analytics_sink:AnalyticsSink",
+    "gateway.notifications:NotificationConsumer",
 )

@@ -28,6 +28,7 @@ from gateway.hub import PubSubHub
 from gateway.identity import ClientInfo, Identity
 from gateway.limits import QueryLimits
 from gateway.loaders import Loaders
+from gateway.notifications import Notifications
 from gateway.passwords import Passwords
 from gateway.posts import Posts
 from gateway.profiles import Profiles
@@ -69,6 +70,7 @@ class GatewayRuntime:
     feed: Feed
     hub: PubSubHub
     chat: Chat
+    notifications: Notifications
     analytics: Analytics
     # `feed(mode: RANKED)`; None without the FeatureStore and Ranker (then RANKED = LATEST).
     ranked: RankedFeed | None = None
@@ -142,6 +144,7 @@ class GatewayRuntime:
                 redis,
                 ChatClient(settings.chat_shards, timeout_s=settings.chat_call_timeout_s),
             ),
+            notifications=Notifications(db),
         )
 
     @property

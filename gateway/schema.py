@@ -1,5 +1,5 @@
-"""The GraphQL schema: identity and profiles, the social loop (`gateway.social`), plus the
-spine's `serverTime` and `ticks`.
+"""The GraphQL schema: identity and profiles, the social loop (`gateway.social`), chat,
+notifications, plus the spine's `serverTime` and `ticks`.
 
 Resolvers stay thin: they check who is asking, call the identity or profile service and
 shape the answer. Errors are Nova errors, mapped onto `extensions.code` in `gateway.errors`.
@@ -18,6 +18,11 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from gateway.chat_schema import ChatMutation, ChatQuery, ChatSubscription
 from gateway.errors import BAD_USER_INPUT, should_mask, user_error
 from gateway.identity import AuthResult
+from gateway.notifications_schema import (
+    NotificationMutation,
+    NotificationQuery,
+    NotificationSubscription,
+)
 from gateway.profiles import clean_profile
 from gateway.ranking_schema import RankingMutation
 from gateway.social import SocialMutation, SocialQuery, SocialSubscription
@@ -68,7 +73,7 @@ class UpdateProfileInput:
 
 
 @strawberry.type
-class Query(SocialQuery, ChatQuery):
+class Query(SocialQuery, ChatQuery, NotificationQuery):
     @strawberry.field(description="The server's clock, in UTC.")
     def server_time(self) -> datetime:
         return datetime.now(UTC)
@@ -120,7 +125,7 @@ class Query(SocialQuery, ChatQuery):
 
 
 @strawberry.type
-class Mutation(SocialMutation, ChatMutation, RankingMutation):
+class Mutation(SocialMutation, ChatMutation, RankingMutation, NotificationMutation):
     @strawberry.mutation(description="Create an account; a verification mail follows.")
     async def register(self, info: NovaInfo, input: RegisterInput) -> AuthPayload:
         ctx = info.context
@@ -205,7 +210,7 @@ def _given(value: str | None) -> str | None:
 
 
 @strawberry.type
-class Subscription(SocialSubscription, ChatSubscription):
+class Subscription(SocialSubscription, ChatSubscription, NotificationSubscription):
     @strawberry.subscription(description="Streams 1..count, one every intervalMs milliseconds.")
     async def ticks(self, count: int, interval_ms: int = 100) -> AsyncGenerator[int, None]:
         if not 1 <= count <= MAX_TICKS:

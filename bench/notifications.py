@@ -1,0 +1,237 @@
+"""Notifications benchmark: an act → the live push to the person it concerns, in one run.
+
+    cd /work/main && .venv/bin/python -m bench.notifications [--recipients 20 --fans 10 --rate 20]
+
+Needs the dev stack started with `bench/bench.env` (see the README). Nova: each recipient
+holds a graphql-transport-ws connection through Serve's proxy, subscribed to
+`notificationAdded`; fans `follow` recipients over HTTP at `--rate` per second. Latency is
+the start of the `follow` request → the push at the recipient: the commit, the outbox
+relay, Kafka, the `notifications` consumer's ledger transaction, Redis pub/sub and the
+gateway. Baseline, same run, same count and rate: notify on write — the notification row
+inserted and published to Redis in the request's own path (no outbox, no consumer, no
+gateway), received by a plain Redis subscriber: the floor of a durable push.
+
+Checks: delivered / expected and duplicates. Bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import websockets
+
+from bench.harness import ratio, run_on_ray, run_paced, summarize
+from bench.seed import insert_users, issue_tokens
+
+SCENARIO = "notifications"
+FOLLOW = "mutation($id: ID!) { follow(userId: $id) }"
+LIVE = "subscription { notificationAdded { id kind actor { id } } }"
+CONCURRENCY = 16
+DRAIN_S = 30.0
+BASELINE_CHANNEL = "bench:notify:{}"
+
+
+class Args:
+    recipients = 20
+    fans = 10
+    rate = 20.0
+
+
+async def subscribe(url: str, token: str, on_push: Any, ready: asyncio.Event) -> None:
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if ack.get("type") != "connection_ack":
+            raise RuntimeError(f"not acknowledged: {ack}")
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": LIVE}}))
+        ready.set()
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("type") == "next":
+                on_push(message["payload"]["data"]["notificationAdded"], time.perf_counter())
+
+
+async def run_nova(base_url: str, db: Any, settings: Any, args: Args) -> dict[str, Any]:
+    recipients = await insert_users(db, args.recipients)
+    fans = await insert_users(db, args.fans)
+    tokens = await issue_tokens(db, settings, recipients + fans)
+    recipient_tokens, fan_tokens = tokens[: len(recipients)], tokens[len(recipients) :]
+    pairs = [(r, f) for r in range(len(recipients)) for f in range(len(fans))]
+    sent: dict[tuple[str, str], float] = {}
+    received: dict[tuple[str, str], float] = {}
+    all_in = asyncio.Event()
+    duplicates = 0
+
+    def pushed_to(recipient: str) -> Any:
+        def on_push(data: dict[str, Any], at: float) -> None:
+            nonlocal duplicates
+            key = (recipient, data["actor"]["id"])
+            if key in received:
+                duplicates += 1
+            received[key] = at
+            if len(received) >= len(pairs):
+                all_in.set()
+
+        return on_push
+
+    ws_url = base_url.replace("http://", "ws://") + "/graphql"
+    readies = [asyncio.Event() for _ in recipients]
+    listeners = [
+        asyncio.create_task(subscribe(ws_url, token, pushed_to(str(user)), ready))
+        for user, token, ready in zip(recipients, recipient_tokens, readies, strict=True)
+    ]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+        await asyncio.sleep(0.5)  # subscriptions registered on their replica
+        connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def follow(index: int) -> None:
+                r, f = pairs[index]
+                key = (str(recipients[r]), str(fans[f]))
+                body = {"query": FOLLOW, "variables": {"id": key[0]}}
+                headers = {"authorization": f"Bearer {fan_tokens[f]}"}
+                sent[key] = time.perf_counter()
+                async with http.post(f"{base_url}/graphql", json=body, headers=headers) as reply:
+                    payload = await reply.read()
+                if reply.status != 200 or b'"errors"' in payload:
+                    raise RuntimeError(f"{reply.status}: {payload[:200]!r}")
+
+            run = await run_paced(
+                follow,
+                count=len(pairs),
+                rate_per_s=args.rate,
+                concurrency=CONCURRENCY,
+                deadline_s=len(pairs) / args.rate + 60,
+            )
+        with contextlib.suppress(TimeoutError):  # a missing push shows as delivered < expected
+            await asyncio.wait_for(all_in.wait(), DRAIN_S)
+    finally:
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
+    latencies = [(received[k] - sent[k]) * 1000 for k in sent if k in received]
+    return {
+        "recipients": len(recipients),
+        "follows": run.to_dict(),
+        "delivered": len(latencies),
+        "expected": len(sent),
+        "duplicates": duplicates,
+        "latency_ms": summarize(latencies),
+    }
+
+
+async def run_baseline(db: Any, redis: Any, args: Args) -> dict[str, Any]:
+    """Notify on write: insert the row and publish it from the writer, no outbox."""
+    from storage.notifications import NewNotification, insert_notifications
+
+    recipients = await insert_users(db, args.recipients)
+    fans = await insert_users(db, args.fans)
+    pairs = [(r, f) for r in recipients for f in fans]
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+    all_in = asyncio.Event()
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(*(BASELINE_CHANNEL.format(r) for r in recipients))
+
+    async def listen() -> None:
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is not None and message.get("type") == "message":
+                received[json.loads(message["data"])["actor_id"]] = time.perf_counter()
+                if len(received) >= len(pairs):
+                    all_in.set()
+
+    listener = asyncio.create_task(listen())
+    try:
+
+        async def notify(index: int) -> None:
+            user, actor = pairs[index]
+            key = f"{actor}:{user}"
+            sent[key] = time.perf_counter()
+            async with db.transaction() as conn:
+                [record] = await insert_notifications(
+                    conn, [NewNotification(user, "follow", actor)]
+                )
+            body = {**record.to_json(), "actor_id": key}
+            await redis.publish(BASELINE_CHANNEL.format(user), json.dumps(body))
+
+        run = await run_paced(
+            notify,
+            count=len(pairs),
+            rate_per_s=args.rate,
+            concurrency=CONCURRENCY,
+            deadline_s=len(pairs) / args.rate + 60,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), DRAIN_S)
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await pubsub.aclose()
+    latencies = [(received[k] - sent[k]) * 1000 for k in sent if k in received]
+    return {
+        "writes": run.to_dict(),
+        "delivered": len(latencies),
+        "expected": len(sent),
+        "latency_ms": summarize(latencies),
+    }
+
+
+def parse(argv: list[str] | None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--recipients", type=int, default=Args.recipients)
+    parser.add_argument("--fans", type=int, default=Args.fans)
+    parser.add_argument("--rate", type=float, default=Args.rate, help="follows per second")
+    parsed = parser.parse_args(argv)
+    args = Args()
+    args.recipients, args.fans, args.rate = parsed.recipients, parsed.fans, parsed.rate
+    if min(args.recipients, args.fans) < 1 or args.rate <= 0:
+        parser.error("--recipients and --fans must be >= 1, --rate > 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+
+    async def run(base_url: str) -> dict[str, Any]:
+        from storage.config import Settings
+        from storage.db import Database
+        from storage.redis_client import make_redis
+
+        settings = Settings.from_env()
+        db = await Database.connect(settings, application_name="bench-notifications")
+        redis = make_redis(settings)
+        try:
+            nova = await run_nova(base_url, db, settings, args)
+            baseline = await run_baseline(db, redis, args)
+        finally:
+            await redis.aclose()
+            await db.close()
+        return {
+            "rate_per_s": args.rate,
+            "nova_follow_to_push": nova,
+            "baseline_notify_on_write": baseline,
+            "ratios": {
+                "p50": ratio(nova["latency_ms"]["p50"], baseline["latency_ms"]["p50"]),
+                "p99": ratio(nova["latency_ms"]["p99"], baseline["latency_ms"]["p99"]),
+            },
+            "met": {
+                "every_push_delivered": nova["delivered"] == nova["expected"],
+                "no_duplicates": nova["duplicates"] == 0,
+            },
+        }
+
+    return run_on_ray(SCENARIO, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Notifications: the consumer that writes them from the event log, and the inbox API.
+
+The `notifications` consumer turns events into rows for the person they concern:
+
+* `graph.follow.created`: the followee (FOLLOW);
+* `social.like.created`, `social.comment.created`, `social.share.created`: the post's
+  author (LIKE, COMMENT, SHARE);
+* `content.post.created`: each user the text @mentions (MENTION).
+
+Rows are written in the consumer ledger's transaction, so a redelivered event never
+notifies twice, together with a `notification.sent` outbox event per row. Once the batch
+has committed, each row is published on `nova:notify:<user>`, where the recipient's
+`notificationAdded` subscriptions (on any gateway replica) pick it up. A live push that
+is lost (Redis down, a crash between commit and publish) is still in the inbox.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from storage.config import Settings
+from storage.consumer import Consumer
+from storage.db import Database
+from storage.errors import PoisonEvent, classify
+from storage.events import Event
+from storage.notifications import (
+    NewNotification,
+    NotificationRecord,
+    inbox_page,
+    insert_notifications,
+    mark_read,
+    unread_count,
+    users_named,
+)
+from storage.outbox import add_events
+from storage.redis_client import make_redis
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "nova:notify:{}"
+SENT = "notification.sent"
+_ON_POST = {
+    "social.like.created": "like",
+    "social.comment.created": "comment",
+    "social.share.created": "share",
+}
+MAX_MENTIONS = 20  # per post: a post naming 500 people is spam, not 500 notifications
+
+
+def _uuid(payload: dict[str, Any], name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(payload[name]))
+    except (KeyError, ValueError) as exc:
+        raise PoisonEvent(f"payload lacks a valid {name}") from exc
+
+
+class NotificationConsumer(Consumer):
+    name: ClassVar[str] = "notifications"
+    topics: ClassVar[tuple[str, ...]] = (
+        "graph.follow.created",
+        "social.like.created",
+        "social.comment.created",
+        "social.share.created",
+        "content.post.created",
+    )
+
+    def __init__(self) -> None:
+        self._redis: aioredis.Redis | None = None
+        # Rows written per event, published once their batch has committed. Keyed by
+        # event: partitions are applied concurrently.
+        self._unpublished: dict[uuid.UUID, list[NotificationRecord]] = {}
+
+    async def start(self, settings: Settings) -> None:
+        self._redis = make_redis(settings)
+
+    async def stop(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+        await self.apply_many([event], conn)
+
+    async def apply_many(self, events: Sequence[Event], conn: asyncpg.Connection) -> None:
+        for event in events:  # rows of an attempt that rolled back were never written
+            self._unpublished.pop(event.event_id, None)
+        wanted: list[tuple[uuid.UUID, NewNotification]] = []
+        mentioned = await self._mentioned(conn, events)
+        for event in events:
+            wanted.extend((event.event_id, n) for n in self._notifications(event, mentioned))
+        if not wanted:
+            return
+        written = await insert_notifications(conn, [n for _, n in wanted])
+        if not written:
+            return
+        await add_events(conn, [_sent_event(record) for record in written])
+        by_key = {(n.user_id, n.kind, n.actor_id, n.post_id): event_id for event_id, n in wanted}
+        for record in written:
+            event_id = by_key[(record.user_id, record.kind, record.actor_id, record.post_id)]
+            self._unpublished.setdefault(event_id, []).append(record)
+
+    async def after_commit(self, events: Sequence[Event]) -> None:
+        records = [r for e in events for r in self._unpublished.pop(e.event_id, [])]
+        if not records or self._redis is None:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for record in records:
+                    pipe.publish(
+                        NOTIFY_CHANNEL.format(record.user_id), json.dumps(record.to_json())
+                    )
+                await pipe.execute()
+        except Exception as exc:  # the inbox has them; only the live push is lost
+            log.warning("notifications not pushed live: %s", classify(exc, "redis"))
+
+    async def _mentioned(
+        self, conn: asyncpg.Connection, events: Sequence[Event]
+    ) -> dict[str, uuid.UUID]:
+        """Everyone @mentioned in the batch's new posts, by lower-cased username."""
+        names: set[str] = set()
+        for event in events:
+            if event.type == "content.post.created":
+                names.update(_mentions(dict(event.payload)))
+        return await users_named(conn, sorted(names))
+
+    def _notifications(
+        self, event: Event, mentioned: dict[str, uuid.UUID]
+    ) -> list[NewNotification]:
+        payload = dict(event.payload)
+        if event.type == "graph.follow.created":
+            followee, follower = _uuid(payload, "followee_id"), _uuid(payload, "follower_id")
+            return [NewNotification(followee, "follow", follower)]
+        if event.type in _ON_POST:
+            post, author = _uuid(payload, "post_id"), _uuid(payload, "author_id")
+            actor = _uuid(payload, "user_id")
+            return [NewNotification(author, _ON_POST[event.type], actor, post)]
+        if event.type == "content.post.created":
+            post, author = _uuid(payload, "post_id"), _uuid(payload, "author_id")
+            users = {mentioned[name] for name in _mentions(payload) if name in mentioned}
+            return [NewNotification(user, "mention", author, post) for user in sorted(users)]
+        raise PoisonEvent(f"notifications: unexpected event type {event.type!r}")
+
+    @property
+    def waiting_to_publish(self) -> int:
+        return sum(len(records) for records in self._unpublished.values())
+
+
+def _mentions(payload: dict[str, Any]) -> list[str]:
+    raw = payload.get("mentions") or []
+    if not isinstance(raw, list):
+        raise PoisonEvent("payload's mentions is not a list")
+    return [str(name).lower() for name in raw[:MAX_MENTIONS]]
+
+
+def _sent_event(record: NotificationRecord) -> Event:
+    return Event(
+        SENT,
+        str(record.user_id),
+        {
+            "notification_id": str(record.id),
+            "user_id": str(record.user_id),
+            "kind": record.kind,
+            "actor_id": str(record.actor_id),
+            "post_id": str(record.post_id) if record.post_id else None,
+        },
+    )
+
+
+class Notifications:
+    """The inbox as the gateway reads and updates it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def page(self, user_id: uuid.UUID, limit: int, before: Any) -> list[NotificationRecord]:
+        async with self._db.connection() as conn:
+            return await inbox_page(conn, user_id, limit, before)
+
+    async def unread(self, user_id: uuid.UUID) -> int:
+        async with self._db.connection() as conn:
+            return await unread_count(conn, user_id)
+
+    async def mark_read(self, user_id: uuid.UUID, up_to: uuid.UUID | None) -> int | None:
+        async with self._db.connection() as conn:
+            return await mark_read(conn, user_id, up_to)

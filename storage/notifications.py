@@ -1,0 +1,175 @@
+"""Notifications in PostgreSQL: written in batches by the notifications consumer, read as
+an inbox newest first, marked read up to a point.
+
+Rules live in the insert: nobody is notified of their own acts, a block either way stops
+a notification, and a re-like or re-follow does not notify a second time (partial unique
+indexes, `ON CONFLICT DO NOTHING`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+KINDS = ("follow", "like", "comment", "share", "mention")
+_COLUMNS = "id, user_id, kind, actor_id, post_id, created_at, read_at IS NOT NULL AS read"
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    user_id: uuid.UUID
+    kind: str
+    actor_id: uuid.UUID
+    post_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    kind: str
+    actor_id: uuid.UUID
+    post_id: uuid.UUID | None
+    created_at: datetime
+    read: bool
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> NotificationRecord:
+        return cls(
+            id=row["id"],
+            user_id=row["user_id"],
+            kind=row["kind"],
+            actor_id=row["actor_id"],
+            post_id=row["post_id"],
+            created_at=row["created_at"],
+            read=row["read"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """What a live subscriber receives over Redis (`from_json` reads it back)."""
+        return {
+            "id": str(self.id),
+            "user_id": str(self.user_id),
+            "kind": self.kind,
+            "actor_id": str(self.actor_id),
+            "post_id": str(self.post_id) if self.post_id else None,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NotificationRecord:
+        post = data.get("post_id")
+        return cls(
+            id=uuid.UUID(data["id"]),
+            user_id=uuid.UUID(data["user_id"]),
+            kind=str(data["kind"]),
+            actor_id=uuid.UUID(data["actor_id"]),
+            post_id=uuid.UUID(post) if post else None,
+            created_at=datetime.fromisoformat(data["created_at"]),
+            read=False,
+        )
+
+
+async def insert_notifications(
+    conn: asyncpg.Connection, batch: list[NewNotification]
+) -> list[NotificationRecord]:
+    """Write what the rules allow, in one statement; returns the rows written, in order."""
+    wanted = [n for n in batch if n.user_id != n.actor_id]
+    if not wanted:
+        return []
+    rows = await conn.fetch(
+        f"""
+        INSERT INTO notifications (id, user_id, kind, actor_id, post_id)
+        SELECT n.id, n.user_id, n.kind, n.actor_id, n.post_id
+        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[])
+             WITH ORDINALITY AS n(id, user_id, kind, actor_id, post_id, position)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM blocks b
+            WHERE (b.blocker_id = n.user_id AND b.blocked_id = n.actor_id)
+               OR (b.blocker_id = n.actor_id AND b.blocked_id = n.user_id))
+        ORDER BY n.position
+        ON CONFLICT DO NOTHING
+        RETURNING {_COLUMNS}
+        """,
+        [uuid.uuid4() for _ in wanted],
+        [n.user_id for n in wanted],
+        [n.kind for n in wanted],
+        [n.actor_id for n in wanted],
+        [n.post_id for n in wanted],
+    )
+    return sorted(
+        (NotificationRecord.from_row(r) for r in rows), key=lambda r: (r.created_at, r.id)
+    )
+
+
+async def users_named(conn: asyncpg.Connection, usernames: list[str]) -> dict[str, uuid.UUID]:
+    """Lower-cased username → id, for those that exist (mentions name people by username)."""
+    if not usernames:
+        return {}
+    rows = await conn.fetch(
+        "SELECT lower(username) AS name, id FROM users WHERE lower(username) = ANY($1::text[])",
+        [name.lower() for name in usernames],
+    )
+    return {row["name"]: row["id"] for row in rows}
+
+
+async def inbox_page(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[NotificationRecord]:
+    """Newest first; `limit + 1` rows tell whether another page exists."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM notifications
+        WHERE user_id = $1
+          AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+        ORDER BY created_at DESC, id DESC LIMIT $4
+        """,
+        user_id,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit + 1,
+    )
+    return [NotificationRecord.from_row(row) for row in rows]
+
+
+async def unread_count(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL", user_id
+    )
+    return count
+
+
+async def mark_read(
+    conn: asyncpg.Connection, user_id: uuid.UUID, up_to: uuid.UUID | None
+) -> int | None:
+    """Mark `up_to` and everything older read (everything when None); the number marked,
+    or None when `up_to` is not one of the user's notifications."""
+    if up_to is None:
+        status: str = await conn.execute(
+            "UPDATE notifications SET read_at = clock_timestamp() "
+            "WHERE user_id = $1 AND read_at IS NULL",
+            user_id,
+        )
+        return int(status.split()[-1])
+    anchor = await conn.fetchrow(
+        "SELECT created_at, id FROM notifications WHERE id = $1 AND user_id = $2", up_to, user_id
+    )
+    if anchor is None:
+        return None
+    status = await conn.execute(
+        """
+        UPDATE notifications SET read_at = clock_timestamp()
+        WHERE user_id = $1 AND read_at IS NULL AND (created_at, id) <= ($2, $3)
+        """,
+        user_id,
+        anchor["created_at"],
+        anchor["id"],
+    )
+    return int(status.split()[-1])

@@ -1,0 +1,210 @@
+"""Notifications end to end: follows, likes, comments, shares and mentions reach the right
+inbox once, never your own acts or across a block; paging, unread counts, marking read;
+and `notificationAdded` over graphql-transport-ws.
+
+Notifications are written by a consumer (outbox → Kafka → `notifications`), so tests wait
+for the consumer's ledger to hold an event rather than sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from gql import Client, gql
+from gql.transport.websockets import WebsocketsTransport
+
+from storage.config import Settings
+from storage.db import Database
+from tests.conftest import wait_until
+from tests.support.social import (
+    BLOCK,
+    FOLLOW,
+    LIKE,
+    UNLIKE,
+    Member,
+    call,
+    create_post,
+    make_members,
+)
+
+pytestmark = pytest.mark.stack
+
+WAIT_S = 30
+INBOX = """
+query($first: Int, $after: String) {
+  notifications(first: $first, after: $after) {
+    edges { cursor node { id kind read createdAt actor { id } post { id } } }
+    pageInfo { hasNextPage endCursor }
+  }
+  unreadNotificationCount
+}
+"""
+MARK = "mutation($upTo: ID) { markNotificationsRead(upTo: $upTo) }"
+COMMENT = 'mutation($id: ID!) { createComment(postId: $id, text: "nice") { id } }'
+SHARE = "mutation($id: ID!) { sharePost(postId: $id) { id } }"
+LIVE = "subscription { notificationAdded { kind read actor { id username } post { id } } }"
+
+
+async def inbox(http_url: str, member: Member, first: int = 50) -> dict[str, Any]:
+    data: dict[str, Any] = (await call(http_url, member, INBOX, first=first)).ok()
+    return data
+
+
+async def consumed(db: Database, event_type: str, **payload: str) -> None:
+    """Wait until the notifications consumer has applied the outbox event matching
+    `payload`: what it would notify is then in the inbox."""
+
+    async def done() -> bool:
+        async with db.connection() as conn:
+            found: bool = await conn.fetchval(
+                """
+                SELECT EXISTS (
+                    SELECT 1 FROM outbox o JOIN processed_events p
+                      ON p.event_id = o.event_id AND p.consumer = 'notifications'
+                    WHERE o.type = $1 AND o.payload @> $2::jsonb)
+                """,
+                event_type,
+                payload,
+            )
+        return found
+
+    await wait_until(done, timeout_s=WAIT_S, message=f"notifications applied {event_type}")
+
+
+async def test_each_act_notifies_the_person_it_concerns_once(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    author, fan, stranger = await make_members(db, settings, 3)
+    post = await create_post(http_url, author, "notice me")
+    (await call(http_url, fan, FOLLOW, id=author.id)).ok()
+    (await call(http_url, fan, LIKE, id=post["id"])).ok()
+    (await call(http_url, fan, COMMENT, id=post["id"])).ok()
+    (await call(http_url, fan, SHARE, id=post["id"])).ok()
+    mention = await create_post(http_url, fan, f"look at this, @{author.username.upper()}")
+    (await call(http_url, author, LIKE, id=post["id"])).ok()  # your own act: nothing
+    await consumed(db, "content.post.created", post_id=mention["id"])
+    await consumed(db, "social.like.created", post_id=post["id"], user_id=author.id)
+
+    # Unlike and like again: the first like notified, the second does not.
+    (await call(http_url, fan, UNLIKE, id=post["id"])).ok()
+    (await call(http_url, fan, LIKE, id=post["id"])).ok()
+    async with db.connection() as conn:
+        likes = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE type = 'social.like.created' AND payload @> $1",
+            {"post_id": post["id"], "user_id": fan.id},
+        )
+    assert likes == 2
+
+    async def all_consumed() -> bool:
+        async with db.connection() as conn:
+            pending: int = await conn.fetchval(
+                """
+                SELECT count(*) FROM outbox o
+                WHERE o.type = 'social.like.created' AND o.payload @> $1
+                  AND NOT EXISTS (SELECT 1 FROM processed_events p
+                                  WHERE p.event_id = o.event_id AND p.consumer = 'notifications')
+                """,
+                {"post_id": post["id"], "user_id": fan.id},
+            )
+        return pending == 0
+
+    await wait_until(all_consumed, timeout_s=WAIT_S, message="both likes applied")
+
+    data = await inbox(http_url, author)
+    nodes = [edge["node"] for edge in data["notifications"]["edges"]]
+    assert sorted(n["kind"] for n in nodes) == ["COMMENT", "FOLLOW", "LIKE", "MENTION", "SHARE"]
+    assert all(n["actor"] == {"id": fan.id} and not n["read"] for n in nodes)
+    by_kind = {n["kind"]: n for n in nodes}
+    assert by_kind["FOLLOW"]["post"] is None
+    assert by_kind["LIKE"]["post"] == by_kind["COMMENT"]["post"] == {"id": post["id"]}
+    assert by_kind["SHARE"]["post"] == {"id": post["id"]}
+    assert by_kind["MENTION"]["post"] == {"id": mention["id"]}
+    stamps = [n["createdAt"] for n in nodes]
+    assert stamps == sorted(stamps, reverse=True)  # newest first
+    assert data["unreadNotificationCount"] == 5
+    assert (await inbox(http_url, fan))["notifications"]["edges"] == []
+    assert (await inbox(http_url, stranger))["unreadNotificationCount"] == 0
+
+    # Paging: two, two, one; no repeats, no gaps.
+    seen: list[str] = []
+    after = None
+    for expected_more in (True, True, False):
+        page = (await call(http_url, author, INBOX, first=2, after=after)).ok()["notifications"]
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        assert page["pageInfo"]["hasNextPage"] is expected_more
+        after = page["pageInfo"]["endCursor"]
+    assert seen == [n["id"] for n in nodes]
+
+
+async def test_marking_read_up_to_a_notification_and_then_all(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    author, *fans = await make_members(db, settings, 4)
+    for fan in fans:
+        (await call(http_url, fan, FOLLOW, id=author.id)).ok()
+        await consumed(db, "graph.follow.created", follower_id=fan.id, followee_id=author.id)
+    nodes = [e["node"] for e in (await inbox(http_url, author))["notifications"]["edges"]]
+    assert len(nodes) == 3
+
+    assert (await call(http_url, author, MARK, upTo=nodes[1]["id"])).ok() == {
+        "markNotificationsRead": 2
+    }
+    after = await inbox(http_url, author)
+    assert [e["node"]["read"] for e in after["notifications"]["edges"]] == [False, True, True]
+    assert after["unreadNotificationCount"] == 1
+    assert (await call(http_url, author, MARK)).ok() == {"markNotificationsRead": 1}
+    assert (await call(http_url, author, MARK)).ok() == {"markNotificationsRead": 0}
+    assert (await inbox(http_url, author))["unreadNotificationCount"] == 0
+
+    # Someone else's notification, an unknown one, a malformed id, nobody signed in.
+    assert (await call(http_url, fans[0], MARK, upTo=nodes[0]["id"])).codes == ["NOT_FOUND"]
+    assert (await call(http_url, author, MARK, upTo=str(uuid.uuid4()))).codes == ["NOT_FOUND"]
+    assert (await call(http_url, author, MARK, upTo="nope")).codes == ["BAD_USER_INPUT"]
+    assert (await call(http_url, None, INBOX)).codes == ["UNAUTHENTICATED"]
+    assert (await call(http_url, author, INBOX, first=-1)).codes == ["BAD_USER_INPUT"]
+
+
+async def test_a_block_stops_notifications_both_ways(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    author, blocked, blocker = await make_members(db, settings, 3)
+    (await call(http_url, author, BLOCK, id=blocked.id)).ok()
+    (await call(http_url, blocker, BLOCK, id=author.id)).ok()
+    for other in (blocked, blocker):
+        post = await create_post(http_url, other, f"hey @{author.username}")
+        await consumed(db, "content.post.created", post_id=post["id"])
+    friend = (await make_members(db, settings, 1))[0]
+    fine = await create_post(http_url, friend, f"hey @{author.username} and @nobody_at_all_x")
+    await consumed(db, "content.post.created", post_id=fine["id"])
+    nodes = [e["node"] for e in (await inbox(http_url, author))["notifications"]["edges"]]
+    assert [(n["kind"], n["actor"]["id"]) for n in nodes] == [("MENTION", friend.id)]
+
+
+async def test_notification_added_arrives_live(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    author, fan = await make_members(db, settings, 2)
+    transport = WebsocketsTransport(
+        url=http_url.replace("http://", "ws://") + "/graphql",
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+        init_payload={"authorization": f"Bearer {author.token}"},
+    )
+    async with Client(transport=transport) as session:
+        pushes = session.subscribe(
+            gql(
+                "subscription { notificationAdded { kind read actor { id username } post { id } } }"
+            )
+        )
+        first = asyncio.ensure_future(anext(pushes))
+        await asyncio.sleep(0.5)  # the subscription is registered on its replica
+        (await call(http_url, fan, FOLLOW, id=author.id)).ok()
+        pushed = await asyncio.wait_for(first, WAIT_S)
+        await pushes.aclose()
+    assert pushed["notificationAdded"] == {
+        "kind": "FOLLOW",
+        "read": False,
+        "actor": {"id": fan.id, "username": fan.username},
+        "post": None,
+    }
