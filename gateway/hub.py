@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from storage.errors import classify
 from storage.tasks import Backoff
 
 log = logging.getLogger(__name__)
+
+SUBSCRIBE_ATTEMPTS = 3
 
 
 @dataclass(eq=False)
@@ -47,7 +50,7 @@ class PubSubHub:
         self._subscribers[channel].add(subscriber)
         try:
             if first:
-                await self._pubsub.subscribe(channel)
+                await self._subscribe(channel)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="pubsub-hub")
             yield subscriber
@@ -57,6 +60,22 @@ class PubSubHub:
                 del self._subscribers[channel]
                 with contextlib.suppress(RedisError, OSError):
                     await self._pubsub.unsubscribe(channel)
+
+    async def _subscribe(self, channel: str) -> None:
+        """SUBSCRIBE on the hub's connection. That connection may have died while no reader
+        watched it (Redis restarted with nobody subscribed): the failed attempt drops it,
+        and the next one connects afresh. Still failing after `SUBSCRIBE_ATTEMPTS`, the
+        subscription ends with `UNAVAILABLE`."""
+        backoff = Backoff(base_ms=50, cap_ms=500)
+        for attempt in range(1, SUBSCRIBE_ATTEMPTS + 1):
+            try:
+                await self._pubsub.subscribe(channel)
+                return
+            except (RedisError, OSError) as exc:
+                if attempt == SUBSCRIBE_ATTEMPTS:
+                    raise classify(exc, "redis") from exc
+                log.info("pub/sub hub: subscribing to %s failed (%s); retrying", channel, exc)
+                await backoff.sleep()
 
     async def _read(self) -> None:
         backoff = Backoff(cap_ms=2_000)

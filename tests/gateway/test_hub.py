@@ -1,0 +1,48 @@
+"""The replica's pub/sub hub against the real Redis: a connection that died while nobody
+listened does not fail the next subscription."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.hub import PubSubHub
+from storage.config import Settings
+from storage.redis_client import make_redis
+
+pytestmark = pytest.mark.stack
+
+
+async def test_a_subscription_after_the_hub_connection_was_killed_still_works(
+    settings: Settings,
+) -> None:
+    redis = make_redis(settings)
+    # As Nova's clients, but checking an idle connection's health after 1 s, not 30.
+    hub_client = aioredis.Redis.from_url(settings.redis_url, health_check_interval=1)
+    hub = PubSubHub(hub_client)
+    first, second = (f"nova:test:hub:{uuid.uuid4().hex}" for _ in range(2))
+    try:
+        async with hub.listen(first) as subscriber:
+            await asyncio.sleep(0.1)
+            await redis.publish(first, "one")
+            assert await asyncio.wait_for(subscriber.queue.get(), 10) == "one"
+        await asyncio.sleep(1.2)  # the hub's reader stops once nobody listens
+        # What a Redis restart does to the idle hub: the server drops its connection (the
+        # one whose last command was the UNSUBSCRIBE above).
+        clients = (await redis.execute_command("CLIENT", "LIST")).decode().splitlines()
+        idle = [c.split()[0].split("=")[1] for c in clients if " cmd=unsubscribe " in c]
+        assert idle
+        for client_id in idle:
+            await redis.execute_command("CLIENT", "KILL", "ID", client_id)
+        await asyncio.sleep(1.1)  # idle long enough for the next command to PING first
+        async with hub.listen(second) as subscriber:
+            await asyncio.sleep(0.1)
+            await redis.publish(second, "two")
+            assert await asyncio.wait_for(subscriber.queue.get(), 10) == "two"
+    finally:
+        await hub.close()
+        await hub_client.aclose()
+        await redis.aclose()
