@@ -4,14 +4,15 @@ The `notifications` consumer turns events into rows for the person they concern:
 
 * `graph.follow.created`: the followee (FOLLOW);
 * `social.like.created`, `social.comment.created`, `social.share.created`: the post's
-  author (LIKE, COMMENT, SHARE);
+  author (LIKE, COMMENT, SHARE). Likes of one post fold into its unread LIKE row, which
+  names the latest liker and counts them all;
 * `content.post.created`: each user the text @mentions (MENTION).
 
 Rows are written in the consumer ledger's transaction, so a redelivered event never
 notifies twice, together with a `notification.sent` outbox event per row. Once the batch
-has committed, each row is published on `nova:notify:<user>`, where the recipient's
-`notificationAdded` subscriptions (on any gateway replica) pick it up. A live push that
-is lost (Redis down, a crash between commit and publish) is still in the inbox.
+has committed, each new or grown row is published on `nova:notify:<user>`, where the
+recipient's `notificationAdded` subscriptions (on any gateway replica) pick it up. A live
+push that is lost (Redis down, a crash between commit and publish) is still in the inbox.
 """
 
 from __future__ import annotations
@@ -90,20 +91,17 @@ class NotificationConsumer(Consumer):
     async def apply_many(self, events: Sequence[Event], conn: asyncpg.Connection) -> None:
         for event in events:  # rows of an attempt that rolled back were never written
             self._unpublished.pop(event.event_id, None)
-        wanted: list[tuple[uuid.UUID, NewNotification]] = []
         mentioned = await self._mentioned(conn, events)
-        for event in events:
-            wanted.extend((event.event_id, n) for n in self._notifications(event, mentioned))
+        wanted = [n for event in events for n in self._notifications(event, mentioned)]
         if not wanted:
             return
-        written = await insert_notifications(conn, [n for _, n in wanted])
+        written = await insert_notifications(conn, wanted)
         if not written:
             return
         await add_events(conn, [_sent_event(record) for record in written])
-        by_key = {(n.user_id, n.kind, n.actor_id, n.post_id): event_id for event_id, n in wanted}
-        for record in written:
-            event_id = by_key[(record.user_id, record.kind, record.actor_id, record.post_id)]
-            self._unpublished.setdefault(event_id, []).append(record)
+        # `after_commit` gets the batch (or, one at a time, this one event): keyed by the
+        # last event, the rows are pushed once, after their commit.
+        self._unpublished[events[-1].event_id] = written
 
     async def after_commit(self, events: Sequence[Event]) -> None:
         records = [r for e in events for r in self._unpublished.pop(e.event_id, [])]
@@ -146,10 +144,6 @@ class NotificationConsumer(Consumer):
             return [NewNotification(user, "mention", author, post) for user in sorted(users)]
         raise PoisonEvent(f"notifications: unexpected event type {event.type!r}")
 
-    @property
-    def waiting_to_publish(self) -> int:
-        return sum(len(records) for records in self._unpublished.values())
-
 
 def _mentions(payload: dict[str, Any]) -> list[str]:
     raw = payload.get("mentions") or []
@@ -168,6 +162,7 @@ def _sent_event(record: NotificationRecord) -> Event:
             "kind": record.kind,
             "actor_id": str(record.actor_id),
             "post_id": str(record.post_id) if record.post_id else None,
+            "actor_count": record.actor_count,
         },
     )
 

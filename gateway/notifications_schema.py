@@ -38,6 +38,10 @@ class Notification:
     kind: NotificationKind
     created_at: datetime
     read: bool
+    actor_count: int = strawberry.field(
+        description="How many people it stands for: likes of one post fold into one "
+        "unread notification naming the latest (`actor`)."
+    )
     actor_id: strawberry.Private[uuid.UUID]
     post_id: strawberry.Private[uuid.UUID | None]
 
@@ -48,6 +52,7 @@ class Notification:
             kind=NotificationKind(record.kind),
             created_at=record.created_at,
             read=record.read,
+            actor_count=record.actor_count,
             actor_id=record.actor_id,
             post_id=record.post_id,
         )

@@ -2,8 +2,9 @@
 an inbox newest first, marked read up to a point.
 
 Rules live in the insert: nobody is notified of their own acts, a block either way stops
-a notification, and a re-like or re-follow does not notify a second time (partial unique
-indexes, `ON CONFLICT DO NOTHING`).
+a notification, and a re-like or re-follow does not notify a second time. Likes fold into
+one unread row per post ("alice and 12 others liked your post"): a hot post's likes cost
+one row per batch, not one per like.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 import asyncpg
 
 KINDS = ("follow", "like", "comment", "share", "mention")
-_COLUMNS = "id, user_id, kind, actor_id, post_id, created_at, read_at IS NOT NULL AS read"
+_COLUMNS = (
+    "id, user_id, kind, actor_id, post_id, actor_count, created_at, read_at IS NOT NULL AS read"
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class NotificationRecord:
     post_id: uuid.UUID | None
     created_at: datetime
     read: bool
+    actor_count: int = 1
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> NotificationRecord:
@@ -47,6 +51,7 @@ class NotificationRecord:
             post_id=row["post_id"],
             created_at=row["created_at"],
             read=row["read"],
+            actor_count=row["actor_count"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -57,6 +62,7 @@ class NotificationRecord:
             "kind": self.kind,
             "actor_id": str(self.actor_id),
             "post_id": str(self.post_id) if self.post_id else None,
+            "actor_count": self.actor_count,
             "created_at": self.created_at.isoformat(),
         }
 
@@ -71,15 +77,32 @@ class NotificationRecord:
             post_id=uuid.UUID(post) if post else None,
             created_at=datetime.fromisoformat(data["created_at"]),
             read=False,
+            actor_count=int(data.get("actor_count", 1)),
         )
+
+
+_NOT_BLOCKED = """
+NOT EXISTS (SELECT 1 FROM blocks b
+            WHERE (b.blocker_id = n.user_id AND b.blocked_id = n.actor_id)
+               OR (b.blocker_id = n.actor_id AND b.blocked_id = n.user_id))
+"""
 
 
 async def insert_notifications(
     conn: asyncpg.Connection, batch: list[NewNotification]
 ) -> list[NotificationRecord]:
-    """Write what the rules allow, in one statement; returns the rows written, in order."""
+    """Write what the rules allow; returns the rows written or updated, oldest first."""
     wanted = [n for n in batch if n.user_id != n.actor_id]
-    if not wanted:
+    likes = [n for n in wanted if n.kind == "like"]
+    others = [n for n in wanted if n.kind != "like"]
+    records = [*await _fold_likes(conn, likes), *await _insert(conn, others)]
+    return sorted(records, key=lambda r: (r.created_at, r.id))
+
+
+async def _insert(
+    conn: asyncpg.Connection, batch: list[NewNotification]
+) -> list[NotificationRecord]:
+    if not batch:
         return []
     rows = await conn.fetch(
         f"""
@@ -87,23 +110,58 @@ async def insert_notifications(
         SELECT n.id, n.user_id, n.kind, n.actor_id, n.post_id
         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[])
              WITH ORDINALITY AS n(id, user_id, kind, actor_id, post_id, position)
-        WHERE NOT EXISTS (
-            SELECT 1 FROM blocks b
-            WHERE (b.blocker_id = n.user_id AND b.blocked_id = n.actor_id)
-               OR (b.blocker_id = n.actor_id AND b.blocked_id = n.user_id))
+        WHERE {_NOT_BLOCKED}
         ORDER BY n.position
         ON CONFLICT DO NOTHING
         RETURNING {_COLUMNS}
         """,
-        [uuid.uuid4() for _ in wanted],
-        [n.user_id for n in wanted],
-        [n.kind for n in wanted],
-        [n.actor_id for n in wanted],
-        [n.post_id for n in wanted],
+        [uuid.uuid4() for _ in batch],
+        [n.user_id for n in batch],
+        [n.kind for n in batch],
+        [n.actor_id for n in batch],
+        [n.post_id for n in batch],
     )
-    return sorted(
-        (NotificationRecord.from_row(r) for r in rows), key=lambda r: (r.created_at, r.id)
+    return [NotificationRecord.from_row(r) for r in rows]
+
+
+async def _fold_likes(
+    conn: asyncpg.Connection, likes: list[NewNotification]
+) -> list[NotificationRecord]:
+    """Likers seen for the first time on a post join its unread LIKE row (or start one):
+    the latest becomes `actor_id`, the count grows by how many are new."""
+    if not likes:
+        return []
+    rows = await conn.fetch(
+        f"""
+        WITH wanted AS (
+            SELECT n.* FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])
+                 WITH ORDINALITY AS n(user_id, actor_id, post_id, position)
+            WHERE {_NOT_BLOCKED}
+        ), fresh AS (
+            INSERT INTO notified_likes (post_id, actor_id)
+            SELECT DISTINCT post_id, actor_id FROM wanted
+            ON CONFLICT DO NOTHING
+            RETURNING post_id, actor_id
+        ), folded AS (
+            SELECT w.user_id, w.post_id, count(DISTINCT w.actor_id)::int AS likers,
+                   (array_agg(w.actor_id ORDER BY w.position DESC))[1] AS latest
+            FROM wanted w JOIN fresh f ON f.post_id = w.post_id AND f.actor_id = w.actor_id
+            GROUP BY w.user_id, w.post_id
+        )
+        INSERT INTO notifications AS o (id, user_id, kind, actor_id, post_id, actor_count)
+        SELECT gen_random_uuid(), user_id, 'like', latest, post_id, likers FROM folded
+        ORDER BY user_id, post_id
+        ON CONFLICT (user_id, post_id) WHERE kind = 'like' AND read_at IS NULL
+        DO UPDATE SET actor_id = EXCLUDED.actor_id,
+                      actor_count = o.actor_count + EXCLUDED.actor_count,
+                      created_at = clock_timestamp()
+        RETURNING {_COLUMNS}
+        """,
+        [n.user_id for n in likes],
+        [n.actor_id for n in likes],
+        [n.post_id for n in likes],
     )
+    return [NotificationRecord.from_row(r) for r in rows]
 
 
 async def users_named(conn: asyncpg.Connection, usernames: list[str]) -> dict[str, uuid.UUID]:

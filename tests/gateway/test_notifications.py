@@ -35,7 +35,7 @@ WAIT_S = 30
 INBOX = """
 query($first: Int, $after: String) {
   notifications(first: $first, after: $after) {
-    edges { cursor node { id kind read createdAt actor { id } post { id } } }
+    edges { cursor node { id kind read actorCount createdAt actor { id } post { id } } }
     pageInfo { hasNextPage endCursor }
   }
   unreadNotificationCount
@@ -116,6 +116,7 @@ async def test_each_act_notifies_the_person_it_concerns_once(
     nodes = [edge["node"] for edge in data["notifications"]["edges"]]
     assert sorted(n["kind"] for n in nodes) == ["COMMENT", "FOLLOW", "LIKE", "MENTION", "SHARE"]
     assert all(n["actor"] == {"id": fan.id} and not n["read"] for n in nodes)
+    assert all(n["actorCount"] == 1 for n in nodes)  # the re-like counted no one twice
     by_kind = {n["kind"]: n for n in nodes}
     assert by_kind["FOLLOW"]["post"] is None
     assert by_kind["LIKE"]["post"] == by_kind["COMMENT"]["post"] == {"id": post["id"]}
@@ -136,6 +137,36 @@ async def test_each_act_notifies_the_person_it_concerns_once(
         assert page["pageInfo"]["hasNextPage"] is expected_more
         after = page["pageInfo"]["endCursor"]
     assert seen == [n["id"] for n in nodes]
+
+
+async def test_likes_of_a_post_fold_into_one_unread_notification(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    author, *fans = await make_members(db, settings, 4)
+    post = await create_post(http_url, author, "like me")
+    for fan in fans:
+        (await call(http_url, fan, LIKE, id=post["id"])).ok()
+        await consumed(db, "social.like.created", post_id=post["id"], user_id=fan.id)
+    [folded] = [e["node"] for e in (await inbox(http_url, author))["notifications"]["edges"]]
+    assert (folded["kind"], folded["actorCount"], folded["actor"]) == (
+        "LIKE",
+        3,
+        {"id": fans[-1].id},
+    )
+    assert (await inbox(http_url, author))["unreadNotificationCount"] == 1
+
+    # Once read, the next new liker starts a new notification; a returning one does not.
+    (await call(http_url, author, MARK)).ok()
+    (await call(http_url, fans[0], UNLIKE, id=post["id"])).ok()
+    (await call(http_url, fans[0], LIKE, id=post["id"])).ok()
+    late = (await make_members(db, settings, 1))[0]
+    (await call(http_url, late, LIKE, id=post["id"])).ok()
+    await consumed(db, "social.like.created", post_id=post["id"], user_id=late.id)
+    nodes = [e["node"] for e in (await inbox(http_url, author))["notifications"]["edges"]]
+    assert [(n["kind"], n["actorCount"], n["actor"]["id"], n["read"]) for n in nodes] == [
+        ("LIKE", 1, late.id, False),
+        ("LIKE", 3, fans[-1].id, True),
+    ]
 
 
 async def test_marking_read_up_to_a_notification_and_then_all(
