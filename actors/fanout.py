@@ -28,7 +28,7 @@ from actors.timeline_client import TimelineClient
 from storage.config import Settings
 from storage.consumer import Consumer
 from storage.errors import ConfigError, PoisonEvent
-from storage.events import Event
+from storage.events import Event, payload_id
 from storage.timelines import Entry, fanout_audience, recent_posts
 
 POST_CREATED = "content.post.created"
@@ -36,13 +36,6 @@ POST_DELETED = "content.post.deleted"
 FOLLOW_CREATED = "graph.follow.created"
 FOLLOW_DELETED = "graph.follow.deleted"
 BLOCK_CREATED = "graph.block.created"
-
-
-def _uuid(payload: dict[str, Any], name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(payload[name]))
-    except (KeyError, ValueError) as exc:
-        raise PoisonEvent(f"payload lacks a valid {name}") from exc
 
 
 class FanoutConsumer(Consumer):
@@ -78,18 +71,22 @@ class FanoutConsumer(Consumer):
         if event.type == POST_CREATED:
             await self._post_created(conn, payload)
         elif event.type == POST_DELETED:
-            author = _uuid(payload, "author_id")
+            author = payload_id(payload, "author_id")
             audience = await self._audience(conn, author)
-            await self._timelines.remove(audience, post_ids=frozenset({_uuid(payload, "post_id")}))
+            post_id = payload_id(payload, "post_id")
+            await self._timelines.remove(audience, post_ids=frozenset({post_id}))
         elif event.type == FOLLOW_CREATED:
-            follower, followee = _uuid(payload, "follower_id"), _uuid(payload, "followee_id")
+            follower = payload_id(payload, "follower_id")
+            followee = payload_id(payload, "followee_id")
             recent = await recent_posts(conn, followee, self._settings.feed_backfill_posts)
             await self._timelines.backfill(follower, recent)
         elif event.type == FOLLOW_DELETED:
-            follower, followee = _uuid(payload, "follower_id"), _uuid(payload, "followee_id")
+            follower = payload_id(payload, "follower_id")
+            followee = payload_id(payload, "followee_id")
             await self._timelines.remove([follower], author_ids=frozenset({followee}))
         elif event.type == BLOCK_CREATED:
-            blocker, blocked = _uuid(payload, "blocker_id"), _uuid(payload, "blocked_id")
+            blocker = payload_id(payload, "blocker_id")
+            blocked = payload_id(payload, "blocked_id")
             await self._timelines.remove([blocker], author_ids=frozenset({blocked}))
             await self._timelines.remove([blocked], author_ids=frozenset({blocker}))
         else:
@@ -106,12 +103,12 @@ class FanoutConsumer(Consumer):
 
     async def _post_created(self, conn: asyncpg.Connection, payload: dict[str, Any]) -> None:
         assert self._timelines is not None
-        author = _uuid(payload, "author_id")
+        author = payload_id(payload, "author_id")
         try:
             created_at = datetime.fromisoformat(str(payload["created_at"]))
         except (KeyError, ValueError) as exc:
             raise PoisonEvent("payload lacks a valid created_at") from exc
-        entry = Entry(created_at, _uuid(payload, "post_id"), author)
+        entry = Entry(created_at, payload_id(payload, "post_id"), author)
         await self._timelines.push(await self._audience(conn, author), entry)
         if self._lag is not None:
             self._lag.observe(max(0.0, time.time() - created_at.timestamp()))

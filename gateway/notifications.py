@@ -21,6 +21,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 import asyncpg
@@ -30,7 +31,7 @@ from storage.config import Settings
 from storage.consumer import Consumer
 from storage.db import Database
 from storage.errors import PoisonEvent, classify
-from storage.events import Event
+from storage.events import Event, payload_id
 from storage.notifications import (
     NewNotification,
     NotificationRecord,
@@ -53,13 +54,6 @@ _ON_POST = {
     "social.share.created": "share",
 }
 MAX_MENTIONS = 20  # per post: a post naming 500 people is spam, not 500 notifications
-
-
-def _uuid(payload: dict[str, Any], name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(payload[name]))
-    except (KeyError, ValueError) as exc:
-        raise PoisonEvent(f"payload lacks a valid {name}") from exc
 
 
 class NotificationConsumer(Consumer):
@@ -132,14 +126,15 @@ class NotificationConsumer(Consumer):
     ) -> list[NewNotification]:
         payload = dict(event.payload)
         if event.type == "graph.follow.created":
-            followee, follower = _uuid(payload, "followee_id"), _uuid(payload, "follower_id")
+            followee = payload_id(payload, "followee_id")
+            follower = payload_id(payload, "follower_id")
             return [NewNotification(followee, "follow", follower)]
         if event.type in _ON_POST:
-            post, author = _uuid(payload, "post_id"), _uuid(payload, "author_id")
-            actor = _uuid(payload, "user_id")
+            post, author = payload_id(payload, "post_id"), payload_id(payload, "author_id")
+            actor = payload_id(payload, "user_id")
             return [NewNotification(author, _ON_POST[event.type], actor, post)]
         if event.type == "content.post.created":
-            post, author = _uuid(payload, "post_id"), _uuid(payload, "author_id")
+            post, author = payload_id(payload, "post_id"), payload_id(payload, "author_id")
             users = {mentioned[name] for name in _mentions(payload) if name in mentioned}
             return [NewNotification(user, "mention", author, post) for user in sorted(users)]
         raise PoisonEvent(f"notifications: unexpected event type {event.type!r}")
@@ -173,7 +168,9 @@ class Notifications:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def page(self, user_id: uuid.UUID, limit: int, before: Any) -> list[NotificationRecord]:
+    async def page(
+        self, user_id: uuid.UUID, limit: int, before: tuple[datetime, uuid.UUID] | None
+    ) -> list[NotificationRecord]:
         async with self._db.connection() as conn:
             return await inbox_page(conn, user_id, limit, before)
 

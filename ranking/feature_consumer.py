@@ -9,7 +9,6 @@ backlog applied late weighs what it weighed when it happened.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -21,7 +20,7 @@ from ranking import features as f
 from storage.config import Settings
 from storage.consumer import Consumer
 from storage.errors import ConfigError, PoisonEvent
-from storage.events import Event
+from storage.events import Event, payload_id
 from storage.ledger import RedisLedger
 from storage.redis_client import make_redis
 
@@ -44,10 +43,7 @@ TRANSACTION_EVENTS = 256  # per MULTI/EXEC: bounds the WATCH list and Redis's pa
 
 
 def _id(payload: dict[str, Any], name: str) -> str:
-    try:
-        return str(uuid.UUID(str(payload[name])))
-    except (KeyError, ValueError) as exc:
-        raise PoisonEvent(f"payload lacks a valid {name}") from exc
+    return str(payload_id(payload, name))
 
 
 class FeatureConsumer(Consumer):

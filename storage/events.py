@@ -85,3 +85,11 @@ def header(headers: Any, name: str) -> str | None:
         if key == name and value is not None:
             return bytes(value).decode("utf-8", "replace")
     return None
+
+
+def payload_id(payload: Mapping[str, Any], name: str) -> uuid.UUID:
+    """`payload[name]` as a UUID; an event without a valid one is poison (dead-lettered)."""
+    try:
+        return uuid.UUID(str(payload[name]))
+    except (KeyError, ValueError) as exc:
+        raise PoisonEvent(f"payload lacks a valid {name}") from exc
