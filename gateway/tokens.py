@@ -9,6 +9,7 @@ token names a `kid` they do not know yet.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -135,6 +136,7 @@ class KeyRing:
         self._keys: dict[str, _Key] = {}
         self._signing: _Key | None = None
         self._loaded_at = 0.0
+        self._reload: asyncio.Task[None] | None = None
         # Tokens already verified (an RS256 check costs about a millisecond of CPU): token →
         # (kid, claims). A hit still needs its key loaded and its expiry ahead.
         self._verified: OrderedDict[str, tuple[str, AccessClaims]] = OrderedDict()
@@ -161,26 +163,43 @@ class KeyRing:
         keys: dict[str, _Key] = {}
         signing: _Key | None = None
         for row in rows:
-            jwk = dict(row["public_jwk"])
-            public = RSAAlgorithm.from_jwk(json.dumps(jwk))
-            assert isinstance(public, rsa.RSAPublicKey)
-            private = None
-            if row["signing"]:
-                loaded = serialization.load_pem_private_key(
-                    self._sealer.open(row["private_key"]), password=None
-                )
-                assert isinstance(loaded, rsa.RSAPrivateKey)
-                private = loaded
-            key = _Key(row["kid"], public, jwk, private)
+            key = await self._key(row["kid"], row["public_jwk"], row["private_key"], row["signing"])
             keys[key.kid] = key
-            if private is not None:
+            if key.private_key is not None:
                 signing = key  # rows are oldest first: the newest unsuperseded key wins
         self._keys, self._signing = keys, signing
         self._loaded_at = time.monotonic()
 
+    async def _key(self, kid: str, public_jwk: Any, sealed_pem: str, signing: bool) -> _Key:
+        """The parsed key, reused from the last load when it is already there: a key's
+        material never changes, only whether it signs. Parsing a private key costs about
+        40 ms of CPU (cryptography checks the RSA key), so a new one is parsed off the
+        event loop; re-parsing every key on each refresh stalled every request in flight
+        every `NOVA_SIGNING_KEY_REFRESH_S`."""
+        known = self._keys.get(kid)
+        if known is not None and (known.private_key is not None) == signing:
+            return known
+        if known is not None and not signing:  # superseded: it only verifies now
+            return _Key(kid, known.public_key, known.public_jwk, None)
+        jwk = dict(public_jwk)
+        public = RSAAlgorithm.from_jwk(json.dumps(jwk))
+        assert isinstance(public, rsa.RSAPublicKey)
+        private = None
+        if signing:
+            pem = self._sealer.open(sealed_pem)
+            loaded = await asyncio.to_thread(serialization.load_pem_private_key, pem, None)
+            assert isinstance(loaded, rsa.RSAPrivateKey)
+            private = loaded
+        return _Key(kid, public, jwk, private)
+
     async def refresh_if_stale(self) -> None:
-        if time.monotonic() - self._loaded_at >= self._settings.signing_key_refresh_s:
-            await self.load()
+        """Reload when `NOVA_SIGNING_KEY_REFRESH_S` has passed; requests that find the ring
+        stale meanwhile share one reload."""
+        if time.monotonic() - self._loaded_at < self._settings.signing_key_refresh_s:
+            return
+        if self._reload is None or self._reload.done():
+            self._reload = asyncio.get_running_loop().create_task(self.load())
+        await asyncio.shield(self._reload)
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [dict(key.public_jwk) for key in self._keys.values()]}
