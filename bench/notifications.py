@@ -22,6 +22,7 @@ import contextlib
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -159,7 +160,7 @@ async def run_baseline(db: Any, redis: Any, args: Args) -> dict[str, Any]:
             sent[key] = time.perf_counter()
             async with db.transaction() as conn:
                 [record] = await insert_notifications(
-                    conn, [NewNotification(user, "follow", actor)]
+                    conn, [NewNotification(user, "follow", actor, None, datetime.now(UTC))]
                 )
             body = {**record.to_json(), "actor_id": key}
             await redis.publish(BASELINE_CHANNEL.format(user), json.dumps(body))

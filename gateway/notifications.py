@@ -8,6 +8,11 @@ The `notifications` consumer turns events into rows for the person they concern:
   names the latest liker and counts them all;
 * `content.post.created`: each user the text @mentions (MENTION).
 
+A notification is dated by the act it reports (the event's `occurred_at`). Acts older than
+`NOVA_NOTIFICATION_MAX_AGE_S` (7 days) make none: a group that starts on a retained log,
+as on the upgrade that adds this consumer, does not flood inboxes; and only acts of the
+last `NOVA_NOTIFICATION_LIVE_S` (300 s) are pushed live.
+
 Rows are written in the consumer ledger's transaction, so a redelivered event never
 notifies twice, together with a `notification.sent` outbox event per row. Once the batch
 has committed, each new or grown row is published on `nova:notify:<user>`, where the
@@ -21,7 +26,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import asyncpg
@@ -67,12 +72,14 @@ class NotificationConsumer(Consumer):
     )
 
     def __init__(self) -> None:
+        self._settings = Settings()
         self._redis: aioredis.Redis | None = None
         # Rows written per event, published once their batch has committed. Keyed by
         # event: partitions are applied concurrently.
         self._unpublished: dict[uuid.UUID, list[NotificationRecord]] = {}
 
     async def start(self, settings: Settings) -> None:
+        self._settings = settings
         self._redis = make_redis(settings)
 
     async def stop(self) -> None:
@@ -85,6 +92,8 @@ class NotificationConsumer(Consumer):
     async def apply_many(self, events: Sequence[Event], conn: asyncpg.Connection) -> None:
         for event in events:  # rows of an attempt that rolled back were never written
             self._unpublished.pop(event.event_id, None)
+        oldest = datetime.now(UTC) - timedelta(seconds=self._settings.notification_max_age_s)
+        events = [e for e in events if e.occurred_at >= oldest]  # old news notifies no one
         mentioned = await self._mentioned(conn, events)
         wanted = [n for event in events for n in self._notifications(event, mentioned)]
         if not wanted:
@@ -99,6 +108,9 @@ class NotificationConsumer(Consumer):
 
     async def after_commit(self, events: Sequence[Event]) -> None:
         records = [r for e in events for r in self._unpublished.pop(e.event_id, [])]
+        # A backlog (a new consumer group, a long outage) lands in the inbox quietly.
+        recent = datetime.now(UTC) - timedelta(seconds=self._settings.notification_live_s)
+        records = [r for r in records if r.created_at >= recent]
         if not records or self._redis is None:
             return
         try:
@@ -124,19 +136,19 @@ class NotificationConsumer(Consumer):
     def _notifications(
         self, event: Event, mentioned: dict[str, uuid.UUID]
     ) -> list[NewNotification]:
-        payload = dict(event.payload)
+        payload, at = dict(event.payload), event.occurred_at
         if event.type == "graph.follow.created":
             followee = payload_id(payload, "followee_id")
             follower = payload_id(payload, "follower_id")
-            return [NewNotification(followee, "follow", follower)]
+            return [NewNotification(followee, "follow", follower, None, at)]
         if event.type in _ON_POST:
             post, author = payload_id(payload, "post_id"), payload_id(payload, "author_id")
             actor = payload_id(payload, "user_id")
-            return [NewNotification(author, _ON_POST[event.type], actor, post)]
+            return [NewNotification(author, _ON_POST[event.type], actor, post, at)]
         if event.type == "content.post.created":
             post, author = payload_id(payload, "post_id"), payload_id(payload, "author_id")
             users = {mentioned[name] for name in _mentions(payload) if name in mentioned}
-            return [NewNotification(user, "mention", author, post) for user in sorted(users)]
+            return [NewNotification(user, "mention", author, post, at) for user in sorted(users)]
         raise PoisonEvent(f"notifications: unexpected event type {event.type!r}")
 
 

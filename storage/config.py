@@ -224,9 +224,16 @@ class Settings:
     feature_half_life_s: float = 86_400.0
     feature_post_ttl_s: int = 14 * 24 * 3600
     feature_affinity_ttl_s: int = 60 * 24 * 3600
+    # Notifications: acts older than this make none (a consumer group that starts on a
+    # retained log, as on the upgrade that adds it, does not flood inboxes with old news),
+    # and only acts newer than `notification_live_s` are pushed live.
+    notification_max_age_s: int = 7 * 24 * 3600
+    notification_live_s: int = 300
 
     def __post_init__(self) -> None:
         positive = [
+            "notification_max_age_s",
+            "notification_live_s",
             "pg_pool_max_size",
             "pg_connect_timeout_s",
             "pg_acquire_timeout_s",

@@ -27,7 +27,8 @@ class NewNotification:
     user_id: uuid.UUID
     kind: str
     actor_id: uuid.UUID
-    post_id: uuid.UUID | None = None
+    post_id: uuid.UUID | None
+    at: datetime  # when the act happened: the notification's time, whenever it is applied
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,11 @@ async def _insert(
         return []
     rows = await conn.fetch(
         f"""
-        INSERT INTO notifications (id, user_id, kind, actor_id, post_id)
-        SELECT n.id, n.user_id, n.kind, n.actor_id, n.post_id
-        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[])
-             WITH ORDINALITY AS n(id, user_id, kind, actor_id, post_id, position)
+        INSERT INTO notifications (id, user_id, kind, actor_id, post_id, created_at)
+        SELECT n.id, n.user_id, n.kind, n.actor_id, n.post_id, n.at
+        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[],
+                    $6::timestamptz[])
+             WITH ORDINALITY AS n(id, user_id, kind, actor_id, post_id, at, position)
         WHERE {_NOT_BLOCKED}
         ORDER BY n.position
         ON CONFLICT DO NOTHING
@@ -120,6 +122,7 @@ async def _insert(
         [n.kind for n in batch],
         [n.actor_id for n in batch],
         [n.post_id for n in batch],
+        [n.at for n in batch],
     )
     return [NotificationRecord.from_row(r) for r in rows]
 
@@ -128,14 +131,15 @@ async def _fold_likes(
     conn: asyncpg.Connection, likes: list[NewNotification]
 ) -> list[NotificationRecord]:
     """Likers seen for the first time on a post join its unread LIKE row (or start one):
-    the latest becomes `actor_id`, the count grows by how many are new."""
+    the latest becomes `actor_id`, the count grows by how many are new, and the row takes
+    the newest like's time."""
     if not likes:
         return []
     rows = await conn.fetch(
         f"""
         WITH wanted AS (
-            SELECT n.* FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])
-                 WITH ORDINALITY AS n(user_id, actor_id, post_id, position)
+            SELECT n.* FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])
+                 WITH ORDINALITY AS n(user_id, actor_id, post_id, at, position)
             WHERE {_NOT_BLOCKED}
         ), fresh AS (
             INSERT INTO notified_likes (post_id, actor_id)
@@ -144,22 +148,25 @@ async def _fold_likes(
             RETURNING post_id, actor_id
         ), folded AS (
             SELECT w.user_id, w.post_id, count(DISTINCT w.actor_id)::int AS likers,
-                   (array_agg(w.actor_id ORDER BY w.position DESC))[1] AS latest
+                   (array_agg(w.actor_id ORDER BY w.position DESC))[1] AS latest,
+                   max(w.at) AS at
             FROM wanted w JOIN fresh f ON f.post_id = w.post_id AND f.actor_id = w.actor_id
             GROUP BY w.user_id, w.post_id
         )
-        INSERT INTO notifications AS o (id, user_id, kind, actor_id, post_id, actor_count)
-        SELECT gen_random_uuid(), user_id, 'like', latest, post_id, likers FROM folded
+        INSERT INTO notifications AS o
+            (id, user_id, kind, actor_id, post_id, actor_count, created_at)
+        SELECT gen_random_uuid(), user_id, 'like', latest, post_id, likers, at FROM folded
         ORDER BY user_id, post_id
         ON CONFLICT (user_id, post_id) WHERE kind = 'like' AND read_at IS NULL
         DO UPDATE SET actor_id = EXCLUDED.actor_id,
                       actor_count = o.actor_count + EXCLUDED.actor_count,
-                      created_at = clock_timestamp()
+                      created_at = greatest(o.created_at, EXCLUDED.created_at)
         RETURNING {_COLUMNS}
         """,
         [n.user_id for n in likes],
         [n.actor_id for n in likes],
         [n.post_id for n in likes],
+        [n.at for n in likes],
     )
     return [NotificationRecord.from_row(r) for r in rows]
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
+from gateway.notifications import NotificationConsumer
 from storage.config import Settings
 from storage.db import Database
+from storage.events import Event
+from storage.redis_client import make_redis
 from tests.conftest import wait_until
 from tests.support.social import (
     BLOCK,
@@ -239,3 +243,43 @@ async def test_notification_added_arrives_live(
         "actor": {"id": fan.id, "username": fan.username},
         "post": None,
     }
+
+
+async def test_old_acts_notify_no_one_and_a_notification_is_dated_by_its_act(
+    db: Database, settings: Settings
+) -> None:
+    """What a consumer group starting on a week of retained log (the upgrade that adds
+    it) must do: notify only for recent acts, at their own time, without pushing live."""
+    author, old_fan, recent_fan = await make_members(db, settings, 3)
+    now = datetime.now(UTC)
+
+    def follow(fan: Member, days_ago: float) -> Event:
+        return Event(
+            "graph.follow.created",
+            fan.id,
+            {"follower_id": fan.id, "followee_id": author.id},
+            occurred_at=now - timedelta(days=days_ago),
+        )
+
+    consumer = NotificationConsumer()
+    await consumer.start(settings)
+    redis = make_redis(settings)
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(f"nova:notify:{author.id}")
+    try:
+        events = [follow(old_fan, 8), follow(recent_fan, 2)]
+        async with db.transaction() as conn:
+            await consumer.apply_many(events, conn)
+        await consumer.after_commit(events)
+        assert await pubsub.get_message(timeout=1.0) is None  # two days old: not live
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()
+        await consumer.stop()
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT actor_id, created_at FROM notifications WHERE user_id = $1", author.uuid
+        )
+    assert [(r["actor_id"], r["created_at"]) for r in rows] == [
+        (recent_fan.uuid, events[1].occurred_at)
+    ]
