@@ -46,8 +46,7 @@ class CounterShardActor:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(COUNTER, index)
-        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms)
-        self._stalls.start()
+        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms).start()
         self._tags = {"shard": self._name}
         self._started: asyncio.Task[CounterShard] = asyncio.get_running_loop().create_task(
             self._start()
@@ -135,8 +134,7 @@ class TimelineShardActor:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(TIMELINE, index)
-        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms)
-        self._stalls.start()
+        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms).start()
         self._tags = {"shard": self._name}
         self._started: asyncio.Task[TimelineShard] = asyncio.get_running_loop().create_task(
             self._start()
@@ -247,8 +245,7 @@ class ChatShardActor:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(CHAT, index)
-        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms)
-        self._stalls.start()
+        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms).start()
         self._tags = {"shard": self._name}
         self._started: asyncio.Task[ChatShard] = asyncio.get_running_loop().create_task(
             self._start()

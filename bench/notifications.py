@@ -22,13 +22,14 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import websockets
 
-from bench.harness import ratio, run_on_ray, run_paced, summarize
+from bench.harness import PacedResult, ratio, run_on_ray, run_paced, summarize
 from bench.seed import insert_users, issue_tokens
 
 SCENARIO = "notifications"
@@ -58,6 +59,23 @@ async def subscribe(url: str, token: str, on_push: Any, ready: asyncio.Event) ->
             message = json.loads(raw)
             if message.get("type") == "next":
                 on_push(message["payload"]["data"]["notificationAdded"], time.perf_counter())
+
+
+async def paced_then_drained(
+    operation: Callable[[int], Awaitable[None]], count: int, rate: float, all_in: asyncio.Event
+) -> PacedResult:
+    """`count` operations at `rate`, then up to `DRAIN_S` for the last pushes to arrive (a
+    missing one shows as delivered < expected)."""
+    run = await run_paced(
+        operation,
+        count=count,
+        rate_per_s=rate,
+        concurrency=CONCURRENCY,
+        deadline_s=count / rate + 60,
+    )
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_in.wait(), DRAIN_S)
+    return run
 
 
 async def run_nova(base_url: str, db: Any, settings: Any, args: Args) -> dict[str, Any]:
@@ -106,15 +124,7 @@ async def run_nova(base_url: str, db: Any, settings: Any, args: Args) -> dict[st
                 if reply.status != 200 or b'"errors"' in payload:
                     raise RuntimeError(f"{reply.status}: {payload[:200]!r}")
 
-            run = await run_paced(
-                follow,
-                count=len(pairs),
-                rate_per_s=args.rate,
-                concurrency=CONCURRENCY,
-                deadline_s=len(pairs) / args.rate + 60,
-            )
-        with contextlib.suppress(TimeoutError):  # a missing push shows as delivered < expected
-            await asyncio.wait_for(all_in.wait(), DRAIN_S)
+            run = await paced_then_drained(follow, len(pairs), args.rate, all_in)
     finally:
         for task in listeners:
             task.cancel()
@@ -165,15 +175,7 @@ async def run_baseline(db: Any, redis: Any, args: Args) -> dict[str, Any]:
             body = {**record.to_json(), "actor_id": key}
             await redis.publish(BASELINE_CHANNEL.format(user), json.dumps(body))
 
-        run = await run_paced(
-            notify,
-            count=len(pairs),
-            rate_per_s=args.rate,
-            concurrency=CONCURRENCY,
-            deadline_s=len(pairs) / args.rate + 60,
-        )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_in.wait(), DRAIN_S)
+        run = await paced_then_drained(notify, len(pairs), args.rate, all_in)
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)

@@ -74,8 +74,7 @@ class Gateway:
             ranker=serve.get_deployment_handle("Ranker", app_name=RANKING_APP),
         )
         gc.set_threshold(*GATEWAY_GC_THRESHOLDS)
-        self._stalls = StallWatch("gateway", warn_ms=settings.stall_warn_ms)
-        self._stalls.start()
+        self._stalls = StallWatch("gateway", warn_ms=settings.stall_warn_ms).start()
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         return create_app(self._runtime)

@@ -51,8 +51,7 @@ class FeatureStore:
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
         bind_grpc_servers_to_node_ip()
         configure_logging(settings.log_level)
-        self._stalls = StallWatch("feature-store", warn_ms=settings.stall_warn_ms)
-        self._stalls.start()
+        self._stalls = StallWatch("feature-store", warn_ms=settings.stall_warn_ms).start()
         self._redis = make_redis(settings)
         self._lookup = FeatureLookup(self._redis, half_life_s=settings.feature_half_life_s)
         self._latency = metrics.Histogram(
@@ -80,8 +79,7 @@ class Ranker:
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
         bind_grpc_servers_to_node_ip()
         configure_logging(settings.log_level)
-        self._stalls = StallWatch("ranker", warn_ms=settings.stall_warn_ms)
-        self._stalls.start()
+        self._stalls = StallWatch("ranker", warn_ms=settings.stall_warn_ms).start()
         self._settings = settings
         self._store = Path(settings.model_store)
         self._db = await Database.connect(

@@ -58,8 +58,7 @@ class RelayActor:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = name
-        self._stalls = StallWatch(name, warn_ms=settings.stall_warn_ms)
-        self._stalls.start()
+        self._stalls = StallWatch(name, warn_ms=settings.stall_warn_ms).start()
         self._relay: OutboxRelay | None = None
         self._db: Database | None = None
         self._health = LoopHealth()
@@ -115,8 +114,7 @@ class ConsumerActor:
         self._settings = settings
         self._consumer_path = consumer
         self._member = member
-        self._stalls = StallWatch(member, warn_ms=settings.stall_warn_ms)
-        self._stalls.start()
+        self._stalls = StallWatch(member, warn_ms=settings.stall_warn_ms).start()
         self._runner: ConsumerRunner | None = None
         self._health = LoopHealth()
         self._counters = _Counters(

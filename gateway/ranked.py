@@ -42,6 +42,7 @@ from ranking.schema import DTYPE, NAMES
 from storage.config import Settings
 from storage.db import Database
 from storage.errors import InvalidInput, classify
+from storage.tasks import SingleFlight
 from storage.timelines import Entry
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class RankedFeed:
         self._ranker = ranker  # DeploymentHandle to Ranker
         self.routes = RouteTable(db, refresh_s=settings.route_refresh_s)
         self._trending: tuple[float, list[Entry]] = (-1e9, [])
-        self._trending_load: asyncio.Task[list[Entry]] | None = None
+        self._trending_load = SingleFlight(self._load_trending)
         self._stages = metrics.Histogram(
             "nova_ranked_feed_stage_ms",
             "Time per stage of a ranked first page: candidates, features, scoring, order, store",
@@ -220,7 +221,7 @@ class RankedFeed:
         in_network, liked, popular = await asyncio.gather(
             self._feed.candidates(viewer, settings.ranking_in_network),
             self._liked(viewer, now),
-            self._popular(now),
+            self._popular(),
         )
         known = {e.post_id for e in in_network}
         outside = [
@@ -260,21 +261,18 @@ class RankedFeed:
                 conn, viewer, since=now - _LIKED_WINDOW, limit=self._settings.ranking_out_of_network
             )
 
-    async def _popular(self, now: datetime) -> list[Entry]:
+    async def _popular(self) -> list[Entry]:
         """Trending posts, shared by every viewer of this replica for `_TRENDING_TTL_S`.
         When they expire, the requests that find them so wait for one query, not one each."""
         loaded_at, entries = self._trending
         if time.monotonic() - loaded_at < _TRENDING_TTL_S:
             return entries
-        if self._trending_load is None or self._trending_load.done():
-            self._trending_load = asyncio.get_running_loop().create_task(self._load_trending(now))
-        return await asyncio.shield(self._trending_load)
+        return await self._trending_load()
 
-    async def _load_trending(self, now: datetime) -> list[Entry]:
+    async def _load_trending(self) -> list[Entry]:
+        since = datetime.now(UTC) - _TRENDING_WINDOW
         async with self._db.connection() as conn:
-            entries = await trending(
-                conn, since=now - _TRENDING_WINDOW, limit=self._settings.ranking_out_of_network
-            )
+            entries = await trending(conn, since=since, limit=self._settings.ranking_out_of_network)
         self._trending = (time.monotonic(), entries)
         return entries
 

@@ -30,6 +30,7 @@ from gateway.errors import Unauthenticated
 from gateway.secrets import Sealer
 from storage.config import Settings
 from storage.db import Database
+from storage.tasks import SingleFlight
 
 ALGORITHM = "RS256"
 RSA_KEY_BITS = 2048
@@ -136,7 +137,8 @@ class KeyRing:
         self._keys: dict[str, _Key] = {}
         self._signing: _Key | None = None
         self._loaded_at = 0.0
-        self._reload: asyncio.Task[None] | None = None
+        # Late-bound, so a reload always runs the `load` the ring has now.
+        self._reload = SingleFlight(lambda: self.load())
         # Tokens already verified (an RS256 check costs about a millisecond of CPU): token →
         # (kid, claims). A hit still needs its key loaded and its expiry ahead.
         self._verified: OrderedDict[str, tuple[str, AccessClaims]] = OrderedDict()
@@ -197,9 +199,7 @@ class KeyRing:
         stale meanwhile share one reload."""
         if time.monotonic() - self._loaded_at < self._settings.signing_key_refresh_s:
             return
-        if self._reload is None or self._reload.done():
-            self._reload = asyncio.get_running_loop().create_task(self.load())
-        await asyncio.shield(self._reload)
+        await self._reload()
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [dict(key.public_jwk) for key in self._keys.values()]}
@@ -257,7 +257,7 @@ class KeyRing:
             raise Unauthenticated("access token has no key id")
         key = self._keys.get(kid)
         if key is None and time.monotonic() - self._loaded_at >= _UNKNOWN_KID_RELOAD_S:
-            await self.load()  # a replica that has not seen a fresh rotation yet
+            await self._reload()  # a replica that has not seen a fresh rotation yet
             key = self._keys.get(kid)
         if key is None:
             raise Unauthenticated("access token signed with an unknown key")

@@ -6,9 +6,10 @@ calls it inside a PostgreSQL transaction that first records `(consumer, event_id
 are committed to Kafka only after the transaction commits, so a crash in between costs a
 redelivery, never a loss.
 
-Effects outside PostgreSQL (Redis, say) use `storage.ledger.RedisLedger.apply_once` inside
-`apply`: the Redis effect and its own ledger key are written atomically, so a redelivery
-after a failed PostgreSQL commit finds the Redis ledger key and does not apply twice.
+Effects outside PostgreSQL (Redis, say) use `storage.ledger.RedisLedger.apply_many_once`
+inside `apply_many`: the Redis effects and their own ledger keys are written atomically,
+so a redelivery after a failed PostgreSQL commit finds the Redis ledger keys and does not
+apply twice.
 
 Errors: retriable ones (an outage) are retried with backoff for as long as it lasts —
 an event is never dead-lettered because a dependency was down. Anything else is retried

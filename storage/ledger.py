@@ -1,10 +1,10 @@
 """Apply-once for consumer effects that live in Redis rather than PostgreSQL.
 
-`RedisLedger.apply_once` writes the effect and a ledger key in one MULTI/EXEC under WATCH:
-either both land or neither, and an event id already in the ledger is skipped. Use it
-inside `Consumer.apply`; the PostgreSQL ledger around it then only speeds up duplicates.
-`apply_many_once` does the same for a batch in one transaction: three round trips per
-batch instead of per event, which is what lets a consumer keep up with a hot post's likes.
+`RedisLedger.apply_many_once` writes a batch's effects and their events' ledger keys in one
+MULTI/EXEC under WATCH: either all land or none, and an event id already in the ledger is
+skipped. Three round trips per batch, not per event, which is what lets a consumer keep up
+with a hot post's likes. Use it inside `Consumer.apply_many`; the PostgreSQL ledger
+around it then only speeds up duplicates.
 """
 
 from __future__ import annotations
@@ -27,18 +27,13 @@ class RedisLedger:
     def key(self, consumer: str, event_id: uuid.UUID) -> str:
         return f"nova:ledger:{consumer}:{event_id}"
 
-    async def apply_once(
-        self, consumer: str, event_id: uuid.UUID, effects: Callable[[Pipeline], None]
-    ) -> bool:
-        """Queue `effects` on a transaction with the ledger key; False if already applied."""
-        return event_id in await self.apply_many_once(consumer, [(event_id, effects)])
-
     async def apply_many_once(
         self,
         consumer: str,
         batch: Sequence[tuple[uuid.UUID, Callable[[Pipeline], None]]],
     ) -> set[uuid.UUID]:
-        """`apply_once` for a batch, in order, in one MULTI/EXEC; returns the ids applied.
+        """Queue each event's `effects` with its ledger key, in order, in one MULTI/EXEC;
+        returns the ids applied (those already in the ledger are skipped).
 
         Every ledger key of the batch is watched: if another instance records one of them
         meanwhile, the transaction is retried and that event skipped. The same id twice in

@@ -55,14 +55,14 @@ class StallWatch:
         self._task: asyncio.Task[None] | None = None
         self.worst_lag_ms = 0.0
 
-    def start(self) -> None:
+    def start(self) -> StallWatch:
         """Begin watching; idempotent. Call from the process's running event loop."""
-        if self._task is not None:
-            return
-        gc.callbacks.append(self._on_gc)
-        self._task = asyncio.get_running_loop().create_task(
-            self._watch(), name=f"stall-watch-{self.component}"
-        )
+        if self._task is None:
+            gc.callbacks.append(self._on_gc)
+            self._task = asyncio.get_running_loop().create_task(
+                self._watch(), name=f"stall-watch-{self.component}"
+            )
+        return self
 
     def stop(self) -> None:
         if self._on_gc in gc.callbacks:

@@ -1,14 +1,18 @@
-"""Background loops that never die silently, and bounded exponential backoff."""
+"""Background loops that never die silently, bounded exponential backoff, and loads that
+concurrent callers share."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,3 +70,18 @@ def supervise(
                 await backoff.sleep()
 
     return asyncio.get_running_loop().create_task(runner(), name=name)
+
+
+class SingleFlight(Generic[T]):
+    """One run of `load` at a time: callers that arrive while it runs await the same result,
+    so a refresh that many requests find due at once costs one query, not one each. A
+    caller that is cancelled does not cancel the load for the others."""
+
+    def __init__(self, load: Callable[[], Coroutine[Any, Any, T]]) -> None:
+        self._load = load
+        self._task: asyncio.Task[T] | None = None
+
+    async def __call__(self) -> T:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._load())
+        return await asyncio.shield(self._task)
