@@ -92,6 +92,8 @@ def build_app(settings: Settings) -> Any:
         # Every open WebSocket is an ongoing request to Serve; at the old 200, subscriber
         # 201 on a replica waited in the proxy's queue for a slot that never freed.
         max_ongoing_requests=settings.gateway_max_ongoing_requests,
+        # Bounded: past it the proxy answers 503 with Retry-After instead of queueing.
+        max_queued_requests=settings.gateway_max_queued_requests,
     ).bind(settings)
 
 

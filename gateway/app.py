@@ -9,11 +9,12 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route, WebSocketRoute, request_response
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from gateway.admission import InFlightLimit
 from gateway.documents import DocumentCache, prepared_documents
 from gateway.http import GraphQLHTTP, client_info
 from gateway.runtime import Context, GatewayRuntime
@@ -38,6 +39,16 @@ class GraphQLWebSocket(GraphQL[Context, None]):
     async def get_context(self, request: Any, response: Any) -> Context:
         client = client_info(request, self._runtime.settings.trust_forwarded_for)
         return Context(runtime=self._runtime, client=client, request=request, response=response)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await super().__call__(scope, receive, send)
+            return
+        self._runtime.open_websockets += 1
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._runtime.open_websockets -= 1
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params or {}
@@ -64,6 +75,12 @@ def create_app(runtime: GatewayRuntime) -> Starlette:
     schema = build_schema([prepared_documents(documents), WebSocketOperationGuard])
     http = GraphQLHTTP(runtime, schema)
     websocket = GraphQLWebSocket(runtime, schema)
+    admission = InFlightLimit(
+        request_response(http.handle),
+        runtime.settings.gateway_max_in_flight,
+        on_shed=runtime.metrics.shed,
+    )
+    runtime.admission = admission
 
     async def jwks(_: Request) -> JSONResponse:
         await runtime.keys.refresh_if_stale()
@@ -85,13 +102,14 @@ def create_app(runtime: GatewayRuntime) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        runtime.start_metrics()
         yield
         await runtime.close()
 
     app = Starlette(
         routes=[
             # Exact paths: a mount would answer `/graphql` with a redirect.
-            Route("/graphql", http.handle, methods=["GET", "POST"]),
+            Route("/graphql", admission, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", websocket),
             Route("/.well-known/jwks.json", jwks),
             Route("/healthz", healthz),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +37,7 @@ from gateway.errors import (
     retry_after_header,
 )
 from gateway.identity import ClientInfo
+from gateway.metrics import MUTATION, QUERY, REFUSED
 from gateway.runtime import Context, GatewayRuntime
 from storage.errors import Unavailable
 
@@ -183,6 +185,14 @@ class GraphQLHTTP:
         self._schema = schema
 
     async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        response = await self._answer(request)
+        operation = getattr(request.state, "operation", REFUSED)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self._runtime.metrics.request(operation, response.status_code, elapsed_ms)
+        return response
+
+    async def _answer(self, request: Request) -> Response:
         media = JSON
         try:
             media = _media_type(request)
@@ -253,6 +263,7 @@ class GraphQLHTTP:
             raise RequestRefused(
                 405, "mutations must use POST", BAD_USER_INPUT, headers={"Allow": "POST"}
             )
+        request.state.operation = MUTATION if operation is OperationType.MUTATION else QUERY
         client = client_info(request, settings.trust_forwarded_for)
         claims = await runtime.authenticate(request.headers.get("authorization"))
         mutation = operation is OperationType.MUTATION

@@ -16,6 +16,7 @@ from strawberry.dataloader import DataLoader
 from actors.chat_client import ChatClient
 from actors.counter_client import CounterClient
 from actors.timeline_client import TimelineClient
+from gateway.admission import InFlightLimit
 from gateway.analytics import Analytics
 from gateway.apq import PersistedQueryStore
 from gateway.chat import Chat
@@ -28,6 +29,7 @@ from gateway.hub import PubSubHub
 from gateway.identity import ClientInfo, Identity
 from gateway.limits import QueryLimits
 from gateway.loaders import Loaders
+from gateway.metrics import GatewayMetrics
 from gateway.notifications import Notifications
 from gateway.passwords import Passwords
 from gateway.posts import Posts
@@ -80,6 +82,9 @@ class GatewayRuntime:
     documents: DocumentCache | None = None  # set by the app once the schema is known
     closed: bool = False
     rate_limit_failures: int = 0
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    open_websockets: int = 0
+    admission: InFlightLimit | None = None  # set by the app around `/graphql` over HTTP
 
     @classmethod
     async def start(
@@ -182,6 +187,7 @@ class GatewayRuntime:
             log.warning("rate limit %s not enforced: %s", budget.name, exc)
             return
         if not decision.allowed:
+            self.metrics.rate_limited(budget.name)
             raise RateLimited(
                 f"rate limit exceeded ({budget.name}); retry in {decision.retry_after_s:.1f}s",
                 decision.retry_after_s,
@@ -204,10 +210,28 @@ class GatewayRuntime:
             charges.append(self.charge(budget, str(claims.user_id)))
         return charges
 
+    def start_metrics(self) -> None:
+        """Publish this replica's own counts as metrics; call from its event loop."""
+        self.metrics.start(self.metric_snapshot)
+
+    def metric_snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
+        stats = self.users.stats
+        counts = {
+            "user_cache_local_hit": stats.local_hits,
+            "user_cache_redis_hit": stats.redis_hits,
+            "user_cache_database_load": stats.database_loads,
+            "user_cache_invalidation": stats.invalidations,
+            "rate_limit_unenforced": self.rate_limit_failures,
+        }
+        in_flight = self.admission.in_flight if self.admission is not None else 0
+        gauges = {"websockets": self.open_websockets, "http_requests": in_flight}
+        return counts, gauges
+
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        await self.metrics.stop()
         with contextlib.suppress(Exception):
             await self.users.close()
         with contextlib.suppress(Exception):

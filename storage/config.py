@@ -115,6 +115,10 @@ class Settings:
     gateway_replicas: int = 1
     # Requests and open WebSockets one gateway replica takes at once (Serve counts both).
     gateway_max_ongoing_requests: int = 5_000
+    # GraphQL HTTP requests one replica works on at once; beyond it, 503 with Retry-After.
+    gateway_max_in_flight: int = 256
+    # Requests Serve's proxy queues for a replica slot; beyond it Serve answers 503 itself.
+    gateway_max_queued_requests: int = 1_000
     log_level: str = "INFO"
     # A process whose event loop stalls this long logs it, with the GC pauses inside.
     stall_warn_ms: float = 200.0
@@ -261,6 +265,8 @@ class Settings:
             "readiness_timeout_s",
             "gateway_replicas",
             "gateway_max_ongoing_requests",
+            "gateway_max_in_flight",
+            "gateway_max_queued_requests",
             "access_token_ttl_s",
             "refresh_token_ttl_s",
             "password_reset_ttl_s",

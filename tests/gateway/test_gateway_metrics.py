@@ -1,0 +1,99 @@
+"""The gateway's metrics as an operator sees them: scraped from Ray's Prometheus endpoint
+on the test cluster, after requests made through Serve's proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import httpx
+import pytest
+import websockets
+
+from deployments.stack import Stack
+from tests.support.graphql import post
+
+pytestmark = pytest.mark.stack
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of every sample of `name` whose labels include `labels` (all replicas).
+
+    Ray exports application metrics with a `ray_` prefix."""
+    total = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None or match["name"] != name:
+            continue
+        found = dict(_LABEL.findall(match["labels"]))
+        if all(found.get(key) == value for key, value in labels.items()):
+            total += float(match["value"])
+    return total
+
+
+async def scrape(stack: Stack) -> str:
+    port = stack.layout.ray_ports()["metrics-export-port"]
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(f"http://127.0.0.1:{port}/metrics")
+    response.raise_for_status()
+    return response.text
+
+
+async def metric_reaches(
+    stack: Stack, name: str, predicate: object, timeout_s: float = 60, **labels: str
+) -> float:
+    """Poll the endpoint until `predicate(value)` holds; Ray exports every few seconds."""
+    deadline = time.monotonic() + timeout_s
+    value = 0.0
+    while time.monotonic() < deadline:
+        value = metric_sum(await scrape(stack), name, **labels)
+        if predicate(value):  # type: ignore[operator]
+            return value
+        await asyncio.sleep(1)
+    raise AssertionError(f"{name}{labels} stayed at {value}")
+
+
+async def test_requests_are_counted_by_operation_kind_and_status(
+    stack: Stack, http_url: str
+) -> None:
+    text = await scrape(stack)
+    queries = metric_sum(text, "ray_nova_gateway_requests_total", operation="query", status="200")
+    refused = metric_sum(text, "ray_nova_gateway_requests_total", operation="refused", status="400")
+
+    for _ in range(3):
+        assert (await post(http_url, "{ serverTime }")).status == 200
+        assert (await post(http_url, "{ serverTime ")).status == 400  # does not parse
+
+    await metric_reaches(
+        stack,
+        "ray_nova_gateway_requests_total",
+        lambda v: v >= queries + 3,
+        operation="query",
+        status="200",
+    )
+    await metric_reaches(
+        stack,
+        "ray_nova_gateway_requests_total",
+        lambda v: v >= refused + 3,
+        operation="refused",
+        status="400",
+    )
+    latency = metric_sum(
+        await scrape(stack), "ray_nova_gateway_request_ms_count", operation="query"
+    )
+    assert latency >= queries + 3
+
+
+async def test_open_websockets_are_a_gauge(stack: Stack, http_url: str) -> None:
+    url = http_url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
+        await socket.send('{"type":"connection_init"}')
+        assert '"connection_ack"' in str(await asyncio.wait_for(socket.recv(), 10))
+        open_now = await metric_reaches(
+            stack, "ray_nova_gateway_open", lambda v: v >= 1, kind="websockets"
+        )
+    await metric_reaches(stack, "ray_nova_gateway_open", lambda v: v < open_now, kind="websockets")
