@@ -30,6 +30,7 @@ from storage.chat import MAX_GROUP_MEMBERS, MAX_TEXT, Message
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound, classify
 from storage.graph import blocked_either_way
+from storage.notifications import read_room_notifications
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,23 @@ class Chat:
             raise NotFound("room not found")
         return RoomRecord.from_row(row)
 
+    async def rooms_by_id(
+        self, room_ids: list[uuid.UUID], user_id: uuid.UUID
+    ) -> dict[uuid.UUID, RoomRecord]:
+        """Those of `room_ids` the user is a member of now, in one query."""
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(
+                f"""
+                SELECT {_ROOM_COLUMNS} FROM chat_rooms r
+                JOIN chat_members m ON m.room_id = r.id AND m.user_id = $2 AND m.left_at IS NULL
+                WHERE r.id = ANY($1::uuid[])
+                """,
+                room_ids,
+                user_id,
+            )
+        rooms = [RoomRecord.from_row(row) for row in rows]
+        return {room.id: room for room in rooms}
+
     async def read_markers(self, room_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
         async with self._db.connection() as conn:
             rows = await conn.fetch(
@@ -251,6 +269,7 @@ class Chat:
                 user_id,
                 seq,
             )
+            await read_room_notifications(conn, user_id, room_id, seq)
         return True
 
     # -- ephemeral: typing and presence -------------------------------------------------
@@ -325,11 +344,17 @@ class Chat:
         return True
 
     async def online_users(self, room_id: uuid.UUID) -> list[uuid.UUID]:
-        members = cast(
-            list[bytes],
-            await self._redis.zrangebyscore(_ONLINE_KEY.format(room_id), time.time(), "+inf"),
-        )
-        return sorted({uuid.UUID(m.decode().partition(":")[0]) for m in members})
+        return await online_users(self._redis, room_id)
+
+
+async def online_users(redis: aioredis.Redis, room_id: uuid.UUID) -> list[uuid.UUID]:
+    """Members with a live connection watching the room (a subscription to its messages
+    or its presence) on any gateway replica."""
+    members = cast(
+        list[bytes],
+        await redis.zrangebyscore(_ONLINE_KEY.format(room_id), time.time(), "+inf"),
+    )
+    return sorted({uuid.UUID(m.decode().partition(":")[0]) for m in members})
 
 
 def message_from_channel(raw: str) -> Message | uuid.UUID:

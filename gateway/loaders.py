@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from strawberry.dataloader import DataLoader
 
+from gateway.chat import RoomRecord
 from gateway.posts import PostRecord
 from storage.counters import CounterRow
 
@@ -30,6 +31,7 @@ class Loaders:
         self.user_counts: DataLoader[uuid.UUID, CounterRow] = DataLoader(self._user_counts)
         self.viewer_likes: DataLoader[uuid.UUID, bool] = DataLoader(self._viewer_likes)
         self.follow_state: DataLoader[uuid.UUID, tuple[bool, bool]] = DataLoader(self._follow_state)
+        self.rooms: DataLoader[uuid.UUID, RoomRecord | None] = DataLoader(self._rooms)
 
     async def blocked(self) -> frozenset[uuid.UUID]:
         """Everyone hidden from the viewer (blocked either way); one query per request."""
@@ -55,6 +57,13 @@ class Loaders:
             return [False] * len(ids)
         liked = await self._runtime.posts.viewer_likes(self._viewer, ids)
         return [i in liked for i in ids]
+
+    async def _rooms(self, ids: list[uuid.UUID]) -> list[RoomRecord | None]:
+        """Chat rooms the viewer is a member of; None for the others."""
+        if self._viewer is None:
+            return [None] * len(ids)
+        rooms = await self._runtime.chat.rooms_by_id(ids, self._viewer)
+        return [rooms.get(i) for i in ids]
 
     async def _follow_state(self, ids: list[uuid.UUID]) -> list[tuple[bool, bool]]:
         if self._viewer is None:

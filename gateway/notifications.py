@@ -6,7 +6,13 @@ The `notifications` consumer turns events into rows for the person they concern:
 * `social.like.created`, `social.comment.created`, `social.share.created`: the post's
   author (LIKE, COMMENT, SHARE). Likes of one post fold into its unread LIKE row, which
   names the latest liker and counts them all;
-* `content.post.created`: each user the text @mentions (MENTION).
+* `content.post.created`: each user the text @mentions (MENTION);
+* `chat.message.sent`: each member of the room, other than the sender, who was not
+  watching the room when the event was applied (no `messageAdded` or `presence`
+  subscription open on any replica) and has not read that far (MESSAGE). A room's
+  messages fold into one unread row per member, and `markRoomRead` past its latest
+  message marks it read. If Redis cannot say who is watching, everyone is notified: a
+  notification too many beats a message missed.
 
 A notification is dated by the act it reports (the event's `occurred_at`). Acts older than
 `NOVA_NOTIFICATION_MAX_AGE_S` (7 days) make none: a group that starts on a retained log,
@@ -22,6 +28,7 @@ push that is lost (Redis down, a crash between commit and publish) is still in t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -32,6 +39,7 @@ from typing import Any, ClassVar
 import asyncpg
 import redis.asyncio as aioredis
 
+from gateway.chat import online_users
 from storage.config import Settings
 from storage.consumer import Consumer
 from storage.db import Database
@@ -43,6 +51,7 @@ from storage.notifications import (
     inbox_page,
     insert_notifications,
     mark_read,
+    room_members,
     unread_count,
     users_named,
 )
@@ -69,6 +78,7 @@ class NotificationConsumer(Consumer):
         "social.comment.created",
         "social.share.created",
         "content.post.created",
+        "chat.message.sent",
     )
 
     def __init__(self) -> None:
@@ -96,6 +106,7 @@ class NotificationConsumer(Consumer):
         events = [e for e in events if e.occurred_at >= oldest]  # old news notifies no one
         mentioned = await self._mentioned(conn, events)
         wanted = [n for event in events for n in self._notifications(event, mentioned)]
+        wanted += await self._unseen_messages(conn, events)
         if not wanted:
             return
         written = await insert_notifications(conn, wanted)
@@ -133,6 +144,45 @@ class NotificationConsumer(Consumer):
                 names.update(_mentions(dict(event.payload)))
         return await users_named(conn, sorted(names))
 
+    async def _unseen_messages(
+        self, conn: asyncpg.Connection, events: Sequence[Event]
+    ) -> list[NewNotification]:
+        """MESSAGE notifications for members away from the room and behind on it."""
+        sent = [e for e in events if e.type == "chat.message.sent"]
+        if not sent:
+            return []
+        parsed = [
+            (
+                payload_id(dict(e.payload), "room_id"),
+                payload_id(dict(e.payload), "sender_id"),
+                _seq(dict(e.payload)),
+                e.occurred_at,
+            )
+            for e in sent
+        ]
+        rooms = sorted({room for room, *_ in parsed})
+        members = await room_members(conn, rooms)
+        watching = await self._watching(rooms)
+        return [
+            NewNotification(member.user_id, "message", sender, None, at, room_id=room, seq=seq)
+            for room, sender, seq, at in parsed
+            for member in members.get(room, [])
+            if member.user_id != sender
+            and member.user_id not in watching.get(room, set())
+            and member.read_up_to < seq
+            and member.joined_at <= at
+        ]
+
+    async def _watching(self, rooms: list[uuid.UUID]) -> dict[uuid.UUID, set[uuid.UUID]]:
+        if self._redis is None:
+            return {}
+        try:
+            online = await asyncio.gather(*(online_users(self._redis, room) for room in rooms))
+        except Exception as exc:
+            log.warning("presence unknown, notifying every member: %s", classify(exc, "redis"))
+            return {}
+        return {room: set(users) for room, users in zip(rooms, online, strict=True)}
+
     def _notifications(
         self, event: Event, mentioned: dict[str, uuid.UUID]
     ) -> list[NewNotification]:
@@ -149,7 +199,16 @@ class NotificationConsumer(Consumer):
             post, author = payload_id(payload, "post_id"), payload_id(payload, "author_id")
             users = {mentioned[name] for name in _mentions(payload) if name in mentioned}
             return [NewNotification(user, "mention", author, post, at) for user in sorted(users)]
+        if event.type == "chat.message.sent":
+            return []  # `_unseen_messages`: they need the room's members and presence
         raise PoisonEvent(f"notifications: unexpected event type {event.type!r}")
+
+
+def _seq(payload: dict[str, Any]) -> int:
+    seq = payload.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise PoisonEvent(f"payload's seq is not a positive integer: {seq!r}")
+    return seq
 
 
 def _mentions(payload: dict[str, Any]) -> list[str]:
@@ -170,6 +229,8 @@ def _sent_event(record: NotificationRecord) -> Event:
             "actor_id": str(record.actor_id),
             "post_id": str(record.post_id) if record.post_id else None,
             "actor_count": record.actor_count,
+            "room_id": str(record.room_id) if record.room_id else None,
+            "message_count": record.message_count,
         },
     )
 

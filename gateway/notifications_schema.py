@@ -12,6 +12,7 @@ from datetime import datetime
 
 import strawberry
 
+from gateway.chat_schema import ChatRoom
 from gateway.notifications import NOTIFY_CHANNEL
 from gateway.profiles import decode_cursor, encode_cursor, page_size
 from gateway.types import Connection, Edge, NovaInfo, Post, User, load_post, load_user, parse_id
@@ -28,10 +29,12 @@ class NotificationKind(enum.Enum):
     COMMENT = "comment"
     SHARE = "share"
     MENTION = "mention"
+    MESSAGE = "message"
 
 
 @strawberry.type(
-    description="Someone followed you, or liked, commented on, shared or mentioned you in a post."
+    description="Someone followed you, or liked, commented on, shared or mentioned you in a "
+    "post, or wrote in a chat room while you were away from it."
 )
 class Notification:
     id: strawberry.ID
@@ -42,8 +45,13 @@ class Notification:
         description="How many people it stands for: likes of one post fold into one "
         "unread notification naming the latest (`actor`)."
     )
+    message_count: int | None = strawberry.field(
+        description="MESSAGE: how many messages it stands for (a room's unread messages "
+        "fold into one notification naming the latest sender); null for other kinds."
+    )
     actor_id: strawberry.Private[uuid.UUID]
     post_id: strawberry.Private[uuid.UUID | None]
+    room_id: strawberry.Private[uuid.UUID | None]
 
     @classmethod
     def from_record(cls, record: NotificationRecord) -> Notification:
@@ -53,8 +61,10 @@ class Notification:
             created_at=record.created_at,
             read=record.read,
             actor_count=record.actor_count,
+            message_count=record.message_count,
             actor_id=record.actor_id,
             post_id=record.post_id,
+            room_id=record.room_id,
         )
 
     @strawberry.field(description="Who did it; null if their account is gone.")
@@ -63,12 +73,21 @@ class Notification:
 
     @strawberry.field(
         description="The post concerned (the one mentioning you, for MENTION); "
-        "null for FOLLOW and for posts deleted since or hidden by a block."
+        "null for FOLLOW and MESSAGE and for posts deleted since or hidden by a block."
     )
     async def post(self, info: NovaInfo) -> Post | None:
         if self.post_id is None:
             return None
         return await load_post(info, self.post_id)
+
+    @strawberry.field(
+        description="MESSAGE: the chat room; null for other kinds and once you have left it."
+    )
+    async def room(self, info: NovaInfo) -> ChatRoom | None:
+        if self.room_id is None:
+            return None
+        record = await info.context.loaders.rooms.load(self.room_id)
+        return ChatRoom.from_record(record) if record is not None else None
 
 
 @strawberry.type

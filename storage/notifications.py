@@ -4,7 +4,8 @@ an inbox newest first, marked read up to a point.
 Rules live in the insert: nobody is notified of their own acts, a block either way stops
 a notification, and a re-like or re-follow does not notify a second time. Likes fold into
 one unread row per post ("alice and 12 others liked your post"): a hot post's likes cost
-one row per batch, not one per like.
+one row per batch, not one per like. Chat messages fold the same way, into one unread row
+per member and room ("3 new messages from bob"), and reading the room reads it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 import asyncpg
 
-KINDS = ("follow", "like", "comment", "share", "mention")
+KINDS = ("follow", "like", "comment", "share", "mention", "message")
 _COLUMNS = (
-    "id, user_id, kind, actor_id, post_id, actor_count, created_at, read_at IS NOT NULL AS read"
+    "id, user_id, kind, actor_id, post_id, actor_count, created_at, read_at IS NOT NULL AS read,"
+    " room_id, message_count"
 )
 
 
@@ -29,6 +31,8 @@ class NewNotification:
     actor_id: uuid.UUID
     post_id: uuid.UUID | None
     at: datetime  # when the act happened: the notification's time, whenever it is applied
+    room_id: uuid.UUID | None = None  # MESSAGE: the room, and the message's seq in it
+    seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class NotificationRecord:
     created_at: datetime
     read: bool
     actor_count: int = 1
+    room_id: uuid.UUID | None = None
+    message_count: int | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> NotificationRecord:
@@ -53,6 +59,8 @@ class NotificationRecord:
             created_at=row["created_at"],
             read=row["read"],
             actor_count=row["actor_count"],
+            room_id=row["room_id"],
+            message_count=row["message_count"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -65,11 +73,14 @@ class NotificationRecord:
             "post_id": str(self.post_id) if self.post_id else None,
             "actor_count": self.actor_count,
             "created_at": self.created_at.isoformat(),
+            "room_id": str(self.room_id) if self.room_id else None,
+            "message_count": self.message_count,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NotificationRecord:
-        post = data.get("post_id")
+        post, room = data.get("post_id"), data.get("room_id")
+        count = data.get("message_count")
         return cls(
             id=uuid.UUID(data["id"]),
             user_id=uuid.UUID(data["user_id"]),
@@ -79,6 +90,8 @@ class NotificationRecord:
             created_at=datetime.fromisoformat(data["created_at"]),
             read=False,
             actor_count=int(data.get("actor_count", 1)),
+            room_id=uuid.UUID(room) if room else None,
+            message_count=int(count) if count is not None else None,
         )
 
 
@@ -95,8 +108,13 @@ async def insert_notifications(
     """Write what the rules allow; returns the rows written or updated, oldest first."""
     wanted = [n for n in batch if n.user_id != n.actor_id]
     likes = [n for n in wanted if n.kind == "like"]
-    others = [n for n in wanted if n.kind != "like"]
-    records = [*await _fold_likes(conn, likes), *await _insert(conn, others)]
+    messages = [n for n in wanted if n.kind == "message"]
+    others = [n for n in wanted if n.kind not in ("like", "message")]
+    records = [
+        *await _fold_likes(conn, likes),
+        *await _fold_messages(conn, messages),
+        *await _insert(conn, others),
+    ]
     return sorted(records, key=lambda r: (r.created_at, r.id))
 
 
@@ -169,6 +187,88 @@ async def _fold_likes(
         [n.at for n in likes],
     )
     return [NotificationRecord.from_row(r) for r in rows]
+
+
+async def _fold_messages(
+    conn: asyncpg.Connection, messages: list[NewNotification]
+) -> list[NotificationRecord]:
+    """Messages join the member's unread MESSAGE row for the room (or start one): the
+    latest sender becomes `actor_id`, `message_count` grows, `room_seq` is the latest
+    message's. Each event is applied once (the consumer's ledger), so the count is exact."""
+    if not messages:
+        return []
+    rows = await conn.fetch(
+        f"""
+        WITH wanted AS (
+            SELECT n.* FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[],
+                                   $5::timestamptz[])
+                 AS n(user_id, actor_id, room_id, seq, at)
+            WHERE {_NOT_BLOCKED}
+        ), folded AS (
+            SELECT user_id, room_id, count(*)::int AS messages, max(seq) AS seq,
+                   (array_agg(actor_id ORDER BY seq DESC))[1] AS latest, max(at) AS at
+            FROM wanted GROUP BY user_id, room_id
+        )
+        INSERT INTO notifications AS o
+            (id, user_id, kind, actor_id, room_id, room_seq, message_count, created_at)
+        SELECT gen_random_uuid(), user_id, 'message', latest, room_id, seq, messages, at
+        FROM folded ORDER BY user_id, room_id
+        ON CONFLICT (user_id, room_id) WHERE kind = 'message' AND read_at IS NULL
+        DO UPDATE SET actor_id = CASE WHEN EXCLUDED.room_seq > o.room_seq
+                                      THEN EXCLUDED.actor_id ELSE o.actor_id END,
+                      message_count = o.message_count + EXCLUDED.message_count,
+                      room_seq = greatest(o.room_seq, EXCLUDED.room_seq),
+                      created_at = greatest(o.created_at, EXCLUDED.created_at)
+        RETURNING {_COLUMNS}
+        """,
+        [n.user_id for n in messages],
+        [n.actor_id for n in messages],
+        [n.room_id for n in messages],
+        [n.seq for n in messages],
+        [n.at for n in messages],
+    )
+    return [NotificationRecord.from_row(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class RoomMember:
+    user_id: uuid.UUID
+    joined_at: datetime
+    read_up_to: int
+
+
+async def room_members(
+    conn: asyncpg.Connection, room_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[RoomMember]]:
+    """The current members of each room, with when they joined and what they have read."""
+    rows = await conn.fetch(
+        "SELECT room_id, user_id, joined_at, read_up_to FROM chat_members"
+        " WHERE room_id = ANY($1::uuid[]) AND left_at IS NULL",
+        room_ids,
+    )
+    members: dict[uuid.UUID, list[RoomMember]] = {room: [] for room in room_ids}
+    for row in rows:
+        members[row["room_id"]].append(
+            RoomMember(row["user_id"], row["joined_at"], row["read_up_to"])
+        )
+    return members
+
+
+async def read_room_notifications(
+    conn: asyncpg.Connection, user_id: uuid.UUID, room_id: uuid.UUID, seq: int
+) -> int:
+    """Reading a room up to `seq` reads its MESSAGE notification if nothing newer is in it."""
+    status: str = await conn.execute(
+        """
+        UPDATE notifications SET read_at = clock_timestamp()
+        WHERE user_id = $1 AND room_id = $2 AND kind = 'message' AND read_at IS NULL
+          AND room_seq <= $3
+        """,
+        user_id,
+        room_id,
+        seq,
+    )
+    return int(status.split()[-1])
 
 
 async def users_named(conn: asyncpg.Connection, usernames: list[str]) -> dict[str, uuid.UUID]:

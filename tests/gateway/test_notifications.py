@@ -16,6 +16,7 @@ import pytest
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
+from gateway.chat import online_users
 from gateway.notifications import NotificationConsumer
 from storage.config import Settings
 from storage.db import Database
@@ -283,3 +284,73 @@ async def test_old_acts_notify_no_one_and_a_notification_is_dated_by_its_act(
     assert [(r["actor_id"], r["created_at"]) for r in rows] == [
         (recent_fan.uuid, events[1].occurred_at)
     ]
+
+
+ROOM_INBOX = """
+query {
+  notifications(first: 20) {
+    edges { node { kind read messageCount actor { id } post { id } room { id name } } }
+  }
+  unreadNotificationCount
+}
+"""
+
+
+async def messages_in(http_url: str, member: Member) -> tuple[list[dict[str, Any]], int]:
+    data = (await call(http_url, member, ROOM_INBOX)).ok()
+    nodes = [e["node"] for e in data["notifications"]["edges"] if e["node"]["kind"] == "MESSAGE"]
+    return nodes, data["unreadNotificationCount"]
+
+
+async def test_chat_messages_notify_members_away_from_the_room_until_they_read_it(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    from tests.gateway.test_chat import ADDED, operation, room_of, send, subscribed
+
+    sender, away, watching = await make_members(db, settings, 3)
+    room = await room_of(http_url, sender, away, watching, name="weekend")
+    async with subscribed(http_url, watching) as session:
+        stream = session.subscribe(operation(ADDED, room=room, after=None))
+        first = asyncio.ensure_future(anext(stream))
+        redis = make_redis(settings)
+
+        async def watcher_online() -> bool:
+            return watching.uuid in await online_users(redis, uuid.UUID(room))
+
+        try:
+            await wait_until(watcher_online, timeout_s=WAIT_S, message="watcher online")
+        finally:
+            await redis.aclose()
+        sent = [(await send(http_url, sender, room, f"hi {i}")).ok() for i in range(2)]
+        await asyncio.wait_for(first, WAIT_S)  # the watcher did get it live
+        await consumed(db, "chat.message.sent", message_id=sent[-1]["sendMessage"]["id"])
+        await stream.aclose()
+
+    notified, unread = await messages_in(http_url, away)
+    assert notified == [
+        {
+            "kind": "MESSAGE",
+            "read": False,
+            "messageCount": 2,
+            "actor": {"id": sender.id},
+            "post": None,
+            "room": {"id": room, "name": "weekend"},
+        }
+    ]
+    assert unread == 1
+    assert (await messages_in(http_url, watching))[0] == [], "it was watching the room"
+    assert (await messages_in(http_url, sender))[0] == [], "never for your own messages"
+
+    mark = "mutation($room: ID!, $seq: Int!) { markRoomRead(roomId: $room, seq: $seq) }"
+    (await call(http_url, away, mark, room=room, seq=1)).ok()
+    assert [n["read"] for n in (await messages_in(http_url, away))[0]] == [False]
+    (await call(http_url, away, mark, room=room, seq=2)).ok()
+    notified, unread = await messages_in(http_url, away)
+    assert [n["read"] for n in notified] == [True]
+    assert unread == 0
+
+    third = (await send(http_url, sender, room, "still there?")).ok()
+    await consumed(db, "chat.message.sent", message_id=third["sendMessage"]["id"])
+    notified, unread = await messages_in(http_url, away)
+    assert [(n["read"], n["messageCount"]) for n in notified] == [(False, 1), (True, 2)]
+    assert unread == 1
