@@ -350,11 +350,22 @@ class Chat:
 async def online_users(redis: aioredis.Redis, room_id: uuid.UUID) -> list[uuid.UUID]:
     """Members with a live connection watching the room (a subscription to its messages
     or its presence) on any gateway replica."""
-    members = cast(
-        list[bytes],
-        await redis.zrangebyscore(_ONLINE_KEY.format(room_id), time.time(), "+inf"),
-    )
-    return sorted({uuid.UUID(m.decode().partition(":")[0]) for m in members})
+    return (await online_in_rooms(redis, [room_id]))[room_id]
+
+
+async def online_in_rooms(
+    redis: aioredis.Redis, room_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """`online_users` of several rooms in one round trip."""
+    now = time.time()
+    async with redis.pipeline(transaction=False) as pipe:
+        for room_id in room_ids:
+            pipe.zrangebyscore(_ONLINE_KEY.format(room_id), now, "+inf")
+        replies = cast(list[list[bytes]], await pipe.execute())
+    return {
+        room_id: sorted({uuid.UUID(m.decode().partition(":")[0]) for m in members})
+        for room_id, members in zip(room_ids, replies, strict=True)
+    }
 
 
 def message_from_channel(raw: str) -> Message | uuid.UUID:

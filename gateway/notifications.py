@@ -28,7 +28,6 @@ push that is lost (Redis down, a crash between commit and publish) is still in t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -39,7 +38,7 @@ from typing import Any, ClassVar
 import asyncpg
 import redis.asyncio as aioredis
 
-from gateway.chat import online_users
+from gateway.chat import online_in_rooms
 from storage.config import Settings
 from storage.consumer import Consumer
 from storage.db import Database
@@ -177,11 +176,11 @@ class NotificationConsumer(Consumer):
         if self._redis is None:
             return {}
         try:
-            online = await asyncio.gather(*(online_users(self._redis, room) for room in rooms))
+            online = await online_in_rooms(self._redis, rooms)
         except Exception as exc:
             log.warning("presence unknown, notifying every member: %s", classify(exc, "redis"))
             return {}
-        return {room: set(users) for room, users in zip(rooms, online, strict=True)}
+        return {room: set(users) for room, users in online.items()}
 
     def _notifications(
         self, event: Event, mentioned: dict[str, uuid.UUID]

@@ -20,6 +20,7 @@ from gateway.chat import online_users
 from gateway.notifications import NotificationConsumer
 from storage.config import Settings
 from storage.db import Database
+from storage.errors import PoisonEvent
 from storage.events import Event
 from storage.redis_client import make_redis
 from tests.conftest import wait_until
@@ -354,3 +355,36 @@ async def test_chat_messages_notify_members_away_from_the_room_until_they_read_i
     notified, unread = await messages_in(http_url, away)
     assert [(n["read"], n["messageCount"]) for n in notified] == [(False, 1), (True, 2)]
     assert unread == 1
+
+
+async def test_when_presence_is_unknown_every_member_away_or_not_is_notified(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    from tests.gateway.test_chat import room_of
+
+    sender, other = await make_members(db, settings, 2)
+    room = await room_of(http_url, sender, other)
+    consumer = NotificationConsumer()
+    # Redis on a port nothing listens on: who is watching the room cannot be known.
+    await consumer.start(settings.replace(redis_url="redis://127.0.0.1:9/0", redis_timeout_s=0.5))
+    message = Event(
+        "chat.message.sent",
+        room,
+        {"room_id": room, "message_id": str(uuid.uuid4()), "seq": 1, "sender_id": sender.id},
+    )
+    try:
+        async with db.transaction() as conn:
+            await consumer.apply_many([message], conn)
+        await consumer.after_commit([message])  # the live push fails quietly too
+        bad = Event("chat.message.sent", room, {**message.payload, "seq": "one"})
+        async with db.transaction() as conn:
+            with pytest.raises(PoisonEvent, match="seq"):
+                await consumer.apply_many([bad], conn)
+    finally:
+        await consumer.stop()
+    async with db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT user_id, kind, actor_id, message_count FROM notifications WHERE room_id = $1",
+            uuid.UUID(room),
+        )
+    assert [tuple(r) for r in rows] == [(other.uuid, "message", sender.uuid, 1)]
