@@ -20,6 +20,7 @@ from gateway.errors import Unauthenticated
 from gateway.passwords import Passwords, check_policy
 from gateway.revocation import Revocations
 from gateway.secrets import Sealer
+from gateway.sessions import revoke
 from gateway.tokens import AccessClaims, KeyRing, new_opaque_token, token_digest
 from gateway.users import USER_COLUMNS, UserCache, UserRecord
 from storage.config import Settings
@@ -213,7 +214,7 @@ class Identity:
             if row["rotated_at"] is not None:
                 # Someone presented a token that was already exchanged: one of the two
                 # holders is not the user. Revoke the whole family (the session).
-                await _revoke(conn, [row["session_id"]], "refresh token reuse")
+                await revoke(conn, [row["session_id"]], "refresh token reuse")
                 reused_session = row["session_id"]
             elif row["expires_at"] <= now or row["session_expires_at"] <= now:
                 raise Unauthenticated("refresh token expired")
@@ -253,7 +254,7 @@ class Identity:
                 raise Unauthenticated("invalid refresh token")
             if claims is not None and claims.user_id != session["user_id"]:
                 raise Unauthenticated("refresh token belongs to another account")
-            await _revoke(conn, [session["id"]], "logout")
+            await revoke(conn, [session["id"]], "logout")
         await self._revocations.revoke_sessions([session["id"]])
         if claims is not None:
             await self._revocations.deny_token(claims)
@@ -359,7 +360,7 @@ class Identity:
                 user_id,
             )
             session_ids = [r["id"] for r in revoked]
-            await _revoke(conn, session_ids, "password reset")
+            await revoke(conn, session_ids, "password reset")
         await self._revocations.revoke_sessions(session_ids)
 
     async def verify_email(self, token: str) -> UserRecord:
@@ -401,17 +402,6 @@ async def grant_role(db: Database, login: str, role: str) -> UserRecord:
     if row is None:
         raise InvalidInput(f"no account {login!r}")
     return UserRecord.from_row(row)
-
-
-async def _revoke(conn: asyncpg.Connection, session_ids: list[uuid.UUID], reason: str) -> None:
-    await conn.execute(
-        """
-        UPDATE auth_sessions SET revoked_at = now(), revoked_reason = $2
-        WHERE id = ANY($1) AND revoked_at IS NULL
-        """,
-        session_ids,
-        reason,
-    )
 
 
 def _taken(exc: BaseException) -> InvalidInput:

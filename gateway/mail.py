@@ -1,4 +1,5 @@
-"""The mail consumer: sends password-reset and email-verification messages over SMTP.
+"""The mail consumer: sends password-reset and email-verification messages over SMTP, and
+a notice when a password was changed (`identity.password.changed`, no token in it).
 
 Identity writes `identity.password_reset.requested` / `identity.email_verification.requested`
 events through the outbox with the one-time token sealed (`gateway.secrets.Sealer`), so
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 PASSWORD_RESET = "identity.password_reset.requested"
 EMAIL_VERIFICATION = "identity.email_verification.requested"
+PASSWORD_CHANGED = "identity.password.changed"
 
 # A conservative check: the SMTP server has the last word, this only keeps header injection
 # (CR/LF) and obvious garbage out of the envelope.
@@ -124,7 +126,7 @@ class MailConsumer(Consumer):
     """Renders and sends the one-time-token mail identity asks for."""
 
     name: ClassVar[str] = "mail"
-    topics: ClassVar[tuple[str, ...]] = (PASSWORD_RESET, EMAIL_VERIFICATION)
+    topics: ClassVar[tuple[str, ...]] = (PASSWORD_RESET, EMAIL_VERIFICATION, PASSWORD_CHANGED)
 
     def __init__(self) -> None:
         self._settings = Settings()
@@ -141,6 +143,11 @@ class MailConsumer(Consumer):
     async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
         if self._sealer is None:
             raise ConfigError("MailConsumer.apply called before start()")
+        if event.type == PASSWORD_CHANGED:
+            notice = self.render_notice(event, now=datetime.now(UTC))
+            await self._send(notice, event)
+            log.info("mail: sent %s (event %s)", event.type, event.event_id)
+            return
         if event.type not in _KINDS:
             raise PoisonEvent(f"mail: unexpected event type {event.type!r}")
         request = self._parse(event, self._sealer)
@@ -200,13 +207,7 @@ class MailConsumer(Consumer):
         )
         expires = request.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
         greeting = f"Hello {request.username}" if request.username else "Hello"
-        message = EmailMessage()
-        message["From"] = self._settings.mail_from
-        message["To"] = request.email
-        message["Subject"] = subject
-        message["Date"] = format_datetime(now)
-        message["Message-ID"] = _message_id(event, self._settings.mail_from)
-        message["Auto-Submitted"] = "auto-generated"
+        message = self._headed(request.email, subject, event, now)
         message.set_content(
             f"{greeting},\n\n"
             f"{intro}\n\n"
@@ -216,6 +217,36 @@ class MailConsumer(Consumer):
             f"It expires at {expires}. If you did not ask for this, ignore this message.\n\n"
             "-- \nNova\n"
         )
+        return message
+
+    def render_notice(self, event: Event, *, now: datetime) -> EmailMessage:
+        """'Your password was changed': sent to the account's address, with no link in it
+        (a notice people learn to click is a phishing template)."""
+        payload = event.payload
+        email, username = payload.get("email"), payload.get("username")
+        if not isinstance(email, str) or not _ADDRESS.match(email.strip()):
+            raise PoisonEvent(f"mail: {email!r} is not an email address")
+        name = _one_line(username) if isinstance(username, str) else ""
+        greeting = f"Hello {name}" if name else "Hello"
+        message = self._headed(email.strip(), "Your Nova password was changed", event, now)
+        message.set_content(
+            f"{greeting},\n\n"
+            "The password of your Nova account was changed, and every other device signed "
+            "in to it was signed out.\n\n"
+            "If this was you, there is nothing to do. If it was not, reset your password "
+            'from the app\'s sign-in screen ("Forgot password") now.\n\n'
+            "-- \nNova\n"
+        )
+        return message
+
+    def _headed(self, to: str, subject: str, event: Event, now: datetime) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self._settings.mail_from
+        message["To"] = to
+        message["Subject"] = subject
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = _message_id(event, self._settings.mail_from)
+        message["Auto-Submitted"] = "auto-generated"
         return message
 
     async def _send(self, message: EmailMessage, event: Event) -> None:

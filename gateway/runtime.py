@@ -39,6 +39,7 @@ from gateway.ratelimit import Budget, Budgets, RateLimiter, budgets
 from gateway.revocation import Revocations
 from gateway.search import Search
 from gateway.secrets import Sealer
+from gateway.sessions import Sessions
 from gateway.tokens import AccessClaims, KeyRing, ensure_signing_key
 from gateway.users import UserCache, UserRecord
 from storage.config import Settings
@@ -74,6 +75,7 @@ class GatewayRuntime:
     chat: Chat
     notifications: Notifications
     analytics: Analytics
+    sessions: Sessions
     # `feed(mode: RANKED)`; None without the FeatureStore and Ranker (then RANKED = LATEST).
     ranked: RankedFeed | None = None
     replica_id: str = field(
@@ -98,6 +100,7 @@ class GatewayRuntime:
         await ensure_signing_key(db, sealer)
         await keys.load()
         revocations = Revocations(redis, db, access_ttl_s=settings.access_token_ttl_s)
+        passwords = Passwords(settings)
         users = UserCache(
             db,
             redis,
@@ -110,7 +113,7 @@ class GatewayRuntime:
             db,
             settings,
             keys=keys,
-            passwords=Passwords(settings),
+            passwords=passwords,
             sealer=sealer,
             revocations=revocations,
             users=users,
@@ -150,6 +153,7 @@ class GatewayRuntime:
                 ChatClient(settings.chat_shards, timeout_s=settings.chat_call_timeout_s),
             ),
             notifications=Notifications(db),
+            sessions=Sessions(db, passwords, revocations),
         )
 
     @property

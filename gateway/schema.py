@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.extensions import MaskErrors, SchemaExtension
 
+from gateway.account_schema import AccountMutation, AccountQuery
 from gateway.chat_schema import ChatMutation, ChatQuery, ChatSubscription
 from gateway.errors import BAD_USER_INPUT, should_mask, user_error
 from gateway.identity import AuthResult
@@ -73,7 +74,7 @@ class UpdateProfileInput:
 
 
 @strawberry.type
-class Query(SocialQuery, ChatQuery, NotificationQuery):
+class Query(SocialQuery, ChatQuery, NotificationQuery, AccountQuery):
     @strawberry.field(description="The server's clock, in UTC.")
     def server_time(self) -> datetime:
         return datetime.now(UTC)
@@ -125,7 +126,9 @@ class Query(SocialQuery, ChatQuery, NotificationQuery):
 
 
 @strawberry.type
-class Mutation(SocialMutation, ChatMutation, RankingMutation, NotificationMutation):
+class Mutation(
+    SocialMutation, ChatMutation, RankingMutation, NotificationMutation, AccountMutation
+):
     @strawberry.mutation(description="Create an account; a verification mail follows.")
     async def register(self, info: NovaInfo, input: RegisterInput) -> AuthPayload:
         ctx = info.context

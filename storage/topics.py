@@ -27,6 +27,7 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("identity.user.created", 4, "user_id"),
     Topic("identity.password_reset.requested", 2, "user_id"),
     Topic("identity.email_verification.requested", 2, "user_id"),
+    Topic("identity.password.changed", 2, "user_id"),
     Topic("user.profile.updated", 4, "user_id"),
     Topic("graph.follow.created", 8, "follower_id"),
     Topic("graph.follow.deleted", 8, "follower_id"),

@@ -1,0 +1,157 @@
+"""A user's own sessions: the devices signed in, ending one, and changing the password.
+
+A session is one sign-in (`auth_sessions`): its refresh-token family and every access
+token issued from it carry its id. Revoking it refuses its refresh tokens at once (in
+PostgreSQL) and its access tokens at once (`Revocations`, in Redis), not only when they
+expire. Changing the password ends every session but the one that changed it, as a
+password reset ends them all, and mails the account a notice (`identity.password.changed`),
+so a stolen session cannot outlive the owner noticing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from gateway.passwords import Passwords, check_policy
+from gateway.revocation import Revocations
+from gateway.tokens import AccessClaims
+from storage.db import Database
+from storage.errors import InvalidInput, NotFound
+from storage.events import Event
+from storage.outbox import add_event
+
+PASSWORD_CHANGED = "identity.password.changed"
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> SessionRecord:
+        return cls(
+            id=row["id"],
+            created_at=row["created_at"],
+            last_used_at=row["last_used_at"],
+            expires_at=row["expires_at"],
+            user_agent=row["user_agent"],
+            ip=row["ip"],
+        )
+
+
+async def revoke(conn: asyncpg.Connection, session_ids: list[uuid.UUID], reason: str) -> None:
+    """Revoke sessions in PostgreSQL; callers then refuse their access tokens in Redis."""
+    await conn.execute(
+        """
+        UPDATE auth_sessions SET revoked_at = now(), revoked_reason = $2
+        WHERE id = ANY($1) AND revoked_at IS NULL
+        """,
+        session_ids,
+        reason,
+    )
+
+
+class Sessions:
+    def __init__(self, db: Database, passwords: Passwords, revocations: Revocations) -> None:
+        self._db = db
+        self._passwords = passwords
+        self._revocations = revocations
+
+    async def active(
+        self, user_id: uuid.UUID, limit: int, before: tuple[datetime, uuid.UUID] | None
+    ) -> list[SessionRecord]:
+        """Live sessions, most recently used first; `limit + 1` rows tell if more exist."""
+        rows = await self._db.fetch(
+            """
+            SELECT id, created_at, last_used_at, expires_at, user_agent, ip
+            FROM auth_sessions
+            WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+              AND ($2::timestamptz IS NULL OR (last_used_at, id) < ($2, $3::uuid))
+            ORDER BY last_used_at DESC, id DESC LIMIT $4
+            """,
+            user_id,
+            before[0] if before else None,
+            before[1] if before else None,
+            limit + 1,
+        )
+        return [SessionRecord.from_row(row) for row in rows]
+
+    async def revoke_one(self, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
+        """End one of the user's sessions; False if it had already ended."""
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT revoked_at IS NULL AND expires_at > now() AS live FROM auth_sessions"
+                " WHERE id = $1 AND user_id = $2 FOR UPDATE",
+                session_id,
+                user_id,
+            )
+            if row is None:
+                raise NotFound("session not found")
+            if not row["live"]:
+                return False
+            await revoke(conn, [session_id], "revoked by the user")
+        await self._revocations.revoke_sessions([session_id])
+        return True
+
+    async def change_password(self, claims: AccessClaims, current: str, new: str) -> int:
+        """Set a new password if `current` is right; end the user's other sessions.
+
+        Returns how many other sessions were ended."""
+        user_id = claims.user_id
+        row = await self._db.fetchrow(
+            "SELECT username, email, password_hash FROM users WHERE id = $1", user_id
+        )
+        if row is None:
+            raise NotFound("account not found")
+        if not await self._passwords.verify(row["password_hash"], current):
+            raise InvalidInput("the current password is wrong")
+        if new == current:
+            raise InvalidInput("the new password must differ from the current one")
+        check_policy(new, username=row["username"], email=row["email"])
+        new_hash = await self._passwords.hash(new)
+        async with self._db.transaction() as conn:
+            # Only if no one changed it meanwhile (another device, a reset).
+            status = await conn.execute(
+                """
+                UPDATE users SET password_hash = $3, password_changed_at = now(),
+                                 version = version + 1, updated_at = now()
+                WHERE id = $1 AND password_hash = $2
+                """,
+                user_id,
+                row["password_hash"],
+                new_hash,
+            )
+            if status.split()[-1] != "1":
+                raise InvalidInput("the password was changed meanwhile; try again")
+            others = await conn.fetch(
+                "SELECT id FROM auth_sessions"
+                " WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+                user_id,
+                claims.session_id,
+            )
+            ended = [r["id"] for r in others]
+            await revoke(conn, ended, "password changed")
+            await add_event(
+                conn,
+                Event(
+                    PASSWORD_CHANGED,
+                    str(user_id),
+                    {
+                        "user_id": str(user_id),
+                        "email": row["email"],
+                        "username": row["username"],
+                        "changed_at": datetime.now(UTC).isoformat(),
+                    },
+                ),
+            )
+        await self._revocations.revoke_sessions(ended)
+        return len(ended)
