@@ -20,6 +20,7 @@ from gateway.apq import PersistedQueryStore, query_hash
 from gateway.documents import DocumentCache, prepared_documents
 from gateway.http import GraphQLHTTP
 from gateway.limits import QueryLimits
+from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import Budget, budgets
 from gateway.runtime import GatewayRuntime
 from storage.config import Settings
@@ -54,6 +55,7 @@ class Runtime:
         self.documents = documents
         self.budgets = budgets(self.settings)
         self.replica_id = "test-replica"
+        self.metrics = GatewayMetrics()  # the real one; outside Ray it records nothing
         # Never reached: these tests send no hash-only APQ requests.
         self.persisted = PersistedQueryStore(cast(Any, None), ttl_s=60)
 
