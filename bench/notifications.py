@@ -7,7 +7,10 @@ holds a graphql-transport-ws connection through Serve's proxy, subscribed to
 `notificationAdded`; fans `follow` recipients over HTTP at `--rate` per second. Latency is
 the start of the `follow` request → the push at the recipient: the commit, the outbox
 relay, Kafka, the `notifications` consumer's ledger transaction, Redis pub/sub and the
-gateway. Baseline, same run, same count and rate: notify on write — the notification row
+gateway. Then the same for chat: each fan opens a direct room with each recipient (who is
+not watching it) and sends one message; latency is the start of `sendMessage` → the
+MESSAGE push, which adds the room's members and presence to the consumer's work.
+Baseline, same run, same count and rate: notify on write — the notification row
 inserted and published to Redis in the request's own path (no outbox, no consumer, no
 gateway), received by a plain Redis subscriber: the floor of a durable push.
 
@@ -34,6 +37,12 @@ from bench.seed import insert_users, issue_tokens
 
 SCENARIO = "notifications"
 FOLLOW = "mutation($id: ID!) { follow(userId: $id) }"
+OPEN_ROOM = "mutation($ids: [ID!]!) { createRoom(input: {memberIds: $ids}) { id } }"
+SEND = """
+mutation($room: ID!, $cmid: String!) {
+  sendMessage(input: {roomId: $room, text: "are you there?", clientMessageId: $cmid}) { seq }
+}
+"""
 LIVE = "subscription { notificationAdded { id kind actor { id } } }"
 CONCURRENCY = 16
 DRAIN_S = 30.0
@@ -78,7 +87,23 @@ async def paced_then_drained(
     return run
 
 
-async def run_nova(base_url: str, db: Any, settings: Any, args: Args) -> dict[str, Any]:
+async def call(
+    http: aiohttp.ClientSession, base_url: str, token: str, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    body = {"query": query, "variables": variables}
+    headers = {"authorization": f"Bearer {token}"}
+    async with http.post(f"{base_url}/graphql", json=body, headers=headers) as reply:
+        payload = await reply.read()
+    if reply.status != 200 or b'"errors"' in payload:
+        raise RuntimeError(f"{reply.status}: {payload[:200]!r}")
+    data: dict[str, Any] = json.loads(payload)["data"]
+    return data
+
+
+async def run_nova(
+    base_url: str, db: Any, settings: Any, args: Args, *, act: str
+) -> dict[str, Any]:
+    """`act`: "follow" (fan follows recipient) or "message" (fan writes in their room)."""
     recipients = await insert_users(db, args.recipients)
     fans = await insert_users(db, args.fans)
     tokens = await issue_tokens(db, settings, recipients + fans)
@@ -112,19 +137,24 @@ async def run_nova(base_url: str, db: Any, settings: Any, args: Args) -> dict[st
         await asyncio.sleep(0.5)  # subscriptions registered on their replica
         connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
         async with aiohttp.ClientSession(connector=connector) as http:
+            rooms: dict[tuple[int, int], str] = {}
+            if act == "message":
+                for r, f in pairs:  # set-up, not measured
+                    variables = {"ids": [str(recipients[r])]}
+                    opened = await call(http, base_url, fan_tokens[f], OPEN_ROOM, variables)
+                    rooms[(r, f)] = opened["createRoom"]["id"]
 
-            async def follow(index: int) -> None:
+            async def one(index: int) -> None:
                 r, f = pairs[index]
                 key = (str(recipients[r]), str(fans[f]))
-                body = {"query": FOLLOW, "variables": {"id": key[0]}}
-                headers = {"authorization": f"Bearer {fan_tokens[f]}"}
+                if act == "follow":
+                    query, variables = FOLLOW, {"id": key[0]}
+                else:
+                    query, variables = SEND, {"room": rooms[(r, f)], "cmid": f"bench-{index}"}
                 sent[key] = time.perf_counter()
-                async with http.post(f"{base_url}/graphql", json=body, headers=headers) as reply:
-                    payload = await reply.read()
-                if reply.status != 200 or b'"errors"' in payload:
-                    raise RuntimeError(f"{reply.status}: {payload[:200]!r}")
+                await call(http, base_url, fan_tokens[f], query, variables)
 
-            run = await paced_then_drained(follow, len(pairs), args.rate, all_in)
+            run = await paced_then_drained(one, len(pairs), args.rate, all_in)
     finally:
         for task in listeners:
             task.cancel()
@@ -132,7 +162,7 @@ async def run_nova(base_url: str, db: Any, settings: Any, args: Args) -> dict[st
     latencies = [(received[k] - sent[k]) * 1000 for k in sent if k in received]
     return {
         "recipients": len(recipients),
-        "follows": run.to_dict(),
+        "acts": run.to_dict(),
         "delivered": len(latencies),
         "expected": len(sent),
         "duplicates": duplicates,
@@ -214,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         db = await Database.connect(settings, application_name="bench-notifications")
         redis = make_redis(settings)
         try:
-            nova = await run_nova(base_url, db, settings, args)
+            nova = await run_nova(base_url, db, settings, args, act="follow")
+            messages = await run_nova(base_url, db, settings, args, act="message")
             baseline = await run_baseline(db, redis, args)
         finally:
             await redis.aclose()
@@ -222,14 +253,19 @@ def main(argv: list[str] | None = None) -> int:
         return {
             "rate_per_s": args.rate,
             "nova_follow_to_push": nova,
+            "nova_message_to_push": messages,
             "baseline_notify_on_write": baseline,
             "ratios": {
                 "p50": ratio(nova["latency_ms"]["p50"], baseline["latency_ms"]["p50"]),
                 "p99": ratio(nova["latency_ms"]["p99"], baseline["latency_ms"]["p99"]),
+                "message_p50": ratio(messages["latency_ms"]["p50"], baseline["latency_ms"]["p50"]),
+                "message_p99": ratio(messages["latency_ms"]["p99"], baseline["latency_ms"]["p99"]),
             },
             "met": {
-                "every_push_delivered": nova["delivered"] == nova["expected"],
-                "no_duplicates": nova["duplicates"] == 0,
+                "every_push_delivered": all(
+                    n["delivered"] == n["expected"] for n in (nova, messages)
+                ),
+                "no_duplicates": nova["duplicates"] == 0 and messages["duplicates"] == 0,
             },
         }
 
