@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Mapping
 
 from ray.util import metrics
+
+log = logging.getLogger(__name__)
 
 _LATENCY_BOUNDARIES_MS: list[float] = [1, 2, 5, 10, 20, 30, 50, 100, 250, 500, 1_000, 5_000]
 
@@ -99,5 +102,8 @@ class GatewayMetrics:
         self, snapshot: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]]
     ) -> None:
         while True:
-            self.publish(*snapshot())
+            try:
+                self.publish(*snapshot())
+            except Exception:  # metrics must never take the replica down; try again later
+                log.exception("gateway metrics not published")
             await asyncio.sleep(self.publish_interval_s)
