@@ -17,7 +17,7 @@ from gateway.notifications import NOTIFY_CHANNEL
 from gateway.profiles import decode_cursor, encode_cursor, page_size
 from gateway.types import Connection, Edge, NovaInfo, Post, User, load_post, load_user, parse_id
 from storage.errors import NotFound
-from storage.notifications import NotificationRecord
+from storage.notifications import KINDS, NotificationRecord
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ class NotificationSubscription:
                     record = NotificationRecord.from_json(json.loads(raw))
                 except (ValueError, KeyError, TypeError):
                     log.warning("notificationAdded: unreadable push dropped: %.200s", raw)
+                    continue
+                if record.kind not in KINDS:  # from a newer release, mid-upgrade
                     continue
                 info.context.reset_loaders()  # fresh posts, users and blocks per push
                 yield Notification.from_record(record)

@@ -288,11 +288,14 @@ async def inbox_page(
     limit: int,
     before: tuple[datetime, uuid.UUID] | None,
 ) -> list[NotificationRecord]:
-    """Newest first; `limit + 1` rows tell whether another page exists."""
+    """Newest first; `limit + 1` rows tell whether another page exists.
+
+    Only kinds this release knows: during a rolling upgrade a newer consumer may write a
+    kind the older replicas still serving could not render."""
     rows = await conn.fetch(
         f"""
         SELECT {_COLUMNS} FROM notifications
-        WHERE user_id = $1
+        WHERE user_id = $1 AND kind = ANY($5::text[])
           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
         ORDER BY created_at DESC, id DESC LIMIT $4
         """,
@@ -300,13 +303,17 @@ async def inbox_page(
         before[0] if before else None,
         before[1] if before else None,
         limit + 1,
+        list(KINDS),
     )
     return [NotificationRecord.from_row(row) for row in rows]
 
 
 async def unread_count(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
     count: int = await conn.fetchval(
-        "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL", user_id
+        "SELECT count(*) FROM notifications"
+        " WHERE user_id = $1 AND read_at IS NULL AND kind = ANY($2::text[])",
+        user_id,
+        list(KINDS),
     )
     return count
 

@@ -388,3 +388,46 @@ async def test_when_presence_is_unknown_every_member_away_or_not_is_notified(
             uuid.UUID(room),
         )
     assert [tuple(r) for r in rows] == [(other.uuid, "message", sender.uuid, 1)]
+
+
+def test_every_kind_the_store_serves_has_a_graphql_kind() -> None:
+    from gateway.notifications_schema import NotificationKind
+    from storage.notifications import KINDS
+
+    assert {kind.value for kind in NotificationKind} == set(KINDS)
+
+
+async def test_a_kind_from_a_newer_release_is_neither_listed_nor_counted(
+    db: Database, settings: Settings
+) -> None:
+    from storage.notifications import inbox_page, unread_count
+
+    user, actor = await make_members(db, settings, 2)
+
+    class Undo(Exception):
+        """Rolls the transaction back: DDL and all (DDL is transactional in PostgreSQL)."""
+
+    seen: dict[str, Any] = {}
+
+    async def mid_upgrade() -> None:
+        async with db.transaction() as conn:
+            # What a newer release's migration and consumer would do mid rolling upgrade.
+            for check in ("notifications_kind_check", "notifications_post_by_kind"):
+                await conn.execute(f"ALTER TABLE notifications DROP CONSTRAINT {check}")
+            for kind in ("from-the-future", "follow"):
+                await conn.execute(
+                    "INSERT INTO notifications (id, user_id, kind, actor_id)"
+                    " VALUES ($1, $2, $3, $4)",
+                    uuid.uuid4(),
+                    user.uuid,
+                    kind,
+                    actor.uuid,
+                )
+            seen["page"] = await inbox_page(conn, user.uuid, 10, None)
+            seen["unread"] = await unread_count(conn, user.uuid)
+            raise Undo
+
+    with pytest.raises(Undo):
+        await mid_upgrade()
+    assert [record.kind for record in seen["page"]] == ["follow"]
+    assert seen["unread"] == 1
