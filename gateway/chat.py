@@ -192,19 +192,10 @@ class Chat:
         return [(_encode(r.activity_at, r.id), r) for r in rooms[:limit]], len(rooms) > limit
 
     async def room(self, room_id: uuid.UUID, user_id: uuid.UUID) -> RoomRecord:
-        async with self._db.connection() as conn:
-            row = await conn.fetchrow(
-                f"""
-                SELECT {_ROOM_COLUMNS} FROM chat_rooms r
-                JOIN chat_members m ON m.room_id = r.id AND m.user_id = $2 AND m.left_at IS NULL
-                WHERE r.id = $1
-                """,
-                room_id,
-                user_id,
-            )
-        if row is None:
+        room = (await self.rooms_by_id([room_id], user_id)).get(room_id)
+        if room is None:
             raise NotFound("room not found")
-        return RoomRecord.from_row(row)
+        return room
 
     async def rooms_by_id(
         self, room_ids: list[uuid.UUID], user_id: uuid.UUID

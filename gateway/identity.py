@@ -20,7 +20,7 @@ from gateway.errors import Unauthenticated
 from gateway.passwords import Passwords, check_policy
 from gateway.revocation import Revocations
 from gateway.secrets import Sealer
-from gateway.sessions import revoke
+from gateway.sessions import revoke, set_password
 from gateway.tokens import AccessClaims, KeyRing, new_opaque_token, token_digest
 from gateway.users import USER_COLUMNS, UserCache, UserRecord
 from storage.config import Settings
@@ -346,22 +346,9 @@ class Identity:
             user_id = await self._use_one_time(conn, token, PASSWORD_RESET)
             row = await conn.fetchrow("SELECT username, email FROM users WHERE id = $1", user_id)
             check_policy(new_password, username=row["username"], email=row["email"])
-            await conn.execute(
-                """
-                UPDATE users SET password_hash = $2, password_changed_at = now(),
-                                 version = version + 1, updated_at = now()
-                WHERE id = $1
-                """,
-                user_id,
-                await self._passwords.hash(new_password),
-            )
-            revoked = await conn.fetch(
-                "SELECT id FROM auth_sessions WHERE user_id = $1 AND revoked_at IS NULL",
-                user_id,
-            )
-            session_ids = [r["id"] for r in revoked]
-            await revoke(conn, session_ids, "password reset")
-        await self._revocations.revoke_sessions(session_ids)
+            new_hash = await self._passwords.hash(new_password)
+            ended = await set_password(conn, user_id, new_hash, reason="password reset")
+        await self._revocations.revoke_sessions(ended)
 
     async def verify_email(self, token: str) -> UserRecord:
         async with self._db.transaction() as conn:

@@ -150,15 +150,7 @@ class NotificationConsumer(Consumer):
         sent = [e for e in events if e.type == "chat.message.sent"]
         if not sent:
             return []
-        parsed = [
-            (
-                payload_id(dict(e.payload), "room_id"),
-                payload_id(dict(e.payload), "sender_id"),
-                _seq(dict(e.payload)),
-                e.occurred_at,
-            )
-            for e in sent
-        ]
+        parsed = [_sent_message(e) for e in sent]
         rooms = sorted({room for room, *_ in parsed})
         members = await room_members(conn, rooms)
         watching = await self._watching(rooms)
@@ -203,6 +195,17 @@ class NotificationConsumer(Consumer):
         raise PoisonEvent(f"notifications: unexpected event type {event.type!r}")
 
 
+def _sent_message(event: Event) -> tuple[uuid.UUID, uuid.UUID, int, datetime]:
+    """A `chat.message.sent` event's (room, sender, seq, when)."""
+    payload = dict(event.payload)
+    return (
+        payload_id(payload, "room_id"),
+        payload_id(payload, "sender_id"),
+        _seq(payload),
+        event.occurred_at,
+    )
+
+
 def _seq(payload: dict[str, Any]) -> int:
     seq = payload.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
@@ -218,20 +221,8 @@ def _mentions(payload: dict[str, Any]) -> list[str]:
 
 
 def _sent_event(record: NotificationRecord) -> Event:
-    return Event(
-        SENT,
-        str(record.user_id),
-        {
-            "notification_id": str(record.id),
-            "user_id": str(record.user_id),
-            "kind": record.kind,
-            "actor_id": str(record.actor_id),
-            "post_id": str(record.post_id) if record.post_id else None,
-            "actor_count": record.actor_count,
-            "room_id": str(record.room_id) if record.room_id else None,
-            "message_count": record.message_count,
-        },
-    )
+    # The live push's fields, plus `notification_id`, which the payload has always named.
+    return Event(SENT, str(record.user_id), {"notification_id": str(record.id), **record.to_json()})
 
 
 class Notifications:

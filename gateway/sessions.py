@@ -60,6 +60,43 @@ async def revoke(conn: asyncpg.Connection, session_ids: list[uuid.UUID], reason:
     )
 
 
+async def set_password(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    new_hash: str,
+    *,
+    reason: str,
+    keep: uuid.UUID | None = None,
+    expected_hash: str | None = None,
+) -> list[uuid.UUID]:
+    """Store a new password hash and end the account's sessions (all but `keep`).
+
+    With `expected_hash`, only if the stored hash is still that one: a change raced by
+    another is refused. Returns the sessions ended, for the caller to refuse their access
+    tokens in Redis once this transaction has committed."""
+    status = await conn.execute(
+        """
+        UPDATE users SET password_hash = $2, password_changed_at = now(),
+                         version = version + 1, updated_at = now()
+        WHERE id = $1 AND ($3::text IS NULL OR password_hash = $3)
+        """,
+        user_id,
+        new_hash,
+        expected_hash,
+    )
+    if status.split()[-1] != "1":
+        raise InvalidInput("the password was changed meanwhile; try again")
+    rows = await conn.fetch(
+        "SELECT id FROM auth_sessions"
+        " WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $2",
+        user_id,
+        keep,
+    )
+    ended = [row["id"] for row in rows]
+    await revoke(conn, ended, reason)
+    return ended
+
+
 class Sessions:
     def __init__(self, db: Database, passwords: Passwords, revocations: Revocations) -> None:
         self._db = db
@@ -119,27 +156,14 @@ class Sessions:
         check_policy(new, username=row["username"], email=row["email"])
         new_hash = await self._passwords.hash(new)
         async with self._db.transaction() as conn:
-            # Only if no one changed it meanwhile (another device, a reset).
-            status = await conn.execute(
-                """
-                UPDATE users SET password_hash = $3, password_changed_at = now(),
-                                 version = version + 1, updated_at = now()
-                WHERE id = $1 AND password_hash = $2
-                """,
+            ended = await set_password(
+                conn,
                 user_id,
-                row["password_hash"],
                 new_hash,
+                reason="password changed",
+                keep=claims.session_id,
+                expected_hash=row["password_hash"],  # not if another device or a reset won
             )
-            if status.split()[-1] != "1":
-                raise InvalidInput("the password was changed meanwhile; try again")
-            others = await conn.fetch(
-                "SELECT id FROM auth_sessions"
-                " WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
-                user_id,
-                claims.session_id,
-            )
-            ended = [r["id"] for r in others]
-            await revoke(conn, ended, "password changed")
             await add_event(
                 conn,
                 Event(
