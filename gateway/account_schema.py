@@ -39,7 +39,7 @@ class Session:
 
 @strawberry.type
 class AccountQuery:
-    @strawberry.field(description="Your live sessions, most recently used first.")
+    @strawberry.field(description="Your live sessions, newest sign-in first.")
     async def sessions(
         self, info: NovaInfo, first: int | None = 20, after: str | None = None
     ) -> Connection[Session]:
@@ -49,7 +49,7 @@ class AccountQuery:
         rows = await info.context.runtime.sessions.active(claims.user_id, limit, before)
         edges = [
             Edge(
-                cursor=encode_cursor(r.last_used_at, r.id),
+                cursor=encode_cursor(r.created_at, r.id),
                 node=Session.from_record(r, current=r.id == claims.session_id),
             )
             for r in rows[:limit]

@@ -106,14 +106,17 @@ class Sessions:
     async def active(
         self, user_id: uuid.UUID, limit: int, before: tuple[datetime, uuid.UUID] | None
     ) -> list[SessionRecord]:
-        """Live sessions, most recently used first; `limit + 1` rows tell if more exist."""
+        """Live sessions, newest sign-in first; `limit + 1` rows tell if more exist.
+
+        Paged by when each session began, which never changes: by last use, a session
+        refreshed between two pages would move to the front and be skipped."""
         rows = await self._db.fetch(
             """
             SELECT id, created_at, last_used_at, expires_at, user_agent, ip
             FROM auth_sessions
             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-              AND ($2::timestamptz IS NULL OR (last_used_at, id) < ($2, $3::uuid))
-            ORDER BY last_used_at DESC, id DESC LIMIT $4
+              AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+            ORDER BY created_at DESC, id DESC LIMIT $4
             """,
             user_id,
             before[0] if before else None,

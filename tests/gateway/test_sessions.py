@@ -60,7 +60,7 @@ async def test_sessions_are_listed_and_one_can_be_signed_out(http_url: str) -> N
     reply = await post(http_url, SESSIONS, token=account.access_token)
     nodes = [edge["node"] for edge in reply.ok()["sessions"]["edges"]]
     assert len(nodes) == 2
-    assert nodes[0]["userAgent"] == "NovaPhone/1.0", "most recently used first"
+    assert nodes[0]["userAgent"] == "NovaPhone/1.0", "newest sign-in first"
     assert [n["current"] for n in nodes] == [False, True]
     assert all(n["ip"] == "127.0.0.1" for n in nodes)
     phone_session = nodes[0]["id"]
@@ -102,6 +102,31 @@ async def test_another_users_session_is_not_found_and_bad_ids_are_refused(
     assert bad.codes == ["BAD_USER_INPUT"]
     anonymous = await post(http_url, SESSIONS)
     assert anonymous.codes == ["UNAUTHENTICATED"]
+
+
+async def test_paging_sessions_skips_and_repeats_none_while_one_refreshes(
+    http_url: str,
+) -> None:
+    account = await register(http_url)
+    for device in ("NovaTablet/1.0", "NovaPhone/1.0"):
+        await sign_in(http_url, account, account.password, device)
+
+    first = (await post(http_url, SESSIONS, {"first": 1}, token=account.access_token)).ok()
+    seen = [e["node"]["id"] for e in first["sessions"]["edges"]]
+    # The oldest session, on the last page, signs in again before the next page is read.
+    refreshed = await post(http_url, REFRESH, {"t": account.refresh_token})
+    token = refreshed.ok()["refreshToken"]["accessToken"]
+    after = first["sessions"]["pageInfo"]["endCursor"]
+    while after is not None:
+        page = (await post(http_url, SESSIONS, {"first": 1, "after": after}, token=token)).ok()
+        seen += [e["node"]["id"] for e in page["sessions"]["edges"]]
+        info = page["sessions"]["pageInfo"]
+        after = info["endCursor"] if info["hasNextPage"] else None
+
+    everything = (await post(http_url, SESSIONS, {"first": 10}, token=token)).ok()
+    all_ids = [e["node"]["id"] for e in everything["sessions"]["edges"]]
+    assert len(all_ids) == 3
+    assert seen == all_ids, "every session once, in one order"
 
 
 async def test_changing_the_password_ends_other_sessions_and_mails_a_notice(
