@@ -13,7 +13,6 @@ limits (with `Retry-After`), 503 when a dependency needed before execution is do
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -265,10 +264,8 @@ class GraphQLHTTP:
             )
         request.state.operation = MUTATION if operation is OperationType.MUTATION else QUERY
         client = client_info(request, settings.trust_forwarded_for)
-        claims = await runtime.authenticate(request.headers.get("authorization"))
-        mutation = operation is OperationType.MUTATION
-        # Both budgets in one Redis round trip's time: charged concurrently.
-        await asyncio.gather(*runtime.operation_charges(client.ip, claims, mutation=mutation))
+        claims = await runtime.verify(request.headers.get("authorization"))
+        await runtime.admit(client.ip, claims, mutation=operation is OperationType.MUTATION)
 
         context = Context(runtime=runtime, client=client, claims=claims, request=request)
         result: ExecutionResult = await self._schema.execute(

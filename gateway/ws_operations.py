@@ -23,7 +23,6 @@ Parsing, validation and the query limits already apply to both paths
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.websockets import WebSocket
@@ -47,9 +46,4 @@ async def _admit(context: Context, operation: OperationType) -> None:
     claims = context.claims
     if claims is not None and not claims.live(runtime.settings.jwt_leeway_s):
         raise Unauthenticated("the access token has expired: reconnect with a fresh one")
-    checks = runtime.operation_charges(
-        context.client.ip, claims, mutation=operation is OperationType.MUTATION
-    )
-    if claims is not None:
-        checks.append(runtime.revocations.check(claims))
-    await asyncio.gather(*checks)
+    await runtime.admit(context.client.ip, claims, mutation=operation is OperationType.MUTATION)

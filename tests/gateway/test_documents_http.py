@@ -59,13 +59,15 @@ class Runtime:
         # Never reached: these tests send no hash-only APQ requests.
         self.persisted = PersistedQueryStore(cast(Any, None), ttl_s=60)
 
-    async def authenticate(self, authorization: str | None) -> None:
+    async def verify(self, authorization: str | None) -> None:
         return None
 
     async def charge(self, budget: Budget, subject: str, cost: int = 1) -> None:
         return None
 
-    operation_charges = GatewayRuntime.operation_charges  # the real one, over `charge` above
+    # The real ones, over `charge` above (anonymous requests have no revocation check).
+    operation_charges = GatewayRuntime.operation_charges
+    admit = GatewayRuntime.admit
 
 
 @pytest.fixture
