@@ -5,8 +5,10 @@
 Needs the dev stack started with `bench/bench.env` (see the README). In one run:
 
 * Feature lookup for (viewer, 500 candidates): through the FeatureStore deployment (a Serve
-  call) and the same lookup (`FeatureLookup`) from this process; baseline: the same values read with
-  one Redis command per value, awaited one after another (what a per-candidate loop does).
+  call) with each candidate's author, as the ranked feed asks, and the same lookup
+  (`FeatureLookup`) from this process; also through the deployment with post ids alone.
+  Baseline: the same values read with one Redis command per value, awaited one after
+  another (what a per-candidate loop does).
 * Scoring 500 candidates: through the Ranker deployment (multiplexed version) and the same
   numpy model in this process; baseline: per-candidate Python scoring (a loop of dot
   products and `math.exp`).
@@ -103,7 +105,12 @@ async def seed(db: Any, redis: Any, settings: Any) -> dict[str, Any]:
                 pipe.sadd(f.FOLLOWERS + str(author), str(reader))
         await pipe.execute()
     tokens = await issue_tokens(db, settings, readers)
-    return {"readers": readers, "tokens": tokens, "posts": [str(p) for p, _, _ in posts]}
+    return {
+        "readers": readers,
+        "tokens": tokens,
+        "posts": [str(p) for p, _, _ in posts],
+        "authors": [str(a) for _, a, _ in posts],
+    }
 
 
 async def timed(calls: int, action: Any) -> list[float]:
@@ -200,6 +207,7 @@ async def run(base_url: str) -> dict[str, Any]:
         data = await seed(db, redis, settings)
         viewer = str(data["readers"][0])
         candidates = data["posts"][:CANDIDATES]
+        authors = data["authors"][:CANDIDATES]
         rng = np.random.default_rng(1)
         weights = rng.normal(scale=0.3, size=len(NAMES)).astype(np.float32)
         model = logistic_regression(weights, -0.5, NAMES)
@@ -215,12 +223,17 @@ async def run(base_url: str) -> dict[str, Any]:
             multiplexed_model_id=f"{name}:{version}"
         )
         lookup = FeatureLookup(redis, half_life_s=settings.feature_half_life_s)
-        matrix = np.asarray(await feature_store.features.remote(viewer, candidates))
+        matrix = np.asarray(await feature_store.features.remote(viewer, candidates, authors))
         assert matrix.shape == (CANDIDATES, len(NAMES))
         await ranker.score.remote(matrix)  # the replica loads the version
 
-        via_serve = await timed(CALLS, lambda: feature_store.features.remote(viewer, candidates))
-        in_process = await timed(CALLS, lambda: lookup.matrix(viewer, candidates))
+        # As the ranked feed asks: each candidate with its author (one Redis round trip).
+        via_serve = await timed(
+            CALLS, lambda: feature_store.features.remote(viewer, candidates, authors)
+        )
+        in_process = await timed(CALLS, lambda: lookup.matrix(viewer, candidates, authors=authors))
+        # Post ids alone: the records are read first to learn the authors (two round trips).
+        posts_only = await timed(CALLS, lambda: feature_store.features.remote(viewer, candidates))
         naive = await timed(BASELINE_CALLS, lambda: naive_features(redis, viewer, candidates))
         scoring_serve = await timed(CALLS, lambda: ranker.score.remote(matrix))
 
@@ -250,6 +263,7 @@ async def run(base_url: str) -> dict[str, Any]:
         "candidates": CANDIDATES,
         "via_feature_store_deployment": summarize(via_serve),
         "lookup_in_process": summarize(in_process),
+        "via_feature_store_deployment_post_ids_only": summarize(posts_only),
         "baseline_per_value_redis_commands": summarize(naive),
     }
     scoring: dict[str, Any] = {

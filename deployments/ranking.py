@@ -1,11 +1,12 @@
 """Serve deployments for ranking: `FeatureStore` (features from Redis), `Ranker` (models) and
 `RankingService`, the `ranking` application's gRPC ingress over both.
 
-The gateway calls them through deployment handles: `FeatureStore.features(viewer, posts)`
-returns the float32 matrix, `Ranker.score(matrix)` with `multiplexed_model_id="name:version"`
-returns one score per row. The Ranker multiplexes versions (`serve.multiplexed`): a
-replica loads a version on first use — artifact verified against the registry's checksum —
-and keeps the most recently used few, so a route change needs no redeploy.
+The gateway calls them through deployment handles: `FeatureStore.features(viewer, posts,
+authors)` returns the float32 matrix, `Ranker.score(matrix)` with
+`multiplexed_model_id="name:version"` returns one score per row. The Ranker multiplexes
+versions (`serve.multiplexed`): a replica loads a version on first use — artifact verified
+against the registry's checksum — and keeps the most recently used few, so a route change
+needs no redeploy.
 """
 
 from __future__ import annotations
@@ -60,9 +61,13 @@ class FeatureStore:
             boundaries=[0.5, 1, 2, 5, 10, 25, 50, 100],
         )
 
-    async def features(self, viewer_id: str, post_ids: list[str]) -> np.ndarray:
+    async def features(
+        self, viewer_id: str, post_ids: list[str], author_ids: list[str] | None = None
+    ) -> np.ndarray:
+        """Rows follow `post_ids`. With `author_ids` (each post's author) the lookup is one
+        Redis round trip; without, two (the post records name the authors)."""
         started = time.perf_counter()
-        matrix: np.ndarray = await self._lookup.matrix(viewer_id, post_ids)
+        matrix: np.ndarray = await self._lookup.matrix(viewer_id, post_ids, authors=author_ids)
         self._latency.observe((time.perf_counter() - started) * 1000)
         return matrix
 

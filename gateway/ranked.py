@@ -190,7 +190,10 @@ class RankedFeed:
         try:
             with self._stage("features"):
                 matrix = await asyncio.wait_for(
-                    self._features.features.remote(str(viewer), post_ids), timeout_s
+                    self._features.features.remote(
+                        str(viewer), post_ids, [str(a) for a in authors]
+                    ),
+                    timeout_s,
                 )
             with self._stage("scoring"):
                 scores = await asyncio.wait_for(

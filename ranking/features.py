@@ -18,9 +18,10 @@ Layout (one Redis, not Redis Cluster: the lookup reads many keys with one MGET):
 Decay: a counter's value v at time t is worth v·2^(-(now - t)/half_life) at `now`. Every
 update and every read applies it, so old engagement fades without a sweeper.
 
-`FeatureLookup.matrix` answers (viewer, posts) with two round trips of plain commands, whatever
-the number of posts: one MGET of the post records, then one pipeline for their authors (an
-MGET of counts, an HMGET of affinities, two SMISMEMBERs). No script runs on the read path:
+`FeatureLookup.matrix` answers (viewer, posts, their authors) with one pipeline of plain
+commands, whatever the number of posts: an MGET of the post records, an MGET of the
+authors' counts, an HMGET of affinities and two SMISMEMBERs. Without the authors it takes
+two round trips: the records first, which name the authors. No script runs on the read path:
 Redis serves it in C, and the decoding and the decay are done in numpy. (An earlier Lua
 lookup cost Redis about 8 ms of its single thread per 500 posts.)
 """
@@ -31,7 +32,7 @@ import struct
 import time
 import uuid
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -176,61 +177,104 @@ def _number(value: bytes | None) -> float:
 
 
 class FeatureLookup:
-    """Reads feature matrices: two round trips of plain Redis commands per call."""
+    """Reads feature matrices: one round trip of plain Redis commands per call when the
+    caller names each post's author (the ranked feed's candidates carry it), two when Redis
+    must be asked for the authors first."""
 
     def __init__(self, redis: aioredis.Redis, *, half_life_s: float) -> None:
         self._redis = redis
         self._half_life_s = half_life_s
 
     async def matrix(
-        self, viewer: uuid.UUID | str, posts: Sequence[uuid.UUID | str], *, now: float | None = None
+        self,
+        viewer: uuid.UUID | str,
+        posts: Sequence[uuid.UUID | str],
+        *,
+        authors: Sequence[uuid.UUID | str] | None = None,
+        now: float | None = None,
     ) -> np.ndarray:
-        """A float32 [len(posts), len(NAMES)] matrix; defaults where Redis has nothing."""
+        """A float32 [len(posts), len(NAMES)] matrix; defaults where Redis has nothing.
+
+        `authors`, when given, is each post's author, in the order of `posts`: the author
+        columns are read in the same pipeline as the post records, and are filled even for
+        a post whose own record has not been written yet.
+        """
+        if authors is not None and len(authors) != len(posts):
+            raise ValueError(f"{len(authors)} authors for {len(posts)} posts")
         if not posts:
             return np.zeros((0, len(NAMES)), dtype=DTYPE)
         viewer_id = str(viewer)
+        keys = [POST + str(p) for p in posts]
         try:
-            records = cast(
-                list[bytes | None], await self._redis.mget([POST + str(p) for p in posts])
-            )
-            # Each post's author as an index into the distinct authors; -1 when unknown.
-            authors: dict[bytes, int] = {}
-            author_of = np.empty(len(posts), dtype=np.int64)
-            padded = []
-            for row, record in enumerate(records):
-                record = record[:RECORD_SIZE].ljust(RECORD_SIZE, b"\0") if record else _EMPTY_RECORD
-                padded.append(record)
-                author = record[:AUTHOR_BYTES]
-                author_of[row] = (
-                    -1 if author == _NO_AUTHOR else authors.setdefault(author, len(authors))
+            if authors is None:
+                records = cast(list[bytes | None], await self._redis.mget(keys))
+                stored, recorded = _records(records)
+                # Each post's author as an index into the distinct authors; -1 when unknown.
+                distinct: dict[bytes, int] = {}
+                author_of = np.array(
+                    [-1 if a is None else distinct.setdefault(a, len(distinct)) for a in recorded],
+                    dtype=np.int64,
                 )
-            by_author = await self._authors(viewer_id, [str(uuid.UUID(bytes=a)) for a in authors])
+                names = [str(uuid.UUID(bytes=a)) for a in distinct]
+                pipe = self._redis.pipeline(transaction=False)
+                _queue_authors(pipe, viewer_id, names)
+                by_author = _author_table(await pipe.execute(), len(names))
+            else:
+                given: dict[str, int] = {}
+                author_of = np.array(
+                    [given.setdefault(str(a), len(given)) for a in authors], dtype=np.int64
+                )
+                names = list(given)
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.mget(keys)
+                _queue_authors(pipe, viewer_id, names)
+                replies = await pipe.execute()
+                stored, recorded = _records(cast(list[bytes | None], replies[0]))
+                by_author = _author_table(replies[1:], len(names))
         except Exception as exc:
             raise classify(exc, "redis") from exc
-        stored = np.frombuffer(b"".join(padded), dtype=np.uint8).reshape(len(posts), RECORD_SIZE)
         raw = np.empty((len(posts), len(RAW_COLUMNS)))
         raw[:, : len(RECORD_FIELDS)] = stored[:, AUTHOR_BYTES:].copy().view("<f8")
-        unknown = author_of < 0
-        raw[unknown, 0:2] = np.nan  # created and length: the post itself was never seen
+        unseen = np.array([a is None for a in recorded], dtype=bool)
+        raw[unseen, 0:2] = np.nan  # created and length: the post itself was never seen
         raw[:, len(RECORD_FIELDS) :] = np.vstack([by_author, _NOBODY])[author_of]
         moment = time.time() if now is None else now
         return assemble(raw, now=moment, half_life_s=self._half_life_s)
 
-    async def _authors(self, viewer: str, authors: list[str]) -> np.ndarray:
-        """[len(authors), 6]: posts, engagements, affinity, its time, follows, mutual."""
-        if not authors:
-            return np.zeros((0, _AUTHOR_COLUMNS))
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.mget([AUTHOR_POSTS + a for a in authors] + [AUTHOR_ENGAGEMENTS + a for a in authors])
-        pipe.hmget(AFFINITY + viewer, [key for a in authors for key in (a, a + "@")])
-        pipe.smismember(FOLLOWS + viewer, authors)
-        pipe.smismember(FOLLOWERS + viewer, authors)
-        counts, affinity, follows, followed_by = await pipe.execute()
-        n = len(authors)
-        table = np.empty((n, _AUTHOR_COLUMNS))
-        table[:, 0] = [_number(v) for v in counts[:n]]
-        table[:, 1] = [_number(v) for v in counts[n:]]
-        table[:, 2:4] = np.array([_number(v) for v in affinity]).reshape(n, 2)
-        table[:, 4] = follows
-        table[:, 5] = np.logical_and(follows, followed_by)
-        return table
+
+def _records(records: list[bytes | None]) -> tuple[np.ndarray, list[bytes | None]]:
+    """Post records → [n, RECORD_SIZE] bytes, and each record's author (None if unknown)."""
+    padded = []
+    authors: list[bytes | None] = []
+    for record in records:
+        record = record[:RECORD_SIZE].ljust(RECORD_SIZE, b"\0") if record else _EMPTY_RECORD
+        padded.append(record)
+        author = record[:AUTHOR_BYTES]
+        authors.append(None if author == _NO_AUTHOR else author)
+    stored = np.frombuffer(b"".join(padded), dtype=np.uint8).reshape(len(records), RECORD_SIZE)
+    return stored, authors
+
+
+def _queue_authors(pipe: Pipeline, viewer: str, authors: list[str]) -> None:
+    """Queue the reads of the author columns for `authors` (none when empty)."""
+    if not authors:
+        return
+    pipe.mget([AUTHOR_POSTS + a for a in authors] + [AUTHOR_ENGAGEMENTS + a for a in authors])
+    pipe.hmget(AFFINITY + viewer, [key for a in authors for key in (a, a + "@")])
+    pipe.smismember(FOLLOWS + viewer, authors)
+    pipe.smismember(FOLLOWERS + viewer, authors)
+
+
+def _author_table(replies: list[Any], n: int) -> np.ndarray:
+    """The replies `_queue_authors` asked for → [n, 6]: posts, engagements, affinity, its
+    time, follows, mutual."""
+    if n == 0:
+        return np.zeros((0, _AUTHOR_COLUMNS))
+    counts, affinity, follows, followed_by = replies
+    table = np.empty((n, _AUTHOR_COLUMNS))
+    table[:, 0] = [_number(v) for v in counts[:n]]
+    table[:, 1] = [_number(v) for v in counts[n:]]
+    table[:, 2:4] = np.array([_number(v) for v in affinity]).reshape(n, 2)
+    table[:, 4] = follows
+    table[:, 5] = np.logical_and(follows, followed_by)
+    return table

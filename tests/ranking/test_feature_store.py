@@ -215,6 +215,61 @@ async def test_rows_follow_the_order_asked_and_unknown_posts_get_the_defaults(
     assert (await lookup.matrix(viewer, [], now=T0)).shape == (0, len(NAMES))
 
 
+class CountingRedis:
+    """The real client, counting the round trips `FeatureLookup` makes: each MGET on the
+    client, and each pipeline (executed once)."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        self.round_trips = 0
+
+    async def mget(self, *args: Any, **kwargs: Any) -> Any:
+        self.round_trips += 1
+        return await self._redis.mget(*args, **kwargs)
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        self.round_trips += 1
+        return self._redis.pipeline(*args, **kwargs)
+
+
+async def test_naming_the_authors_reads_the_same_rows_in_one_round_trip(
+    consumer: FeatureConsumer, settings: Settings
+) -> None:
+    viewer, author, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    posts = [uuid.uuid4() for _ in range(3)]
+    for post, by in zip(posts[:2], (author, other), strict=True):
+        await apply(
+            consumer,
+            event("content.post.created", T0, post_id=post, author_id=by, text_length=42),
+        )
+    like = {"post_id": posts[0], "author_id": author, "user_id": viewer}
+    await apply(
+        consumer,
+        event("social.like.created", T0, **like),
+        event("graph.follow.created", follower_id=viewer, followee_id=author),
+    )
+    redis = make_redis(settings)
+    try:
+        counting = CountingRedis(redis)
+        lookup = FeatureLookup(counting, half_life_s=DAY)  # type: ignore[arg-type]
+        known = await lookup.matrix(viewer, posts[:2], now=T0)
+        assert counting.round_trips == 2
+        counting.round_trips = 0
+        named = await lookup.matrix(viewer, posts[:2], authors=[author, other], now=T0)
+        assert counting.round_trips == 1
+        np.testing.assert_array_equal(named, known)
+        assert named[0, NAMES.index("viewer_author_affinity")] > 0
+
+        # A post whose own record is not written yet still gets its author's columns.
+        unwritten = await lookup.matrix(viewer, posts[2:], authors=[author], now=T0)
+        assert unwritten[0, NAMES.index("viewer_follows_author")] == 1
+        assert unwritten[0, NAMES.index("post_text_length")] == DEFAULTS[1]
+        with pytest.raises(ValueError, match="2 authors for 1 posts"):
+            await lookup.matrix(viewer, posts[:1], authors=[author, other], now=T0)
+    finally:
+        await redis.aclose()
+
+
 async def test_a_rebuild_from_postgresql_gives_what_the_consumer_would_have(
     db: Database, deployed: Settings, lookup: FeatureLookup
 ) -> None:
