@@ -20,7 +20,7 @@ from actors.directory import shard_name
 from actors.remote import ensure_shards, shard_counts
 from deployments.consumers import PRODUCTION_CONSUMERS
 from deployments.ranking import build_ranking_app
-from deployments.serve_patches import bind_grpc_servers_to_node_ip
+from deployments.serve_patches import before_graceful_shutdown, bind_grpc_servers_to_node_ip
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
 from gateway.app import GatewayRuntime, create_app
 from storage.config import Settings
@@ -45,6 +45,9 @@ RANKING_ROUTE = "/_ranking"  # Serve routes gRPC only to applications with a rou
 # is looked at 10 times less often. What start-up built is already out of its reach: Serve
 # freezes a replica's heap after its constructor (`RAY_SERVE_FREEZE_GC_ON_STARTUP`).
 GATEWAY_GC_THRESHOLDS = (10_000, 10, 100)
+# How long a stopping gateway replica spends sending close frames; Serve then waits for
+# the closed sockets' handlers, within graceful_shutdown_timeout_s (10 s) as before.
+DRAIN_TIMEOUT_S = 5.0
 GRPC_SERVICERS = [
     "ranking.proto.nova_ranking_pb2_grpc.add_RankerServicer_to_server",
     "ranking.proto.nova_ranking_pb2_grpc.add_FeatureStoreServicer_to_server",
@@ -75,6 +78,9 @@ class Gateway:
         )
         gc.set_threshold(*GATEWAY_GC_THRESHOLDS)
         self._stalls = StallWatch("gateway", warn_ms=settings.stall_warn_ms).start()
+        # Close WebSockets with 1012 as soon as Serve starts stopping this replica, instead
+        # of holding them until graceful_shutdown_timeout_s runs out (`gateway.drain`).
+        before_graceful_shutdown(self._runtime.websockets.drain, timeout_s=DRAIN_TIMEOUT_S)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         return create_app(self._runtime)

@@ -1,4 +1,5 @@
-"""A narrow workaround for Ray Serve 2.60 listening on every interface.
+"""Two narrow workarounds for Ray Serve 2.60: servers listening on every interface, and no
+signal to user code when a replica starts to stop.
 
 Each Serve replica starts an inter-deployment gRPC server on `[::]:0`, and the proxy its
 gRPC ingress on `[::]:<port>` (both hard-coded). Other processes reach them at the node's
@@ -6,13 +7,21 @@ IP, so binding to that IP instead changes nothing for Serve and keeps a one-mach
 on 127.0.0.1. Replicas apply it in their constructors, which run before Serve starts
 their server; every worker of the embedded stack applies it at start
 (`deployments.grpc_preload`), which covers the proxy.
+
+`before_graceful_shutdown` wraps the step where Serve starts stopping a replica, so the
+gateway can close its WebSockets with 1012 before Serve waits for them (`gateway.drain`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ray
+
+log = logging.getLogger(__name__)
 
 
 def bind_grpc_servers_to_node_ip() -> None:
@@ -47,3 +56,46 @@ def bind_grpc_servers_to_node_ip() -> None:
     add_insecure_port._nova_patched = True  # type: ignore[attr-defined]
     server_class.add_insecure_port = add_insecure_port
     server_class.add_secure_port = add_secure_port
+
+
+def before_graceful_shutdown(hook: Callable[[], Awaitable[object]], *, timeout_s: float) -> bool:
+    """Have Serve await `hook` when it starts to stop this replica, before it waits for the
+    replica's ongoing requests to finish; call from the replica's constructor.
+
+    Serve 2.60 tells user code only afterwards (`__del__`), and waits for ongoing requests
+    first: a replica holding WebSockets, which never finish by themselves, can't close them
+    in time to matter. The hook runs on the constructor's event loop, for at most
+    `timeout_s`; whatever it raises is logged, and the stop goes on. Returns False (and the
+    replica stops as before) if this Serve has no such step to wrap.
+    """
+    try:
+        from ray.serve._private.replica import Replica
+    except ImportError:
+        log.warning("Serve's Replica class moved: replicas will not drain before stopping")
+        return False
+    original = getattr(Replica, "perform_graceful_shutdown", None)
+    if original is None:
+        log.warning("Serve has no perform_graceful_shutdown: replicas will not drain first")
+        return False
+    user_loop = asyncio.get_running_loop()
+
+    async def run_hook() -> None:
+        if asyncio.get_running_loop() is user_loop:
+            await asyncio.wait_for(hook(), timeout_s)
+        else:  # user code on its own thread (RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD)
+            future = asyncio.run_coroutine_threadsafe(_awaited(hook), user_loop)
+            await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+
+    async def perform_graceful_shutdown(self: Any) -> None:
+        try:
+            await run_hook()
+        except Exception:
+            log.exception("the replica's pre-shutdown hook failed; stopping anyway")
+        await original(self)
+
+    Replica.perform_graceful_shutdown = perform_graceful_shutdown  # type: ignore[method-assign]
+    return True
+
+
+async def _awaited(hook: Callable[[], Awaitable[object]]) -> None:
+    await hook()

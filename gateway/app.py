@@ -44,11 +44,13 @@ class GraphQLWebSocket(GraphQL[Context, None]):
         if scope["type"] != "websocket":
             await super().__call__(scope, receive, send)
             return
-        self._runtime.open_websockets += 1
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._runtime.open_websockets -= 1
+        # Through the drain: a stopping replica closes the socket with 1012 at once.
+        await self._runtime.websockets.serve(
+            lambda receive, send: super(GraphQLWebSocket, self).__call__(scope, receive, send),
+            receive,
+            send,
+            accept_headers=[(b"x-nova-replica", self._runtime.replica_id.encode())],
+        )
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params or {}

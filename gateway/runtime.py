@@ -22,6 +22,7 @@ from gateway.analytics import Analytics
 from gateway.apq import PersistedQueryStore
 from gateway.chat import Chat
 from gateway.documents import DocumentCache
+from gateway.drain import WebSocketDrain
 from gateway.errors import RateLimited, Unauthenticated
 from gateway.feed import Feed
 from gateway.graph import Graph
@@ -86,7 +87,7 @@ class GatewayRuntime:
     closed: bool = False
     rate_limit_failures: int = 0
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
-    open_websockets: int = 0
+    websockets: WebSocketDrain = field(default_factory=WebSocketDrain)
     admission: InFlightLimit | None = None  # set by the app around `/graphql` over HTTP
 
     @classmethod
@@ -252,7 +253,7 @@ class GatewayRuntime:
             "rate_limit_unenforced": self.rate_limit_failures,
         }
         in_flight = self.admission.in_flight if self.admission is not None else 0
-        gauges = {"websockets": self.open_websockets, "http_requests": in_flight}
+        gauges = {"websockets": len(self.websockets), "http_requests": in_flight}
         return counts, gauges
 
     async def close(self) -> None:

@@ -1,0 +1,131 @@
+"""A stopping gateway replica closes its WebSockets at once, with 1012 (Service Restart).
+
+Serve stops a replica (a redeploy, a scale-down, `nova stop`) by waiting for its ongoing
+requests, and every open WebSocket is one that never ends by itself: left alone, each
+client would hang until `graceful_shutdown_timeout_s` and then lose the connection without
+a close frame (1006). Instead, when Serve starts stopping the replica
+(`deployments.serve_patches.before_graceful_shutdown`), every socket gets a close frame
+with code 1012 and the connection's GraphQL handler sees a disconnect, which ends its
+subscriptions. Clients reconnect at once, through the proxy, to a replica that stays; chat
+resumes where it left off with `afterSeq`. A socket that arrives while draining is refused.
+
+`WebSocketDrain` sits between the ASGI server and strawberry: each socket's `receive` can be
+cut short by the drain, and whatever strawberry sends after the close frame is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SERVICE_RESTART = 1012  # RFC 6455 §7.4 (IANA registry): the server is restarting
+RESTART_REASON = "server restarting: reconnect"
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_DISCONNECT: Message = {"type": "websocket.disconnect", "code": SERVICE_RESTART}
+
+
+class DrainingSocket:
+    """One WebSocket's ASGI channels, which the drain can close."""
+
+    def __init__(self, receive: Receive, send: Send, accept_headers: list[tuple[bytes, bytes]]):
+        self._receive = receive
+        self._send = send
+        self._accept_headers = accept_headers
+        self._drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed = False
+
+    async def receive(self) -> Message:
+        """The client's next message, or a disconnect once the socket is drained."""
+        if self._drained.done():
+            return dict(_DISCONNECT)
+        incoming = asyncio.ensure_future(self._receive())
+        try:
+            await asyncio.wait((incoming, self._drained), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            incoming.cancel()
+            raise
+        if incoming.done():
+            return incoming.result()
+        incoming.cancel()
+        return dict(_DISCONNECT)
+
+    async def send(self, message: Message) -> None:
+        """Pass a message to the client; nothing after the close frame."""
+        if self.closed:
+            return
+        kind = message.get("type")
+        if kind == "websocket.close":
+            self.closed = True
+        elif kind == "websocket.accept" and self._accept_headers:
+            message = {**message, "headers": [*message.get("headers", []), *self._accept_headers]}
+        await self._send(message)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Send the close frame (unless one went already), then end the handler's reads."""
+        try:
+            if not self.closed:
+                self.closed = True
+                close = {
+                    "type": "websocket.close",
+                    "code": SERVICE_RESTART,
+                    "reason": RESTART_REASON,
+                }
+                await asyncio.wait_for(self._send(close), timeout_s)
+        except Exception as exc:  # the client may be gone already; the read still ends
+            log.debug("close frame not sent: %s", exc)
+        finally:
+            if not self._drained.done():
+                self._drained.set_result(None)
+
+
+class WebSocketDrain:
+    """The replica's open WebSockets, and closing them all when it stops."""
+
+    def __init__(self) -> None:
+        self._open: set[DrainingSocket] = set()
+        self.draining = False
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    async def serve(
+        self,
+        app: Callable[[Receive, Send], Awaitable[None]],
+        receive: Receive,
+        send: Send,
+        *,
+        accept_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Run `app` on one WebSocket, through channels the drain can close;
+        `accept_headers` are added to the handshake's response."""
+        if self.draining:
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": SERVICE_RESTART})
+            return
+        socket = DrainingSocket(receive, send, accept_headers or [])
+        self._open.add(socket)
+        try:
+            await app(socket.receive, socket.send)
+        finally:
+            self._open.discard(socket)
+
+    async def drain(self, timeout_s: float = 2.0) -> int:
+        """Refuse new sockets and close the open ones with 1012; how many were open."""
+        self.draining = True
+        sockets = list(self._open)
+        if sockets:
+            await asyncio.gather(*(s.drain(timeout_s) for s in sockets))
+            log.info(
+                "closed %d WebSockets with %d: this replica is stopping",
+                len(sockets),
+                SERVICE_RESTART,
+            )
+        return len(sockets)

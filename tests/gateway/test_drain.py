@@ -1,0 +1,162 @@
+"""`WebSocketDrain` (pure logic): a stopping replica's sockets get a 1012 close frame at
+once, their handlers see a disconnect, and nothing is sent after the close."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import pytest
+import websockets
+
+from gateway.drain import SERVICE_RESTART, Message, WebSocketDrain
+from storage.config import Settings
+from tests.support.graphql import post
+
+
+class Client:
+    """The ASGI server's side of one WebSocket: what the client sent, what it received."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.received: list[Message] = []
+        self._arrived = asyncio.Condition()
+        self.inbox.put_nowait({"type": "websocket.connect"})
+
+    async def receive(self) -> Message:
+        return await self.inbox.get()
+
+    async def send(self, message: Message) -> None:
+        async with self._arrived:
+            self.received.append(message)
+            self._arrived.notify_all()
+
+    async def has_received(self, count: int) -> None:
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.received) >= count), 1)
+
+
+async def echo(receive: Any, send: Any) -> None:
+    """A handler like strawberry's: accept, answer each text, stop at a disconnect; after
+    the disconnect, one last send (as a subscription task finishing late would)."""
+    await receive()
+    await send({"type": "websocket.accept"})
+    while (message := await receive())["type"] != "websocket.disconnect":
+        await send({"type": "websocket.send", "text": f"echo {message['text']}"})
+    await send({"type": "websocket.send", "text": "too late"})
+
+
+async def test_draining_closes_open_sockets_with_1012_and_ends_their_handlers() -> None:
+    drain, client = WebSocketDrain(), Client()
+    served = asyncio.create_task(
+        drain.serve(echo, client.receive, client.send, accept_headers=[(b"x-nova-replica", b"r1")])
+    )
+    client.inbox.put_nowait({"type": "websocket.receive", "text": "hi"})
+    await client.has_received(2)
+    assert len(drain) == 1
+
+    assert await drain.drain() == 1
+    await asyncio.wait_for(served, 1)
+    accept, answer, close = client.received
+    assert accept == {"type": "websocket.accept", "headers": [(b"x-nova-replica", b"r1")]}
+    assert answer["text"] == "echo hi"
+    assert close["type"] == "websocket.close"
+    assert close["code"] == SERVICE_RESTART
+    assert len(drain) == 0
+
+
+async def test_a_socket_arriving_while_draining_is_refused_before_accept() -> None:
+    drain, client = WebSocketDrain(), Client()
+    assert await drain.drain() == 0
+    await asyncio.wait_for(drain.serve(echo, client.receive, client.send), 1)
+    assert client.received == [{"type": "websocket.close", "code": SERVICE_RESTART}]
+
+
+async def test_a_socket_that_closed_itself_gets_no_second_close() -> None:
+    async def closes(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4400})
+        await receive()  # the server's disconnect, which this client never sends
+
+    drain, client = WebSocketDrain(), Client()
+    served = asyncio.create_task(drain.serve(closes, client.receive, client.send))
+    await client.has_received(2)
+    await drain.drain()
+    await asyncio.wait_for(served, 1)
+    assert [m["type"] for m in client.received] == ["websocket.accept", "websocket.close"]
+    assert client.received[1]["code"] == 4400
+
+
+# -- through Serve: a redeploy replaces every gateway replica -------------------------------
+
+TICKS = {"query": "subscription { ticks(count: 600, intervalMs: 1000) }"}
+
+
+async def open_subscription(url: str, stack: contextlib.AsyncExitStack) -> Any:
+    """A socket with a long-running subscription that has delivered its first event."""
+    ws = await stack.enter_async_context(
+        websockets.connect(url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+    )
+    await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] == "connection_ack"
+    await ws.send(json.dumps({"id": "t", "type": "subscribe", "payload": TICKS}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] == "next"
+    return ws
+
+
+async def closed_code(ws: Any, within_s: float) -> int | None:
+    """The close code the server sent within `within_s` (1006 without a close frame), or
+    None if the socket is still open."""
+    try:
+        async with asyncio.timeout(within_s):
+            while True:
+                await ws.recv()
+    except TimeoutError:
+        return None
+    except websockets.ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd is not None else 1006
+
+
+async def replicas_answering(http_url: str, attempts: int = 40) -> set[str]:
+    seen: set[str] = set()
+    for _ in range(attempts):
+        reply = await post(http_url, "{ serverTime }")
+        reply.ok()
+        seen.add(reply.headers["x-nova-replica"])
+    return seen
+
+
+@pytest.mark.stack
+async def test_replicas_replaced_by_a_redeploy_close_their_websockets_with_1012(
+    deployed: Settings, http_url: str
+) -> None:
+    from ray import serve
+
+    from deployments.app import APP_NAME, build_app
+
+    url = http_url.replace("http://", "ws://") + "/graphql"
+    sockets: list[Any] = []
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(16):  # until both replicas hold two sockets
+            sockets.append(await open_subscription(url, stack))
+            held = [ws.response.headers["x-nova-replica"] for ws in sockets]
+            if len(set(held)) == 2 and min(held.count(r) for r in set(held)) >= 2:
+                break
+        old = set(held)
+        assert len(old) == 2, held
+
+        # Serve starts the new replicas, then stops the old ones. Without the drain it holds
+        # their sockets for graceful_shutdown_timeout_s (10 s), then drops them unclosed.
+        redeploy = asyncio.create_task(
+            asyncio.to_thread(serve.run, build_app(deployed), name=APP_NAME, route_prefix="/")
+        )
+        codes = await asyncio.gather(*(closed_code(ws, 60) for ws in sockets))
+        await redeploy
+        assert codes == [1012] * len(sockets)
+
+        reconnected = await open_subscription(url, stack)
+        assert reconnected.response.headers["x-nova-replica"] not in old
+    assert len(await replicas_answering(http_url)) == 2
