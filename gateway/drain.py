@@ -32,6 +32,10 @@ Send = Callable[[Message], Awaitable[None]]
 _DISCONNECT: Message = {"type": "websocket.disconnect", "code": SERVICE_RESTART}
 
 
+async def _nothing() -> None:
+    return None
+
+
 class DrainingSocket:
     """One WebSocket's ASGI channels, which the drain can close."""
 
@@ -57,16 +61,17 @@ class DrainingSocket:
         incoming.cancel()
         return dict(_DISCONNECT)
 
-    async def send(self, message: Message) -> None:
-        """Pass a message to the client; nothing after the close frame."""
+    def send(self, message: Message) -> Awaitable[None]:
+        """Pass a message to the client; nothing after the close frame. Not a coroutine of
+        its own: a frame's send is the server's, with no extra frame per message."""
         if self.closed:
-            return
-        kind = message.get("type")
+            return _nothing()
+        kind = message["type"]
         if kind == "websocket.close":
             self.closed = True
         elif kind == "websocket.accept" and self._accept_headers:
             message = {**message, "headers": [*message.get("headers", []), *self._accept_headers]}
-        await self._send(message)
+        return self._send(message)
 
     async def drain(self, timeout_s: float) -> None:
         """Send the close frame (unless one went already), then end the handler's reads."""
