@@ -1,16 +1,17 @@
 """A stopping gateway replica closes its WebSockets at once, with 1012 (Service Restart).
 
-Serve stops a replica (a redeploy, a scale-down, `nova stop`) by waiting for its ongoing
+Serve stops a replica (a redeploy, a scale-down) by waiting for its ongoing
 requests, and every open WebSocket is one that never ends by itself: left alone, each
 client would hang until `graceful_shutdown_timeout_s` and then lose the connection without
 a close frame (1006). Instead, when Serve starts stopping the replica
 (`deployments.serve_patches.before_graceful_shutdown`), every socket gets a close frame
-with code 1012 and the connection's GraphQL handler sees a disconnect, which ends its
+with code 1012 and the connection's GraphQL handler is stopped, which ends its
 subscriptions. Clients reconnect at once, through the proxy, to a replica that stays; chat
 resumes where it left off with `afterSeq`. A socket that arrives while draining is refused.
 
-`WebSocketDrain` sits between the ASGI server and strawberry: each socket's `receive` can be
-cut short by the drain, and whatever strawberry sends after the close frame is dropped.
+`WebSocketDrain` sits between the ASGI server and strawberry: it holds each socket's handler
+task, which the drain cancels after the close frame, and drops whatever strawberry sends
+after that frame.
 """
 
 from __future__ import annotations
@@ -29,37 +30,20 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_DISCONNECT: Message = {"type": "websocket.disconnect", "code": SERVICE_RESTART}
-
 
 async def _nothing() -> None:
     return None
 
 
 class DrainingSocket:
-    """One WebSocket's ASGI channels, which the drain can close."""
+    """One WebSocket's channel to the client, which the drain can close."""
 
-    def __init__(self, receive: Receive, send: Send, accept_headers: list[tuple[bytes, bytes]]):
-        self._receive = receive
+    def __init__(self, send: Send, accept_headers: list[tuple[bytes, bytes]]) -> None:
         self._send = send
         self._accept_headers = accept_headers
-        self._drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._handler = asyncio.current_task()
         self.closed = False
-
-    async def receive(self) -> Message:
-        """The client's next message, or a disconnect once the socket is drained."""
-        if self._drained.done():
-            return dict(_DISCONNECT)
-        incoming = asyncio.ensure_future(self._receive())
-        try:
-            await asyncio.wait((incoming, self._drained), return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            incoming.cancel()
-            raise
-        if incoming.done():
-            return incoming.result()
-        incoming.cancel()
-        return dict(_DISCONNECT)
+        self.drained = False
 
     def send(self, message: Message) -> Awaitable[None]:
         """Pass a message to the client; nothing after the close frame. Not a coroutine of
@@ -74,7 +58,13 @@ class DrainingSocket:
         return self._send(message)
 
     async def drain(self, timeout_s: float) -> None:
-        """Send the close frame (unless one went already), then end the handler's reads."""
+        """Send the close frame (unless one went already), then stop the socket's handler.
+
+        The handler is cancelled rather than fed a disconnect: an idle socket's handler
+        waits in `receive`, and only cancelling interrupts that wait without a task per
+        message to race it against the drain. `WebSocketDrain.serve` absorbs the
+        cancellation, so the request ends as a normal close.
+        """
         try:
             if not self.closed:
                 self.closed = True
@@ -84,11 +74,12 @@ class DrainingSocket:
                     "reason": RESTART_REASON,
                 }
                 await asyncio.wait_for(self._send(close), timeout_s)
-        except Exception as exc:  # the client may be gone already; the read still ends
+        except Exception as exc:  # the client may be gone already; the handler still stops
             log.debug("close frame not sent: %s", exc)
         finally:
-            if not self._drained.done():
-                self._drained.set_result(None)
+            self.drained = True
+            if self._handler is not None:
+                self._handler.cancel()
 
 
 class WebSocketDrain:
@@ -109,16 +100,21 @@ class WebSocketDrain:
         *,
         accept_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        """Run `app` on one WebSocket, through channels the drain can close;
+        """Run `app` on one WebSocket, on a channel the drain can close;
         `accept_headers` are added to the handshake's response."""
         if self.draining:
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": SERVICE_RESTART})
             return
-        socket = DrainingSocket(receive, send, accept_headers or [])
+        socket = DrainingSocket(send, accept_headers or [])
         self._open.add(socket)
         try:
-            await app(socket.receive, socket.send)
+            await app(receive, socket.send)
+        except asyncio.CancelledError:
+            handler = asyncio.current_task()
+            # Only the drain's own cancellation ends quietly; any other propagates.
+            if not socket.drained or handler is None or handler.uncancel() > 0:
+                raise
         finally:
             self._open.discard(socket)
 

@@ -1,5 +1,6 @@
-"""`WebSocketDrain` (pure logic): a stopping replica's sockets get a 1012 close frame at
-once, their handlers see a disconnect, and nothing is sent after the close."""
+"""`WebSocketDrain`: a stopping replica's sockets get a 1012 close frame at once, their
+handlers stop, and nothing is sent after the close (pure logic), and the same through Serve
+when a redeploy replaces the gateway's replicas."""
 
 from __future__ import annotations
 
@@ -39,13 +40,15 @@ class Client:
 
 
 async def echo(receive: Any, send: Any) -> None:
-    """A handler like strawberry's: accept, answer each text, stop at a disconnect; after
-    the disconnect, one last send (as a subscription task finishing late would)."""
+    """A handler like strawberry's: accept, answer each text, stop at a disconnect; then,
+    stopped or not, one last send on the way out (as its clean-up may)."""
     await receive()
     await send({"type": "websocket.accept"})
-    while (message := await receive())["type"] != "websocket.disconnect":
-        await send({"type": "websocket.send", "text": f"echo {message['text']}"})
-    await send({"type": "websocket.send", "text": "too late"})
+    try:
+        while (message := await receive())["type"] != "websocket.disconnect":
+            await send({"type": "websocket.send", "text": f"echo {message['text']}"})
+    finally:
+        await send({"type": "websocket.send", "text": "too late"})
 
 
 async def test_draining_closes_open_sockets_with_1012_and_ends_their_handlers() -> None:
