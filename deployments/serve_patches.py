@@ -77,6 +77,9 @@ def before_graceful_shutdown(hook: Callable[[], Awaitable[object]], *, timeout_s
     if original is None:
         log.warning("Serve has no perform_graceful_shutdown: replicas will not drain first")
         return False
+    # Called again in the same process (a constructor retried): the new hook replaces the
+    # old one instead of running after it.
+    original = getattr(original, "_nova_original", original)
     user_loop = asyncio.get_running_loop()
 
     async def run_hook() -> None:
@@ -93,6 +96,7 @@ def before_graceful_shutdown(hook: Callable[[], Awaitable[object]], *, timeout_s
             log.exception("the replica's pre-shutdown hook failed; stopping anyway")
         await original(self)
 
+    perform_graceful_shutdown._nova_original = original  # type: ignore[attr-defined]
     Replica.perform_graceful_shutdown = perform_graceful_shutdown  # type: ignore[method-assign]
     return True
 

@@ -44,6 +44,7 @@ class DrainingSocket:
         self._handler = asyncio.current_task()
         self.closed = False
         self.drained = False
+        self.serving = True  # the handler has not returned yet
 
     def send(self, message: Message) -> Awaitable[None]:
         """Pass a message to the client; nothing after the close frame. Not a coroutine of
@@ -77,8 +78,10 @@ class DrainingSocket:
         except Exception as exc:  # the client may be gone already; the handler still stops
             log.debug("close frame not sent: %s", exc)
         finally:
-            self.drained = True
-            if self._handler is not None:
+            # A handler that already returned has left the socket: its task is Serve's
+            # again, and must not be cancelled.
+            if self.serving and not self.drained and self._handler is not None:
+                self.drained = True
                 self._handler.cancel()
 
 
@@ -116,6 +119,7 @@ class WebSocketDrain:
             if not socket.drained or handler is None or handler.uncancel() > 0:
                 raise
         finally:
+            socket.serving = False
             self._open.discard(socket)
 
     async def drain(self, timeout_s: float = 2.0) -> int:

@@ -93,6 +93,36 @@ async def test_a_socket_that_closed_itself_gets_no_second_close() -> None:
     assert client.received[1]["code"] == 4400
 
 
+async def test_a_handler_that_returns_while_its_close_is_sent_is_not_cancelled() -> None:
+    release, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow_send(message: Message) -> None:
+        if message["type"] == "websocket.close":
+            await release.wait()
+
+    async def handler(receive: Any, send: Any) -> None:
+        await send({"type": "websocket.accept"})
+        await finish.wait()
+
+    drain = WebSocketDrain()
+
+    async def request() -> str:
+        """Serve's task: the socket, then work of its own after it."""
+        await drain.serve(handler, Client().receive, slow_send)
+        await asyncio.sleep(0.05)
+        return "finished"
+
+    task = asyncio.create_task(request())
+    await asyncio.sleep(0.01)
+    draining = asyncio.create_task(drain.drain())
+    await asyncio.sleep(0.01)  # the close frame is on its way
+    finish.set()  # and the handler returns by itself meanwhile
+    await asyncio.sleep(0.01)
+    release.set()
+    await draining
+    assert await asyncio.wait_for(task, 1) == "finished"
+
+
 # -- through Serve: a redeploy replaces every gateway replica -------------------------------
 
 TICKS = {"query": "subscription { ticks(count: 600, intervalMs: 1000) }"}
