@@ -10,6 +10,10 @@ Needs the dev stack (`nova up`). In one run:
 * Nova: `{ me { id username displayName } }` with a bearer token (JWT verification, the
   Redis revocation check, rate limits, the cached document and the user DataLoader), at
   the same concurrency and then at the same offered rate (half the bare saturation rate).
+* The paced part runs in rounds that alternate the two (bare, Nova; Nova, bare; ...), and
+  each side's latencies are pooled over its rounds: this machine's speed drifts within
+  minutes, and a drift then falls on both sides instead of on whichever ran second. Each
+  round's p99 is reported too.
 * Logins per second, separately: Argon2id is slow on purpose.
 
 Every loop is bounded in count and time; the bare app is deleted at the end.
@@ -35,7 +39,8 @@ BARE_APP = "bench-bare"
 BARE_ROUTE = "/bench-bare"
 CONCURRENCY = 16
 SATURATION_REQUESTS = 2_000
-PACED_REQUESTS = 2_000
+PACED_ROUNDS = 3
+PACED_REQUESTS = 1_000  # per side and round
 LOGINS = 20
 LOGIN_ACCOUNTS = 4  # 5 logins each: within the per-account login burst
 USERS = 8
@@ -102,8 +107,10 @@ async def measure(
     *,
     count: int,
     rate: float | None,
+    samples: list[float] | None = None,
 ) -> dict[str, Any]:
-    """`count` POSTs of `body`, at most CONCURRENCY at once, paced at `rate` if given.
+    """`count` POSTs of `body`, at most CONCURRENCY at once, paced at `rate` if given; each
+    latency is also appended to `samples` when given.
 
     The load comes from aiohttp, with the body encoded once: on these 2 cores the load
     tool shares the CPU with Serve, and httpx spent so much of it per request that it, not
@@ -125,7 +132,56 @@ async def measure(
     result = await run_paced(
         one, count=count, rate_per_s=rate, concurrency=CONCURRENCY, deadline_s=deadline_s
     )
+    if samples is not None:
+        samples.extend(latencies)
     return {"run": result.to_dict(), "latency_ms": summarize(latencies)}
+
+
+async def paced_rounds(
+    session: aiohttp.ClientSession,
+    sides: dict[str, tuple[str, dict[str, Any], list[dict[str, str]]]],
+    rate: float,
+) -> dict[str, dict[str, Any]]:
+    """Each side (url, body, headers) at `rate`, PACED_ROUNDS times, alternating which goes
+    first; latencies pooled per side, with each round's p50/p99 beside them."""
+    pooled: dict[str, list[float]] = {name: [] for name in sides}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    order = list(sides)
+    for number in range(PACED_ROUNDS):
+        for name in order if number % 2 == 0 else order[::-1]:
+            url, body, headers = sides[name]
+            rounds[name].append(
+                await measure(
+                    session, url, body, headers, count=PACED_REQUESTS, rate=rate,
+                    samples=pooled[name],
+                )
+            )  # fmt: skip
+    return {
+        name: {
+            "run": _combined([r["run"] for r in rounds[name]]),
+            "latency_ms": summarize(pooled[name]),
+            "rounds_p50_p99_ms": [
+                [r["latency_ms"]["p50"], r["latency_ms"]["p99"]] for r in rounds[name]
+            ],
+        }
+        for name in sides
+    }
+
+
+def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several paced runs' counts as one."""
+    elapsed = sum(r["elapsed_s"] for r in runs)
+    completed = sum(r["completed"] for r in runs)
+    return {
+        "requested": sum(r["requested"] for r in runs),
+        "completed": completed,
+        "failed": sum(r["failed"] for r in runs),
+        "not_started": sum(r["not_started"] for r in runs),
+        "elapsed_s": round(elapsed, 3),
+        "achieved_per_s": round(completed / elapsed, 1) if elapsed else 0.0,
+        "max_behind_schedule_ms": max(r["max_behind_schedule_ms"] for r in runs),
+        "errors": [e for r in runs for e in r["errors"]][:5],
+    }
 
 
 async def run(base_url: str) -> dict[str, Any]:
@@ -167,12 +223,12 @@ async def run(base_url: str) -> dict[str, Any]:
                 session, graphql, me_body, auths, count=SATURATION_REQUESTS, rate=None
             )
             half = max(1.0, bare_max["run"]["achieved_per_s"] / 2)
-            bare_paced = await measure(
-                session, bare_url, me_body, [{}], count=PACED_REQUESTS, rate=half
+            paced = await paced_rounds(
+                session,
+                {"bare": (bare_url, me_body, [{}]), "nova": (graphql, me_body, auths)},
+                half,
             )
-            nova_paced = await measure(
-                session, graphql, me_body, auths, count=PACED_REQUESTS, rate=half
-            )
+            bare_paced, nova_paced = paced["bare"], paced["nova"]
 
         # Logins: several accounts in parallel, each within its per-account login burst
         # (that budget exists to slow password guessing, and would otherwise be measured).
