@@ -195,10 +195,13 @@ class RankingService:
     async def GetFeatures(
         self, request: pb.FeaturesRequest, grpc_context: Any = None
     ) -> pb.FeaturesResponse:
-        problem = _check_request(request.viewer_id, list(request.post_ids))
+        post_ids, author_ids = list(request.post_ids), list(request.author_ids)
+        problem = _check_request(request.viewer_id, post_ids, author_ids)
         if problem:
             return _refuse(grpc_context, problem, pb.FeaturesResponse())
-        matrix = await self._features.features.remote(request.viewer_id, list(request.post_ids))
+        matrix = await self._features.features.remote(
+            request.viewer_id, post_ids, author_ids or None
+        )
         matrix = np.asarray(matrix, dtype=np.float32)
         return pb.FeaturesResponse(
             feature_names=list(NAMES),
@@ -209,8 +212,8 @@ class RankingService:
         )
 
     async def Rank(self, request: pb.RankRequest, grpc_context: Any = None) -> pb.RankResponse:
-        post_ids = list(request.post_ids)
-        problem = _check_request(request.viewer_id, post_ids)
+        post_ids, author_ids = list(request.post_ids), list(request.author_ids)
+        problem = _check_request(request.viewer_id, post_ids, author_ids)
         if problem:
             return _refuse(grpc_context, problem, pb.RankResponse())
         name = request.model_name or self._settings.ranking_model
@@ -222,7 +225,9 @@ class RankingService:
                 pb.RankResponse(),
                 code="NOT_FOUND",
             )
-        matrix = await self._features.features.remote(request.viewer_id, post_ids)
+        matrix = await self._features.features.remote(
+            request.viewer_id, post_ids, author_ids or None
+        )
         try:
             scores = await self._ranker.options(
                 multiplexed_model_id=f"{name}:{version}"
@@ -244,15 +249,17 @@ MAX_RPC_POSTS = 2_000
 _Reply = TypeVar("_Reply")
 
 
-def _check_request(viewer_id: str, post_ids: list[str]) -> str | None:
+def _check_request(viewer_id: str, post_ids: list[str], author_ids: list[str]) -> str | None:
     try:
         uuid.UUID(viewer_id)
-        for post in post_ids:
-            uuid.UUID(post)
+        for one in (*post_ids, *author_ids):
+            uuid.UUID(one)
     except ValueError:
-        return "viewer_id and post_ids must be UUIDs"
+        return "viewer_id, post_ids and author_ids must be UUIDs"
     if len(post_ids) > MAX_RPC_POSTS:
         return f"at most {MAX_RPC_POSTS} post_ids per call"
+    if author_ids and len(author_ids) != len(post_ids):
+        return f"author_ids must name one author per post id ({len(post_ids)}), or none"
     return None
 
 

@@ -27,7 +27,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n ranking/proto/nova_ranking.proto\x12\x0fnova.ranking.v1\"]\n\x0bRankRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12\x10\n\x08post_ids\x18\x02 \x03(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\",\n\nScoredPost\x12\x0f\n\x07post_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"e\n\x0cRankResponse\x12*\n\x05posts\x18\x01 \x03(\x0b\x32\x1b.nova.ranking.v1.ScoredPost\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"6\n\x0f\x46\x65\x61turesRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12\x10\n\x08post_ids\x18\x02 \x03(\t\"x\n\x10\x46\x65\x61turesResponse\x12\x15\n\rfeature_names\x18\x01 \x03(\t\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x03 \x01(\r\x12\x12\n\x06values\x18\x04 \x03(\x02\x42\x02\x10\x01\x12\x1a\n\x12schema_fingerprint\x18\x05 \x01(\t2M\n\x06Ranker\x12\x43\n\x04Rank\x12\x1c.nova.ranking.v1.RankRequest\x1a\x1d.nova.ranking.v1.RankResponse2b\n\x0c\x46\x65\x61tureStore\x12R\n\x0bGetFeatures\x12 .nova.ranking.v1.FeaturesRequest\x1a!.nova.ranking.v1.FeaturesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n ranking/proto/nova_ranking.proto\x12\x0fnova.ranking.v1\"q\n\x0bRankRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12\x10\n\x08post_ids\x18\x02 \x03(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\nauthor_ids\x18\x05 \x03(\t\",\n\nScoredPost\x12\x0f\n\x07post_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"e\n\x0cRankResponse\x12*\n\x05posts\x18\x01 \x03(\x0b\x32\x1b.nova.ranking.v1.ScoredPost\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"J\n\x0f\x46\x65\x61turesRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\t\x12\x10\n\x08post_ids\x18\x02 \x03(\t\x12\x12\n\nauthor_ids\x18\x03 \x03(\t\"x\n\x10\x46\x65\x61turesResponse\x12\x15\n\rfeature_names\x18\x01 \x03(\t\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x03 \x01(\r\x12\x12\n\x06values\x18\x04 \x03(\x02\x42\x02\x10\x01\x12\x1a\n\x12schema_fingerprint\x18\x05 \x01(\t2M\n\x06Ranker\x12\x43\n\x04Rank\x12\x1c.nova.ranking.v1.RankRequest\x1a\x1d.nova.ranking.v1.RankResponse2b\n\x0c\x46\x65\x61tureStore\x12R\n\x0bGetFeatures\x12 .nova.ranking.v1.FeaturesRequest\x1a!.nova.ranking.v1.FeaturesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,17 +37,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEATURESRESPONSE'].fields_by_name['values']._loaded_options = None
   _globals['_FEATURESRESPONSE'].fields_by_name['values']._serialized_options = b'\020\001'
   _globals['_RANKREQUEST']._serialized_start=53
-  _globals['_RANKREQUEST']._serialized_end=146
-  _globals['_SCOREDPOST']._serialized_start=148
-  _globals['_SCOREDPOST']._serialized_end=192
-  _globals['_RANKRESPONSE']._serialized_start=194
-  _globals['_RANKRESPONSE']._serialized_end=295
-  _globals['_FEATURESREQUEST']._serialized_start=297
-  _globals['_FEATURESREQUEST']._serialized_end=351
-  _globals['_FEATURESRESPONSE']._serialized_start=353
-  _globals['_FEATURESRESPONSE']._serialized_end=473
-  _globals['_RANKER']._serialized_start=475
-  _globals['_RANKER']._serialized_end=552
-  _globals['_FEATURESTORE']._serialized_start=554
-  _globals['_FEATURESTORE']._serialized_end=652
+  _globals['_RANKREQUEST']._serialized_end=166
+  _globals['_SCOREDPOST']._serialized_start=168
+  _globals['_SCOREDPOST']._serialized_end=212
+  _globals['_RANKRESPONSE']._serialized_start=214
+  _globals['_RANKRESPONSE']._serialized_end=315
+  _globals['_FEATURESREQUEST']._serialized_start=317
+  _globals['_FEATURESREQUEST']._serialized_end=391
+  _globals['_FEATURESRESPONSE']._serialized_start=393
+  _globals['_FEATURESRESPONSE']._serialized_end=513
+  _globals['_RANKER']._serialized_start=515
+  _globals['_RANKER']._serialized_end=592
+  _globals['_FEATURESTORE']._serialized_start=594
+  _globals['_FEATURESTORE']._serialized_end=692
 # @@protoc_insertion_point(module_scope)

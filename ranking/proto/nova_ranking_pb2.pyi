@@ -10,16 +10,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RankRequest(_message.Message):
-    __slots__ = ("viewer_id", "post_ids", "model_name", "model_version")
+    __slots__ = ("viewer_id", "post_ids", "model_name", "model_version", "author_ids")
     VIEWER_ID_FIELD_NUMBER: _ClassVar[int]
     POST_IDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_IDS_FIELD_NUMBER: _ClassVar[int]
     viewer_id: str
     post_ids: _containers.RepeatedScalarFieldContainer[str]
     model_name: str
     model_version: str
-    def __init__(self, viewer_id: _Optional[str] = ..., post_ids: _Optional[_Iterable[str]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+    author_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, viewer_id: _Optional[str] = ..., post_ids: _Optional[_Iterable[str]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., author_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScoredPost(_message.Message):
     __slots__ = ("post_id", "score")
@@ -40,12 +42,14 @@ class RankResponse(_message.Message):
     def __init__(self, posts: _Optional[_Iterable[_Union[ScoredPost, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class FeaturesRequest(_message.Message):
-    __slots__ = ("viewer_id", "post_ids")
+    __slots__ = ("viewer_id", "post_ids", "author_ids")
     VIEWER_ID_FIELD_NUMBER: _ClassVar[int]
     POST_IDS_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_IDS_FIELD_NUMBER: _ClassVar[int]
     viewer_id: str
     post_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, viewer_id: _Optional[str] = ..., post_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    author_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, viewer_id: _Optional[str] = ..., post_ids: _Optional[_Iterable[str]] = ..., author_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeaturesResponse(_message.Message):
     __slots__ = ("feature_names", "rows", "columns", "values", "schema_fingerprint")

@@ -25,8 +25,9 @@ async def test_rank_and_get_features_over_grpc(
     http_url: str, db: Database, deployed: Settings, tmp_path: Path
 ) -> None:
     texts = ["tiny", "a much longer post than the first"]
-    viewer, _, posts = await followed_posts(db, deployed, http_url, texts)
+    viewer, authors, posts = await followed_posts(db, deployed, http_url, texts)
     ids = [p["id"] for p in posts]
+    author_ids = [a.id for a in authors]
     version = label("grpc")
     await add_model(db, deployed, tmp_path, version, post_text_length=0.05)
     await serve_only(db, deployed, version)
@@ -46,11 +47,30 @@ async def test_rank_and_get_features_over_grpc(
         assert list(reply.feature_names) == list(NAMES)
         assert (reply.rows, reply.columns) == (2, len(NAMES))
         assert reply.schema_fingerprint == FINGERPRINT
+        # Naming each post's author reads the same rows (in one Redis round trip).
+        named = await features.GetFeatures(
+            pb.FeaturesRequest(viewer_id=viewer.id, post_ids=ids, author_ids=author_ids),
+            metadata=METADATA,
+            timeout=10,
+        )
+        age = list(NAMES).index("post_age_hours")  # the one feature that moves with time
+        assert [v for i, v in enumerate(named.values) if i % len(NAMES) != age] == [
+            v for i, v in enumerate(reply.values) if i % len(NAMES) != age
+        ]
+        with pytest.raises(grpc.aio.AioRpcError) as mismatched:
+            await features.GetFeatures(
+                pb.FeaturesRequest(viewer_id=viewer.id, post_ids=ids, author_ids=author_ids[:1]),
+                metadata=METADATA,
+                timeout=10,
+            )
+        assert mismatched.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
         await asyncio.sleep(1.0)  # the route reaches the ranking service's route table
         ranker = pbg.RankerStub(channel)
         ranked = await ranker.Rank(
-            pb.RankRequest(viewer_id=viewer.id, post_ids=ids), metadata=METADATA, timeout=10
+            pb.RankRequest(viewer_id=viewer.id, post_ids=ids, author_ids=author_ids),
+            metadata=METADATA,
+            timeout=10,
         )
         assert (ranked.model_name, ranked.model_version) == (deployed.ranking_model, version)
         assert [p.post_id for p in ranked.posts] == [ids[1], ids[0]]  # longer text first
