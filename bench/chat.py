@@ -251,9 +251,12 @@ async def run_nova(base_url: str, rooms: list[tuple[str, list[str]]], args: Args
     sent_at: dict[tuple[str, int], float] = {}
     senders: dict[str, SocketSender] = {}
     if args.send_over == "websocket":
-        opened_senders = await asyncio.gather(
-            *(SocketSender.open(url, tokens[0]) for _, tokens in rooms)
-        )
+
+        async def open_sender(token: str) -> SocketSender:
+            async with gate:  # as many handshakes at once as the subscribers had
+                return await SocketSender.open(url, token)
+
+        opened_senders = await asyncio.gather(*(open_sender(tokens[0]) for _, tokens in rooms))
         senders = {room: sender for (room, _), sender in zip(rooms, opened_senders, strict=True)}
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
