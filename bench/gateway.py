@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.harness import ratio, run_on_ray, run_paced, summarize
+from bench.harness import PacedResult, ratio, run_on_ray, run_paced, summarize
 
 SCENARIO = "gateway"
 BARE_APP = "bench-bare"
@@ -99,7 +99,7 @@ async def _register(client: httpx.AsyncClient, graphql: str) -> tuple[str, str]:
     return username, reply.json()["data"]["register"]["accessToken"]
 
 
-async def measure(
+async def load(
     session: aiohttp.ClientSession,
     url: str,
     body: dict[str, Any],
@@ -107,10 +107,9 @@ async def measure(
     *,
     count: int,
     rate: float | None,
-    samples: list[float] | None = None,
-) -> dict[str, Any]:
-    """`count` POSTs of `body`, at most CONCURRENCY at once, paced at `rate` if given; each
-    latency is also appended to `samples` when given.
+) -> tuple[PacedResult, list[float]]:
+    """`count` POSTs of `body`, at most CONCURRENCY at once, paced at `rate` if given; the
+    run and each request's latency in ms.
 
     The load comes from aiohttp, with the body encoded once: on these 2 cores the load
     tool shares the CPU with Serve, and httpx spent so much of it per request that it, not
@@ -132,8 +131,16 @@ async def measure(
     result = await run_paced(
         one, count=count, rate_per_s=rate, concurrency=CONCURRENCY, deadline_s=deadline_s
     )
-    if samples is not None:
-        samples.extend(latencies)
+    return result, latencies
+
+
+async def saturation(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: list[dict[str, str]]
+) -> dict[str, Any]:
+    """As fast as CONCURRENCY connections go."""
+    result, latencies = await load(
+        session, url, body, headers, count=SATURATION_REQUESTS, rate=None
+    )
     return {"run": result.to_dict(), "latency_ms": summarize(latencies)}
 
 
@@ -144,44 +151,23 @@ async def paced_rounds(
 ) -> dict[str, dict[str, Any]]:
     """Each side (url, body, headers) at `rate`, PACED_ROUNDS times, alternating which goes
     first; latencies pooled per side, with each round's p50/p99 beside them."""
-    pooled: dict[str, list[float]] = {name: [] for name in sides}
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    rounds: dict[str, list[tuple[PacedResult, list[float]]]] = {name: [] for name in sides}
     order = list(sides)
     for number in range(PACED_ROUNDS):
         for name in order if number % 2 == 0 else order[::-1]:
             url, body, headers = sides[name]
             rounds[name].append(
-                await measure(
-                    session, url, body, headers, count=PACED_REQUESTS, rate=rate,
-                    samples=pooled[name],
-                )
-            )  # fmt: skip
-    return {
-        name: {
-            "run": _combined([r["run"] for r in rounds[name]]),
-            "latency_ms": summarize(pooled[name]),
-            "rounds_p50_p99_ms": [
-                [r["latency_ms"]["p50"], r["latency_ms"]["p99"]] for r in rounds[name]
-            ],
+                await load(session, url, body, headers, count=PACED_REQUESTS, rate=rate)
+            )
+    report: dict[str, dict[str, Any]] = {}
+    for name, runs in rounds.items():
+        summaries = [summarize(latencies) for _, latencies in runs]
+        report[name] = {
+            "run": PacedResult.combined([result for result, _ in runs]).to_dict(),
+            "latency_ms": summarize([ms for _, latencies in runs for ms in latencies]),
+            "rounds_p50_p99_ms": [[s["p50"], s["p99"]] for s in summaries],
         }
-        for name in sides
-    }
-
-
-def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several paced runs' counts as one."""
-    elapsed = sum(r["elapsed_s"] for r in runs)
-    completed = sum(r["completed"] for r in runs)
-    return {
-        "requested": sum(r["requested"] for r in runs),
-        "completed": completed,
-        "failed": sum(r["failed"] for r in runs),
-        "not_started": sum(r["not_started"] for r in runs),
-        "elapsed_s": round(elapsed, 3),
-        "achieved_per_s": round(completed / elapsed, 1) if elapsed else 0.0,
-        "max_behind_schedule_ms": max(r["max_behind_schedule_ms"] for r in runs),
-        "errors": [e for r in runs for e in r["errors"]][:5],
-    }
+    return report
 
 
 async def run(base_url: str) -> dict[str, Any]:
@@ -216,12 +202,8 @@ async def run(base_url: str) -> dict[str, Any]:
 
         connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
         async with aiohttp.ClientSession(connector=connector) as session:
-            bare_max = await measure(
-                session, bare_url, me_body, [{}], count=SATURATION_REQUESTS, rate=None
-            )
-            nova_max = await measure(
-                session, graphql, me_body, auths, count=SATURATION_REQUESTS, rate=None
-            )
+            bare_max = await saturation(session, bare_url, me_body, [{}])
+            nova_max = await saturation(session, graphql, me_body, auths)
             half = max(1.0, bare_max["run"]["achieved_per_s"] / 2)
             paced = await paced_rounds(
                 session,

@@ -136,6 +136,19 @@ class PacedResult:
     def achieved_per_s(self) -> float:
         return self.completed / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    @classmethod
+    def combined(cls, results: Sequence[PacedResult]) -> PacedResult:
+        """Several runs' counts as one run (elapsed times add up)."""
+        return cls(
+            requested=sum(r.requested for r in results),
+            completed=sum(r.completed for r in results),
+            failed=sum(r.failed for r in results),
+            not_started=sum(r.not_started for r in results),
+            elapsed_s=sum(r.elapsed_s for r in results),
+            max_behind_ms=max((r.max_behind_ms for r in results), default=0.0),
+            errors=[e for r in results for e in r.errors],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "requested": self.requested,

@@ -87,14 +87,16 @@ async def set_password(
     if status.split()[-1] != "1":
         raise InvalidInput("the password was changed meanwhile; try again")
     rows = await conn.fetch(
-        "SELECT id FROM auth_sessions"
-        " WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $2",
+        """
+        UPDATE auth_sessions SET revoked_at = now(), revoked_reason = $3
+        WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $2
+        RETURNING id
+        """,
         user_id,
         keep,
+        reason,
     )
-    ended = [row["id"] for row in rows]
-    await revoke(conn, ended, reason)
-    return ended
+    return [row["id"] for row in rows]
 
 
 class Sessions:
