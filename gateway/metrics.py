@@ -53,7 +53,10 @@ class GatewayMetrics:
         )
         self._counted = metrics.Counter(
             "nova_gateway_events_total",
-            description="Replica-local counts: user cache by level, unenforced rate limits",
+            description=(
+                "Replica-local counts: user cache by level; rate limits unenforced, admitted"
+                " without waiting, overrun; revocation mirror resyncs"
+            ),
             tag_keys=("event",),
         )
         self._gauges = metrics.Gauge(

@@ -18,7 +18,9 @@ from storage.config import Settings
 from storage.errors import classify
 
 # KEYS[1]: the bucket (a hash: `tokens`, `at` = Redis time in microseconds).
-# ARGV: rate per second, burst, cost.
+# ARGV: rate per second, burst, cost, and "1" to take the cost even when the bucket lacks it
+# (a debit for requests already admitted: the bucket goes into debt, at most one burst deep,
+# and refuses until it has refilled).
 # Returns {allowed (0/1), whole tokens left, milliseconds until `cost` tokens are there}.
 # Times are integer microseconds: exact in a double, and Redis turns numbers passed to
 # redis.call into strings with full precision ("%.17g").
@@ -26,6 +28,7 @@ _TAKE = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local debit = ARGV[4] == '1'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -43,6 +46,9 @@ if tokens >= cost then
   allowed = 1
 else
   wait_ms = math.ceil((cost - tokens) * 1000 / rate)
+  if debit then
+    tokens = math.max(-burst, tokens - cost)
+  end
 end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
 -- Once the bucket would be full again, a missing key means the same thing: let it go.
@@ -125,10 +131,23 @@ class RateLimiter:
         if cost > budget.burst:
             # It could never be allowed: a caller bug, not a client to throttle.
             raise ValueError(f"cost {cost} exceeds the burst of {budget.name} ({budget.burst})")
+        return await self._run(budget, subject, cost, debit=False)
+
+    async def debit(self, budget: Budget, subject: str, cost: int) -> Decision:
+        """Take `cost` tokens for requests already admitted, into debt if need be.
+
+        `allowed` says whether the bucket had them: False means the requests were admitted
+        past the limit, and the bucket refuses until it has refilled the debt.
+        """
+        if cost < 1:
+            raise ValueError(f"cost must be at least 1, got {cost}")
+        return await self._run(budget, subject, cost, debit=True)
+
+    async def _run(self, budget: Budget, subject: str, cost: int, *, debit: bool) -> Decision:
         try:
             allowed, remaining, wait_ms = await self._take(
                 keys=[self.key(budget, subject)],
-                args=[repr(float(budget.rate_per_s)), budget.burst, cost],
+                args=[repr(float(budget.rate_per_s)), budget.burst, cost, "1" if debit else "0"],
             )
         except Exception as exc:
             raise classify(exc, "redis") from exc

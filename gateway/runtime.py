@@ -31,6 +31,7 @@ from gateway.hub import PubSubHub
 from gateway.identity import ClientInfo, Identity
 from gateway.limits import QueryLimits
 from gateway.loaders import Loaders
+from gateway.local_buckets import LocalBuckets
 from gateway.metrics import GatewayMetrics
 from gateway.notifications import Notifications
 from gateway.passwords import Passwords
@@ -66,6 +67,7 @@ class GatewayRuntime:
     identity: Identity
     profiles: Profiles
     limiter: RateLimiter
+    buckets: LocalBuckets
     budgets: Budgets
     persisted: PersistedQueryStore
     counters: CounterClient
@@ -102,6 +104,7 @@ class GatewayRuntime:
         await ensure_signing_key(db, sealer)
         await keys.load()
         revocations = Revocations(redis, db, access_ttl_s=settings.access_token_ttl_s)
+        await revocations.start()
         passwords = Passwords(settings)
         users = UserCache(
             db,
@@ -125,6 +128,7 @@ class GatewayRuntime:
             settings.timeline_shards, timeout_s=settings.timeline_call_timeout_s
         )
         feed = Feed(db, timelines, settings)
+        limiter = RateLimiter(redis)
         ranked = None
         if features is not None and ranker is not None:
             ranked = RankedFeed(db, redis, feed, settings, features=features, ranker=ranker)
@@ -138,7 +142,12 @@ class GatewayRuntime:
             users=users,
             identity=identity,
             profiles=Profiles(db, users, counters),
-            limiter=RateLimiter(redis),
+            limiter=limiter,
+            buckets=LocalBuckets(
+                limiter,
+                headroom=settings.rate_limit_headroom,
+                max_age_s=settings.rate_limit_view_max_age_s,
+            ),
             budgets=budgets(settings),
             persisted=PersistedQueryStore(redis, ttl_s=settings.persisted_query_ttl_s),
             counters=counters,
@@ -189,20 +198,37 @@ class GatewayRuntime:
     ) -> None:
         """Check one operation's token against revocations and charge its rate limits.
 
-        The three go to Redis at once, so an operation waits for one round trip instead of
-        a revocation check and then the charges. A revoked token's error wins over a spent
-        budget's; a revoked token's attempt is charged like any other.
+        Most operations wait for nothing: the revocation mirror answers from memory, and a
+        bucket far from its limit admits at once (`gateway/local_buckets.py`). What must ask
+        Redis goes at once, so an operation waits for one round trip at most. A revoked
+        token's error wins over a spent budget's; a revoked token's attempt is charged
+        like any other.
         """
-        checks = self.operation_charges(client_ip, claims, mutation=mutation)
+        waits: list[Awaitable[None]] = []
+        revoked = False
         if claims is not None:
-            checks.insert(0, self.revocations.check(claims))
-        outcomes = await asyncio.gather(*checks, return_exceptions=True)
+            known = self.revocations.known(claims)
+            if known is None:
+                waits.append(self.revocations.check(claims))
+            revoked = bool(known)
+        if self.settings.rate_limits_enabled:
+            for budget, subject in self.operation_budgets(client_ip, claims, mutation=mutation):
+                if not self.buckets.try_admit(budget, subject):
+                    waits.append(self.charge(budget, subject))
+        if revoked:
+            if waits:
+                await asyncio.gather(*waits, return_exceptions=True)
+            raise Unauthenticated("access token was revoked")
+        if not waits:
+            return
+        outcomes = await asyncio.gather(*waits, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
 
     async def charge(self, budget: Budget, subject: str, cost: int = 1) -> None:
-        """Take from a rate-limit budget; raise `RateLimited` when it is spent.
+        """Take from a rate-limit budget, waiting for Redis; raise `RateLimited` when it is
+        spent.
 
         Redis being down fails open: rate limits protect the service, and refusing every
         request because the limiter is unreachable would be the outage they exist to stop.
@@ -210,7 +236,7 @@ class GatewayRuntime:
         if not self.settings.rate_limits_enabled:
             return
         try:
-            decision = await self.limiter.take(budget, subject, cost)
+            decision = await self.buckets.take(budget, subject, cost)
         except Unavailable as exc:
             self.rate_limit_failures += 1
             log.warning("rate limit %s not enforced: %s", budget.name, exc)
@@ -222,22 +248,20 @@ class GatewayRuntime:
                 decision.retry_after_s,
             )
 
-    def operation_charges(
+    def operation_budgets(
         self, client_ip: str | None, claims: AccessClaims | None, *, mutation: bool
-    ) -> list[Awaitable[None]]:
-        """The rate-limit charges of one operation, to await together: the client's IP
-        budget, and the user's when signed in; mutation budgets for mutations, query
-        budgets for everything else. HTTP requests and WebSocket operations pay the same."""
+    ) -> list[tuple[Budget, str]]:
+        """The buckets one operation is charged to: the client's IP budget, and the user's
+        when signed in; mutation budgets for mutations, query budgets for everything else.
+        HTTP requests and WebSocket operations pay the same."""
         budgets = self.budgets
-        charges: list[Awaitable[None]] = [
-            self.charge(
-                budgets.ip_mutations if mutation else budgets.ip_queries, client_ip or "unknown"
-            )
+        charged = [
+            (budgets.ip_mutations if mutation else budgets.ip_queries, client_ip or "unknown")
         ]
         if claims is not None:
             budget = budgets.user_mutations if mutation else budgets.user_queries
-            charges.append(self.charge(budget, str(claims.user_id)))
-        return charges
+            charged.append((budget, str(claims.user_id)))
+        return charged
 
     def start_metrics(self) -> None:
         """Publish this replica's own counts as metrics; call from its event loop."""
@@ -250,7 +274,10 @@ class GatewayRuntime:
             "user_cache_redis_hit": stats.redis_hits,
             "user_cache_database_load": stats.database_loads,
             "user_cache_invalidation": stats.invalidations,
-            "rate_limit_unenforced": self.rate_limit_failures,
+            "rate_limit_unenforced": self.rate_limit_failures + self.buckets.debits_lost,
+            "rate_limit_admitted_at_once": self.buckets.admitted_at_once,
+            "rate_limit_overrun": self.buckets.overruns,
+            "revocation_mirror_lost": self.revocations.lost_sync,
         }
         in_flight = self.admission.in_flight if self.admission is not None else 0
         gauges = {"websockets": len(self.websockets), "http_requests": in_flight}
@@ -261,6 +288,10 @@ class GatewayRuntime:
             return
         self.closed = True
         await self.metrics.stop()
+        with contextlib.suppress(Exception):
+            await self.buckets.close()
+        with contextlib.suppress(Exception):
+            await self.revocations.close()
         with contextlib.suppress(Exception):
             await self.users.close()
         with contextlib.suppress(Exception):

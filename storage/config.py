@@ -172,6 +172,11 @@ class Settings:
     rate_ip_mutations_burst: int = 80
     rate_login_per_s: float = 0.1
     rate_login_burst: int = 10
+    # A replica admits an operation without waiting for Redis while its last view of the
+    # bucket keeps more than this share of the burst spare (1 or more: always wait), and
+    # while that view is at most this old (gateway/local_buckets.py).
+    rate_limit_headroom: float = 0.25
+    rate_limit_view_max_age_s: float = 2.0
     # Honour X-Forwarded-For (only behind a proxy that sets it).
     trust_forwarded_for: bool = False
 
@@ -294,6 +299,7 @@ class Settings:
             "rate_ip_mutations_burst",
             "rate_login_per_s",
             "rate_login_burst",
+            "rate_limit_view_max_age_s",
             "user_cache_size",
             "user_cache_ttl_s",
             "user_redis_ttl_s",
@@ -326,6 +332,10 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{env_name(name)} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.rate_limit_headroom < float("inf"):
+            raise ValueError(
+                f"NOVA_RATE_LIMIT_HEADROOM must be >= 0, got {self.rate_limit_headroom!r}"
+            )
         if self.pg_pool_min_size < 0 or self.pg_pool_min_size > self.pg_pool_max_size:
             raise ValueError(
                 f"{env_name('pg_pool_min_size')} must be between 0 and "

@@ -65,8 +65,15 @@ class Runtime:
     async def charge(self, budget: Budget, subject: str, cost: int = 1) -> None:
         return None
 
+    @property
+    def buckets(self) -> Runtime:
+        return self
+
+    def try_admit(self, budget: Budget, subject: str) -> bool:
+        return False  # every charge goes through `charge` above
+
     # The real ones, over `charge` above (anonymous requests have no revocation check).
-    operation_charges = GatewayRuntime.operation_charges
+    operation_budgets = GatewayRuntime.operation_budgets
     admit = GatewayRuntime.admit
 
 

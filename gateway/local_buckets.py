@@ -1,0 +1,139 @@
+"""Admitting requests without waiting for Redis while a bucket is far from its limit.
+
+Every operation is charged to two token buckets in Redis (its IP's and its user's). Waiting
+for that round trip on every request put Redis's scheduling on two busy cores into the
+gateway's tail latency. Yet almost every charge lands on a bucket that is nowhere near
+empty, where the answer is known in advance.
+
+So each replica remembers what Redis last said about each bucket it charged: how many
+tokens were left. A request whose bucket, by that view, keeps more than a headroom
+(`NOVA_RATE_LIMIT_HEADROOM` of its burst) after this replica's own unanswered charges, is
+admitted at once; its charge is sent to Redis in the background, coalesced with the other
+requests charged to that bucket meanwhile (one debit in flight per bucket). Within the
+headroom, or when the view is older than `NOVA_RATE_LIMIT_VIEW_MAX_AGE_S` or missing, the
+request waits for Redis's decision as before, so the limit itself is enforced by Redis.
+
+What this gives up: a bucket spent elsewhere (another replica, or an operator) is seen
+one answer late. Requests admitted meanwhile are debited all the same, into debt, and the
+bucket refuses until it has refilled; `overruns` counts such debits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from gateway.ratelimit import Budget, Decision, RateLimiter
+from storage.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _View:
+    """This replica's knowledge of one bucket."""
+
+    remaining: int  # whole tokens Redis reported in its last answer
+    heard_at: float  # time.monotonic() of that answer
+    unsent: int = 0  # cost admitted here, not yet sent to Redis
+    in_flight: int = 0  # cost sent to Redis, not yet answered
+    flushing: bool = False
+
+
+class LocalBuckets:
+    """One per replica, in front of the shared `RateLimiter`."""
+
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        *,
+        headroom: float,
+        max_age_s: float,
+        max_views: int = 50_000,
+    ) -> None:
+        self._limiter = limiter
+        self._headroom = headroom
+        self._max_age_s = max_age_s
+        self._max_views = max_views
+        self._views: dict[str, _View] = {}
+        self._flushes: set[asyncio.Task[None]] = set()
+        self.admitted_at_once = 0
+        self.overruns = 0  # debits that found their bucket empty: admitted past the limit
+        self.debits_lost = 0  # debits Redis could not take: those requests went uncharged
+        self.debits_sent = 0
+
+    def try_admit(self, budget: Budget, subject: str, cost: int = 1) -> bool:
+        """True: admitted now, the charge follows in the background. False: the caller
+        must wait for `take`."""
+        view = self._views.get(self._limiter.key(budget, subject))
+        if view is None or time.monotonic() - view.heard_at > self._max_age_s:
+            return False
+        spare = view.remaining - view.unsent - view.in_flight - cost
+        if spare < self._headroom * budget.burst:
+            return False
+        view.unsent += cost
+        if not view.flushing:
+            view.flushing = True
+            task = asyncio.create_task(self._flush(budget, subject, view), name="rate-debit")
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+        self.admitted_at_once += 1
+        return True
+
+    async def take(self, budget: Budget, subject: str, cost: int = 1) -> Decision:
+        """Redis's decision, waited for; what it says about the bucket is remembered."""
+        decision = await self._limiter.take(budget, subject, cost)
+        self._heard(self._limiter.key(budget, subject), decision.remaining)
+        return decision
+
+    def _heard(self, key: str, remaining: int) -> None:
+        view = self._views.get(key)
+        if view is not None:
+            view.remaining, view.heard_at = remaining, time.monotonic()
+            return
+        if len(self._views) >= self._max_views:
+            self._forget_stale()
+            if len(self._views) >= self._max_views:
+                return  # full of live views: this bucket's requests keep waiting
+        self._views[key] = _View(remaining=remaining, heard_at=time.monotonic())
+
+    def _forget_stale(self) -> None:
+        cutoff = time.monotonic() - self._max_age_s
+        stale = [k for k, v in self._views.items() if v.heard_at < cutoff and not v.flushing]
+        for key in stale:
+            del self._views[key]
+
+    async def _flush(self, budget: Budget, subject: str, view: _View) -> None:
+        """Send what was admitted here to Redis, one debit at a time, until none is left."""
+        try:
+            while view.unsent:
+                cost, view.unsent = view.unsent, 0
+                view.in_flight += cost
+                self.debits_sent += 1
+                try:
+                    decision = await self._limiter.debit(budget, subject, cost)
+                except Unavailable as exc:
+                    # Fail open, as the waiting path does: these requests stay uncharged.
+                    self.debits_lost += 1
+                    log.warning("rate limit %s: %d not charged: %s", budget.name, cost, exc)
+                    continue
+                finally:
+                    view.in_flight -= cost
+                view.remaining, view.heard_at = decision.remaining, time.monotonic()
+                if not decision.allowed:
+                    self.overruns += 1
+        finally:
+            view.flushing = False
+
+    async def settle(self) -> None:
+        """Wait until every charge admitted so far has been answered by Redis."""
+        while self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Send the debits still pending, within `timeout_s`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settle(), timeout_s)
