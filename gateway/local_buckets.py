@@ -59,6 +59,7 @@ class LocalBuckets:
         self._max_age_s = max_age_s
         self._max_views = max_views
         self._views: dict[str, _View] = {}
+        self._swept_at = 0.0
         self._flushes: set[asyncio.Task[None]] = set()
         self.admitted_at_once = 0
         self.overruns = 0  # debits that found their bucket empty: admitted past the limit
@@ -94,14 +95,19 @@ class LocalBuckets:
         if view is not None:
             view.remaining, view.heard_at = remaining, time.monotonic()
             return
+        now = time.monotonic()
         if len(self._views) >= self._max_views:
-            self._forget_stale()
+            # Sweep at most once per max age: with every view live, a sweep per new bucket
+            # would walk them all on every request.
+            if now - self._swept_at > self._max_age_s:
+                self._forget_stale(now)
             if len(self._views) >= self._max_views:
                 return  # full of live views: this bucket's requests keep waiting
-        self._views[key] = _View(remaining=remaining, heard_at=time.monotonic())
+        self._views[key] = _View(remaining=remaining, heard_at=now)
 
-    def _forget_stale(self) -> None:
-        cutoff = time.monotonic() - self._max_age_s
+    def _forget_stale(self, now: float) -> None:
+        self._swept_at = now
+        cutoff = now - self._max_age_s
         stale = [k for k, v in self._views.items() if v.heard_at < cutoff and not v.flushing]
         for key in stale:
             del self._views[key]
