@@ -233,6 +233,18 @@ async def nova(*args: str, timeout_s: float = 60) -> str:
 
 
 @pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Any]:
+    """A client of the test stack's Redis, as replicas make them (`make_redis`)."""
+    from storage.redis_client import make_redis
+
+    client = make_redis(settings)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
 async def dead_redis() -> AsyncIterator[Any]:
     """A Redis client for 127.0.0.1 on a port nothing listens on: short timeouts, no
     retries, for tests of what happens when Redis does not answer."""

@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from gateway.local_buckets import LocalBuckets
 from gateway.ratelimit import Budget, RateLimiter
-from storage.config import Settings
-from storage.redis_client import make_redis
 
 pytestmark = pytest.mark.stack
 
 # Refills one token in about 17 minutes: what a test spends stays spent.
 SLOW = Budget("slow", rate_per_s=0.001, burst=20)
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = make_redis(settings)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,20 +19,10 @@ from gateway.apq import (
 from gateway.ratelimit import Budget, RateLimiter, budgets
 from storage.config import Settings
 from storage.errors import Unavailable
-from storage.redis_client import make_redis
 
 pytestmark = pytest.mark.stack
 
 TTL_S = 3600
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = make_redis(settings)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _prefix(kind: str) -> str:
