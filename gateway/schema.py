@@ -18,6 +18,7 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from gateway.account_schema import AccountMutation, AccountQuery
 from gateway.chat_schema import ChatMutation, ChatQuery, ChatSubscription
 from gateway.errors import BAD_USER_INPUT, should_mask, user_error
+from gateway.execution import AcyclicExecutionContext
 from gateway.identity import AuthResult
 from gateway.notifications_schema import (
     NotificationMutation,
@@ -237,6 +238,7 @@ def build_schema(
         mutation=Mutation,
         subscription=Subscription,
         extensions=[*(extensions or []), lambda: MaskErrors(should_mask_error=should_mask)],
+        execution_context_class=AcyclicExecutionContext,
     )
 
 
