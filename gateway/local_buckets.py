@@ -42,6 +42,9 @@ class _View:
     in_flight: int = 0  # cost sent to Redis, not yet answered
     flushing: bool = False
 
+    def heard(self, remaining: int, at: float) -> None:
+        self.remaining, self.heard_at = remaining, at
+
 
 class LocalBuckets:
     """One per replica, in front of the shared `RateLimiter`."""
@@ -91,11 +94,11 @@ class LocalBuckets:
         return decision
 
     def _heard(self, key: str, remaining: int) -> None:
+        now = time.monotonic()
         view = self._views.get(key)
         if view is not None:
-            view.remaining, view.heard_at = remaining, time.monotonic()
+            view.heard(remaining, now)
             return
-        now = time.monotonic()
         if len(self._views) >= self._max_views:
             # Sweep at most once per max age: with every view live, a sweep per new bucket
             # would walk them all on every request.
@@ -128,7 +131,7 @@ class LocalBuckets:
                     continue
                 finally:
                     view.in_flight -= cost
-                view.remaining, view.heard_at = decision.remaining, time.monotonic()
+                view.heard(decision.remaining, time.monotonic())
                 if not decision.allowed:
                     self.overruns += 1
         finally:

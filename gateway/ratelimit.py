@@ -126,8 +126,6 @@ class RateLimiter:
 
     async def take(self, budget: Budget, subject: str, cost: int = 1) -> Decision:
         """Take `cost` tokens if the bucket has them; a denied request takes nothing."""
-        if cost < 1:
-            raise ValueError(f"cost must be at least 1, got {cost}")
         if cost > budget.burst:
             # It could never be allowed: a caller bug, not a client to throttle.
             raise ValueError(f"cost {cost} exceeds the burst of {budget.name} ({budget.burst})")
@@ -139,11 +137,11 @@ class RateLimiter:
         `allowed` says whether the bucket had them: False means the requests were admitted
         past the limit, and the bucket refuses until it has refilled the debt.
         """
-        if cost < 1:
-            raise ValueError(f"cost must be at least 1, got {cost}")
         return await self._run(budget, subject, cost, debit=True)
 
     async def _run(self, budget: Budget, subject: str, cost: int, *, debit: bool) -> Decision:
+        if cost < 1:
+            raise ValueError(f"cost must be at least 1, got {cost}")
         try:
             allowed, remaining, wait_ms = await self._take(
                 keys=[self.key(budget, subject)],

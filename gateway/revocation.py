@@ -149,7 +149,8 @@ class Revocations:
             return
         now = time.time()
         expiries = {member: now + ttl_s + self.CLOCK_SLACK_S for _, member, ttl_s in entries}
-        self._mirror.update(expiries)
+        for member, expires in expiries.items():
+            self._remember(member, expires)
         announcement = "\n".join(f"{member} {expires!r}" for member, expires in expiries.items())
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -169,7 +170,11 @@ class Revocations:
         for line in text.splitlines():
             member, _, expires = line.partition(" ")
             with contextlib.suppress(ValueError):
-                self._mirror[member] = max(float(expires), self._mirror.get(member, 0.0))
+                self._remember(member, float(expires))
+
+    def _remember(self, member: str, expires: float) -> None:
+        """Keep the later expiry: an announcement and the set may both carry an entry."""
+        self._mirror[member] = max(expires, self._mirror.get(member, 0.0))
 
     def _prune(self) -> None:
         now = time.time()
@@ -190,7 +195,7 @@ class Revocations:
                 )
                 for member, expires in cast(list[tuple[Any, float]], current):
                     name = member.decode() if isinstance(member, bytes) else str(member)
-                    self._mirror[name] = max(expires, self._mirror.get(name, 0.0))
+                    self._remember(name, expires)
                 self._in_sync = True
                 self._synced_once.set()
                 delay_s = 0.1

@@ -66,8 +66,7 @@ class GatewayRuntime:
     users: UserCache
     identity: Identity
     profiles: Profiles
-    limiter: RateLimiter
-    buckets: LocalBuckets
+    buckets: LocalBuckets  # the shared RateLimiter, with this replica's view of its buckets
     budgets: Budgets
     persisted: PersistedQueryStore
     counters: CounterClient
@@ -128,7 +127,6 @@ class GatewayRuntime:
             settings.timeline_shards, timeout_s=settings.timeline_call_timeout_s
         )
         feed = Feed(db, timelines, settings)
-        limiter = RateLimiter(redis)
         ranked = None
         if features is not None and ranker is not None:
             ranked = RankedFeed(db, redis, feed, settings, features=features, ranker=ranker)
@@ -142,9 +140,8 @@ class GatewayRuntime:
             users=users,
             identity=identity,
             profiles=Profiles(db, users, counters),
-            limiter=limiter,
             buckets=LocalBuckets(
-                limiter,
+                RateLimiter(redis),
                 headroom=settings.rate_limit_headroom,
                 max_age_s=settings.rate_limit_view_max_age_s,
             ),
