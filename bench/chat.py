@@ -34,6 +34,8 @@ import websockets
 from bench.harness import graphql, ratio, run_on_ray, run_paced, summarize
 
 SCENARIO = "chat"
+SERVE_BROADCAST_APP = "bench-chat-bare"
+SERVE_BROADCAST_ROUTE = "/bench-chat-bare"
 SEND = """
 mutation($room: ID!, $text: String!, $cmid: String!) {
   sendMessage(input: {roomId: $room, text: $text, clientMessageId: $cmid}) { seq }
@@ -50,6 +52,7 @@ class Args:
     rate = 200.0
     messages = 2_000
     send_over = "websocket"
+    floors_only = False
 
 
 class SocketSender:
@@ -316,8 +319,8 @@ async def run_nova(base_url: str, rooms: list[tuple[str, list[str]]], args: Args
     }
 
 
-async def run_baseline(rooms: int, per_room: int, args: Args) -> dict[str, Any]:
-    """The same fan-out through a plain websockets broadcast server, nothing else."""
+async def run_plain_broadcast(rooms: int, per_room: int, args: Args) -> dict[str, Any]:
+    """The same fan-out through a plain `websockets` server in this process, nothing else."""
     members: dict[str, set[Any]] = {}
 
     async def handler(ws: Any) -> None:
@@ -331,45 +334,115 @@ async def run_baseline(rooms: int, per_room: int, args: Args) -> dict[str, Any]:
             room = json.loads(raw)["room"]
             websockets.broadcast(members.get(room, set()), raw)
 
+    async with websockets.serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        return await run_broadcast(f"ws://127.0.0.1:{port}", rooms, per_room, args)
+
+
+def deploy_serve_broadcast() -> None:
+    """The same broadcast server as a Serve deployment behind Serve's proxy: one replica,
+    rooms in memory, no GraphQL, no auth, no persistence. What the proxy and Serve's
+    WebSocket path cost on their own: the floor under Nova's gateway."""
+    from ray import serve
+    from starlette.types import Receive, Scope, Send
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    rooms: dict[str, set[WebSocket]] = {}
+
+    async def broadcast(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            return
+        ws = WebSocket(scope, receive, send)
+        await ws.accept()
+        try:
+            hello = json.loads(await ws.receive_text())
+            if hello["role"] == "listen":
+                members = rooms.setdefault(hello["room"], set())
+                members.add(ws)
+                try:
+                    while True:
+                        await ws.receive_text()
+                finally:
+                    members.discard(ws)
+            while True:
+                raw = await ws.receive_text()
+                for member in list(rooms.get(json.loads(raw)["room"], ())):
+                    with contextlib.suppress(Exception):
+                        await member.send_text(raw)
+        except WebSocketDisconnect:
+            return
+
+    @serve.deployment(
+        name="BenchChatBare", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=10_000
+    )
+    @serve.ingress()
+    class Broadcast:
+        def __serve_build_asgi_app__(self) -> Any:
+            return broadcast
+
+    serve.run(
+        Broadcast.bind(),  # type: ignore[attr-defined] # added by @serve.deployment
+        name=SERVE_BROADCAST_APP,
+        route_prefix=SERVE_BROADCAST_ROUTE,
+        blocking=False,
+    )
+
+
+async def wait_for_socket(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            async with websockets.connect(url):
+                return
+        except (OSError, websockets.InvalidHandshake, websockets.ConnectionClosed):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def run_broadcast(url: str, rooms: int, per_room: int, args: Args) -> dict[str, Any]:
+    """`rooms` x `per_room` listeners and one sender on a broadcast server at `url`, which
+    relays each sender message as is to the listeners of its room; messages at `args.rate`."""
     received: list[float] = []
     expected = args.messages * per_room
     all_in = asyncio.Event()
-    async with websockets.serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
-        url = f"ws://127.0.0.1:{port}"
-        listeners = []
-        for r in range(rooms):
-            for _ in range(per_room):
-                ws = await websockets.connect(url)
-                await ws.send(json.dumps({"role": "listen", "room": str(r)}))
-                listeners.append(ws)
-        await asyncio.sleep(0.5)
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-        async def listen(ws: Any) -> None:
-            try:
-                async for raw in ws:
-                    received.append((time.perf_counter() - json.loads(raw)["t"]) * 1000)
-                    if len(received) >= expected:
-                        all_in.set()
-            except websockets.ConnectionClosed:
-                pass
+    async def open_listener(room: int) -> Any:
+        async with gate:
+            ws = await websockets.connect(url)
+            await ws.send(json.dumps({"role": "listen", "room": str(room)}))
+            return ws
 
-        readers = [asyncio.create_task(listen(ws)) for ws in listeners]
-        sender = await websockets.connect(url)
-        await sender.send(json.dumps({"role": "send"}))
+    listeners = await asyncio.gather(
+        *(open_listener(r) for r in range(rooms) for _ in range(per_room))
+    )
+    await asyncio.sleep(0.5)
 
-        async def send(index: int) -> None:
-            await sender.send(json.dumps({"room": str(index % rooms), "t": time.perf_counter()}))
+    async def listen(ws: Any) -> None:
+        try:
+            async for raw in ws:
+                received.append((time.perf_counter() - json.loads(raw)["t"]) * 1000)
+                if len(received) >= expected:
+                    all_in.set()
+        except websockets.ConnectionClosed:
+            pass
 
-        run = await run_paced(
-            send, count=args.messages, rate_per_s=args.rate, concurrency=8, deadline_s=300
-        )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_in.wait(), DRAIN_S)
-        await sender.close()
-        for ws in listeners:
-            await ws.close()
-        await asyncio.gather(*readers, return_exceptions=True)
+    readers = [asyncio.create_task(listen(ws)) for ws in listeners]
+    sender = await websockets.connect(url)
+    await sender.send(json.dumps({"role": "send"}))
+
+    async def send(index: int) -> None:
+        await sender.send(json.dumps({"room": str(index % rooms), "t": time.perf_counter()}))
+
+    run = await run_paced(
+        send, count=args.messages, rate_per_s=args.rate, concurrency=8, deadline_s=300
+    )
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_in.wait(), DRAIN_S)
+    await sender.close()
+    await asyncio.gather(*(ws.close() for ws in listeners), return_exceptions=True)
+    await asyncio.gather(*readers, return_exceptions=True)
     return {
         "subscribers": rooms * per_room,
         "send": run.to_dict(),
@@ -386,6 +459,11 @@ def parse(argv: list[str] | None) -> Args:
     parser.add_argument("--rate", type=float, default=Args.rate)
     parser.add_argument("--messages", type=int, default=Args.messages)
     parser.add_argument("--send-over", choices=("websocket", "http"), default=Args.send_over)
+    parser.add_argument(
+        "--floors-only",
+        action="store_true",
+        help="measure only the two broadcast baselines (plain websockets, and through Serve)",
+    )
     values = parser.parse_args(argv)
     if not (1 <= values.rooms <= 1_000 and 1 <= values.per_room <= 500):
         parser.error("--rooms 1..1000, --per-room 1..500")
@@ -395,6 +473,7 @@ def parse(argv: list[str] | None) -> Args:
     args.rooms, args.per_room = values.rooms, values.per_room
     args.rate, args.messages = values.rate, values.messages
     args.send_over = values.send_over
+    args.floors_only = values.floors_only
     return args
 
 
@@ -402,19 +481,44 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
 
     async def run(base_url: str) -> dict[str, Any]:
-        rooms = await seed(args.rooms, args.per_room)
-        nova = await run_nova(base_url, rooms, args)
-        baseline = await run_baseline(args.rooms, args.per_room, args)
-        return {
+        nova: dict[str, Any] | None = None
+        if not args.floors_only:
+            nova = await run_nova(base_url, await seed(args.rooms, args.per_room), args)
+        plain = await run_plain_broadcast(args.rooms, args.per_room, args)
+        deploy_serve_broadcast()
+        url = base_url.replace("http://", "ws://") + SERVE_BROADCAST_ROUTE + "/"
+        await wait_for_socket(url)
+        through_serve = await run_broadcast(url, args.rooms, args.per_room, args)
+        results: dict[str, Any] = {
             "rooms": args.rooms,
             "per_room": args.per_room,
             "rate_per_s": args.rate,
             "messages": args.messages,
             "nova": nova,
-            "baseline_websockets_broadcast": baseline,
-            "ratios": {
-                "p50": ratio(nova["latency_ms"]["p50"], baseline["latency_ms"]["p50"]),
-                "p99": ratio(nova["latency_ms"]["p99"], baseline["latency_ms"]["p99"]),
+            "baseline_websockets_broadcast": plain,
+            "baseline_serve_broadcast": through_serve,
+        }
+        floors = {
+            "serve_broadcast_p50_over_plain": ratio(
+                through_serve["latency_ms"]["p50"], plain["latency_ms"]["p50"]
+            ),
+            "serve_broadcast_p99_over_plain": ratio(
+                through_serve["latency_ms"]["p99"], plain["latency_ms"]["p99"]
+            ),
+        }
+        if nova is None:
+            return results | {"ratios": floors}
+        return results | {
+            "ratios": floors
+            | {
+                "p50": ratio(nova["latency_ms"]["p50"], plain["latency_ms"]["p50"]),
+                "p99": ratio(nova["latency_ms"]["p99"], plain["latency_ms"]["p99"]),
+                "p50_over_serve_broadcast": ratio(
+                    nova["latency_ms"]["p50"], through_serve["latency_ms"]["p50"]
+                ),
+                "p99_over_serve_broadcast": ratio(
+                    nova["latency_ms"]["p99"], through_serve["latency_ms"]["p99"]
+                ),
                 "delivered_share": ratio(nova["delivered"], nova["expected"]),
             },
             "targets": {"p99_ms": 100, "exactly_once_in_order": True},
@@ -426,7 +530,13 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
 
-    return run_on_ray(SCENARIO, run)
+    def delete_serve_broadcast() -> None:
+        from ray import serve
+
+        with contextlib.suppress(Exception):
+            serve.delete(SERVE_BROADCAST_APP)
+
+    return run_on_ray(SCENARIO, run, cleanup=delete_serve_broadcast)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import enum
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
@@ -46,6 +47,9 @@ class Message:
     client_message_id: str
     created_at: datetime
     record: strawberry.Private[MessageRecord]
+    # Set on a live message that every subscriber of the room receives as this one object:
+    # its results are shared between them (`gateway.shared_events`).
+    execution_memo: strawberry.Private[dict[Hashable, Any] | None] = None
 
     @classmethod
     def from_record(cls, record: MessageRecord) -> Message:
@@ -270,7 +274,7 @@ class ChatSubscription:
         queue_size = runtime.settings.chat_subscriber_queue
         # Subscribe before replaying, so nothing published meanwhile is missed.
         async with (
-            runtime.hub.listen(channel, max_queue=queue_size) as subscriber,
+            runtime.hub.listen(channel, max_queue=queue_size, decode=_live_message) as subscriber,
             runtime.chat.online(room, viewer),
         ):
             while True:  # replay what the client missed
@@ -281,24 +285,25 @@ class ChatSubscription:
                 if len(replay) < REPLAY_PAGE:
                     break
             while True:
-                raw = await subscriber.queue.get()
+                published = await subscriber.queue.get()
                 if subscriber.overflowed:
                     await _close_slow(info)
                     return
-                published = message_from_channel(raw)
                 if isinstance(published, uuid.UUID):  # a member left
                     if published == viewer:
                         return  # the subscription completes: no more of this room
                     continue
-                message = published
-                if message.seq < next_seq:
+                if published.seq < next_seq:
                     continue  # already sent (replay overlapped the live stream)
-                missing = [message]
-                if message.seq > next_seq:  # a publish was lost: fill the gap in order
-                    missing = await runtime.chat.shards.after(
-                        room, viewer, next_seq - 1, message.seq - next_seq + 1
-                    )
                 info.context.reset_loaders()
+                if published.seq == next_seq:
+                    next_seq += 1
+                    yield published  # the object every local subscriber of the room gets
+                    continue
+                # A publish was lost: fill the gap in order.
+                missing = await runtime.chat.shards.after(
+                    room, viewer, next_seq - 1, published.seq - next_seq + 1
+                )
                 for each in missing:
                     if each.seq >= next_seq:
                         next_seq = each.seq + 1
@@ -339,6 +344,17 @@ class ChatSubscription:
                     yield Presence(room_id=strawberry.ID(str(room)), user_ids=online)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(subscriber.queue.get(), PRESENCE_RECHECK_S)
+
+
+def _live_message(raw: bytes) -> Message | uuid.UUID:
+    """A room channel's publication, decoded once for all of this replica's subscribers:
+    a message they share, or the id of a member who left."""
+    published = message_from_channel(raw.decode())
+    if isinstance(published, uuid.UUID):
+        return published
+    shared = Message.from_record(published)
+    shared.execution_memo = {}
+    return shared
 
 
 async def _close_slow(info: NovaInfo) -> None:

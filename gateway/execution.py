@@ -12,22 +12,99 @@ dropping them there lets reference counting free the rest at once.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Hashable
 from typing import Any
 
 from graphql import ExecutionResult
 from graphql.pyutils import is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from gateway.shared_events import sharing_key
+
 
 class AcyclicExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context, releasing its self-references when done."""
+    """Strawberry's execution context, releasing its self-references when done, and
+    executing a shared subscription event once per distinct operation
+    (`gateway.shared_events`)."""
+
+    # Set on a per-event executor whose payload and selection can be shared.
+    _event_key: Hashable | None = None
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        executor = super().build_per_event_executor(payload)
+        if isinstance(executor, AcyclicExecutionContext) and isinstance(
+            getattr(payload, "execution_memo", None), dict
+        ):
+            executor._event_key = self._sharing_key()
+        return executor
+
+    def _sharing_key(self) -> Hashable | None:
+        """Computed once per subscription: every event of it asks the same thing."""
+        if "_shared_as" not in self.__dict__:
+            self._shared_as = sharing_key(
+                self.schema,
+                self.operation,
+                self.fragment_definitions,
+                self.variable_values.coerced,
+            )
+        return self._shared_as
 
     def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        key = self._event_key
+        if key is None:
+            return self._execute_own(*args, **kwargs)
+        memo: dict[Hashable, Any] = self.root_value.execution_memo
+        known = memo.get(key)
+        if isinstance(known, ExecutionResult):
+            return known
+        if known is not None:  # another subscriber is executing it: wait for its result
+            return self._await_shared(known, args, kwargs)
+        result = self._execute_own(*args, **kwargs)
+        if is_awaitable(result):
+            sharing: asyncio.Future[ExecutionResult | None] = (
+                asyncio.get_running_loop().create_future()
+            )
+            memo[key] = sharing
+            return self._share_when_done(result, sharing, memo, key)
+        if _can_share(result):
+            memo[key] = result
+        return result
+
+    def _execute_own(self, *args: Any, **kwargs: Any) -> Any:
         result = super().execute_operation(*args, **kwargs)
         if is_awaitable(result):
             return self._release_after(result)
         self._release(result)
         return result
+
+    async def _await_shared(
+        self, sharing: asyncio.Future[ExecutionResult | None], args: Any, kwargs: Any
+    ) -> Any:
+        shared = await asyncio.shield(sharing)
+        if shared is not None:
+            return shared
+        result = self._execute_own(*args, **kwargs)  # the first one failed: on our own
+        return await result if is_awaitable(result) else result
+
+    @staticmethod
+    async def _share_when_done(
+        pending: Any,
+        sharing: asyncio.Future[ExecutionResult | None],
+        memo: dict[Hashable, Any],
+        key: Hashable,
+    ) -> Any:
+        result = None
+        try:
+            result = await pending
+            return result
+        finally:
+            shared = result if _can_share(result) else None
+            if shared is None:
+                memo.pop(key, None)
+            else:
+                memo[key] = shared
+            sharing.set_result(shared)
 
     async def _release_after(self, pending: Any) -> Any:
         result = await pending
@@ -39,3 +116,7 @@ class AcyclicExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # the helpers after the first payload.
         if isinstance(result, ExecutionResult):
             self.__dict__.pop("async_helpers", None)
+
+
+def _can_share(result: Any) -> bool:
+    return isinstance(result, ExecutionResult) and not result.errors

@@ -2,9 +2,10 @@
 
 Shards publish on Redis channels (`nova:feed:<user>`, `nova:chat:<room>`); every replica
 subscribes to the channels its own clients listen to, once each, and copies each message
-into the bounded queue of every local subscriber. A subscriber that falls behind is
-marked `overflowed` instead of holding up the others; what to do then (drop, disconnect)
-is the subscription's decision.
+into the bounded queue of every local subscriber, decoded once for all of them (so a
+room's subscribers share one event object: `gateway.shared_events`). A subscriber that
+falls behind is marked `overflowed` instead of holding up the others; what to do then
+(drop, disconnect) is the subscription's decision.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -27,9 +29,20 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_ATTEMPTS = 3
 
 
+_NOT_YET = object()
+_UNDECODABLE = object()
+
+
+def as_text(raw: bytes) -> str:
+    return raw.decode()
+
+
 @dataclass(eq=False)
 class Subscriber:
-    queue: asyncio.Queue[str]
+    queue: asyncio.Queue[Any]
+    # Publication → what the queue receives; subscribers with the same function share
+    # each decoded item.
+    decode: Callable[[bytes], Any] = as_text
     overflowed: bool = False
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -43,9 +56,17 @@ class PubSubHub:
         self.dropped = 0
 
     @contextlib.asynccontextmanager
-    async def listen(self, channel: str, *, max_queue: int = 1_000) -> AsyncIterator[Subscriber]:
-        """Messages published on `channel` while the block runs, in a bounded queue."""
-        subscriber = Subscriber(asyncio.Queue(max_queue))
+    async def listen(
+        self,
+        channel: str,
+        *,
+        max_queue: int = 1_000,
+        decode: Callable[[bytes], Any] = as_text,
+    ) -> AsyncIterator[Subscriber]:
+        """Messages published on `channel` while the block runs, in a bounded queue, each
+        decoded by `decode` (the text by default). A publication that `decode` refuses is
+        logged and skipped."""
+        subscriber = Subscriber(asyncio.Queue(max_queue), decode)
         first = not self._subscribers[channel]
         self._subscribers[channel].add(subscriber)
         try:
@@ -92,9 +113,15 @@ class PubSubHub:
             if message is None or message.get("type") != "message":
                 continue
             channel = message["channel"].decode()
+            decoded: dict[Callable[[bytes], Any], Any] = {}
             for subscriber in list(self._subscribers.get(channel, ())):
+                item = decoded.get(subscriber.decode, _NOT_YET)
+                if item is _NOT_YET:
+                    item = decoded[subscriber.decode] = _decode(subscriber, channel, message)
+                if item is _UNDECODABLE:
+                    continue
                 try:
-                    subscriber.queue.put_nowait(message["data"].decode())
+                    subscriber.queue.put_nowait(item)
                 except asyncio.QueueFull:
                     subscriber.overflowed = True
                     subscriber.gone.set()
@@ -107,3 +134,11 @@ class PubSubHub:
                 await self._reader
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _decode(subscriber: Subscriber, channel: str, message: dict[str, Any]) -> Any:
+    try:
+        return subscriber.decode(message["data"])
+    except Exception:
+        log.warning("pub/sub hub: skipped an undecodable message on %s", channel, exc_info=True)
+        return _UNDECODABLE

@@ -239,6 +239,35 @@ async def test_fifty_concurrent_senders_one_order_for_every_subscriber(
     assert seen[0] == seen[1] == list(range(1, 51))
 
 
+async def test_a_live_message_shared_by_subscribers_keeps_viewer_fields_per_viewer(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    """Live messages are decoded once per replica and public selections executed once
+    (`gateway.shared_events`); a field that answers per viewer is still per viewer."""
+    owner, member = await make_members(db, settings, 2)
+    room = await room_of(http_url, owner, member)
+    private = (
+        "subscription($room: ID!) { messageAdded(roomId: $room) "
+        "{ seq text sender { id username emailVerified } } }"
+    )
+
+    async def first_message(session: Any) -> dict[str, Any]:
+        async for result in session.subscribe(operation(private, room=room)):
+            return dict(result["messageAdded"])
+        raise AssertionError("the subscription ended")
+
+    async with subscribed(http_url, owner) as mine, subscribed(http_url, member) as theirs:
+        watchers = [asyncio.ensure_future(first_message(s)) for s in (mine, theirs)]
+        await asyncio.sleep(1.0)
+        (await send(http_url, member, room, "hello")).ok()
+        seen_by_owner, seen_by_sender = await asyncio.wait_for(asyncio.gather(*watchers), 30)
+    assert seen_by_owner["sender"]["emailVerified"] is None  # someone else's: hidden
+    assert isinstance(seen_by_sender["sender"]["emailVerified"], bool)  # one's own
+    for seen in (seen_by_owner, seen_by_sender):
+        assert seen["text"] == "hello"
+        assert seen["sender"]["id"] == member.id
+
+
 async def test_reconnecting_with_after_seq_delivers_exactly_what_was_missed(
     http_url: str, db: Database, settings: Settings
 ) -> None:

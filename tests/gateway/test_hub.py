@@ -46,3 +46,37 @@ async def test_a_subscription_after_the_hub_connection_was_killed_still_works(
         await hub.close()
         await hub_client.aclose()
         await redis.aclose()
+
+
+async def test_subscribers_of_a_channel_share_each_decoded_message(settings: Settings) -> None:
+    """Decoded once per publication: a room's subscribers get the same object (what lets
+    `gateway.shared_events` execute it once); an undecodable one is skipped, not fatal."""
+    redis = make_redis(settings)
+    hub_client = aioredis.Redis.from_url(settings.redis_url)
+    hub = PubSubHub(hub_client)
+    channel = f"nova:test:hub:{uuid.uuid4().hex}"
+    decoded: list[bytes] = []
+
+    def parse(raw: bytes) -> dict[str, int]:
+        decoded.append(raw)
+        return {"n": int(raw)}
+
+    try:
+        async with (
+            hub.listen(channel, decode=parse) as first,
+            hub.listen(channel, decode=parse) as second,
+            hub.listen(channel) as as_text,
+        ):
+            await asyncio.sleep(0.1)
+            await redis.publish(channel, "not a number")
+            await redis.publish(channel, "7")
+            one, two = [await asyncio.wait_for(s.queue.get(), 10) for s in (first, second)]
+            assert one == {"n": 7}
+            assert one is two
+            assert decoded == [b"not a number", b"7"]  # once per publication, not per subscriber
+            texts = [await asyncio.wait_for(as_text.queue.get(), 10) for _ in range(2)]
+            assert texts == ["not a number", "7"]
+    finally:
+        await hub.close()
+        await hub_client.aclose()
+        await redis.aclose()
