@@ -8,9 +8,11 @@ subscribed to `messageAdded` of its room; messages go through `sendMessage` at `
 per second in total, spread over the rooms: by default over WebSocket (one more
 graphql-transport-ws connection per room, signed in as one of its members, as a chat client
 sends through the socket it holds), or over HTTP with `--send-over http`. Latency is send
-start → receipt at each subscriber. Baseline, same run, same counts and rate: a plain
-`websockets` broadcast server (no auth, no persistence, no ordering work), the floor of the
-stack.
+start → receipt at each subscriber. Two baselines, same run, same counts and rate: a plain
+`websockets` broadcast server in this process (no auth, no persistence, no ordering work),
+the floor of the machine; and the same broadcast as a bare Serve deployment behind Serve's
+proxy (`bench-chat-bare`, deleted at the end), the floor of Serve's WebSocket path that
+Nova's gateway stands on. `--floors-only` measures the two baselines alone.
 
 Checks: delivered / expected, every subscriber's seqs strictly increasing with no gap
 (Nova), and the most connections held at once. Every loop is bounded in count and time.
