@@ -20,7 +20,7 @@ from graphql import ExecutionResult
 from graphql.pyutils import is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gateway.shared_events import sharing_key
+from gateway.shared_events import STATS, sharing_key
 
 
 class AcyclicExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -57,9 +57,11 @@ class AcyclicExecutionContext(StrawberryGraphQLCoreExecutionContext):
         memo: dict[Hashable, Any] = self.root_value.execution_memo
         known = memo.get(key)
         if isinstance(known, ExecutionResult):
+            STATS.reused += 1
             return known
         if known is not None:  # another subscriber is executing it: wait for its result
             return self._await_shared(known, args, kwargs)
+        STATS.executed += 1
         result = self._execute_own(*args, **kwargs)
         if is_awaitable(result):
             sharing: asyncio.Future[ExecutionResult | None] = (
@@ -83,7 +85,9 @@ class AcyclicExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         shared = await asyncio.shield(sharing)
         if shared is not None:
+            STATS.reused += 1
             return shared
+        STATS.executed += 1
         result = self._execute_own(*args, **kwargs)  # the first one failed: on our own
         return await result if is_awaitable(result) else result
 

@@ -55,7 +55,8 @@ class GatewayMetrics:
             "nova_gateway_events_total",
             description=(
                 "Replica-local counts: user cache by level; rate limits unenforced, admitted"
-                " without waiting, overrun; revocation mirror resyncs"
+                " without waiting, overrun; revocation mirror resyncs; shared subscription"
+                " events executed and reused; subscribers cut off for falling behind"
             ),
             tag_keys=("event",),
         )

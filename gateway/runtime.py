@@ -43,6 +43,7 @@ from gateway.revocation import Revocations
 from gateway.search import Search
 from gateway.secrets import Sealer
 from gateway.sessions import Sessions
+from gateway.shared_events import STATS as SHARED_EVENTS
 from gateway.tokens import AccessClaims, KeyRing, ensure_signing_key
 from gateway.users import UserCache, UserRecord
 from storage.config import Settings
@@ -275,6 +276,9 @@ class GatewayRuntime:
             "rate_limit_admitted_at_once": self.buckets.admitted_at_once,
             "rate_limit_overrun": self.buckets.overruns,
             "revocation_mirror_lost": self.revocations.lost_sync,
+            "subscription_event_executed": SHARED_EVENTS.executed,
+            "subscription_event_shared": SHARED_EVENTS.reused,
+            "subscriber_overflow": self.hub.dropped,
         }
         in_flight = self.admission.in_flight if self.admission is not None else 0
         gauges = {"websockets": len(self.websockets), "http_requests": in_flight}

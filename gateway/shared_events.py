@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -53,6 +54,19 @@ SHARED_FIELDS: Mapping[str, frozenset[str]] = {
         }
     ),
 }
+
+
+@dataclass
+class SharingStats:
+    """This replica's shared subscription events (exported in `nova_gateway_events_total`):
+    `executed` once each per operation, `reused` by the other subscribers."""
+
+    executed: int = 0
+    reused: int = 0
+
+
+STATS = SharingStats()
+
 # Directives that only select fields (by variables, which are part of the key).
 _SELECTING_DIRECTIVES = frozenset({"include", "skip"})
 

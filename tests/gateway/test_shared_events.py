@@ -15,7 +15,7 @@ from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 
 from gateway.execution import AcyclicExecutionContext
 from gateway.schema import schema as gateway_schema
-from gateway.shared_events import sharing_key
+from gateway.shared_events import STATS, sharing_key
 
 
 def key_of(document: str, **variables: Any) -> Hashable | None:
@@ -148,8 +148,10 @@ VIEWERS = ["u0", "u1", "u2", "u3", "u4"]
 
 async def test_a_shared_event_is_executed_once_for_all_its_subscribers() -> None:
     document = 'subscription { messageAdded(roomId: "r") { seq text sender { id } } }'
+    executed, reused = STATS.executed, STATS.reused
     results = await deliver(document, VIEWERS, Message(seq=7, execution_memo={}))
     assert calls["text"] == 1
+    assert (STATS.executed - executed, STATS.reused - reused) == (1, len(VIEWERS) - 1)
     expected = {"messageAdded": {"seq": 7, "text": "message 7", "sender": {"id": "u0"}}}
     assert [r.data for r in results] == [expected] * len(VIEWERS)
 
