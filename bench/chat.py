@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import websockets
 
-from bench.harness import graphql, ratio, run_on_ray, run_paced, summarize
+from bench.harness import graphql, latency_ratios, ratio, run_on_ray, run_paced, summarize
 
 SCENARIO = "chat"
 SERVE_BROADCAST_APP = "bench-chat-bare"
@@ -500,27 +500,14 @@ def main(argv: list[str] | None = None) -> int:
             "baseline_websockets_broadcast": plain,
             "baseline_serve_broadcast": through_serve,
         }
-        floors = {
-            "serve_broadcast_p50_over_plain": ratio(
-                through_serve["latency_ms"]["p50"], plain["latency_ms"]["p50"]
-            ),
-            "serve_broadcast_p99_over_plain": ratio(
-                through_serve["latency_ms"]["p99"], plain["latency_ms"]["p99"]
-            ),
-        }
+        floors = latency_ratios(through_serve, plain, "serve_broadcast_{}_over_plain")
         if nova is None:
             return results | {"ratios": floors}
         return results | {
             "ratios": floors
+            | latency_ratios(nova, plain, "{}")
+            | latency_ratios(nova, through_serve, "{}_over_serve_broadcast")
             | {
-                "p50": ratio(nova["latency_ms"]["p50"], plain["latency_ms"]["p50"]),
-                "p99": ratio(nova["latency_ms"]["p99"], plain["latency_ms"]["p99"]),
-                "p50_over_serve_broadcast": ratio(
-                    nova["latency_ms"]["p50"], through_serve["latency_ms"]["p50"]
-                ),
-                "p99_over_serve_broadcast": ratio(
-                    nova["latency_ms"]["p99"], through_serve["latency_ms"]["p99"]
-                ),
                 "delivered_share": ratio(nova["delivered"], nova["expected"]),
             },
             "targets": {"p99_ms": 100, "exactly_once_in_order": True},

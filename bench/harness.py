@@ -107,6 +107,16 @@ def ratio(numerator: float | int | None, denominator: float | int | None) -> flo
     return round(value, 3) if math.isfinite(value) else None
 
 
+def latency_ratios(
+    numerator: dict[str, Any], denominator: dict[str, Any], key: str
+) -> dict[str, float | None]:
+    """p50 and p99 of one run over another's, named `key` with the percentile filled in."""
+    return {
+        key.format(q): ratio(numerator["latency_ms"][q], denominator["latency_ms"][q])
+        for q in ("p50", "p99")
+    }
+
+
 def report(name: str, results: Mapping[str, Any]) -> dict[str, Any]:
     """Print one JSON document (indent 2) to stdout: the scenario name, then `results`.
 

@@ -117,7 +117,9 @@ class PubSubHub:
             for subscriber in list(self._subscribers.get(channel, ())):
                 item = decoded.get(subscriber.decode, _NOT_YET)
                 if item is _NOT_YET:
-                    item = decoded[subscriber.decode] = _decode(subscriber, channel, message)
+                    item = decoded[subscriber.decode] = _decode(
+                        subscriber.decode, channel, message["data"]
+                    )
                 if item is _UNDECODABLE:
                     continue
                 try:
@@ -136,9 +138,9 @@ class PubSubHub:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
-def _decode(subscriber: Subscriber, channel: str, message: dict[str, Any]) -> Any:
+def _decode(decode: Callable[[bytes], Any], channel: str, data: bytes) -> Any:
     try:
-        return subscriber.decode(message["data"])
+        return decode(data)
     except Exception:
         log.warning("pub/sub hub: skipped an undecodable message on %s", channel, exc_info=True)
         return _UNDECODABLE
