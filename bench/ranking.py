@@ -8,7 +8,10 @@ Needs the dev stack started with `bench/bench.env` (see the README). In one run:
   call) with each candidate's author, as the ranked feed asks, and the same lookup
   (`FeatureLookup`) from this process; also through the deployment with post ids alone.
   Baseline: the same values read with one Redis command per value, awaited one after
-  another (what a per-candidate loop does).
+  another (what a per-candidate loop does). Floor: a bare Serve deployment
+  (`bench-ranking-bare`, deleted at the end) answering the same call with a ready matrix of
+  the same shape, no Redis: what the Serve call alone costs. The FeatureStore and the floor
+  are timed in alternating rounds, so a drift of the machine's speed falls on both.
 * Scoring 500 candidates: through the Ranker deployment (multiplexed version) and the same
   numpy model in this process; baseline: per-candidate Python scoring (a loop of dot
   products and `math.exp`).
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import random
 import struct
@@ -49,6 +53,8 @@ CANDIDATES = 500
 CALLS = 300
 BASELINE_CALLS = 20
 FEED_READS = 200
+FLOOR_APP = "bench-ranking-bare"
+FLOOR_ROUNDS = 3
 FEED = "query($mode: FeedMode) { feed(first: 20, mode: $mode) { edges { score node { id } } } }"
 TARGETS = {"features_p99_ms": 5.0, "scoring_p99_ms": 10.0, "ranked_feed_p99_ms": 50.0}
 
@@ -120,6 +126,53 @@ async def timed(calls: int, action: Any) -> list[float]:
         await action()
         latencies.append((time.perf_counter() - started) * 1000)
     return latencies
+
+
+def deploy_feature_floor(rows: int, columns: int) -> Any:
+    """A bare Serve deployment answering the FeatureStore's call with a ready float32 matrix
+    of the same shape: the same request and reply through Serve, with no Redis and no lookup.
+    Returns its handle."""
+    from ray import serve
+
+    @serve.deployment(
+        name="BenchFeatureFloor", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000
+    )
+    class FeatureFloor:
+        def __init__(self, rows: int, columns: int) -> None:
+            self._matrix = np.random.default_rng(2).random((rows, columns), dtype=np.float32)
+
+        async def features(
+            self, viewer_id: str, post_ids: list[str], author_ids: list[str] | None = None
+        ) -> np.ndarray:
+            return self._matrix.copy()
+
+    return serve.run(
+        FeatureFloor.bind(rows, columns),  # type: ignore[attr-defined] # added by @serve.deployment
+        name=FLOOR_APP,
+        route_prefix=None,
+    )
+
+
+def delete_feature_floor() -> None:
+    from ray import serve
+
+    with contextlib.suppress(Exception):
+        serve.delete(FLOOR_APP)
+
+
+async def alternating(calls: int, first: Any, second: Any) -> tuple[list[float], list[float]]:
+    """`calls` timed calls of each, in FLOOR_ROUNDS rounds alternating which goes first."""
+    a: list[float] = []
+    b: list[float] = []
+    per_round = max(1, calls // FLOOR_ROUNDS)
+    for round_ in range(FLOOR_ROUNDS):
+        if round_ % 2 == 0:
+            a += await timed(per_round, first)
+            b += await timed(per_round, second)
+        else:
+            b += await timed(per_round, second)
+            a += await timed(per_round, first)
+    return a, b
 
 
 async def naive_features(redis: Any, viewer: str, posts: list[str]) -> list[list[float]]:
@@ -227,9 +280,13 @@ async def run(base_url: str) -> dict[str, Any]:
         assert matrix.shape == (CANDIDATES, len(NAMES))
         await ranker.score.remote(matrix)  # the replica loads the version
 
+        floor = deploy_feature_floor(CANDIDATES, len(NAMES))
+        await floor.features.remote(viewer, candidates, authors)
         # As the ranked feed asks: each candidate with its author (one Redis round trip).
-        via_serve = await timed(
-            CALLS, lambda: feature_store.features.remote(viewer, candidates, authors)
+        via_serve, via_floor = await alternating(
+            CALLS,
+            lambda: feature_store.features.remote(viewer, candidates, authors),
+            lambda: floor.features.remote(viewer, candidates, authors),
         )
         in_process = await timed(CALLS, lambda: lookup.matrix(viewer, candidates, authors=authors))
         # Post ids alone: the records are read first to learn the authors (two round trips).
@@ -264,6 +321,7 @@ async def run(base_url: str) -> dict[str, Any]:
         "via_feature_store_deployment": summarize(via_serve),
         "lookup_in_process": summarize(in_process),
         "via_feature_store_deployment_post_ids_only": summarize(posts_only),
+        "floor_bare_serve_deployment_same_reply": summarize(via_floor),
         "baseline_per_value_redis_commands": summarize(naive),
     }
     scoring: dict[str, Any] = {
@@ -287,6 +345,13 @@ async def run(base_url: str) -> dict[str, Any]:
                 features["baseline_per_value_redis_commands"]["p50"],
                 features["lookup_in_process"]["p50"],
             ),
+            **{
+                f"feature_store_{q}_over_bare_serve_floor_{q}": ratio(
+                    features["via_feature_store_deployment"][q],
+                    features["floor_bare_serve_deployment_same_reply"][q],
+                )
+                for q in ("p50", "p99")
+            },
             "naive_features_p50_over_deployment_p50": ratio(
                 features["baseline_per_value_redis_commands"]["p50"],
                 features["via_feature_store_deployment"]["p50"],
@@ -309,7 +374,7 @@ async def run(base_url: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
-    return run_on_ray(SCENARIO, run)
+    return run_on_ray(SCENARIO, run, cleanup=delete_feature_floor)
 
 
 if __name__ == "__main__":
