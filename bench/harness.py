@@ -107,14 +107,18 @@ def ratio(numerator: float | int | None, denominator: float | int | None) -> flo
     return round(value, 3) if math.isfinite(value) else None
 
 
-def latency_ratios(
-    numerator: dict[str, Any], denominator: dict[str, Any], key: str
+def quantile_ratios(
+    numerator: Mapping[str, Any], denominator: Mapping[str, Any], key: str
 ) -> dict[str, float | None]:
-    """p50 and p99 of one run over another's, named `key` with the percentile filled in."""
-    return {
-        key.format(q): ratio(numerator["latency_ms"][q], denominator["latency_ms"][q])
-        for q in ("p50", "p99")
-    }
+    """p50 and p99 of one `summarize` over another's, named `key` with the percentile filled in."""
+    return {key.format(q): ratio(numerator[q], denominator[q]) for q in ("p50", "p99")}
+
+
+def latency_ratios(
+    numerator: Mapping[str, Any], denominator: Mapping[str, Any], key: str
+) -> dict[str, float | None]:
+    """`quantile_ratios` of two runs' `latency_ms`."""
+    return quantile_ratios(numerator["latency_ms"], denominator["latency_ms"], key)
 
 
 def report(name: str, results: Mapping[str, Any]) -> dict[str, Any]:

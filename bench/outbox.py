@@ -39,7 +39,7 @@ from storage.db import Database
 from storage.events import HEADER_EPOCH, HEADER_EVENT_ID, HEADER_TYPE, Event
 from storage.kafka import TopicAdmin, end_offsets, make_consumer, make_producer
 from storage.outbox import add_event
-from storage.topics import Topic, register_topics
+from storage.topics import Topic, capped, register_topics
 
 SCENARIO = "outbox"
 NOVA_TOPIC = "bench.outbox"
@@ -70,8 +70,7 @@ def partitions(settings: Settings) -> int:
     topic (`NOVA_KAFKA_MAX_PARTITIONS`); both bench topics get the same cap, so the two
     paths are measured on the broker Nova actually runs on.
     """
-    cap = settings.kafka_max_partitions
-    return min(PARTITIONS, cap) if cap else PARTITIONS
+    return capped(PARTITIONS, settings.kafka_max_partitions)
 
 
 def key_for(index: int) -> str:

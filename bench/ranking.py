@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.harness import graphql, ratio, run_on_ray, summarize
+from bench.harness import graphql, quantile_ratios, ratio, run_on_ray, summarize
 from bench.seed import follow_all, insert_users, issue_tokens
 
 SCENARIO = "ranking"
@@ -345,13 +345,11 @@ async def run(base_url: str) -> dict[str, Any]:
                 features["baseline_per_value_redis_commands"]["p50"],
                 features["lookup_in_process"]["p50"],
             ),
-            **{
-                f"feature_store_{q}_over_bare_serve_floor_{q}": ratio(
-                    features["via_feature_store_deployment"][q],
-                    features["floor_bare_serve_deployment_same_reply"][q],
-                )
-                for q in ("p50", "p99")
-            },
+            **quantile_ratios(
+                features["via_feature_store_deployment"],
+                features["floor_bare_serve_deployment_same_reply"],
+                "feature_store_{0}_over_bare_serve_floor_{0}",
+            ),
             "naive_features_p50_over_deployment_p50": ratio(
                 features["baseline_per_value_redis_commands"]["p50"],
                 features["via_feature_store_deployment"]["p50"],

@@ -64,12 +64,14 @@ async def register_topics(
     )
 
 
+def capped(partitions: int, max_partitions: int) -> int:
+    """A topic's partition count on a broker that allows `max_partitions` (0: no cap)."""
+    return min(partitions, max_partitions) if max_partitions else partitions
+
+
 async def sync_catalogue(conn: asyncpg.Connection, *, max_partitions: int = 0) -> None:
     """Record the catalogue; `max_partitions` > 0 caps each topic's count (a small broker)."""
-    topics = [
-        Topic(t.name, min(t.partitions, max_partitions) if max_partitions else t.partitions, t.key)
-        for t in CATALOGUE
-    ]
+    topics = [Topic(t.name, capped(t.partitions, max_partitions), t.key) for t in CATALOGUE]
     await register_topics(conn, topics)
 
 
