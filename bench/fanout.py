@@ -10,6 +10,10 @@ Needs the dev stack started with `bench/bench.env` (see the README). Two scenari
 * Feed read: readers following 500 authors with 200,000 posts in total. `feed(first: 20)`
   through the gateway from the timeline (LATEST), beside the same page computed by the
   indexed SQL pull query (`mode: PULL`) through the same gateway, and that SQL query alone.
+  Beside both, the floor: a bare Serve route (`bench-bare`, same proxy) answering with the
+  LATEST page's reply. No feed read through Serve here can be faster than that route, so
+  `pull_p50_over_floor_p50` is the most any timeline could reach against the pull. The
+  three sides run in rounds that rotate their order, at 8 clients and then at one.
 
 Users, follows and posts are inserted with SQL (no Argon2, no outbox for the bulk data),
 then the measured posts go through the real path: PostgreSQL + outbox → relay → Kafka →
@@ -23,12 +27,14 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from bench.harness import graphql, ratio, run_on_ray, summarize
+from bench.gateway import BARE_ROUTE, delete_bare, deploy_bare, wait_ready
+from bench.harness import graphql, quantile_ratios, ratio, run_on_ray, summarize
 from bench.seed import follow_all, insert_users, issue_tokens
 
 SCENARIO = "fanout"
@@ -37,8 +43,10 @@ POSTS_PER_AUTHOR = 50
 READ_AUTHORS = 500
 READ_POSTS = 200_000
 READERS = 20
-READS = 400
+READS = 600  # per side, over READ_ROUNDS rounds
+READS_ONE_CLIENT = 300
 READ_CONCURRENCY = 8
+READ_ROUNDS = 3
 POST_TIMEOUT_S = 30.0
 FEED = "query($mode: FeedMode) { feed(first: 20, mode: $mode) { edges { node { id } } } }"
 
@@ -117,36 +125,93 @@ async def seed_reads(db: Any, settings: Any) -> tuple[list[uuid.UUID], list[str]
     return readers, await issue_tokens(db, settings, readers)
 
 
-async def read_latency(base_url: str, tokens: list[str], mode: str) -> dict[str, Any]:
+async def closed_loop(
+    calls: list[Callable[[], Awaitable[None]]], concurrency: int
+) -> tuple[list[float], float]:
+    """Run `calls` with `concurrency` workers; each call's latency (ms) and the wall time (s)."""
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=READ_CONCURRENCY * 2)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+    queue = list(reversed(calls))
 
-        async def one(token: str) -> None:
+    async def worker() -> None:
+        while queue:
+            call = queue.pop()
             started = time.perf_counter()
+            await call()
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), 300)
+    return latencies, time.perf_counter() - started
+
+
+async def read_rounds(
+    http: httpx.AsyncClient, base_url: str, tokens: list[str], concurrency: int, reads: int
+) -> dict[str, dict[str, Any]]:
+    """`reads` feed reads per side at `concurrency` clients: the bare floor route, LATEST
+    and PULL, in READ_ROUNDS rounds that rotate which side goes first, so that a drift of
+    this machine's speed falls on all three. Latencies are pooled per side."""
+
+    def feed(token: str, mode: str) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
             data = await graphql(http, base_url, token, FEED, {"mode": mode})
             if len(data["feed"]["edges"]) != 20:
                 raise RuntimeError("short feed page")
-            latencies.append((time.perf_counter() - started) * 1000)
 
-        for token in tokens:  # warm: timelines activate (rebuilt once from PostgreSQL)
-            await one(token)
-        latencies.clear()
-        queue = [tokens[i % len(tokens)] for i in range(READS)]
+        return call
 
-        async def worker() -> None:
-            while queue:
-                await one(queue.pop())
+    def floor() -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            reply = await http.post(f"{base_url}{BARE_ROUTE}", json={"query": FEED})
+            reply.raise_for_status()
 
-        started = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(READ_CONCURRENCY))), 300)
-        elapsed = time.perf_counter() - started
-    return {
-        "mode": mode,
-        "reads": READS,
-        "per_s": round(READS / elapsed, 1),
-        "latency_ms": summarize(latencies),
+        return call
+
+    sides: dict[str, Callable[[int], Callable[[], Awaitable[None]]]] = {
+        "floor": lambda n: floor(),
+        "timeline": lambda n: feed(tokens[n % len(tokens)], "LATEST"),
+        "pull": lambda n: feed(tokens[n % len(tokens)], "PULL"),
     }
+    latencies: dict[str, list[float]] = {side: [] for side in sides}
+    elapsed = dict.fromkeys(sides, 0.0)
+    per_round = max(1, reads // READ_ROUNDS)
+    order = list(sides)
+    for round_ in range(READ_ROUNDS):
+        for side in order[round_ % 3 :] + order[: round_ % 3]:
+            calls = [sides[side](round_ * per_round + n) for n in range(per_round)]
+            took, seconds = await closed_loop(calls, concurrency)
+            latencies[side] += took
+            elapsed[side] += seconds
+    return {
+        side: {
+            "concurrency": concurrency,
+            "reads": len(latencies[side]),
+            "per_s": round(len(latencies[side]) / elapsed[side], 1),
+            "latency_ms": summarize(latencies[side]),
+        }
+        for side in sides
+    }
+
+
+async def feed_reads(base_url: str, tokens: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Feed reads at READ_CONCURRENCY clients and at one, beside the floor: a bare Serve
+    route (same proxy) answering with the LATEST page's own reply, which no feed read
+    through this gateway can beat, however it finds the page."""
+    limits = httpx.Limits(max_connections=READ_CONCURRENCY * 2)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        for token in tokens:  # warm: timelines activate (rebuilt once from PostgreSQL)
+            for mode in ("LATEST", "PULL"):
+                await graphql(http, base_url, token, FEED, {"mode": mode})
+        sample = await http.post(
+            f"{base_url}/graphql",
+            json={"query": FEED, "variables": {"mode": "LATEST"}},
+            headers={"authorization": f"Bearer {tokens[0]}"},
+        )
+        deploy_bare(sample.content)
+        await wait_ready(http, f"{base_url}{BARE_ROUTE}")
+        return {
+            "loaded": await read_rounds(http, base_url, tokens, READ_CONCURRENCY, READS),
+            "one_client": await read_rounds(http, base_url, tokens, 1, READS_ONE_CLIENT),
+        }
 
 
 async def actor_page_latency(settings: Any, readers: list[uuid.UUID]) -> dict[str, Any]:
@@ -185,28 +250,58 @@ async def run(base_url: str) -> dict[str, Any]:
     try:
         fanout = [await fanout_latency(db, redis, settings, size) for size in FANOUT_SIZES]
         readers, tokens = await seed_reads(db, settings)
-        timeline = await read_latency(base_url, tokens, "LATEST")
-        pull = await read_latency(base_url, tokens, "PULL")
+        reads = await feed_reads(base_url, tokens)
         sql_alone = await sql_pull_alone(db, readers)
         at_actor = await actor_page_latency(settings, readers)
     finally:
         await redis.aclose()
         await db.close()
     biggest = fanout[-1]["latency_ms"]["p99"]
+    loaded, single = reads["loaded"], reads["one_client"]
+    timeline_vs_pull = ratio(
+        loaded["pull"]["latency_ms"]["p50"], loaded["timeline"]["latency_ms"]["p50"]
+    )
     return {
         "fanout": fanout,
-        "feed_read_timeline_via_gateway": timeline,
-        "feed_read_pull_via_gateway": pull,
+        "feed_read_timeline_via_gateway": loaded["timeline"],
+        "feed_read_pull_via_gateway": loaded["pull"],
+        "floor_bare_serve_route_same_reply": loaded["floor"],
+        "one_client": single,
         "pull_sql_alone": sql_alone,
         "timeline_page_at_actor": at_actor,
         "ratios": {
-            "pull_p50_over_timeline_p50": ratio(
-                pull["latency_ms"]["p50"], timeline["latency_ms"]["p50"]
+            **quantile_ratios(
+                loaded["pull"]["latency_ms"],
+                loaded["timeline"]["latency_ms"],
+                "pull_{0}_over_timeline_{0}",
             ),
-            "pull_p99_over_timeline_p99": ratio(
-                pull["latency_ms"]["p99"], timeline["latency_ms"]["p99"]
+            "timeline_reads_per_s_over_pull": ratio(
+                loaded["timeline"]["per_s"], loaded["pull"]["per_s"]
             ),
-            "timeline_reads_per_s_over_pull": ratio(timeline["per_s"], pull["per_s"]),
+            # The most any timeline read could reach: a read through this gateway that cost
+            # nothing would still take the bare route's time.
+            **quantile_ratios(
+                loaded["pull"]["latency_ms"],
+                loaded["floor"]["latency_ms"],
+                "pull_{0}_over_floor_{0}",
+            ),
+            **quantile_ratios(
+                loaded["timeline"]["latency_ms"],
+                loaded["floor"]["latency_ms"],
+                "timeline_{0}_over_floor_{0}",
+            ),
+            "one_client": {
+                **quantile_ratios(
+                    single["pull"]["latency_ms"],
+                    single["timeline"]["latency_ms"],
+                    "pull_{0}_over_timeline_{0}",
+                ),
+                **quantile_ratios(
+                    single["pull"]["latency_ms"],
+                    single["floor"]["latency_ms"],
+                    "pull_{0}_over_floor_{0}",
+                ),
+            },
         },
         "targets": {
             "fanout_10k_p99_ms": 2_000,
@@ -216,17 +311,14 @@ async def run(base_url: str) -> dict[str, Any]:
         "met": {
             "fanout_10k_p99_ms": biggest is not None and biggest < 2_000,
             "actor_page_p99_ms": (at_actor["latency_ms"]["p99"] or 1e9) < 20,
-            "timeline_vs_pull_min": (
-                ratio(pull["latency_ms"]["p50"], timeline["latency_ms"]["p50"]) or 0
-            )
-            >= 3.0,
+            "timeline_vs_pull_min": (timeline_vs_pull or 0) >= 3.0,
         },
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
-    return run_on_ray(SCENARIO, run)
+    return run_on_ray(SCENARIO, run, cleanup=delete_bare)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -64,6 +65,14 @@ def deploy_bare(response_body: bytes) -> None:
             return Response(response_body, media_type="application/json")
 
     serve.run(Bare.bind(), name=BARE_APP, route_prefix=BARE_ROUTE, blocking=False)  # type: ignore[attr-defined]
+
+
+def delete_bare() -> None:
+    """Delete the bare app `deploy_bare` started (nothing when it is not there)."""
+    from ray import serve
+
+    with contextlib.suppress(Exception):
+        serve.delete(BARE_APP)
 
 
 async def wait_ready(client: httpx.AsyncClient, url: str, timeout_s: float = 60) -> None:
@@ -262,13 +271,7 @@ async def run(base_url: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
-
-    def delete_bare_app() -> None:
-        from ray import serve
-
-        serve.delete(BARE_APP)
-
-    return run_on_ray(SCENARIO, run, cleanup=delete_bare_app)
+    return run_on_ray(SCENARIO, run, cleanup=delete_bare)
 
 
 if __name__ == "__main__":
