@@ -11,3 +11,7 @@ from __future__ import annotations
 from deployments.serve_patches import bind_grpc_servers_to_node_ip
 
 bind_grpc_servers_to_node_ip()
+
+from deployments.serve_patches import bind_haproxy_to_node_ip  # noqa: E402
+
+bind_haproxy_to_node_ip()

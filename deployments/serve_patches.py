@@ -103,3 +103,28 @@ def before_graceful_shutdown(hook: Callable[[], Awaitable[object]], *, timeout_s
 
 async def _awaited(hook: Callable[[], Awaitable[object]]) -> None:
     await hook()
+
+
+def bind_haproxy_to_node_ip() -> None:
+    """Keep the HAProxy that Serve runs in front of direct-ingress replicas off the wildcard.
+
+    Serve 2.60's HAProxy template binds its Prometheus frontend to `:<port>` and its stats
+    page to `*:<port>`, every interface; its HTTP frontend already uses Serve's HTTP host.
+    The patched template binds all three to that host (127.0.0.1 here). Only when
+    `RAY_SERVE_ENABLE_HA_PROXY=1`: nothing else imports Serve's HAProxy module.
+    """
+    import os
+
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
+        return
+    from ray.serve._private import haproxy, haproxy_templates
+
+    template: str = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
+    patched = template.replace(
+        "bind :{{ config.metrics_port }}", "bind {{ config.frontend_host }}:{{ config.metrics_port }}"
+    ).replace("bind *:{{ config.stats_port }}", "bind {{ config.frontend_host }}:{{ config.stats_port }}")
+    if patched.count("{{ config.frontend_host }}:") < 3:
+        log.warning("Serve's HAProxy template changed: its binds are not patched")
+        return
+    haproxy_templates.HAPROXY_CONFIG_TEMPLATE = patched
+    haproxy.HAPROXY_CONFIG_TEMPLATE = patched  # type: ignore[attr-defined]
