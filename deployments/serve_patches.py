@@ -121,8 +121,11 @@ def bind_haproxy_to_node_ip() -> None:
 
     template: str = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
     patched = template.replace(
-        "bind :{{ config.metrics_port }}", "bind {{ config.frontend_host }}:{{ config.metrics_port }}"
-    ).replace("bind *:{{ config.stats_port }}", "bind {{ config.frontend_host }}:{{ config.stats_port }}")
+        "bind :{{ config.metrics_port }}",
+        "bind {{ config.frontend_host }}:{{ config.metrics_port }}",
+    ).replace(
+        "bind *:{{ config.stats_port }}", "bind {{ config.frontend_host }}:{{ config.stats_port }}"
+    )
     if patched.count("{{ config.frontend_host }}:") < 3:
         log.warning("Serve's HAProxy template changed: its binds are not patched")
         return

