@@ -8,6 +8,7 @@ serve another viewer's data or stale data for long.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ class Loaders:
     def __init__(self, runtime: GatewayRuntime, viewer: uuid.UUID | None) -> None:
         self._runtime = runtime
         self._viewer = viewer
-        self._blocked: frozenset[uuid.UUID] | None = None
+        self._blocked: asyncio.Future[frozenset[uuid.UUID]] | None = None
         self.posts: DataLoader[uuid.UUID, PostRecord | None] = DataLoader(self._posts)
         self.post_counts: DataLoader[uuid.UUID, CounterRow] = DataLoader(self._post_counts)
         self.user_counts: DataLoader[uuid.UUID, CounterRow] = DataLoader(self._user_counts)
@@ -34,12 +35,13 @@ class Loaders:
         self.rooms: DataLoader[uuid.UUID, RoomRecord | None] = DataLoader(self._rooms)
 
     async def blocked(self) -> frozenset[uuid.UUID]:
-        """Everyone hidden from the viewer (blocked either way); one query per request."""
+        """Everyone hidden from the viewer (blocked either way); one query per request,
+        shared by every caller, even concurrent ones (a resolver can start it early)."""
         if self._viewer is None:
             return frozenset()
         if self._blocked is None:
-            self._blocked = await self._runtime.graph.blocked_set(self._viewer)
-        return self._blocked
+            self._blocked = asyncio.ensure_future(self._runtime.graph.blocked_set(self._viewer))
+        return await asyncio.shield(self._blocked)
 
     async def _posts(self, ids: list[uuid.UUID]) -> list[PostRecord | None]:
         return await self._runtime.posts.fetch_many(ids)

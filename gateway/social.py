@@ -7,6 +7,7 @@ blocked either way is invisible: their posts, comments and profiles never come b
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from collections.abc import AsyncGenerator
@@ -180,8 +181,13 @@ class SocialQuery:
     ) -> FeedConnection:
         claims = info.context.require_user()
         runtime = info.context.runtime
+        # Who is hidden from the viewer is needed to show the page, and does not depend on
+        # it: that query runs while the page is found.
+        hidden = info.context.loaders.blocked()
         if mode is FeedMode.RANKED and runtime.ranked is not None:
-            ranked, more = await runtime.ranked.page(claims.user_id, first, after)
+            (ranked, more), _ = await asyncio.gather(
+                runtime.ranked.page(claims.user_id, first, after), hidden
+            )
             posts = await load_posts(info, [item.post_id for item in ranked])
             edges = [
                 FeedEdge(
@@ -194,8 +200,8 @@ class SocialQuery:
                 if post is not None
             ]
             return FeedConnection.of(edges, more)
-        items, more = await runtime.feed.page(
-            claims.user_id, first, after, pull=mode is FeedMode.PULL
+        (items, more), _ = await asyncio.gather(
+            runtime.feed.page(claims.user_id, first, after, pull=mode is FeedMode.PULL), hidden
         )
         posts = await load_posts(info, [post_id for _, post_id in items])
         return FeedConnection.of(
