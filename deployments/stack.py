@@ -149,7 +149,9 @@ class Layout:
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": haproxy,
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": haproxy / "server-state",
         }
-        return {name: os.environ.get(name, str(value)) for name, value in settings.items()}
+        # Not read from the environment: a stack's own ports and paths follow from its
+        # layout (NOVA_PORT_BASE, NOVA_STATE_DIR), and a test run inherits the dev stack's.
+        return {name: str(value) for name, value in settings.items()}
 
     def path(self, *parts: str) -> Path:
         return self.state_dir.joinpath(*parts)

@@ -9,10 +9,22 @@ import pytest
 from deployments.stack import Layout, Stack, dev_layout, layout_for_tests
 
 
-def _ports(layout: Layout) -> set[int]:
+def _serve_ports(layout: Layout) -> list[int]:
+    """HAProxy's frontends, Serve's backup proxy and the replicas' direct-ingress ranges."""
+    env = {name: value for name, value in layout.serve_ingress().items() if "PORT" in name}
+    ranges = []
+    for protocol in ("HTTP", "GRPC"):
+        low = int(env.pop(f"RAY_SERVE_DIRECT_INGRESS_MIN_{protocol}_PORT"))
+        high = int(env.pop(f"RAY_SERVE_DIRECT_INGRESS_MAX_{protocol}_PORT"))
+        assert low < high
+        ranges += range(low, high + 1)
+    return [*ranges, *(int(port) for port in env.values())]
+
+
+def _port_list(layout: Layout) -> list[int]:
     ray = layout.ray_ports()
-    workers = set(range(ray.pop("min-worker-port"), ray.pop("max-worker-port") + 1))
-    return {
+    workers = range(ray.pop("min-worker-port"), ray.pop("max-worker-port") + 1)
+    return [
         layout.pg_port,
         layout.redis_port,
         layout.kafka_port,
@@ -20,9 +32,15 @@ def _ports(layout: Layout) -> set[int]:
         layout.http_port,
         layout.dashboard_port,
         layout.grpc_port,
+        layout.smtp_port,
         *ray.values(),
         *workers,
-    }
+        *_serve_ports(layout),
+    ]
+
+
+def _ports(layout: Layout) -> set[int]:
+    return set(_port_list(layout))
 
 
 def test_dev_and_test_stacks_do_not_share_ports_or_state() -> None:
@@ -30,6 +48,24 @@ def test_dev_and_test_stacks_do_not_share_ports_or_state() -> None:
     assert not _ports(dev) & _ports(test)
     assert dev.state_dir != test.state_dir
     assert max(_ports(dev) | _ports(test)) < 32768
+
+
+def test_no_two_parts_of_one_stack_share_a_port() -> None:
+    for layout in (dev_layout(), layout_for_tests()):
+        ports = _port_list(layout)
+        assert len(ports) == len(set(ports)), layout.name
+
+
+def test_serve_ingress_files_live_in_the_stacks_state_dir() -> None:
+    dev, test = dev_layout(), layout_for_tests()
+    for layout in (dev, test):
+        paths = [v for k, v in layout.serve_ingress().items() if "PORT" not in k]
+        assert paths
+        assert all(Path(v).is_relative_to(layout.state_dir) for v in paths)
+    assert (
+        dev.serve_ingress()["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]
+        != (test.serve_ingress()["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"])
+    )
 
 
 def test_port_base_is_range_checked() -> None:
