@@ -16,9 +16,10 @@ def test_every_haproxy_bind_uses_the_serve_host(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(
         haproxy_templates, "HAPROXY_CONFIG_TEMPLATE", haproxy_templates.HAPROXY_CONFIG_TEMPLATE
     )
-    monkeypatch.setattr(haproxy, "HAPROXY_CONFIG_TEMPLATE", haproxy.HAPROXY_CONFIG_TEMPLATE)
+    monkeypatch.setattr(haproxy, "HAPROXY_CONFIG_TEMPLATE", haproxy.HAPROXY_CONFIG_TEMPLATE)  # type: ignore[attr-defined]
     bind_haproxy_to_node_ip()
-    for template in (haproxy.HAPROXY_CONFIG_TEMPLATE, haproxy_templates.HAPROXY_CONFIG_TEMPLATE):
+    patched = haproxy.HAPROXY_CONFIG_TEMPLATE  # type: ignore[attr-defined]
+    for template in (patched, haproxy_templates.HAPROXY_CONFIG_TEMPLATE):
         binds = re.findall(r"^\s*bind (.+)$", template, flags=re.MULTILINE)
         assert binds
         for address in binds:

@@ -12,7 +12,7 @@ from deployments.stack import Layout, Stack, dev_layout, layout_for_tests
 def _serve_ports(layout: Layout) -> list[int]:
     """HAProxy's frontends, Serve's backup proxy and the replicas' direct-ingress ranges."""
     env = {name: value for name, value in layout.serve_ingress().items() if "PORT" in name}
-    ranges = []
+    ranges: list[int] = []
     for protocol in ("HTTP", "GRPC"):
         low = int(env.pop(f"RAY_SERVE_DIRECT_INGRESS_MIN_{protocol}_PORT"))
         high = int(env.pop(f"RAY_SERVE_DIRECT_INGRESS_MAX_{protocol}_PORT"))
