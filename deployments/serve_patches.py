@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -113,8 +114,6 @@ def bind_haproxy_to_node_ip() -> None:
     The patched template binds all three to that host (127.0.0.1 here). Only when
     `RAY_SERVE_ENABLE_HA_PROXY=1`: nothing else imports Serve's HAProxy module.
     """
-    import os
-
     if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
         return
     from ray.serve._private import haproxy, haproxy_templates
