@@ -100,6 +100,7 @@ def build_app(settings: Settings) -> Any:
         max_ongoing_requests=settings.gateway_max_ongoing_requests,
         # Bounded: past it the proxy answers 503 with Retry-After instead of queueing.
         max_queued_requests=settings.gateway_max_queued_requests,
+        logging_config={"enable_access_log": settings.gateway_access_log},
     ).bind(settings)
 
 

@@ -10,6 +10,7 @@ cannot both spend the last token.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -17,45 +18,67 @@ import redis.asyncio as aioredis
 from storage.config import Settings
 from storage.errors import classify
 
-# KEYS[1]: the bucket (a hash: `tokens`, `at` = Redis time in microseconds).
-# ARGV: rate per second, burst, cost, and "1" to take the cost even when the bucket lacks it
-# (a debit for requests already admitted: the bucket goes into debt, at most one burst deep,
-# and refuses until it has refilled).
-# Returns {allowed (0/1), whole tokens left, milliseconds until `cost` tokens are there}.
-# Times are integer microseconds: exact in a double, and Redis turns numbers passed to
-# redis.call into strings with full precision ("%.17g").
-_TAKE = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local debit = ARGV[4] == '1'
+# One bucket (a hash: `tokens`, `at` = Redis time in microseconds) at Redis time `now`:
+# refill, then take `cost` tokens if they are there; with `debit`, take them anyway (for
+# requests already admitted: the bucket goes into debt, at most one burst deep, and refuses
+# until it has refilled). Returns {allowed (0/1), whole tokens left, milliseconds until
+# `cost` tokens are there}. Times are integer microseconds: exact in a double, and Redis
+# turns numbers passed to redis.call into strings with full precision ("%.17g").
+_BUCKET = """
+local function take(key, rate, burst, cost, debit, now)
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1])
+  local at = tonumber(state[2])
+  if tokens == nil or at == nil then
+    tokens = burst
+    at = now
+  end
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000000)
+  local allowed = 0
+  local wait_ms = 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  else
+    wait_ms = math.ceil((cost - tokens) * 1000 / rate)
+    if debit then
+      tokens = math.max(-burst, tokens - cost)
+    end
+  end
+  redis.call('HSET', key, 'tokens', tokens, 'at', now)
+  -- Once the bucket would be full again, a missing key means the same thing: let it go.
+  local full_ms = math.max(1, math.ceil((burst - tokens) * 1000 / rate))
+  redis.call('PEXPIRE', key, full_ms)
+  return {allowed, math.floor(tokens), wait_ms}
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = burst
-  at = now
-end
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000000)
-local allowed = 0
-local wait_ms = 0
-if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
-else
-  wait_ms = math.ceil((cost - tokens) * 1000 / rate)
-  if debit then
-    tokens = math.max(-burst, tokens - cost)
-  end
-end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
--- Once the bucket would be full again, a missing key means the same thing: let it go.
-local full_ms = math.max(1, math.ceil((burst - tokens) * 1000 / rate))
-redis.call('PEXPIRE', KEYS[1], full_ms)
-return {allowed, math.floor(tokens), wait_ms}
 """
+
+# KEYS[1]: the bucket. ARGV: rate per second, burst, cost, and "1" for a debit.
+_TAKE = (
+    _BUCKET
+    + """
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+return take(KEYS[1], rate, burst, cost, ARGV[4] == '1', now)
+"""
+)
+
+# Debits for several buckets in one round trip. KEYS: the buckets; ARGV: rate, burst and
+# cost for each, in the same order. Returns the three numbers of each, flattened.
+_DEBIT_MANY = (
+    _BUCKET
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local j = (i - 1) * 3
+  local rate, burst, cost = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3])
+  local r = take(key, rate, burst, cost, true, now)
+  out[j + 1], out[j + 2], out[j + 3] = r[1], r[2], r[3]
+end
+return out
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +143,7 @@ class RateLimiter:
         self._redis = redis
         self._prefix = prefix
         self._take = redis.register_script(_TAKE)
+        self._debit_many = redis.register_script(_DEBIT_MANY)
 
     def key(self, budget: Budget, subject: str) -> str:
         return f"{self._prefix}:{budget.name}:{subject}"
@@ -139,6 +163,26 @@ class RateLimiter:
         """
         return await self._run(budget, subject, cost, debit=True)
 
+    async def debit_many(self, debits: Sequence[tuple[Budget, str, int]]) -> list[Decision]:
+        """`debit` for several (budget, subject, cost) at once: one round trip, one script,
+        so a replica's background charges cost Redis one call per batch, not per bucket.
+        The keys may live on different Redis Cluster slots only if the script is split
+        per slot; Nova's Redis is one node."""
+        if not debits:
+            return []
+        keys: list[str] = []
+        args: list[str | int] = []
+        for budget, subject, cost in debits:
+            if cost < 1:
+                raise ValueError(f"cost must be at least 1, got {cost}")
+            keys.append(self.key(budget, subject))
+            args += [repr(float(budget.rate_per_s)), budget.burst, cost]
+        try:
+            flat = await self._debit_many(keys=keys, args=args)
+        except Exception as exc:
+            raise classify(exc, "redis") from exc
+        return [_decision(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
+
     async def _run(self, budget: Budget, subject: str, cost: int, *, debit: bool) -> Decision:
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost}")
@@ -149,9 +193,7 @@ class RateLimiter:
             )
         except Exception as exc:
             raise classify(exc, "redis") from exc
-        if allowed:
-            return Decision(allowed=True, remaining=int(remaining), retry_after_s=0.0)
-        return Decision(allowed=False, remaining=int(remaining), retry_after_s=int(wait_ms) / 1000)
+        return _decision(allowed, remaining, wait_ms)
 
     async def reset(self, budget: Budget, subject: str) -> None:
         """Give `subject` a full bucket again (e.g. after a successful login)."""
@@ -159,3 +201,9 @@ class RateLimiter:
             await self._redis.delete(self.key(budget, subject))
         except Exception as exc:
             raise classify(exc, "redis") from exc
+
+
+def _decision(allowed: int, remaining: int, wait_ms: int) -> Decision:
+    if allowed:
+        return Decision(allowed=True, remaining=int(remaining), retry_after_s=0.0)
+    return Decision(allowed=False, remaining=int(remaining), retry_after_s=int(wait_ms) / 1000)

@@ -13,11 +13,11 @@ from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 
 import strawberry
-from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.extensions import SchemaExtension
 
 from gateway.account_schema import AccountMutation, AccountQuery
 from gateway.chat_schema import ChatMutation, ChatQuery, ChatSubscription
-from gateway.errors import BAD_USER_INPUT, should_mask, user_error
+from gateway.errors import BAD_USER_INPUT, MaskUnexpectedErrors, user_error
 from gateway.execution import AcyclicExecutionContext
 from gateway.identity import AuthResult
 from gateway.notifications_schema import (
@@ -237,7 +237,7 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[*(extensions or []), lambda: MaskErrors(should_mask_error=should_mask)],
+        extensions=[*(extensions or []), MaskUnexpectedErrors],
         execution_context_class=AcyclicExecutionContext,
     )
 

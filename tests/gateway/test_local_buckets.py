@@ -73,7 +73,30 @@ async def test_debits_in_a_burst_of_requests_are_coalesced(
     await buckets.settle()
     assert at_once.count(True) == 10
     assert buckets.debits_sent == 1  # the ten went to Redis as one debit
+    assert buckets.batches_sent == 1
     assert await tokens(redis, limiter, "carol") == pytest.approx(SLOW.burst - 11, abs=0.01)
+
+
+async def test_debits_for_several_buckets_go_to_redis_in_one_call(
+    redis: aioredis.Redis, limiter: RateLimiter
+) -> None:
+    buckets = replica(limiter)
+    for name in ("gina", "hal", "ida"):
+        await buckets.take(SLOW, name)
+    for name in ("gina", "hal", "ida", "gina"):
+        assert buckets.try_admit(SLOW, name)
+    await buckets.settle()
+    assert (buckets.batches_sent, buckets.debits_sent) == (1, 3)
+    assert await tokens(redis, limiter, "gina") == pytest.approx(SLOW.burst - 3, abs=0.01)
+    assert await tokens(redis, limiter, "hal") == pytest.approx(SLOW.burst - 2, abs=0.01)
+    # A charge admitted while a batch is out goes in the next one.
+    assert buckets.try_admit(SLOW, "hal")
+    await asyncio.sleep(0)  # hal's batch is on its way
+    assert buckets.try_admit(SLOW, "ida")
+    await buckets.settle()
+    assert buckets.batches_sent == 3
+    assert await tokens(redis, limiter, "hal") == pytest.approx(SLOW.burst - 3, abs=0.01)
+    assert await tokens(redis, limiter, "ida") == pytest.approx(SLOW.burst - 3, abs=0.01)
 
 
 async def test_a_bucket_spent_elsewhere_is_seen_one_answer_late_and_put_in_debt(

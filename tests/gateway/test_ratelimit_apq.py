@@ -180,6 +180,25 @@ def test_budgets_come_from_settings(settings: Settings) -> None:
     assert len(names) == 5
 
 
+async def test_debit_many_charges_each_bucket_in_one_call_into_debt_if_need_be(
+    redis: aioredis.Redis,
+) -> None:
+    limiter = RateLimiter(redis, prefix=_prefix("rl"))
+    slow = Budget("slow", rate_per_s=0.001, burst=5)
+    other = Budget("other", rate_per_s=0.001, burst=10)
+    full, spent, third = _subject(), _subject(), _subject()
+    for _ in range(5):
+        await limiter.take(slow, spent)
+    decisions = await limiter.debit_many([(slow, full, 2), (slow, spent, 3), (other, third, 4)])
+    assert [(d.allowed, d.remaining) for d in decisions] == [(True, 3), (False, -3), (True, 6)]
+    assert decisions[1].retry_after_s > 0
+    # The bucket in debt refuses until it has refilled; the others were charged their cost.
+    assert not (await limiter.take(slow, spent)).allowed
+    assert (await limiter.take(slow, full)).remaining == 2
+    assert (await limiter.take(other, third)).remaining == 5
+    assert await limiter.debit_many([]) == []
+
+
 async def test_unreachable_redis_raises_unavailable(dead_redis: aioredis.Redis) -> None:
     limiter = RateLimiter(dead_redis, prefix=_prefix("rl"))
     budget = Budget("down", rate_per_s=1.0, burst=1)
@@ -187,6 +206,8 @@ async def test_unreachable_redis_raises_unavailable(dead_redis: aioredis.Redis) 
         await limiter.take(budget, _subject())
     with pytest.raises(Unavailable):
         await limiter.reset(budget, _subject())
+    with pytest.raises(Unavailable):
+        await limiter.debit_many([(budget, _subject(), 1)])
 
 
 # Persisted queries.
