@@ -1,14 +1,16 @@
 """The gateway's metrics, for the operator watching the one door in the Ray dashboard.
 
-Per request: a counter by operation and status, and a latency histogram (a few
-microseconds of `ray.util.metrics` each). Everything the replica already counts for
-itself (user-cache levels, open WebSockets, requests in flight, unenforced rate limits)
-is published from those counts every few seconds instead, off the request path.
+Per request: a latency histogram by operation (a few microseconds of `ray.util.metrics`).
+Everything else is counted in the replica and published every few seconds, off the
+request path: requests by operation and status (a `Counter.inc` per request was about 2%
+of a busy replica's time), user-cache levels, open WebSockets, requests in flight,
+unenforced rate limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
@@ -66,10 +68,11 @@ class GatewayMetrics:
             tag_keys=("kind",),
         )
         self._published: dict[str, int] = {}
+        self._answered: collections.Counter[tuple[str, int]] = collections.Counter()
         self._task: asyncio.Task[None] | None = None
 
     def request(self, operation: str, status: int, elapsed_ms: float) -> None:
-        self._requests.inc(1, {"operation": operation, "status": str(status)})
+        self._answered[operation, status] += 1
         self._latency.observe(elapsed_ms, {"operation": operation})
 
     def rate_limited(self, budget: str) -> None:
@@ -79,7 +82,11 @@ class GatewayMetrics:
         self._shed.inc(1)
 
     def publish(self, counts: Mapping[str, int], gauges: Mapping[str, int]) -> None:
-        """Export monotonic `counts` as increments since the last call, `gauges` as is."""
+        """Export the requests answered since the last call, monotonic `counts` as
+        increments since the last call, `gauges` as is."""
+        answered, self._answered = self._answered, collections.Counter()
+        for (operation, status), count in answered.items():
+            self._requests.inc(count, {"operation": operation, "status": str(status)})
         for event, total in counts.items():
             delta = total - self._published.get(event, 0)
             if delta > 0:
@@ -101,6 +108,8 @@ class GatewayMetrics:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # What was answered since the last publication still counts.
+        self.publish({}, {})
 
     async def _publish_every(
         self, snapshot: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]]
