@@ -5,19 +5,18 @@ replica), so each distinct text is prepared once: clients repeat the same few do
 and a hostile one, rejected or not, costs a dictionary lookup the second time. The cache
 is a bounded LRU, because query texts come from the network.
 
-A caller that needs the document before execution (the HTTP endpoint checks the operation
-type to refuse early) prepares it with `DocumentCache.preparing`, and execution inside
-that block uses the same document: each request looks its text up once.
+The HTTP endpoint prepares a request's document itself, refuses early on its errors or
+operation type, and executes it (`gateway.execution.execute_prepared`); operations over
+WebSocket go through strawberry, whose parsing and validation the extension below
+replaces with the cache.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 from graphql import (
@@ -63,20 +62,6 @@ class PreparedDocument:
     errors: tuple[GraphQLError, ...]
 
 
-@dataclass(frozen=True)
-class _InHand:
-    """A document prepared earlier in this request, by this cache, for this text."""
-
-    cache: DocumentCache
-    query: str
-    prepared: PreparedDocument
-
-
-# A contextvar, not an attribute: strawberry builds the extension inside `execute`, out of
-# the caller's reach, while a contextvar follows the request's task into it.
-_in_hand: ContextVar[_InHand | None] = ContextVar("nova_prepared_document", default=None)
-
-
 def _with_code(error: GraphQLError, code: str, **extensions: object) -> GraphQLError:
     """Sets the code in place, so a GraphQLSyntaxError stays one (strawberry's
     graphql-transport-ws handler closes the socket on those, as it always has)."""
@@ -119,14 +104,7 @@ class DocumentCache:
         return len(self._entries)
 
     def prepare(self, query: str) -> PreparedDocument:
-        """The document for `query`, parsed and validated at most once while cached.
-
-        Inside `preparing(query)` this is the document prepared there, and not counted
-        again as a hit.
-        """
-        in_hand = _in_hand.get()
-        if in_hand is not None and in_hand.cache is self and in_hand.query == query:
-            return in_hand.prepared
+        """The document for `query`, parsed and validated at most once while cached."""
         with self._lock:
             cached = self._entries.get(query)
             if cached is not None:
@@ -140,22 +118,6 @@ class DocumentCache:
             while len(self._entries) > self._maxsize:
                 self._entries.popitem(last=False)
         return prepared
-
-    @contextlib.contextmanager
-    def preparing(self, query: str) -> Iterator[PreparedDocument]:
-        """Prepare `query` once for a whole request: `prepare(query)` (and so the
-        extension, when the block executes it) returns this document without a lookup.
-
-            with cache.preparing(text) as prepared:
-                ...  # refuse early on prepared.errors or the operation type
-                await schema.execute(text)  # no second lookup
-        """
-        prepared = self.prepare(query)
-        token = _in_hand.set(_InHand(self, query, prepared))
-        try:
-            yield prepared
-        finally:
-            _in_hand.reset(token)
 
     def validate(self, document: DocumentNode) -> tuple[GraphQLError, ...]:
         """Standard, strawberry and limit rules; errors without a code get one."""

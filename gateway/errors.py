@@ -107,6 +107,10 @@ class MaskUnexpectedErrors(MaskErrors):
         }
         return masked
 
+    def mask(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        """`errors` as a client may see them, for results made outside strawberry."""
+        return self._process_errors(errors)
+
     def _process_result(self, result: object) -> None:
         # strawberry checks `isinstance` against a runtime Protocol here, which walks the
         # Protocol's attributes on every operation (about 1% of a busy replica's time).

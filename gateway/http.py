@@ -19,10 +19,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from graphql import GraphQLError, OperationDefinitionNode, OperationType
+from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode, OperationType
 from starlette.requests import Request
 from starlette.responses import Response
-from strawberry.types.execution import ExecutionResult
 
 from gateway.apq import PersistedQueryError, resolve_query
 from gateway.documents import PreparedDocument
@@ -35,6 +34,7 @@ from gateway.errors import (
     Unauthenticated,
     retry_after_header,
 )
+from gateway.execution import execute_prepared
 from gateway.identity import ClientInfo
 from gateway.metrics import MUTATION, QUERY, REFUSED
 from gateway.runtime import Context, GatewayRuntime
@@ -235,16 +235,13 @@ class GraphQLHTTP:
                 media,
             )
         assert runtime.documents is not None
-        # Execution inside the block uses this document: one cache lookup per request.
-        with runtime.documents.preparing(query) as prepared:
-            return await self._run(request, media, params, query, prepared)
+        return await self._run(request, media, params, runtime.documents.prepare(query))
 
     async def _run(
         self,
         request: Request,
         media: str,
         params: Mapping[str, Any],
-        query: str,
         prepared: PreparedDocument,
     ) -> Response:
         """Refuse what the document cannot be, authenticate, charge, then execute."""
@@ -268,10 +265,11 @@ class GraphQLHTTP:
         await runtime.admit(client.ip, claims, mutation=operation is OperationType.MUTATION)
 
         context = Context(runtime=runtime, client=client, claims=claims, request=request)
-        result: ExecutionResult = await self._schema.execute(
-            query,
-            variable_values=params.get("variables"),
-            context_value=context,
+        result = await execute_prepared(
+            self._schema,
+            prepared.document,
+            context=context,
+            variables=params.get("variables"),
             operation_name=operation_name,
         )
         return self._result(result, media)
