@@ -32,6 +32,8 @@ __all__ = ["GatewayRuntime", "create_app"]
 
 log = logging.getLogger(__name__)
 
+_GRAPHQL_HTTP = frozenset({("/graphql", "GET"), ("/graphql", "POST")})
+
 
 class GraphQLWebSocket(GraphQL[Context, None]):
     """graphql-transport-ws on `/graphql`; the access token comes in `connection_init`.
@@ -157,15 +159,7 @@ class GraphQLFirst:
         self._app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != "/graphql"
-            or scope["method"]
-            not in (
-                "GET",
-                "POST",
-            )
-        ):
+        if scope["type"] != "http" or (scope["path"], scope["method"]) not in _GRAPHQL_HTTP:
             await self._app(scope, receive, send)
             return
         started = False

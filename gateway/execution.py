@@ -3,11 +3,10 @@
 `execute_prepared` runs a document the gateway has already parsed, validated and checked
 (`gateway.documents`) with graphql-core, as strawberry's `Schema.execute` would after
 its parsing and validation, without its per-operation extension machinery: with a cached
-document there is nothing left for it to do, and building and running its hooks was
-about 7% of a busy replica's time for `me`. Errors are logged and masked as strawberry
-would (`MaskUnexpectedErrors`). Subscriptions and WebSocket operations still go through
+document there is nothing left for it to do, and skipping it took the replica's CPU per
+`me` from 1.00 to 0.77 ms. Errors are logged and masked as strawberry would
+(`MaskUnexpectedErrors`). Subscriptions and WebSocket operations still go through
 strawberry.
-
 
 graphql-core 3.3's executor refers to itself: `Executor.__init__` stores
 `GraphQLResolveInfoHelpers(gather=self.gather_async_work, track=self.track_async_work)`,
