@@ -118,7 +118,9 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
 
     app = Starlette(
         routes=[
-            # Exact paths: a mount would answer `/graphql` with a redirect.
+            # Exact paths: a mount would answer `/graphql` with a redirect. GET and POST
+            # come through `GraphQLFirst`; this route still answers HEAD (which Starlette
+            # adds for GET) and gives other methods their 405.
             Route("/graphql", admission, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", websocket),
             Route("/.well-known/jwks.json", jwks),

@@ -18,13 +18,16 @@ import redis.asyncio as aioredis
 from storage.config import Settings
 from storage.errors import classify
 
-# One bucket (a hash: `tokens`, `at` = Redis time in microseconds) at Redis time `now`:
-# refill, then take `cost` tokens if they are there; with `debit`, take them anyway (for
-# requests already admitted: the bucket goes into debt, at most one burst deep, and refuses
-# until it has refilled). Returns {allowed (0/1), whole tokens left, milliseconds until
-# `cost` tokens are there}. Times are integer microseconds: exact in a double, and Redis
-# turns numbers passed to redis.call into strings with full precision ("%.17g").
-_BUCKET = """
+# Charges buckets in one round trip. KEYS: the buckets. ARGV[1]: "1" for debits (requests
+# already admitted), "0" for takes; then rate per second, burst and cost for each bucket, in
+# KEYS' order. Returns {allowed (0/1), whole tokens left, milliseconds until `cost` tokens
+# are there} for each bucket, flattened.
+# `take` handles one bucket (a hash: `tokens`, `at` = Redis time in microseconds): refill,
+# then take `cost` tokens if they are there; a debit takes them anyway (the bucket goes into
+# debt, at most one burst deep, and refuses until it has refilled). Times are integer
+# microseconds: exact in a double, and Redis turns numbers passed to redis.call into
+# strings with full precision ("%.17g").
+_CHARGE = """
 local function take(key, rate, burst, cost, debit, now)
   local state = redis.call('HMGET', key, 'tokens', 'at')
   local tokens = tonumber(state[1])
@@ -53,32 +56,16 @@ local function take(key, rate, burst, cost, debit, now)
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-"""
-
-# KEYS[1]: the bucket. ARGV: rate per second, burst, cost, and "1" for a debit.
-_TAKE = (
-    _BUCKET
-    + """
-local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-return take(KEYS[1], rate, burst, cost, ARGV[4] == '1', now)
-"""
-)
-
-# Debits for several buckets in one round trip. KEYS: the buckets; ARGV: rate, burst and
-# cost for each, in the same order. Returns the three numbers of each, flattened.
-_DEBIT_MANY = (
-    _BUCKET
-    + """
+local debit = ARGV[1] == '1'
 local out = {}
 for i, key in ipairs(KEYS) do
   local j = (i - 1) * 3
-  local rate, burst, cost = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3])
-  local r = take(key, rate, burst, cost, true, now)
+  local rate, burst, cost = tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
+  local r = take(key, rate, burst, cost, debit, now)
   out[j + 1], out[j + 2], out[j + 3] = r[1], r[2], r[3]
 end
 return out
 """
-)
 
 
 @dataclass(frozen=True)
@@ -142,8 +129,7 @@ class RateLimiter:
     def __init__(self, redis: aioredis.Redis, *, prefix: str = "nova:rl") -> None:
         self._redis = redis
         self._prefix = prefix
-        self._take = redis.register_script(_TAKE)
-        self._debit_many = redis.register_script(_DEBIT_MANY)
+        self._charge_script = redis.register_script(_CHARGE)
 
     def key(self, budget: Budget, subject: str) -> str:
         return f"{self._prefix}:{budget.name}:{subject}"
@@ -153,47 +139,35 @@ class RateLimiter:
         if cost > budget.burst:
             # It could never be allowed: a caller bug, not a client to throttle.
             raise ValueError(f"cost {cost} exceeds the burst of {budget.name} ({budget.burst})")
-        return await self._run(budget, subject, cost, debit=False)
-
-    async def debit(self, budget: Budget, subject: str, cost: int) -> Decision:
-        """Take `cost` tokens for requests already admitted, into debt if need be.
-
-        `allowed` says whether the bucket had them: False means the requests were admitted
-        past the limit, and the bucket refuses until it has refilled the debt.
-        """
-        return await self._run(budget, subject, cost, debit=True)
+        [decision] = await self._charge([(budget, subject, cost)], debit=False)
+        return decision
 
     async def debit_many(self, debits: Sequence[tuple[Budget, str, int]]) -> list[Decision]:
-        """`debit` for several (budget, subject, cost) at once: one round trip, one script,
-        so a replica's background charges cost Redis one call per batch, not per bucket.
-        The keys may live on different Redis Cluster slots only if the script is split
-        per slot; Nova's Redis is one node."""
+        """Take each (budget, subject, cost) for requests already admitted, into debt if need
+        be; one round trip for all, so a replica's background charges cost Redis one call
+        per batch, not per bucket. A decision's `allowed` says whether its bucket had the
+        tokens: False means those requests were admitted past the limit, and the bucket
+        refuses until it has refilled the debt. One script over several keys needs them on
+        one node (Nova's Redis client is a single-node client)."""
         if not debits:
             return []
+        return await self._charge(debits, debit=True)
+
+    async def _charge(
+        self, charges: Sequence[tuple[Budget, str, int]], *, debit: bool
+    ) -> list[Decision]:
         keys: list[str] = []
-        args: list[str | int] = []
-        for budget, subject, cost in debits:
+        args: list[str | int] = ["1" if debit else "0"]
+        for budget, subject, cost in charges:
             if cost < 1:
                 raise ValueError(f"cost must be at least 1, got {cost}")
             keys.append(self.key(budget, subject))
             args += [repr(float(budget.rate_per_s)), budget.burst, cost]
         try:
-            flat = await self._debit_many(keys=keys, args=args)
+            flat = await self._charge_script(keys=keys, args=args)
         except Exception as exc:
             raise classify(exc, "redis") from exc
         return [_decision(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
-
-    async def _run(self, budget: Budget, subject: str, cost: int, *, debit: bool) -> Decision:
-        if cost < 1:
-            raise ValueError(f"cost must be at least 1, got {cost}")
-        try:
-            allowed, remaining, wait_ms = await self._take(
-                keys=[self.key(budget, subject)],
-                args=[repr(float(budget.rate_per_s)), budget.burst, cost, "1" if debit else "0"],
-            )
-        except Exception as exc:
-            raise classify(exc, "redis") from exc
-        return _decision(allowed, remaining, wait_ms)
 
     async def reset(self, budget: Budget, subject: str) -> None:
         """Give `subject` a full bucket again (e.g. after a successful login)."""
