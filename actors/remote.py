@@ -189,6 +189,20 @@ class TimelineShardActor:
         finally:
             self._in_flight -= 1
 
+    async def pages(self, reads: list[tuple[uuid.UUID, Entry | None, int]]) -> list[bytes | None]:
+        """Several `page` reads in one call (`actors.timeline_client` batches them); None
+        for a read that failed, which the caller then asks for alone to get its error."""
+        shard = await self._shard()
+        self._in_flight += len(reads)
+        try:
+            found = await asyncio.gather(
+                *(shard.page(user_id, before, limit) for user_id, before, limit in reads),
+                return_exceptions=True,
+            )
+        finally:
+            self._in_flight -= len(reads)
+        return [None if isinstance(page, BaseException) else pack_entries(page) for page in found]
+
     async def push(self, user_ids: list[uuid.UUID], entry: Entry) -> int:
         shard = await self._shard()
         self._in_flight += 1

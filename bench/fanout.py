@@ -65,13 +65,20 @@ async def materialize(redis: Any, users: list[uuid.UUID]) -> None:
 async def fanout_latency(db: Any, redis: Any, settings: Any, followers: int) -> dict[str, Any]:
     from actors.counter_client import CounterClient
     from actors.timeline_shard import timeline_key
+    from gateway.invalidation import Invalidations
     from gateway.posts import Posts
 
     author, *audience = await insert_users(db, followers + 1)
     await follow_all(db, audience, [author])
     await materialize(redis, audience)
     keys = [timeline_key(u) for u in audience]
-    posts = Posts(db, CounterClient(settings.counter_shards))
+    posts = Posts(
+        db,
+        CounterClient(settings.counter_shards),
+        Invalidations(redis),
+        cache_size=1,
+        cache_ttl_s=1.0,
+    )
     latencies: list[float] = []
     missing = 0
     for n in range(POSTS_PER_AUTHOR):

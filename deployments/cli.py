@@ -276,6 +276,7 @@ def cmd_keys_rotate(_: argparse.Namespace) -> int:
 
 def cmd_users_grant(args: argparse.Namespace) -> int:
     from gateway.identity import grant_role
+    from gateway.invalidation import Invalidations
     from gateway.users import UserCache
     from storage.errors import InvalidInput
     from storage.redis_client import make_redis
@@ -286,7 +287,9 @@ def cmd_users_grant(args: argparse.Namespace) -> int:
         user = await grant_role(db, args.user, args.role)
         redis = make_redis(settings)
         try:  # every gateway replica drops its cached copy
-            cache = UserCache(db, redis, max_entries=1, local_ttl_s=1, redis_ttl_s=60)
+            cache = UserCache(
+                db, redis, Invalidations(redis), max_entries=1, local_ttl_s=1, redis_ttl_s=60
+            )
             await cache.changed([user])
         finally:
             await redis.aclose()

@@ -3,7 +3,8 @@ and the live `feedUpdated` stream.
 
 Reads: the viewer's TimelineShard returns the page from memory; authors above the fan-out
 threshold are not in timelines, so their posts older than the cursor are read from
-PostgreSQL (one indexed query) and merged. Cursors are `(created_at, post_id)` keysets:
+PostgreSQL (one indexed query) and merged, for viewers who follow one (a per-replica
+cached answer, `gateway.relations`). Cursors are `(created_at, post_id)` keysets:
 paging while new posts arrive yields no duplicates and no gaps.
 
 Live updates: timeline shards publish each new entry's post id on `nova:feed:<user>`;
@@ -19,6 +20,7 @@ from datetime import datetime
 
 from actors.timeline_client import TimelineClient
 from gateway.profiles import decode_cursor, encode_cursor, page_size
+from gateway.relations import ViewerRelations
 from storage.config import Settings
 from storage.db import Database
 from storage.timelines import Entry, celebrity_posts, pull_page, touch
@@ -28,9 +30,16 @@ _TOUCH_EVERY_S = 3_600.0
 
 
 class Feed:
-    def __init__(self, db: Database, timelines: TimelineClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        timelines: TimelineClient,
+        relations: ViewerRelations,
+        settings: Settings,
+    ) -> None:
         self._db = db
         self._timelines = timelines
+        self._relations = relations
         self._settings = settings
         self._touched: dict[uuid.UUID, float] = {}
 
@@ -70,6 +79,9 @@ class Feed:
     async def _celebrities(
         self, viewer: uuid.UUID, before: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[Entry]:
+        # Most viewers follow no one above the threshold: a cached answer skips the query.
+        if not await self._relations.follows_celebrities(viewer):
+            return []
         async with self._db.connection() as conn:
             return await celebrity_posts(
                 conn,

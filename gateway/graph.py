@@ -1,4 +1,4 @@
-"""The follow graph: follow, unfollow, connections, follow state, suggestions, block sets.
+"""The follow graph: follow, unfollow, connections, follow state, suggestions.
 
 A follow changes two counter rows (the follower's `following`, the followee's
 `followers`); both are bumped in the follow's transaction and the new rows are then sent
@@ -14,6 +14,7 @@ from actors.counter_client import CounterClient
 from gateway.errors import Forbidden
 from gateway.pages import Page, page_of
 from gateway.profiles import decode_cursor, page_size
+from gateway.relations import ViewerRelations
 from storage.counters import CounterRow, bump
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound
@@ -24,9 +25,10 @@ MAX_SUGGESTIONS = 50
 
 
 class Graph:
-    def __init__(self, db: Database, counters: CounterClient) -> None:
+    def __init__(self, db: Database, counters: CounterClient, relations: ViewerRelations) -> None:
         self._db = db
         self._counters = counters
+        self._relations = relations
 
     async def follow(self, follower: uuid.UUID, followee: uuid.UUID) -> bool:
         if follower == followee:
@@ -52,6 +54,8 @@ class Graph:
                     conn, "user", {follower: {"following": 1}, followee: {"followers": 1}}
                 )
                 await add_event(conn, follow_event("graph.follow.created", follower, followee))
+        if inserted:
+            await self._relations.follows_changed([follower], rows)
         await self._counters.observe(rows)
         return True
 
@@ -65,6 +69,8 @@ class Graph:
                 followee,
             )
             rows = await record_unfollows(conn, [(follower, followee)]) if gone else []
+        if gone:
+            await self._relations.follows_changed([follower], rows)
         await self._counters.observe(rows)
         return True
 
@@ -150,15 +156,3 @@ class Graph:
                 limit,
             )
         return [row["id"] for row in rows]
-
-    async def blocked_set(self, viewer: uuid.UUID) -> frozenset[uuid.UUID]:
-        """Everyone the viewer blocked or was blocked by: hidden from them everywhere."""
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                """
-                SELECT blocked_id AS id FROM blocks WHERE blocker_id = $1
-                UNION SELECT blocker_id FROM blocks WHERE blocked_id = $1
-                """,
-                viewer,
-            )
-        return frozenset(row["id"] for row in rows)

@@ -35,12 +35,13 @@ class Loaders:
         self.rooms: DataLoader[uuid.UUID, RoomRecord | None] = DataLoader(self._rooms)
 
     async def blocked(self) -> frozenset[uuid.UUID]:
-        """Everyone hidden from the viewer (blocked either way); one query per request,
-        shared by every caller, even concurrent ones (a resolver can start it early)."""
+        """Everyone hidden from the viewer (blocked either way); looked up once per
+        request, shared by every caller, even concurrent ones (a resolver can start it
+        early). The replica's cache answers most requests (`gateway.relations`)."""
         if self._viewer is None:
             return frozenset()
         if self._blocked is None:
-            self._blocked = asyncio.ensure_future(self._runtime.graph.blocked_set(self._viewer))
+            self._blocked = asyncio.ensure_future(self._runtime.relations.hidden(self._viewer))
         return await asyncio.shield(self._blocked)
 
     async def _posts(self, ids: list[uuid.UUID]) -> list[PostRecord | None]:

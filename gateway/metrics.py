@@ -56,7 +56,8 @@ class GatewayMetrics:
         self._counted = metrics.Counter(
             "nova_gateway_events_total",
             description=(
-                "Replica-local counts: user cache by level; rate limits unenforced, admitted"
+                "Replica-local counts: user cache by level, post cache hits and misses, cache"
+                " invalidation feed losses; rate limits unenforced, admitted"
                 " without waiting, overrun; revocation mirror resyncs; shared subscription"
                 " events executed and reused; subscribers cut off for falling behind"
             ),

@@ -16,6 +16,7 @@ import asyncpg
 
 from actors.counter_client import CounterClient
 from gateway.errors import Forbidden
+from gateway.invalidation import Invalidations, LocalCache
 from gateway.pages import Page, page_of
 from gateway.profiles import decode_cursor, encode_cursor, page_size
 from storage.counters import CounterRow, bump
@@ -29,6 +30,7 @@ MAX_POST_TEXT = 2_000
 MAX_COMMENT_TEXT = 2_000
 MAX_IDEMPOTENCY_KEY = 128
 MODERATORS = frozenset({"moderator", "admin"})
+POSTS_CHANNEL = "nova:posts:changed"
 
 _TAG = re.compile(r"(?<![\w#])#(\w{1,64})")
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{3,30})\b")
@@ -103,9 +105,24 @@ _SEARCH_VECTOR = (
 
 
 class Posts:
-    def __init__(self, db: Database, counters: CounterClient) -> None:
+    """Post, share and comment writes, and post reads through this replica's post cache
+    (a post changes only when edited or deleted, and both drop it everywhere)."""
+
+    def __init__(
+        self,
+        db: Database,
+        counters: CounterClient,
+        invalidations: Invalidations,
+        *,
+        cache_size: int,
+        cache_ttl_s: float,
+    ) -> None:
         self._db = db
         self._counters = counters
+        self._invalidations = invalidations
+        self.cache: LocalCache[uuid.UUID, PostRecord] = invalidations.cache(
+            POSTS_CHANNEL, uuid.UUID, max_entries=cache_size, ttl_s=cache_ttl_s
+        )
 
     # -- posts -------------------------------------------------------------------------
 
@@ -181,6 +198,7 @@ class Posts:
             )
             post = PostRecord.from_row(row)
             await add_event(conn, _post_event("content.post.updated", post))
+        await self._invalidations.changed(self.cache, [post_id])
         return post
 
     async def delete(self, post_id: uuid.UUID, actor_id: uuid.UUID, roles: frozenset[str]) -> bool:
@@ -203,19 +221,23 @@ class Posts:
                 rows = await bump(conn, "post", {original: {"shares": -1}})
                 events.append(_share_event("social.share.deleted", current, original_author))
             await add_events(conn, events)
+        await self._invalidations.changed(self.cache, [post_id])
         await self._counters.forget_post(post_id)
         await self._counters.observe(rows)
         return True
 
     async def fetch_many(self, ids: list[uuid.UUID]) -> list[PostRecord | None]:
         """Posts by id in the order asked; None for unknown or deleted ones."""
+        found = await self.cache.load_many(ids, self._fetch_live)
+        return [found.get(post_id) for post_id in ids]
+
+    async def _fetch_live(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, PostRecord]:
         async with self._db.connection() as conn:
             rows = await conn.fetch(
                 f"SELECT {POST_COLUMNS} FROM posts WHERE id = ANY($1) AND deleted_at IS NULL",
                 ids,
             )
-        found = {row["id"]: PostRecord.from_row(row) for row in rows}
-        return [found.get(post_id) for post_id in ids]
+        return {row["id"]: PostRecord.from_row(row) for row in rows}
 
     async def by_author(self, author_id: uuid.UUID, first: int | None, after: str | None) -> Page:
         limit = page_size(first)

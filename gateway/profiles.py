@@ -9,6 +9,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from actors.counter_client import CounterClient
+from gateway.relations import ViewerRelations
 from gateway.users import USER_COLUMNS, UserCache, UserRecord
 from storage.counters import CounterRow
 from storage.db import Database
@@ -87,10 +88,17 @@ def page_size(first: int | None) -> int:
 
 
 class Profiles:
-    def __init__(self, db: Database, users: UserCache, counters: CounterClient) -> None:
+    def __init__(
+        self,
+        db: Database,
+        users: UserCache,
+        counters: CounterClient,
+        relations: ViewerRelations,
+    ) -> None:
         self._db = db
         self._users = users
         self._counters = counters
+        self._relations = relations
 
     async def find_by_username(self, username: str) -> uuid.UUID | None:
         user_id: uuid.UUID | None = await self._db.fetchval(
@@ -160,6 +168,9 @@ class Profiles:
                 )
                 # Neither follows the other any more: blocks and follows exclude each other.
                 rows = await unfollow_both_ways(conn, blocker, blocked)
+        if inserted:
+            await self._relations.blocks_changed(blocker, blocked)
+            await self._relations.follows_changed([blocker, blocked], rows)
         await self._counters.observe(rows)
         return True
 
@@ -179,6 +190,8 @@ class Profiles:
                         {"blocker_id": str(blocker), "blocked_id": str(blocked)},
                     ),
                 )
+        if deleted:
+            await self._relations.blocks_changed(blocker, blocked)
         return True
 
     async def has_blocked(self, blocker: uuid.UUID, blocked: uuid.UUID) -> bool:

@@ -29,6 +29,7 @@ from gateway.graph import Graph
 from gateway.health import KafkaProbe, Readiness
 from gateway.hub import PubSubHub
 from gateway.identity import ClientInfo, Identity
+from gateway.invalidation import Invalidations
 from gateway.limits import QueryLimits
 from gateway.loaders import Loaders
 from gateway.local_buckets import LocalBuckets
@@ -39,6 +40,7 @@ from gateway.posts import Posts
 from gateway.profiles import Profiles
 from gateway.ranked import RankedFeed
 from gateway.ratelimit import Budget, Budgets, RateLimiter, budgets
+from gateway.relations import ViewerRelations
 from gateway.revocation import Revocations
 from gateway.search import Search
 from gateway.secrets import Sealer
@@ -64,7 +66,9 @@ class GatewayRuntime:
     kafka_probe: KafkaProbe
     keys: KeyRing
     revocations: Revocations
+    invalidations: Invalidations
     users: UserCache
+    relations: ViewerRelations
     identity: Identity
     profiles: Profiles
     buckets: LocalBuckets  # the shared RateLimiter, with this replica's view of its buckets
@@ -106,14 +110,26 @@ class GatewayRuntime:
         revocations = Revocations(redis, db, access_ttl_s=settings.access_token_ttl_s)
         await revocations.start()
         passwords = Passwords(settings)
+        invalidations = Invalidations(redis)
         users = UserCache(
             db,
             redis,
+            invalidations,
             max_entries=settings.user_cache_size,
             local_ttl_s=settings.user_cache_ttl_s,
             redis_ttl_s=settings.user_redis_ttl_s,
         )
-        await users.start()
+        relations = ViewerRelations(db, invalidations, settings)
+        counters = CounterClient(settings.counter_shards, timeout_s=settings.counter_call_timeout_s)
+        posts = Posts(
+            db,
+            counters,
+            invalidations,
+            cache_size=settings.post_cache_size,
+            cache_ttl_s=settings.post_cache_ttl_s,
+        )
+        # Every cache is registered: subscribe to their invalidations before serving.
+        await invalidations.start()
         identity = Identity(
             db,
             settings,
@@ -123,11 +139,10 @@ class GatewayRuntime:
             revocations=revocations,
             users=users,
         )
-        counters = CounterClient(settings.counter_shards, timeout_s=settings.counter_call_timeout_s)
         timelines = TimelineClient(
             settings.timeline_shards, timeout_s=settings.timeline_call_timeout_s
         )
-        feed = Feed(db, timelines, settings)
+        feed = Feed(db, timelines, relations, settings)
         ranked = None
         if features is not None and ranker is not None:
             ranked = RankedFeed(db, redis, feed, settings, features=features, ranker=ranker)
@@ -138,9 +153,11 @@ class GatewayRuntime:
             kafka_probe=KafkaProbe(settings),
             keys=keys,
             revocations=revocations,
+            invalidations=invalidations,
             users=users,
+            relations=relations,
             identity=identity,
-            profiles=Profiles(db, users, counters),
+            profiles=Profiles(db, users, counters, relations),
             buckets=LocalBuckets(
                 RateLimiter(redis),
                 headroom=settings.rate_limit_headroom,
@@ -149,8 +166,8 @@ class GatewayRuntime:
             budgets=budgets(settings),
             persisted=PersistedQueryStore(redis, ttl_s=settings.persisted_query_ttl_s),
             counters=counters,
-            graph=Graph(db, counters),
-            posts=Posts(db, counters),
+            graph=Graph(db, counters, relations),
+            posts=posts,
             search=Search(db),
             feed=feed,
             ranked=ranked,
@@ -266,12 +283,15 @@ class GatewayRuntime:
         self.metrics.start(self.metric_snapshot)
 
     def metric_snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
-        stats = self.users.stats
+        users = self.users.stats
         counts = {
-            "user_cache_local_hit": stats.local_hits,
-            "user_cache_redis_hit": stats.redis_hits,
-            "user_cache_database_load": stats.database_loads,
-            "user_cache_invalidation": stats.invalidations,
+            "user_cache_local_hit": self.users.local.stats.hits,
+            "user_cache_redis_hit": users.redis_hits,
+            "user_cache_database_load": users.database_loads,
+            "user_cache_invalidation": self.users.local.stats.invalidations,
+            "post_cache_hit": self.posts.cache.stats.hits,
+            "post_cache_miss": self.posts.cache.stats.misses,
+            "cache_invalidation_feed_lost": self.invalidations.lost,
             "rate_limit_unenforced": self.rate_limit_failures + self.buckets.debits_lost,
             "rate_limit_admitted_at_once": self.buckets.admitted_at_once,
             "rate_limit_overrun": self.buckets.overruns,
@@ -294,7 +314,7 @@ class GatewayRuntime:
         with contextlib.suppress(Exception):
             await self.revocations.close()
         with contextlib.suppress(Exception):
-            await self.users.close()
+            await self.invalidations.close()
         with contextlib.suppress(Exception):
             await self.hub.close()
         await self.kafka_probe.close()

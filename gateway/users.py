@@ -3,34 +3,30 @@
 Lookups go local LRU → Redis (one MGET for the whole batch) → PostgreSQL (one query for
 what is left). Every change to a user bumps `users.version`; the writer then stores the
 new record in Redis and publishes its id on `nova:users:changed`, and every replica drops
-its local copy when the message arrives (within milliseconds).
+its local copy when the message arrives (within milliseconds; `gateway.invalidation`).
 
 Two races are closed by versions and generations rather than by luck:
 * Redis: a reader that loaded an old row can write it back after the writer's update.
   `_SET_IF_NEWER` only replaces a cached record with a higher version.
-* Local: a batch that started before an invalidation could store what it read after it.
-  Each id has a generation, bumped by invalidations; a fill only lands if unchanged.
+* Local: a batch that started before an invalidation could store what it read after it
+  (`gateway.invalidation.LocalCache` generations).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from strawberry.dataloader import DataLoader
 
+from gateway.invalidation import Invalidations, LocalCache
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -106,20 +102,19 @@ async def fetch_users(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> lis
 
 
 @dataclass
-class CacheStats:
-    local_hits: int = 0
+class RemoteStats:
     redis_hits: int = 0
     database_loads: int = 0
-    invalidations: int = 0
 
 
 class UserCache:
-    """One per replica. `start()` subscribes to invalidations; `close()` stops that."""
+    """One per replica; its local layer is dropped through the replica's `Invalidations`."""
 
     def __init__(
         self,
         db: Database,
         redis: aioredis.Redis,
+        invalidations: Invalidations,
         *,
         max_entries: int,
         local_ttl_s: float,
@@ -127,50 +122,20 @@ class UserCache:
     ) -> None:
         self._db = db
         self._redis = redis
-        self._max_entries = max_entries
-        self._local_ttl_s = local_ttl_s
+        self._invalidations = invalidations
+        self.local: LocalCache[uuid.UUID, UserRecord] = invalidations.cache(
+            CHANNEL, uuid.UUID, max_entries=max_entries, ttl_s=local_ttl_s
+        )
         self._redis_ttl_s = redis_ttl_s
-        self._local: OrderedDict[uuid.UUID, tuple[float, UserRecord]] = OrderedDict()
-        self._generations: dict[uuid.UUID, int] = {}
         self._set_if_newer = redis.register_script(_SET_IF_NEWER)
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
-        self.stats = CacheStats()
-
-    async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="user-cache-invalidations")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), 5)
-
-    async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+        self.stats = RemoteStats()
 
     def loader(self) -> DataLoader[uuid.UUID, UserRecord | None]:
         """A DataLoader for one request: N `load(id)` calls become one batch."""
         return DataLoader(load_fn=self.load_many)
 
     async def load_many(self, ids: Sequence[uuid.UUID]) -> list[UserRecord | None]:
-        found: dict[uuid.UUID, UserRecord] = {}
-        now = time.monotonic()
-        missing: list[uuid.UUID] = []
-        for user_id in dict.fromkeys(ids):
-            entry = self._local.get(user_id)
-            if entry is not None and entry[0] > now:
-                self._local.move_to_end(user_id)
-                found[user_id] = entry[1]
-                self.stats.local_hits += 1
-            else:
-                missing.append(user_id)
-        if missing:
-            generations = {user_id: self._generations.get(user_id, 0) for user_id in missing}
-            loaded = await self._load_remote(missing)
-            for user_id, record in loaded.items():
-                found[user_id] = record
-                if self._generations.get(user_id, 0) == generations[user_id]:
-                    self._remember(record, now)
+        found = await self.local.load_many(ids, self._load_remote)
         return [found.get(user_id) for user_id in ids]
 
     async def _load_remote(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, UserRecord]:
@@ -204,53 +169,7 @@ class UserCache:
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("user cache: could not fill Redis: %s", exc)
 
-    def _remember(self, record: UserRecord, now: float) -> None:
-        self._local[record.id] = (now + self._local_ttl_s, record)
-        self._local.move_to_end(record.id)
-        while len(self._local) > self._max_entries:
-            evicted, _ = self._local.popitem(last=False)
-            self._generations.pop(evicted, None)
-
-    def forget(self, user_id: uuid.UUID) -> None:
-        """Drop the local copy; later fills that started before this do not land."""
-        self._local.pop(user_id, None)
-        self._generations[user_id] = self._generations.get(user_id, 0) + 1
-        self.stats.invalidations += 1
-
     async def changed(self, records: Sequence[UserRecord]) -> None:
         """After a committed change: write the new records through and tell every replica."""
-        for record in records:
-            self.forget(record.id)
         await self._store_remote(records)
-        try:
-            for record in records:
-                await self._redis.publish(CHANNEL, str(record.id))
-        except (RedisError, OSError, TimeoutError) as exc:
-            # Other replicas serve their copy until its local TTL runs out.
-            log.warning("user cache: could not publish invalidations: %s", exc)
-
-    async def _listen(self) -> None:
-        """Follow invalidations for as long as the replica lives, reconnecting after errors."""
-        delay_s = 0.1
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(CHANNEL)
-                # While disconnected we may have missed messages: start clean.
-                self._local.clear()
-                self._subscribed.set()
-                delay_s = 0.1
-                while True:
-                    message: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        with contextlib.suppress(ValueError):
-                            self.forget(uuid.UUID(message["data"].decode()))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("user cache: invalidation feed lost (%s); reconnecting", exc)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._invalidations.changed(self.local, [record.id for record in records])

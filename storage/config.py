@@ -188,6 +188,13 @@ class Settings:
     user_cache_size: int = 10_000
     user_cache_ttl_s: float = 60.0
     user_redis_ttl_s: int = 3600
+    # Posts (edited or deleted: dropped in every replica) and per-viewer facts (who is
+    # blocked either way; whether they follow an author merged at read time), in-process
+    # in each replica (gateway/invalidation.py, gateway/relations.py).
+    post_cache_size: int = 20_000
+    post_cache_ttl_s: float = 300.0
+    viewer_cache_size: int = 10_000
+    viewer_cache_ttl_s: float = 60.0
 
     # Counter shards (likes, comments, shares, follower counts): how many, how many likes
     # one group commit takes, when idle keys leave memory, how often keys in use are
@@ -307,6 +314,10 @@ class Settings:
             "user_cache_size",
             "user_cache_ttl_s",
             "user_redis_ttl_s",
+            "post_cache_size",
+            "post_cache_ttl_s",
+            "viewer_cache_size",
+            "viewer_cache_ttl_s",
             "counter_shards",
             "counter_max_batch",
             "counter_idle_ttl_s",

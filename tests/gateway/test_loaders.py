@@ -17,6 +17,7 @@ import pytest
 from gateway.graph import Graph
 from gateway.identity import ClientInfo
 from gateway.posts import Posts
+from gateway.relations import ViewerRelations
 from gateway.runtime import Context, GatewayRuntime
 from gateway.schema import build_schema
 from gateway.tokens import AccessClaims
@@ -44,6 +45,7 @@ class Statements:
 
     def __init__(self) -> None:
         self.count = 0
+        self.db: Database  # the pool whose statements are counted
 
     def __call__(self, record: Any) -> None:
         if "RESET ALL" not in record.query:
@@ -54,9 +56,12 @@ class Statements:
 async def counted(deployed: Settings) -> AsyncIterator[tuple[GatewayRuntime, Statements]]:
     statements = Statements()
     runtime = await GatewayRuntime.start(deployed)
-    counting = await Database.connect(deployed, query_logger=statements)
-    runtime.posts = Posts(counting, runtime.counters)
-    runtime.graph = Graph(counting, runtime.counters)
+    counting = statements.db = await Database.connect(deployed, query_logger=statements)
+    # Fresh caches (a Posts of its own), so the page is read from PostgreSQL and counted.
+    runtime.posts = Posts(
+        counting, runtime.counters, runtime.invalidations, cache_size=1_000, cache_ttl_s=60
+    )
+    runtime.graph = Graph(counting, runtime.counters, runtime.relations)
     try:
         yield runtime, statements
     finally:
@@ -70,6 +75,9 @@ async def _page_cost(
     now = int(time.time())
     claims = AccessClaims(viewer, ("user",), uuid.uuid4().hex, uuid.uuid4(), now, now + 60)
     context = Context(runtime=runtime, client=ClientInfo(), claims=claims)
+    # Cold caches: posts and the viewer's blocks come from PostgreSQL, counted.
+    runtime.posts.cache.clear()
+    runtime.relations = ViewerRelations(statements.db, runtime.invalidations, runtime.settings)
     before = (statements.count, runtime.counters.calls, runtime.users.stats.database_loads)
     result = await build_schema().execute(
         PAGE, variable_values={"id": author, "first": first}, context_value=context
