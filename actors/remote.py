@@ -19,6 +19,7 @@ from ray.util import metrics
 from actors.chat_shard import ChatShard
 from actors.counter_shard import CounterShard, LikeResult
 from actors.directory import shard_name
+from actors.read_channel import Address, ReadServer
 from actors.timeline_shard import TimelineShard
 from storage.chat import Message
 from storage.config import Settings
@@ -29,7 +30,7 @@ from storage.logs import configure_logging
 from storage.redis_client import make_redis
 from storage.stalls import StallWatch, settle_heap
 from storage.tasks import LoopHealth, supervise
-from storage.timelines import Entry, pack_entries
+from storage.timelines import Entry, pack_entries, unpack_page_request
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class TimelineShardActor:
         self._name = shard_name(TIMELINE, index)
         self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms).start()
         self._tags = {"shard": self._name}
+        self._reads = ReadServer(self._read)
         self._started: asyncio.Task[TimelineShard] = asyncio.get_running_loop().create_task(
             self._start()
         )
@@ -172,7 +174,22 @@ class TimelineShardActor:
             idle_ttl_s=settings.timeline_idle_ttl_s,
         )
         settle_heap()
+        if settings.timeline_direct_reads and self._reads.address is None:
+            try:
+                await self._reads.start(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
+            except OSError as exc:  # reads then go through Ray calls
+                log.warning("%s: no direct read channel: %s", self._name, exc)
         return shard
+
+    async def read_address(self) -> Address | None:
+        """Where to read pages without a Ray call (`actors.read_channel`); None: use `page`."""
+        await self._shard()
+        return self._reads.address
+
+    async def _read(self, request: bytes) -> bytes:
+        """A page read on the direct channel: the same as `page`."""
+        user_id, before, limit = unpack_page_request(request)
+        return await self.page(user_id, before, limit)
 
     async def _shard(self) -> TimelineShard:
         if self._started.done() and self._started.exception() is not None:
@@ -188,20 +205,6 @@ class TimelineShardActor:
             return pack_entries(await shard.page(user_id, before, limit))
         finally:
             self._in_flight -= 1
-
-    async def pages(self, reads: list[tuple[uuid.UUID, Entry | None, int]]) -> list[bytes | None]:
-        """Several `page` reads in one call (`actors.timeline_client` batches them); None
-        for a read that failed, which the caller then asks for alone to get its error."""
-        shard = await self._shard()
-        self._in_flight += len(reads)
-        try:
-            found = await asyncio.gather(
-                *(shard.page(user_id, before, limit) for user_id, before, limit in reads),
-                return_exceptions=True,
-            )
-        finally:
-            self._in_flight -= len(reads)
-        return [None if isinstance(page, BaseException) else pack_entries(page) for page in found]
 
     async def push(self, user_ids: list[uuid.UUID], entry: Entry) -> int:
         shard = await self._shard()

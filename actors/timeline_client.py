@@ -1,40 +1,55 @@
 """How the gateway and the fan-out consumer reach timeline shards: users are grouped by
 shard, so a fan-out to N followers costs one call per shard, all shards in parallel.
 
-Reads are batched the same way, by time instead of by list: a Ray actor call costs far
-more (two processes' task machinery, about 1-2 ms of CPU here) than slicing a timeline in
-memory, so while `MAX_READS_IN_FLIGHT` calls to a shard are out, further page reads for
-it wait and go together in the next `pages` call. A lone reader waits for nothing.
+Page reads, the gateway's hot path, go over each shard's direct read channel
+(`actors.read_channel`) when it has one: a Ray actor call cost more CPU than the rest of
+a home-feed read. If the channel cannot be had (disabled, a shard from an earlier
+release) or breaks, the read goes through a Ray call, and a new channel is tried after
+`RECONNECT_AFTER_S`. Writes always go through Ray.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from actors.directory import shard_of
+from actors.directory import shard_name, shard_of
+from actors.read_channel import Address, ChannelError, ReadClient, RemoteError
 from actors.remote import TIMELINE
 from actors.shard_caller import ShardCaller
-from storage.timelines import Entry, unpack_entries
+from storage.errors import NovaError, Unavailable
+from storage.timelines import Entry, pack_page_request, unpack_entries
 
-# Calls per shard from one process before reads queue for the next batch: more than one,
-# so that a read stuck on a cold timeline (loaded from Redis or rebuilt from PostgreSQL)
-# does not hold up every read behind it.
-MAX_READS_IN_FLIGHT = 2
-MAX_READS_PER_CALL = 64
+log = logging.getLogger(__name__)
 
-_Read = tuple[uuid.UUID, Entry | None, int]
+RECONNECT_AFTER_S = 1.0
 
 
 class TimelineClient:
-    def __init__(self, shards: int, *, timeout_s: float = 5.0, retry_for_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        shards: int,
+        *,
+        timeout_s: float = 5.0,
+        retry_for_s: float = 20.0,
+        direct_reads: bool = True,
+    ) -> None:
         self._caller = ShardCaller(TIMELINE, shards, timeout_s=timeout_s, retry_for_s=retry_for_s)
-        self._queued: dict[int, list[tuple[_Read, asyncio.Future[bytes]]]] = defaultdict(list)
-        self._in_flight: dict[int, int] = defaultdict(int)
-        self._senders: set[asyncio.Task[None]] = set()  # referenced until done
-        self.batched_reads = 0  # reads that shared a call with another
+        self._timeout_s = timeout_s
+        self._direct_reads = direct_reads
+        self._channels: dict[int, ReadClient] = {}
+        self._connecting: dict[int, asyncio.Task[ReadClient | None]] = {}
+        self._no_channel_until: dict[int, float] = {}
+        self.direct_reads = 0  # page reads answered over a direct channel
+        self.ray_reads = 0  # page reads that went through a Ray call
+
+    @property
+    def calls(self) -> int:
+        """Ray calls made to shards (reads over a direct channel are not calls)."""
+        return self._caller.calls
 
     def shard_of(self, user_id: uuid.UUID) -> int:
         return shard_of(user_id, self._caller.shards)
@@ -47,63 +62,66 @@ class TimelineClient:
 
     async def page(self, user_id: uuid.UUID, before: Entry | None, limit: int) -> list[Entry]:
         index = self.shard_of(user_id)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._queued[index].append(((user_id, before, limit), future))
-        if self._in_flight[index] < MAX_READS_IN_FLIGHT:
-            self._in_flight[index] += 1
-            sender = asyncio.get_running_loop().create_task(self._send_reads(index))
-            self._senders.add(sender)
-            sender.add_done_callback(self._senders.discard)
-        return unpack_entries(await future)
+        channel = await self._channel(index) if self._direct_reads else None
+        if channel is not None:
+            try:
+                page = await channel.call(
+                    pack_page_request(user_id, before, limit), self._timeout_s
+                )
+            except ChannelError as exc:  # this read goes through Ray; later ones reconnect
+                log.warning("timeline reads: %s", exc)
+                self._channels.pop(index, None)
+            except RemoteError as exc:
+                if exc.retriable:
+                    raise Unavailable(shard_name(TIMELINE, index), str(exc)) from None
+                raise NovaError(f"{shard_name(TIMELINE, index)}: {exc}") from None
+            except TimeoutError:
+                raise Unavailable(shard_name(TIMELINE, index), "timed out") from None
+            else:
+                self.direct_reads += 1
+                return unpack_entries(page)
+        self.ray_reads += 1
+        return unpack_entries(await self._caller.call(index, "page", user_id, before, limit))
 
-    async def _send_reads(self, index: int) -> None:
-        """Send what is queued for shard `index`, one batch after another until none is."""
-        try:
-            while queue := self._queued.pop(index, None):
-                batch, rest = queue[:MAX_READS_PER_CALL], queue[MAX_READS_PER_CALL:]
-                if rest:
-                    self._queued[index] = rest + self._queued.get(index, [])
-                if len(batch) > 1:
-                    self.batched_reads += len(batch)
-                await self._read_batch(index, batch)
-        finally:
-            self._in_flight[index] -= 1
+    async def _channel(self, index: int) -> ReadClient | None:
+        channel = self._channels.get(index)
+        if channel is not None and not channel.broken:
+            return channel
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._no_channel_until.get(index, 0.0):
+            return None
+        connecting = self._connecting.get(index)
+        if connecting is None:  # one attempt at a time, shared by the reads that wait
+            connecting = loop.create_task(self._connect(index))
+            self._connecting[index] = connecting
+        return await asyncio.shield(connecting)
 
-    async def _read_batch(
-        self, index: int, batch: list[tuple[_Read, asyncio.Future[bytes]]]
-    ) -> None:
+    async def _connect(self, index: int) -> ReadClient | None:
         try:
-            pages: list[bytes | None] = await self._caller.call(
-                index, "pages", [read for read, _ in batch]
-            )
-        except AttributeError:
-            # Shards are detached and outlive a `nova deploy`: one started by an earlier
-            # release has no `pages` until it restarts.
-            pages = [None] * len(batch)
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        except BaseException:  # cancelled: so are the reads waiting for this call
-            for _, future in batch:
-                future.cancel()
-            raise
-        for (read, future), page in zip(batch, pages, strict=True):
-            if page is None:  # failed in the batch: alone, for its own error
-                await self._read_alone(index, read, future)
-            elif not future.done():
-                future.set_result(page)
-
-    async def _read_alone(self, index: int, read: _Read, future: asyncio.Future[bytes]) -> None:
-        try:
-            page: bytes = await self._caller.call(index, "page", *read)
-        except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
+            address: Address | None = await self._caller.call(index, "read_address")
+            if address is None:
+                raise ChannelError("the shard serves no direct reads")
+            channel = ReadClient(address)
+            await channel.connect(self._timeout_s)
+        except (ChannelError, AttributeError) as exc:
+            # AttributeError: a shard started by an earlier release (shards are detached
+            # and outlive a `nova deploy`) has no `read_address` until it restarts.
+            log.info("%s: page reads through Ray calls: %s", shard_name(TIMELINE, index), exc)
+            self._no_channel_until[index] = asyncio.get_running_loop().time() + RECONNECT_AFTER_S
+            return None
         else:
-            if not future.done():
-                future.set_result(page)
+            self._channels[index] = channel
+            return channel
+        finally:
+            del self._connecting[index]
+
+    async def close(self) -> None:
+        """Close the direct read channels."""
+        for task in self._connecting.values():
+            task.cancel()
+        channels, self._channels = self._channels, {}
+        for channel in channels.values():
+            await channel.close()
 
     async def push(self, user_ids: Sequence[uuid.UUID], entry: Entry) -> None:
         await asyncio.gather(

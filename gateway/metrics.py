@@ -57,7 +57,8 @@ class GatewayMetrics:
             "nova_gateway_events_total",
             description=(
                 "Replica-local counts: user cache by level, post cache hits and misses, cache"
-                " invalidation feed losses; rate limits unenforced, admitted"
+                " invalidation feed losses; timeline page reads by path (direct, ray); rate"
+                " limits unenforced, admitted"
                 " without waiting, overrun; revocation mirror resyncs; shared subscription"
                 " events executed and reused; subscribers cut off for falling behind"
             ),

@@ -78,6 +78,7 @@ class GatewayRuntime:
     graph: Graph
     posts: Posts
     search: Search
+    timelines: TimelineClient
     feed: Feed
     hub: PubSubHub
     chat: Chat
@@ -140,7 +141,9 @@ class GatewayRuntime:
             users=users,
         )
         timelines = TimelineClient(
-            settings.timeline_shards, timeout_s=settings.timeline_call_timeout_s
+            settings.timeline_shards,
+            timeout_s=settings.timeline_call_timeout_s,
+            direct_reads=settings.timeline_direct_reads,
         )
         feed = Feed(db, timelines, relations, settings)
         ranked = None
@@ -169,6 +172,7 @@ class GatewayRuntime:
             graph=Graph(db, counters, relations),
             posts=posts,
             search=Search(db),
+            timelines=timelines,
             feed=feed,
             ranked=ranked,
             analytics=Analytics(db, redis),
@@ -292,6 +296,8 @@ class GatewayRuntime:
             "post_cache_hit": self.posts.cache.stats.hits,
             "post_cache_miss": self.posts.cache.stats.misses,
             "cache_invalidation_feed_lost": self.invalidations.lost,
+            "timeline_read_direct": self.timelines.direct_reads,
+            "timeline_read_ray": self.timelines.ray_reads,
             "rate_limit_unenforced": self.rate_limit_failures + self.buckets.debits_lost,
             "rate_limit_admitted_at_once": self.buckets.admitted_at_once,
             "rate_limit_overrun": self.buckets.overruns,
@@ -317,6 +323,8 @@ class GatewayRuntime:
             await self.invalidations.close()
         with contextlib.suppress(Exception):
             await self.hub.close()
+        with contextlib.suppress(Exception):
+            await self.timelines.close()
         await self.kafka_probe.close()
         await self.redis.aclose()
         await self.db.close()

@@ -213,6 +213,8 @@ class Settings:
     timeline_capacity: int = 800
     timeline_idle_ttl_s: float = 600.0
     timeline_call_timeout_s: float = 5.0
+    # Page reads over each shard's direct channel instead of Ray calls (actors/read_channel.py).
+    timeline_direct_reads: bool = True
     fanout_max_followers: int = 10_000
     inactive_after_days: int = 30
     feed_backfill_posts: int = 50

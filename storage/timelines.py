@@ -60,6 +60,26 @@ def unpack_entries(data: bytes) -> list[Entry]:
     ]
 
 
+# A page read on a shard's direct read channel (`actors.read_channel`): user id, limit,
+# then a flag and, when set, the `before` entry as one packed record.
+_PAGE_REQUEST = struct.Struct("<16sIB")
+
+
+def pack_page_request(user_id: uuid.UUID, before: Entry | None, limit: int) -> bytes:
+    head = _PAGE_REQUEST.pack(user_id.bytes, limit, before is not None)
+    return head + pack_entries([before]) if before is not None else head
+
+
+def unpack_page_request(data: bytes) -> tuple[uuid.UUID, Entry | None, int]:
+    if len(data) not in (_PAGE_REQUEST.size, _PAGE_REQUEST.size + _RECORD.size):
+        raise ValueError(f"a page request of {len(data)} bytes")
+    user, limit, has_before = _PAGE_REQUEST.unpack_from(data)
+    if bool(has_before) != (len(data) > _PAGE_REQUEST.size):
+        raise ValueError("a page request's flag and length disagree")
+    before = unpack_entries(data[_PAGE_REQUEST.size :])[0] if has_before else None
+    return uuid.UUID(bytes=user), before, limit
+
+
 _HIDDEN = """
 NOT EXISTS (SELECT 1 FROM blocks b
             WHERE (b.blocker_id = $1 AND b.blocked_id = p.author_id)
