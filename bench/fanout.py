@@ -14,6 +14,8 @@ Needs the dev stack started with `bench/bench.env` (see the README). Two scenari
   LATEST page's reply. No feed read through Serve here can be faster than that route, so
   `pull_p50_over_floor_p50` is the most any timeline could reach against the pull. The
   three sides run in rounds that rotate their order, at 8 clients and then at one.
+* The page at the actor: read straight from the shards, over their direct read channels
+  (as the gateway reads), and through Ray actor calls (the fallback), one at a time.
 
 Users, follows and posts are inserted with SQL (no Argon2, no outbox for the bulk data),
 then the measured posts go through the real path: PostgreSQL + outbox → relay → Kafka →
@@ -234,16 +236,22 @@ def read_ratios(sides: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     }
 
 
-async def actor_page_latency(settings: Any, readers: list[uuid.UUID]) -> dict[str, Any]:
-    """`TimelineShard.page` for 20 entries, called straight on the actors (no gateway)."""
+async def actor_page_latency(
+    settings: Any, readers: list[uuid.UUID], *, direct_reads: bool
+) -> dict[str, Any]:
+    """A timeline page of 20 entries read straight from the shards (no gateway), over the
+    shards' direct read channels as the gateway reads, or through Ray actor calls."""
     from actors.timeline_client import TimelineClient
 
-    client = TimelineClient(settings.timeline_shards)
+    client = TimelineClient(settings.timeline_shards, direct_reads=direct_reads)
     latencies: list[float] = []
-    for n in range(READS):
-        started = time.perf_counter()
-        await client.page(readers[n % len(readers)], None, 21)
-        latencies.append((time.perf_counter() - started) * 1000)
+    try:
+        for n in range(READS):
+            started = time.perf_counter()
+            await client.page(readers[n % len(readers)], None, 21)
+            latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        await client.close()
     return {"calls": READS, "latency_ms": summarize(latencies)}
 
 
@@ -272,7 +280,8 @@ async def run(base_url: str) -> dict[str, Any]:
         readers, tokens = await seed_reads(db, settings)
         reads = await feed_reads(base_url, tokens)
         sql_alone = await sql_pull_alone(db, readers)
-        at_actor = await actor_page_latency(settings, readers)
+        at_actor = await actor_page_latency(settings, readers, direct_reads=True)
+        through_ray = await actor_page_latency(settings, readers, direct_reads=False)
     finally:
         await redis.aclose()
         await db.close()
@@ -287,6 +296,7 @@ async def run(base_url: str) -> dict[str, Any]:
         "one_client": single,
         "pull_sql_alone": sql_alone,
         "timeline_page_at_actor": at_actor,
+        "timeline_page_at_actor_by_ray_call": through_ray,
         "ratios": {
             **loaded_ratios,
             "timeline_reads_per_s_over_pull": ratio(
