@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 import uuid
@@ -33,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import httpx
 
 from bench.gateway import BARE_ROUTE, delete_bare, deploy_bare, wait_ready
@@ -154,31 +156,52 @@ async def closed_loop(
 
 
 async def read_rounds(
-    http: httpx.AsyncClient, base_url: str, tokens: list[str], concurrency: int, reads: int
+    session: aiohttp.ClientSession,
+    base_url: str,
+    tokens: list[str],
+    concurrency: int,
+    reads: int,
 ) -> dict[str, dict[str, Any]]:
     """`reads` feed reads per side at `concurrency` clients: the bare floor route, LATEST
     and PULL, in READ_ROUNDS rounds that rotate which side goes first, so that a drift of
-    this machine's speed falls on all three. Latencies are pooled per side."""
+    this machine's speed falls on all three. Latencies are pooled per side.
 
-    def feed(token: str, mode: str) -> Callable[[], Awaitable[None]]:
+    The load comes from aiohttp with bodies encoded once, as in `bench.gateway`: the load
+    tool shares these 2 cores with the stack, and httpx's CPU per request added the same
+    cost to every side (a bare route: 184 req/s under httpx, 330 under aiohttp)."""
+    url = f"{base_url}/graphql"
+    bodies = {
+        mode: json.dumps({"query": FEED, "variables": {"mode": mode}}).encode()
+        for mode in ("LATEST", "PULL")
+    }
+    headers = [
+        {"content-type": "application/json", "authorization": f"Bearer {token}"} for token in tokens
+    ]
+
+    def feed(index: int, mode: str) -> Callable[[], Awaitable[None]]:
         async def call() -> None:
-            data = await graphql(http, base_url, token, FEED, {"mode": mode})
-            if len(data["feed"]["edges"]) != 20:
-                raise RuntimeError("short feed page")
+            data, header = bodies[mode], headers[index % len(headers)]
+            async with session.post(url, data=data, headers=header) as reply:
+                payload = await reply.read()
+            if reply.status != 200:
+                raise RuntimeError(f"{reply.status}: {payload[:200]!r}")
+            if len(json.loads(payload)["data"]["feed"]["edges"]) != 20:
+                raise RuntimeError(f"short feed page: {payload[:200]!r}")
 
         return call
 
     def floor() -> Callable[[], Awaitable[None]]:
         async def call() -> None:
-            reply = await http.post(f"{base_url}{BARE_ROUTE}", json={"query": FEED})
+            async with session.post(f"{base_url}{BARE_ROUTE}", data=bodies["LATEST"]) as reply:
+                await reply.read()
             reply.raise_for_status()
 
         return call
 
     sides: dict[str, Callable[[int], Callable[[], Awaitable[None]]]] = {
         "floor": lambda n: floor(),
-        "timeline": lambda n: feed(tokens[n % len(tokens)], "LATEST"),
-        "pull": lambda n: feed(tokens[n % len(tokens)], "PULL"),
+        "timeline": lambda n: feed(n, "LATEST"),
+        "pull": lambda n: feed(n, "PULL"),
     }
     latencies: dict[str, list[float]] = {side: [] for side in sides}
     elapsed = dict.fromkeys(sides, 0.0)
@@ -218,9 +241,11 @@ async def feed_reads(base_url: str, tokens: list[str]) -> dict[str, dict[str, di
         )
         deploy_bare(sample.content)
         await wait_ready(http, f"{base_url}{BARE_ROUTE}")
+    connector = aiohttp.TCPConnector(limit=READ_CONCURRENCY * 2)
+    async with aiohttp.ClientSession(connector=connector) as session:
         return {
-            "loaded": await read_rounds(http, base_url, tokens, READ_CONCURRENCY, READS),
-            "one_client": await read_rounds(http, base_url, tokens, 1, READS_ONE_CLIENT),
+            "loaded": await read_rounds(session, base_url, tokens, READ_CONCURRENCY, READS),
+            "one_client": await read_rounds(session, base_url, tokens, 1, READS_ONE_CLIENT),
         }
 
 
