@@ -9,7 +9,8 @@ have gone by meanwhile.
 
 A fill racing an invalidation must not land: a reader that loaded the old value before a
 writer's message arrived would store it after. Each key has a generation, bumped by
-`forget`; a fill only lands if the generation the reader saw before loading is unchanged.
+`forget`, and the cache an epoch, bumped by `clear`; a fill only lands if both are what
+the reader saw before loading.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class LocalCache(Generic[K, V]):
         self._ttl_s = ttl_s
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._generations: dict[K, int] = {}
+        self._epoch = 0
         self.stats = CacheStats()
 
     def __len__(self) -> int:
@@ -71,13 +73,13 @@ class LocalCache(Generic[K, V]):
         self.stats.hits += 1
         return entry[1]
 
-    def generation(self, key: K) -> int:
+    def generation(self, key: K) -> tuple[int, int]:
         """Read before loading `key`; hand to `put` with what was loaded."""
-        return self._generations.get(key, 0)
+        return self._epoch, self._generations.get(key, 0)
 
-    def put(self, key: K, value: V, generation: int) -> None:
-        """Store unless `key` was invalidated since `generation` was read."""
-        if self._generations.get(key, 0) != generation:
+    def put(self, key: K, value: V, generation: tuple[int, int]) -> None:
+        """Store unless `key` was invalidated (or the cache cleared) since `generation`."""
+        if self.generation(key) != generation:
             return
         self._entries[key] = (time.monotonic() + self._ttl_s, value)
         self._entries.move_to_end(key)
@@ -89,12 +91,15 @@ class LocalCache(Generic[K, V]):
         self._entries.pop(key, None)
         self._generations[key] = self._generations.get(key, 0) + 1
         self.stats.invalidations += 1
+        # Keys invalidated while not cached keep a generation too; bound them.
+        if len(self._generations) > 2 * self._max_entries:
+            self.clear()
 
     def clear(self) -> None:
-        # Bumping every known generation keeps fills in flight from landing.
-        for key in self._entries:
-            self._generations[key] = self._generations.get(key, 0) + 1
+        """Drop everything, fills in flight included (even of keys not cached)."""
+        self._epoch += 1
         self._entries.clear()
+        self._generations.clear()
 
     async def load(self, key: K, fetch: Callable[[K], Awaitable[V]]) -> V:
         """The cached value, or `fetch(key)` stored for next time."""

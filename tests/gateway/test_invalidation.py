@@ -48,11 +48,24 @@ def test_a_fill_that_raced_an_invalidation_does_not_land() -> None:
 def test_clear_drops_every_entry_and_fills_in_flight() -> None:
     c = cache()
     c.put("a", "A", c.generation("a"))
-    read_before = c.generation("a")
+    read_before = {key: c.generation(key) for key in ("a", "never cached")}
     c.clear()
     assert c.get("a") is None
-    c.put("a", "stale", read_before)
-    assert c.get("a") is None
+    for key, generation in read_before.items():
+        c.put(key, "stale", generation)
+        assert c.get(key) is None
+
+
+def test_invalidations_of_keys_never_cached_are_bounded_by_a_clear() -> None:
+    """Each invalidated key keeps a generation, cached or not; past twice the cache's
+    size the cache starts over rather than let them grow with every key ever changed."""
+    c = cache(max_entries=2)
+    c.put("kept", "K", c.generation("kept"))
+    for n in range(4):
+        c.forget(f"elsewhere {n}")
+    assert c.get("kept") == "K"
+    c.forget("one too many")
+    assert c.get("kept") is None
 
 
 async def test_load_many_fetches_only_the_misses_in_one_call() -> None:
