@@ -152,17 +152,17 @@ class LocalBuckets:
                     # Fail open, as the waiting path does: these requests stay uncharged.
                     self.debits_lost += len(batch)
                     log.warning("rate limits: %d debits not charged: %s", len(batch), exc)
-                    decisions = []
+                else:
+                    now = time.monotonic()
+                    for (_, _, view, _), decision in zip(batch, decisions, strict=True):
+                        view.heard(decision.remaining, now)
+                        if not decision.allowed:
+                            self.overruns += 1
                 finally:
                     for _, _, view, cost in batch:
                         view.in_flight -= cost
-                now = time.monotonic()
-                for (_, _, view, _), decision in zip(batch, decisions, strict=False):
-                    view.heard(decision.remaining, now)
-                    if not decision.allowed:
-                        self.overruns += 1
                 # Charges admitted meanwhile wait for the next batch.
-                await asyncio.sleep(max(0.0, started + DEBIT_INTERVAL_S - now))
+                await asyncio.sleep(max(0.0, started + DEBIT_INTERVAL_S - time.monotonic()))
         finally:
             self._flusher = None
 

@@ -44,6 +44,14 @@ async def seed(client: TimelineClient, user: uuid.UUID, count: int) -> list[Entr
     return sorted(entries, reverse=True)
 
 
+async def one_reader(
+    db: Database, deployed: Settings, client: TimelineClient, entries: int
+) -> tuple[uuid.UUID, list[Entry]]:
+    """A new user with `entries` in their timeline, newest first."""
+    (member,) = await make_members(db, deployed, 1)
+    return member.uuid, await seed(client, member.uuid, entries)
+
+
 async def test_direct_reads_answer_what_ray_calls_answer(
     db: Database, deployed: Settings, clients: tuple[TimelineClient, TimelineClient]
 ) -> None:
@@ -67,16 +75,15 @@ async def test_reads_reconnect_to_a_restarted_shard(
     db: Database, deployed: Settings, clients: tuple[TimelineClient, TimelineClient]
 ) -> None:
     direct, _ = clients
-    (member,) = await make_members(db, deployed, 1)
-    entries = await seed(direct, member.uuid, 3)
-    assert await direct.page(member.uuid, None, 5) == entries
-    index = direct.shard_of(member.uuid)
+    user, entries = await one_reader(db, deployed, direct, 3)
+    assert await direct.page(user, None, 5) == entries
+    index = direct.shard_of(user)
     ray.kill(ray.get_actor(shard_name(TIMELINE, index), namespace=NAMESPACE), no_restart=False)
 
     # The restarted shard reloads the timeline from Redis; its channel has a new port.
     async def direct_again() -> bool:
         before = direct.direct_reads
-        page = await direct.page(member.uuid, None, 5)
+        page = await direct.page(user, None, 5)
         assert page == entries
         return direct.direct_reads > before
 
@@ -87,9 +94,8 @@ async def test_a_malformed_request_gets_an_error_and_changes_nothing(
     db: Database, deployed: Settings, clients: tuple[TimelineClient, TimelineClient]
 ) -> None:
     direct, _ = clients
-    (member,) = await make_members(db, deployed, 1)
-    entries = await seed(direct, member.uuid, 2)
-    handle = ray.get_actor(shard_name(TIMELINE, direct.shard_of(member.uuid)), namespace=NAMESPACE)
+    user, entries = await one_reader(db, deployed, direct, 2)
+    handle = ray.get_actor(shard_name(TIMELINE, direct.shard_of(user)), namespace=NAMESPACE)
     address = await handle.read_address.remote()
     raw = ReadClient(address)
     await raw.connect(timeout_s=5)
@@ -99,4 +105,4 @@ async def test_a_malformed_request_gets_an_error_and_changes_nothing(
         assert not refused.value.retriable
     finally:
         await raw.close()
-    assert await direct.page(member.uuid, None, 5) == entries
+    assert await direct.page(user, None, 5) == entries

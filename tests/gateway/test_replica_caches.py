@@ -33,16 +33,33 @@ pytestmark = pytest.mark.stack
 FEED = "{ feed(first: 50) { edges { node { id } } } }"
 
 
-async def through_both_replicas(
-    http_url: str, member: Member, query: str, seen: Callable[[Reply], Any], **variables: Any
-) -> dict[str, set[Any]]:
-    """What each replica answers, over enough requests to reach both."""
+async def both_replicas_answer(
+    expected: Any,
+    http_url: str,
+    member: Member,
+    query: str,
+    seen: Callable[[Reply], Any],
+    **variables: Any,
+) -> None:
+    """Over enough requests to reach both replicas, each answers `expected` (as `seen`
+    reads a reply), and nothing else."""
     answers: dict[str, set[Any]] = {}
     for _ in range(24):
         reply = await call(http_url, member, query, **variables)
         answers.setdefault(reply.headers["x-nova-replica"], set()).add(seen(reply))
     assert len(answers) == 2, answers
-    return answers
+    assert all(seen_here == {expected} for seen_here in answers.values()), answers
+
+
+async def post_reads(expected: str | None, http_url: str, reader: Member, post_id: str) -> None:
+    """Through both replicas, the reader sees the post with `expected` text (None: not at
+    all)."""
+    await both_replicas_answer(expected, http_url, reader, POST, post_text, id=post_id)
+
+
+async def feed_reads(expected: frozenset[str], http_url: str, reader: Member) -> None:
+    """Through both replicas, the reader's feed holds exactly the posts `expected`."""
+    await both_replicas_answer(expected, http_url, reader, FEED, feed_ids)
 
 
 def post_text(reply: Reply) -> str | None:
@@ -60,20 +77,17 @@ async def test_an_edited_then_deleted_post_changes_on_both_replicas_within_50ms(
 ) -> None:
     author, reader = await make_members(db, settings, 2)
     post = await create_post(http_url, author, "first words")
-    before = await through_both_replicas(http_url, reader, POST, post_text, id=post["id"])
-    assert all(texts == {"first words"} for texts in before.values()), before
+    await post_reads("first words", http_url, reader, post["id"])
 
     edit = "mutation($id: ID!, $text: String!) { updatePost(id: $id, text: $text) { text } }"
     (await call(http_url, author, edit, id=post["id"], text="second words")).ok()
     await asyncio.sleep(0.05)
-    edited = await through_both_replicas(http_url, reader, POST, post_text, id=post["id"])
-    assert all(texts == {"second words"} for texts in edited.values()), edited
+    await post_reads("second words", http_url, reader, post["id"])
 
     delete = "mutation($id: ID!) { deletePost(id: $id) }"
     (await call(http_url, author, delete, id=post["id"])).ok()
     await asyncio.sleep(0.05)
-    deleted = await through_both_replicas(http_url, reader, POST, post_text, id=post["id"])
-    assert all(texts == {None} for texts in deleted.values()), deleted
+    await post_reads(None, http_url, reader, post["id"])
 
 
 async def test_a_block_hides_posts_on_both_replicas_within_50ms(
@@ -81,19 +95,16 @@ async def test_a_block_hides_posts_on_both_replicas_within_50ms(
 ) -> None:
     author, reader = await make_members(db, settings, 2)
     post = await create_post(http_url, author, "soon hidden")
-    before = await through_both_replicas(http_url, reader, POST, post_text, id=post["id"])
-    assert all(texts == {"soon hidden"} for texts in before.values()), before
+    await post_reads("soon hidden", http_url, reader, post["id"])
 
     (await call(http_url, author, BLOCK, id=reader.id)).ok()
     await asyncio.sleep(0.05)
-    after = await through_both_replicas(http_url, reader, POST, post_text, id=post["id"])
-    assert all(texts == {None} for texts in after.values()), after
+    await post_reads(None, http_url, reader, post["id"])
 
     unblock = "mutation($id: ID!) { unblockUser(userId: $id) }"
     (await call(http_url, author, unblock, id=reader.id)).ok()
     await asyncio.sleep(0.05)
-    again = await through_both_replicas(http_url, reader, POST, post_text, id=post["id"])
-    assert all(texts == {"soon hidden"} for texts in again.values()), again
+    await post_reads("soon hidden", http_url, reader, post["id"])
 
 
 async def test_an_author_crossing_the_fanout_threshold_is_merged_on_both_replicas(
@@ -106,15 +117,13 @@ async def test_an_author_crossing_the_fanout_threshold_is_merged_on_both_replica
     for member in [reader, *fans[:3]]:  # 4 followers: fanned out
         (await call(http_url, member, FOLLOW, id=author.id)).ok()
     # Both replicas now hold "follows no celebrity" for the reader.
-    before = await through_both_replicas(http_url, reader, FEED, feed_ids)
-    assert all(ids == {frozenset()} for ids in before.values()), before
+    await feed_reads(frozenset(), http_url, reader)
 
     for fan in fans[3:]:  # the fifth and sixth follower: now above the threshold
         (await call(http_url, fan, FOLLOW, id=author.id)).ok()
     post = await create_post(http_url, author, "merged at read time")
     await asyncio.sleep(0.05)
-    after = await through_both_replicas(http_url, reader, FEED, feed_ids)
-    assert all(ids == {frozenset({post["id"]})} for ids in after.values()), after
+    await feed_reads(frozenset({post["id"]}), http_url, reader)
 
 
 async def test_following_a_celebrity_merges_their_new_posts_on_both_replicas_at_once(
@@ -124,8 +133,7 @@ async def test_following_a_celebrity_merges_their_new_posts_on_both_replicas_at_
     for fan in fans:  # 6 followers: above the test threshold
         (await call(http_url, fan, FOLLOW, id=celebrity.id)).ok()
     old = await create_post(http_url, celebrity, "before the follow")
-    before = await through_both_replicas(http_url, reader, FEED, feed_ids)
-    assert all(ids == {frozenset()} for ids in before.values()), before
+    await feed_reads(frozenset(), http_url, reader)
 
     (await call(http_url, reader, FOLLOW, id=celebrity.id)).ok()
 
@@ -138,5 +146,4 @@ async def test_following_a_celebrity_merges_their_new_posts_on_both_replicas_at_
     await wait_until(backfilled, timeout_s=30, interval_s=0.1, message="backfill")
     new = await create_post(http_url, celebrity, "after the follow")
     await asyncio.sleep(0.05)
-    after = await through_both_replicas(http_url, reader, FEED, feed_ids)
-    assert all(ids == {frozenset({old["id"], new["id"]})} for ids in after.values()), after
+    await feed_reads(frozenset({old["id"], new["id"]}), http_url, reader)
