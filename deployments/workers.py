@@ -124,6 +124,8 @@ class ConsumerActor:
                 "duplicates": "Redeliveries absorbed by the ledger",
                 "dead_lettered": "Events sent to dlq.all",
                 "retries": "Failed attempts retried",
+                "gap_rereads": "Fetches repeated because a partition's offsets jumped",
+                "gaps_accepted": "Offset gaps still there after every re-read",
             },
             ("consumer",),
         )

@@ -109,6 +109,9 @@ class Settings:
     consumer_batch_size: int = 500
     consumer_poison_attempts: int = 3
     consumer_max_backoff_ms: int = 5_000
+    # Fetches of a partition repeated when its offsets jump, before the gap is believed
+    # (`storage.offset_gaps`: the embedded broker can show a later batch before an earlier one).
+    consumer_gap_rereads: int = 5
 
     # Gateway.
     readiness_timeout_s: float = 1.0
@@ -280,6 +283,7 @@ class Settings:
             "consumer_batch_size",
             "consumer_poison_attempts",
             "consumer_max_backoff_ms",
+            "consumer_gap_rereads",
             "readiness_timeout_s",
             "gateway_replicas",
             "gateway_max_ongoing_requests",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from storage.config import Settings
@@ -37,6 +37,7 @@ from storage.db import Database
 from storage.errors import classify
 from storage.events import HEADER_EPOCH, HEADER_REPLAY_FOR, Event, header
 from storage.kafka import make_consumer
+from storage.offset_gaps import OffsetGaps
 from storage.outbox import add_event
 from storage.tasks import Backoff
 from storage.topics import DLQ_TOPIC
@@ -86,6 +87,10 @@ class ConsumerStats:
     retries: int = 0
     rewinds: int = 0
     commit_failures: int = 0
+    # Fetches repeated because a partition's offsets jumped (`storage.offset_gaps`), and
+    # gaps still there after every re-read, taken as real.
+    gap_rereads: int = 0
+    gaps_accepted: int = 0
     last_error: str | None = None
 
 
@@ -108,6 +113,7 @@ class ConsumerRunner:
         # a redelivery, which the ledger absorbs.
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committer: asyncio.Task[None] | None = None
+        self._gaps: OffsetGaps[TopicPartition] = OffsetGaps(settings.consumer_gap_rereads)
         self.stats = ConsumerStats()
 
     @property
@@ -142,11 +148,9 @@ class ConsumerRunner:
         backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
         while True:
             kafka = make_consumer(
-                self._settings,
-                group_id=self._consumer.name,
-                client_id=self._member,
-                topics=self._consumer.topics,
+                self._settings, group_id=self._consumer.name, client_id=self._member
             )
+            kafka.subscribe(self._consumer.topics, listener=_ForgetOnRebalance(self._gaps))
             try:
                 await asyncio.wait_for(
                     kafka.start(), self._settings.kafka_request_timeout_ms / 1000
@@ -170,8 +174,23 @@ class ConsumerRunner:
     ) -> int | None:
         """Apply a partition's records in order; return the offset to commit, if any."""
         assert self._kafka is not None
+        if not self._gaps.knows(tp):
+            self._gaps.expect(tp, await self._committed(tp))
         accepted: list[ConsumerRecord] = []
         for record in records:
+            if not self._gaps.admit(tp, record.offset):
+                expected = self._gaps.expected(tp)
+                assert expected is not None
+                log.info(
+                    "consumer %s: %s[%d] jumped from offset %d to %d; reading it again",
+                    self.name,
+                    tp.topic,
+                    tp.partition,
+                    expected,
+                    record.offset,
+                )
+                self._kafka.seek(tp, expected)
+                break
             if self._epoch_advanced(tp, record):
                 self.stats.rewinds += 1
                 log.warning(
@@ -183,9 +202,11 @@ class ConsumerRunner:
                     record.offset,
                 )
                 self._uncommitted.pop(tp, None)  # an old-log offset must not land now
+                self._gaps.forget([tp])
                 await self._kafka.seek_to_beginning(tp)
                 break
             accepted.append(record)
+        self._count_gaps()
         if not accepted:
             return None
         await self._process_batch(tp, accepted)
@@ -264,6 +285,30 @@ class ConsumerRunner:
             await self._consumer.after_commit(events)
         except Exception:
             log.exception("consumer %s: after_commit failed (events stay applied)", self.name)
+
+    async def _committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset for `tp`, where this member's reading resumed;
+        None if there is none or the broker does not answer in time (then the first
+        record read sets the expected offset)."""
+        assert self._kafka is not None
+        try:
+            offset = await asyncio.wait_for(
+                self._kafka.committed(tp), self._settings.kafka_request_timeout_ms / 1000
+            )
+        except (KafkaError, TimeoutError) as exc:
+            log.info("consumer %s: committed offset of %s unknown (%s)", self.name, tp, exc)
+            return None
+        return None if offset is None or offset < 0 else int(offset)
+
+    def _count_gaps(self) -> None:
+        if self._gaps.accepted_count > self.stats.gaps_accepted:
+            log.warning(
+                "consumer %s: an offset gap persisted through %d re-reads; taken as real",
+                self.name,
+                self._gaps.rereads,
+            )
+        self.stats.gap_rereads = self._gaps.reread_count
+        self.stats.gaps_accepted = self._gaps.accepted_count
 
     def _epoch_advanced(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
         raw = header(record.headers, HEADER_EPOCH)
@@ -464,6 +509,20 @@ class ConsumerRunner:
             "assignment": assignment,
             **self.stats.__dict__,
         }
+
+
+class _ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions that change hands are read from their committed offset again: their
+    expected offsets are looked up afresh, not carried over."""
+
+    def __init__(self, gaps: OffsetGaps[TopicPartition]) -> None:
+        self._gaps = gaps
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._gaps.forget(revoked)
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._gaps.forget(assigned)
 
 
 async def _stop_quietly(kafka: AIOKafkaConsumer) -> None:

@@ -60,6 +60,13 @@ class DuplicateRecorder(Recorder):
     topics = ("test.duplicates",)
 
 
+class GapRecorder(Recorder):
+    """Run in the test's own process (`ConsumerRunner`), not in an actor."""
+
+    name = "test-gaps"
+    topics = ("test.gaps",)
+
+
 class BrokerRestartRecorder(Recorder):
     name = "test-broker-restart"
     topics = ("test.broker-restart",)
