@@ -527,6 +527,8 @@ async def run_scenario(settings: Settings, events: int, rate: float) -> dict[str
                 "retries",
                 "dead_lettered",
                 "commit_failures",
+                "gap_rereads",
+                "gaps_accepted",
                 "last_error",
                 "crashes",
                 "error",
