@@ -88,6 +88,22 @@ async def test_requests_are_counted_by_operation_kind_and_status(
     assert timed >= queries + 3
 
 
+async def test_serve_counts_http_requests_to_the_gateway(stack: Stack, http_url: str) -> None:
+    # The embedded stack has the ingress replica record Serve's HTTP metrics rather than
+    # HAProxy's per-request log datagrams (`deployments.stack.SERVE_FAST_PATH`): the
+    # dashboard's Serve panels must still see every request, by route and status.
+    labels = {"application": "nova", "method": "POST", "status_code": "200"}
+    before = metric_sum(await scrape(stack), "ray_serve_num_http_requests_total", **labels)
+    for _ in range(4):
+        assert (await post(http_url, "{ serverTime }")).status == 200
+    await metric_reaches(
+        stack, "ray_serve_num_http_requests_total", lambda v: v >= before + 4, **labels
+    )
+    assert metric_sum(
+        await scrape(stack), "ray_serve_http_request_latency_ms_count", **labels
+    ) >= before + 4
+
+
 async def test_open_websockets_are_a_gauge(stack: Stack, http_url: str) -> None:
     url = http_url.replace("http://", "ws://") + "/graphql"
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
