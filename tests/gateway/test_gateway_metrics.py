@@ -99,9 +99,10 @@ async def test_serve_counts_http_requests_to_the_gateway(stack: Stack, http_url:
     await metric_reaches(
         stack, "ray_serve_num_http_requests_total", lambda v: v >= before + 4, **labels
     )
-    assert metric_sum(
-        await scrape(stack), "ray_serve_http_request_latency_ms_count", **labels
-    ) >= before + 4
+    assert (
+        metric_sum(await scrape(stack), "ray_serve_http_request_latency_ms_count", **labels)
+        >= before + 4
+    )
 
 
 async def test_open_websockets_are_a_gauge(stack: Stack, http_url: str) -> None:
