@@ -287,16 +287,18 @@ class ConsumerRunner:
             log.exception("consumer %s: after_commit failed (events stay applied)", self.name)
 
     async def _committed(self, tp: TopicPartition) -> int | None:
-        """The group's committed offset for `tp`, where this member's reading resumed;
-        None if there is none or the broker does not answer in time (then the first
-        record read sets the expected offset)."""
+        """Where this member's reading of `tp` resumed: the group's committed offset, or
+        the log's start for a group with none (reads start at the earliest offset). None
+        if the broker does not answer in time; the first record read then sets it."""
         assert self._kafka is not None
+        timeout_s = self._settings.kafka_request_timeout_ms / 1000
         try:
-            offset = await asyncio.wait_for(
-                self._kafka.committed(tp), self._settings.kafka_request_timeout_ms / 1000
-            )
+            offset = await asyncio.wait_for(self._kafka.committed(tp), timeout_s)
+            if offset is None or offset < 0:
+                starts = await asyncio.wait_for(self._kafka.beginning_offsets([tp]), timeout_s)
+                offset = starts.get(tp)
         except (KafkaError, TimeoutError) as exc:
-            log.info("consumer %s: committed offset of %s unknown (%s)", self.name, tp, exc)
+            log.info("consumer %s: where %s resumed is unknown (%s)", self.name, tp, exc)
             return None
         return None if offset is None or offset < 0 else int(offset)
 
