@@ -163,20 +163,20 @@ class Invalidations:
         keys = list(keys)
         for key in keys:
             cache.forget(key)
-        try:
-            for key in keys:
-                await self._redis.publish(cache.channel, str(key))
-        except (RedisError, OSError, TimeoutError) as exc:
-            # Other replicas serve their copy until its TTL runs out.
-            log.warning("could not publish invalidations on %s: %s", cache.channel, exc)
+        await self._publish(cache.channel, [str(key) for key in keys])
 
     async def changed_all(self, cache: LocalCache[Any, Any]) -> None:
         """After a committed change that affects every entry: every replica drops them."""
         cache.clear()
+        await self._publish(cache.channel, [EVERYTHING])
+
+    async def _publish(self, channel: str, messages: list[str]) -> None:
         try:
-            await self._redis.publish(cache.channel, EVERYTHING)
+            for message in messages:
+                await self._redis.publish(channel, message)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("could not publish invalidations on %s: %s", cache.channel, exc)
+            # Other replicas serve their copy until its TTL runs out.
+            log.warning("could not publish invalidations on %s: %s", channel, exc)
 
     async def start(self) -> None:
         if not self._caches or self._listener is not None:

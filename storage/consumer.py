@@ -206,7 +206,8 @@ class ConsumerRunner:
                 await self._kafka.seek_to_beginning(tp)
                 break
             accepted.append(record)
-        self._count_gaps()
+        self.stats.gap_rereads = self._gaps.reread_count
+        self.stats.gaps_accepted = self._gaps.accepted_count
         if not accepted:
             return None
         await self._process_batch(tp, accepted)
@@ -301,16 +302,6 @@ class ConsumerRunner:
             log.info("consumer %s: where %s resumed is unknown (%s)", self.name, tp, exc)
             return None
         return None if offset is None or offset < 0 else int(offset)
-
-    def _count_gaps(self) -> None:
-        if self._gaps.accepted_count > self.stats.gaps_accepted:
-            log.warning(
-                "consumer %s: an offset gap persisted through %d re-reads; taken as real",
-                self.name,
-                self._gaps.rereads,
-            )
-        self.stats.gap_rereads = self._gaps.reread_count
-        self.stats.gaps_accepted = self._gaps.accepted_count
 
     def _epoch_advanced(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
         raw = header(record.headers, HEADER_EPOCH)

@@ -17,9 +17,12 @@ Apache Kafka) and the consumer goes on, counting it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
 
 Partition = TypeVar("Partition")
 
@@ -72,6 +75,13 @@ class OffsetGaps(Generic[Partition]):
                 self.reread_count += 1
                 return False
             self.accepted_count += 1
+            log.warning(
+                "offsets %d to %d of %s still missing after %d re-reads; taken as a real gap",
+                expected,
+                offset - 1,
+                partition,
+                tries,
+            )
         self._tries.pop(partition, None)
         self._next[partition] = offset + 1
         return True

@@ -62,6 +62,17 @@ async def feed_reads(expected: frozenset[str], http_url: str, reader: Member) ->
     await both_replicas_answer(expected, http_url, reader, FEED, feed_ids)
 
 
+async def a_post_both_replicas_cached(
+    http_url: str, db: Database, settings: Settings, text: str
+) -> tuple[Member, Member, dict[str, Any]]:
+    """An author, a reader and the author's new post, which both replicas have shown the
+    reader (and so cached)."""
+    author, reader = await make_members(db, settings, 2)
+    post = await create_post(http_url, author, text)
+    await post_reads(text, http_url, reader, post["id"])
+    return author, reader, post
+
+
 def post_text(reply: Reply) -> str | None:
     """The post's text; None when it is gone or hidden from the reader."""
     post = reply.ok()["post"]
@@ -75,9 +86,7 @@ def feed_ids(reply: Reply) -> frozenset[str]:
 async def test_an_edited_then_deleted_post_changes_on_both_replicas_within_50ms(
     http_url: str, db: Database, settings: Settings
 ) -> None:
-    author, reader = await make_members(db, settings, 2)
-    post = await create_post(http_url, author, "first words")
-    await post_reads("first words", http_url, reader, post["id"])
+    author, reader, post = await a_post_both_replicas_cached(http_url, db, settings, "first words")
 
     edit = "mutation($id: ID!, $text: String!) { updatePost(id: $id, text: $text) { text } }"
     (await call(http_url, author, edit, id=post["id"], text="second words")).ok()
@@ -93,9 +102,7 @@ async def test_an_edited_then_deleted_post_changes_on_both_replicas_within_50ms(
 async def test_a_block_hides_posts_on_both_replicas_within_50ms(
     http_url: str, db: Database, settings: Settings
 ) -> None:
-    author, reader = await make_members(db, settings, 2)
-    post = await create_post(http_url, author, "soon hidden")
-    await post_reads("soon hidden", http_url, reader, post["id"])
+    author, reader, post = await a_post_both_replicas_cached(http_url, db, settings, "soon hidden")
 
     (await call(http_url, author, BLOCK, id=reader.id)).ok()
     await asyncio.sleep(0.05)

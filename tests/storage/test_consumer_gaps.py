@@ -46,7 +46,7 @@ async def test_records_skipped_by_the_fetch_position_are_read_again_and_applied_
         kafka.seek(tp, position + 2)  # as the broker race does: 2 records never seen
         await write_events(db, topic, [("k", n) for n in range(3, 7)])
 
-        rows = await wait_until(
+        await wait_until(
             lambda: count_applied(7), timeout_s=60, message="the skipped records read again"
         )
         await asyncio.sleep(0.5)  # a late double apply would show up now
