@@ -420,7 +420,13 @@ async def direct_phase(
 
 
 async def baseline(settings: Settings, run_id: str, events: int, rate: float) -> dict[str, Any]:
-    direct = settings.replace(kafka_idempotence=False)
+    # Nova's consumers fetch with the busy wait while records flow (`storage.fetch_wait`);
+    # the baseline's reader gets the same wait, so both read the broker the same way.
+    direct = settings.replace(
+        kafka_idempotence=False,
+        kafka_fetch_max_wait_ms=settings.kafka_fetch_busy_wait_ms
+        or settings.kafka_fetch_max_wait_ms,
+    )
     timeout_s = settings.kafka_request_timeout_ms / 1000
     producer = make_producer(direct, client_id="bench-direct")
     reader = make_consumer(direct, group_id=None, client_id="bench-direct-reader")
@@ -521,6 +527,7 @@ async def run_scenario(settings: Settings, events: int, rate: float) -> dict[str
             k: consumer_status.get(k)
             for k in (
                 "consumer",
+                "fetch_wait_ms",
                 "applied",
                 "duplicates",
                 "rewinds",

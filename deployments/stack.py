@@ -828,11 +828,13 @@ class Stack:
             env["NOVA_KAFKA_BOOTSTRAP"] = self.broker.url
             # The embedded broker lacks InitProducerId v1+; dedup by event id carries us.
             env.setdefault("NOVA_KAFKA_IDEMPOTENCE", "false")
-            # It does not answer a waiting fetch early when data arrives, so this is the
-            # latency of a consumer that has caught up; under load fetches find data and
-            # return at once. Every idle fetch costs it CPU: at 20 ms, four idle consumer
-            # groups kept it at a quarter of a core (9% at 100 ms).
+            # It does not answer a waiting fetch early when data arrives (often not even
+            # when data is there already), so the wait is the latency of every hop. Every
+            # fetch costs it CPU: at 20 ms, four idle consumer groups kept it at a quarter of
+            # a core (9% at 100 ms). So idle groups wait 100 ms, groups with records flowing
+            # 20 ms (`storage.fetch_wait`).
             env.setdefault("NOVA_KAFKA_FETCH_MAX_WAIT_MS", "100")
+            env.setdefault("NOVA_KAFKA_FETCH_BUSY_WAIT_MS", "20")
             # It is one node, and its every fetch costs CPU per partition (an idle consumer
             # of 40 partitions kept it at a quarter of a core): two partitions a topic.
             env.setdefault("NOVA_KAFKA_MAX_PARTITIONS", "2")
@@ -867,6 +869,7 @@ class Stack:
             *URL_VARIABLES,
             "NOVA_KAFKA_IDEMPOTENCE",
             "NOVA_KAFKA_FETCH_MAX_WAIT_MS",
+            "NOVA_KAFKA_FETCH_BUSY_WAIT_MS",
             "NOVA_KAFKA_MAX_PARTITIONS",
             *self.ray.environment(),
             "NOVA_HTTP_PORT",

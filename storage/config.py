@@ -90,6 +90,9 @@ class Settings:
     # How long a fetch may wait for data. Apache Kafka answers early when data arrives, so
     # this only bounds idle polling; the embedded broker does not, so there it is latency.
     kafka_fetch_max_wait_ms: int = 500
+    # A consumer's fetch wait while records flow (0: the same as idle). For brokers that
+    # hold a fetch for its whole wait even when records are there (`storage.fetch_wait`).
+    kafka_fetch_busy_wait_ms: int = 0
     # Caps the catalogue's partition counts for topics Nova creates (0: no cap). The
     # embedded single-node broker uses 2; a real cluster keeps the catalogue's counts.
     kafka_max_partitions: int = 0
@@ -373,6 +376,11 @@ class Settings:
                 raise ValueError(f"{env_name(name)} must be a postgresql:// URL")
         if not 0 <= self.grpc_port < 65536:
             raise ValueError(f"{env_name('grpc_port')} must be a port number (0: no gRPC)")
+        if not 0 <= self.kafka_fetch_busy_wait_ms <= self.kafka_fetch_max_wait_ms:
+            raise ValueError(
+                f"{env_name('kafka_fetch_busy_wait_ms')} must be within 0.."
+                f"{env_name('kafka_fetch_max_wait_ms')} ({self.kafka_fetch_max_wait_ms})"
+            )
         if self.kafka_max_partitions < 0:
             raise ValueError(f"{env_name('kafka_max_partitions')} must be >= 0 (0: no cap)")
         if self.pg_statement_cache_size < 0:

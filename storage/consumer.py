@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,9 +35,10 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from storage.config import Settings
 from storage.db import Database
-from storage.errors import classify
+from storage.errors import NovaError, classify
 from storage.events import HEADER_EPOCH, HEADER_REPLAY_FOR, Event, header
-from storage.kafka import make_consumer
+from storage.fetch_wait import FetchWait, set_fetch_max_wait
+from storage.kafka import end_offsets, make_consumer
 from storage.offset_gaps import OffsetGaps
 from storage.outbox import add_event
 from storage.tasks import Backoff
@@ -44,6 +46,9 @@ from storage.topics import DLQ_TOPIC
 from storage.tracing import reset_traceparent, set_traceparent
 
 log = logging.getLogger(__name__)
+
+# How often an idle member may ask the broker whether records wait past its position.
+LAG_CHECK_S = 5.0
 
 
 class Consumer(ABC):
@@ -91,6 +96,8 @@ class ConsumerStats:
     # gaps still there after every re-read, taken as real.
     gap_rereads: int = 0
     gaps_accepted: int = 0
+    # Times the fetch wait was doubled because the broker found no records in time.
+    fetch_wait_raises: int = 0
     last_error: str | None = None
 
 
@@ -114,6 +121,14 @@ class ConsumerRunner:
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committer: asyncio.Task[None] | None = None
         self._gaps: OffsetGaps[TopicPartition] = OffsetGaps(settings.consumer_gap_rereads)
+        idle_ms = settings.kafka_fetch_max_wait_ms
+        self._fetch_wait = FetchWait(
+            idle_ms,
+            settings.kafka_fetch_busy_wait_ms or idle_ms,
+            ceiling_ms=max(idle_ms, settings.kafka_request_timeout_ms // 2),
+        )
+        self._lag_checked = 0.0
+        self._stuck_at: dict[TopicPartition, int] | None = None
         self.stats = ConsumerStats()
 
     @property
@@ -126,9 +141,12 @@ class ConsumerRunner:
             await self._connect()
             assert self._kafka is not None
             while True:
+                # A fetch may take up to two waits on the embedded broker (`fetch_wait`).
                 batches = await self._kafka.getmany(
-                    timeout_ms=500, max_records=self._settings.consumer_batch_size
+                    timeout_ms=max(500, 2 * self._fetch_wait.current_ms + 100),
+                    max_records=self._settings.consumer_batch_size,
                 )
+                await self._pace_fetches(got_records=bool(batches))
                 if batches:
                     # Partitions are independent; within one, order is kept.
                     nexts = await asyncio.gather(
@@ -143,6 +161,48 @@ class ConsumerRunner:
             finally:
                 await self._disconnect()
                 await self._consumer.stop()
+
+    async def _pace_fetches(self, *, got_records: bool) -> None:
+        """Adjust the fetch wait to this poll's outcome (`storage.fetch_wait`).
+
+        Empty polls while records wait are normal for a moment (they arrived during the
+        fetch), so the wait is raised only when two lag checks, `LAG_CHECK_S` apart, find
+        the member at the same positions with records past them.
+        """
+        assert self._kafka is not None
+        now = time.monotonic()
+        wait_ms = self._fetch_wait.after_poll(got_records, now)
+        if got_records:
+            self._stuck_at = None
+        elif (
+            now - self._lag_checked >= LAG_CHECK_S
+            and self._fetch_wait.current_ms < self._fetch_wait.ceiling_ms
+        ):
+            self._lag_checked = now
+            behind = await self._positions_behind_end()
+            if behind and behind == self._stuck_at:
+                wait_ms = self._fetch_wait.raise_for_slow_broker() or wait_ms
+                self.stats.fetch_wait_raises += 1
+            self._stuck_at = behind
+        if wait_ms is not None:
+            set_fetch_max_wait(self._kafka, wait_ms)
+
+    async def _positions_behind_end(self) -> dict[TopicPartition, int] | None:
+        """This member's position in each assigned partition that holds records past it."""
+        assert self._kafka is not None
+        kafka = self._kafka
+        assigned = sorted(kafka.assignment())
+        if not assigned:
+            return None
+        timeout_s = self._settings.kafka_request_timeout_ms / 1000
+        try:
+            ends = await end_offsets(kafka, assigned, timeout_s)
+            positions = {
+                tp: await asyncio.wait_for(kafka.position(tp), timeout_s) for tp in assigned
+            }
+        except (NovaError, KafkaError, OSError, TimeoutError):
+            return None  # the next poll meets the outage; nothing to conclude from here
+        return {tp: pos for tp, pos in positions.items() if pos < ends[tp]} or None
 
     async def _connect(self) -> None:
         backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
@@ -161,6 +221,7 @@ class ConsumerRunner:
                 await _stop_quietly(kafka)
                 await backoff.sleep()
                 continue
+            set_fetch_max_wait(kafka, self._fetch_wait.current_ms)
             self._kafka = kafka
             return
 
@@ -500,6 +561,7 @@ class ConsumerRunner:
             "consumer": self.name,
             "member": self._member,
             "assignment": assignment,
+            "fetch_wait_ms": self._fetch_wait.current_ms,
             **self.stats.__dict__,
         }
 

@@ -53,5 +53,18 @@ def test_heartbeat_must_be_below_session_timeout() -> None:
         Settings.from_env({"NOVA_KAFKA_HEARTBEAT_INTERVAL_MS": "7000"})
 
 
+def test_busy_fetch_wait_must_not_exceed_the_idle_one() -> None:
+    with pytest.raises(ValueError, match="KAFKA_FETCH_BUSY_WAIT_MS"):
+        Settings.from_env(
+            {"NOVA_KAFKA_FETCH_MAX_WAIT_MS": "100", "NOVA_KAFKA_FETCH_BUSY_WAIT_MS": "101"}
+        )
+    with pytest.raises(ValueError, match="KAFKA_FETCH_BUSY_WAIT_MS"):
+        Settings.from_env({"NOVA_KAFKA_FETCH_BUSY_WAIT_MS": "-1"})
+    settings = Settings.from_env(
+        {"NOVA_KAFKA_FETCH_MAX_WAIT_MS": "100", "NOVA_KAFKA_FETCH_BUSY_WAIT_MS": "20"}
+    )
+    assert (settings.kafka_fetch_max_wait_ms, settings.kafka_fetch_busy_wait_ms) == (100, 20)
+
+
 def test_env_name_is_prefixed_and_upper_case() -> None:
     assert env_name("relay_batch_size") == "NOVA_RELAY_BATCH_SIZE"

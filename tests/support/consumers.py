@@ -67,6 +67,20 @@ class GapRecorder(Recorder):
     topics = ("test.gaps",)
 
 
+class PacingRecorder(Recorder):
+    """Run in the test's own process (`ConsumerRunner`), not in an actor."""
+
+    name = "test-pacing"
+    topics = ("test.pacing",)
+
+
+class LagRecorder(Recorder):
+    """Run in the test's own process (`ConsumerRunner`), not in an actor."""
+
+    name = "test-lag"
+    topics = ("test.lag",)
+
+
 class BrokerRestartRecorder(Recorder):
     name = "test-broker-restart"
     topics = ("test.broker-restart",)
