@@ -831,10 +831,11 @@ class Stack:
             # It does not answer a waiting fetch early when data arrives (often not even
             # when data is there already), so the wait is the latency of every hop. Every
             # fetch costs it CPU: at 20 ms, four idle consumer groups kept it at a quarter of
-            # a core (9% at 100 ms). So idle groups wait 100 ms, groups with records flowing
-            # 20 ms (`storage.fetch_wait`).
+            # a core (9% at 100 ms). A shorter wait only while records flow
+            # (NOVA_KAFKA_FETCH_BUSY_WAIT_MS, `storage.fetch_wait`) stays off: it cut
+            # outbox latency at 300 events/s but cost the likes shard path a third of its
+            # throughput on two cores.
             env.setdefault("NOVA_KAFKA_FETCH_MAX_WAIT_MS", "100")
-            env.setdefault("NOVA_KAFKA_FETCH_BUSY_WAIT_MS", "20")
             # It is one node, and its every fetch costs CPU per partition (an idle consumer
             # of 40 partitions kept it at a quarter of a core): two partitions a topic.
             env.setdefault("NOVA_KAFKA_MAX_PARTITIONS", "2")

@@ -7,7 +7,9 @@ took one to two waits. So on that broker the wait is the latency of every hop, e
 load, while each fetch costs it CPU per partition: a short wait for every idle consumer
 group is what saturated a two-core box (eleventh session: 20 ms for every group doubled
 Nova's outbox latency). Apache Kafka answers early; there the two waits are equal and
-nothing changes (`kafka_fetch_busy_wait_ms` = 0).
+nothing changes (`kafka_fetch_busy_wait_ms` = 0, the default everywhere: on the embedded
+stack a 20 ms busy wait cut outbox latency at 300 events/s by a quarter to a third, and
+cost the likes shard path about 30% of its throughput, so it is an operator's choice).
 
 A group turns busy on its first records and idle again once `idle_after_s` passes without
 any, so a burst after a quiet spell pays the idle wait once.
