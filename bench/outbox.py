@@ -423,9 +423,7 @@ async def baseline(settings: Settings, run_id: str, events: int, rate: float) ->
     # Nova's consumers fetch with the busy wait while records flow (`storage.fetch_wait`);
     # the baseline's reader gets the same wait, so both read the broker the same way.
     direct = settings.replace(
-        kafka_idempotence=False,
-        kafka_fetch_max_wait_ms=settings.kafka_fetch_busy_wait_ms
-        or settings.kafka_fetch_max_wait_ms,
+        kafka_idempotence=False, kafka_fetch_max_wait_ms=settings.kafka_fetch_busy_wait
     )
     timeout_s = settings.kafka_request_timeout_ms / 1000
     producer = make_producer(direct, client_id="bench-direct")

@@ -410,6 +410,11 @@ class Settings:
         return cls(**values)
 
     @property
+    def kafka_fetch_busy_wait(self) -> int:
+        """A consumer's fetch wait while records flow: the busy wait if set, else the idle one."""
+        return self.kafka_fetch_busy_wait_ms or self.kafka_fetch_max_wait_ms
+
+    @property
     def direct_database_url(self) -> str:
         """The URL for LISTEN and migrations: the direct one if set, else the pooled one."""
         return self.database_direct_url or self.database_url

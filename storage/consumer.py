@@ -124,7 +124,7 @@ class ConsumerRunner:
         idle_ms = settings.kafka_fetch_max_wait_ms
         self._fetch_wait = FetchWait(
             idle_ms,
-            settings.kafka_fetch_busy_wait_ms or idle_ms,
+            settings.kafka_fetch_busy_wait,
             ceiling_ms=max(idle_ms, settings.kafka_request_timeout_ms // 2),
         )
         self._lag_checked = 0.0

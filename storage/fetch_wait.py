@@ -15,10 +15,11 @@ A group turns busy on its first records and idle again once `idle_after_s` passe
 any, so a burst after a quiet spell pays the idle wait once.
 
 The same broker also answers *nothing* when finding a fetch's offset takes longer than the
-wait: its in-memory log is scanned, about 0.5 ms per thousand records of the partition here,
-and it cannot delete records (DeleteRecords is unimplemented), so partitions only grow. A
-member that gets nothing while its partitions have records past its position therefore
-doubles its waits (`raise_for_slow_broker`), up to a ceiling, rather than starve.
+wait: it scans the partition's batches (20-45 ms at the end of 47,000 one-record batches
+here), and it cannot delete records (DeleteRecords is unimplemented), so partitions only
+grow. A member that stays at the same positions while records wait past them therefore
+doubles its waits (`raise_for_slow_broker`, decided by `storage.consumer`), up to a
+ceiling, rather than starve.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class FetchWait:
         return self._changed(before)
 
     def raise_for_slow_broker(self) -> int | None:
-        """A poll got nothing though records were waiting: the broker needs longer than the
+        """The member got nothing while records waited: the broker needs longer than the
         current wait to find them, so no wait up to twice it is any use. Returns the new
         current wait, or None at the ceiling."""
         before = self.current_ms

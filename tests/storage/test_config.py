@@ -64,6 +64,8 @@ def test_busy_fetch_wait_must_not_exceed_the_idle_one() -> None:
         {"NOVA_KAFKA_FETCH_MAX_WAIT_MS": "100", "NOVA_KAFKA_FETCH_BUSY_WAIT_MS": "20"}
     )
     assert (settings.kafka_fetch_max_wait_ms, settings.kafka_fetch_busy_wait_ms) == (100, 20)
+    assert settings.kafka_fetch_busy_wait == 20
+    assert Settings.from_env({"NOVA_KAFKA_FETCH_MAX_WAIT_MS": "100"}).kafka_fetch_busy_wait == 100
 
 
 def test_env_name_is_prefixed_and_upper_case() -> None:

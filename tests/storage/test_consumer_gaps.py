@@ -19,7 +19,7 @@ from storage.config import Settings
 from storage.consumer import ConsumerRunner
 from storage.db import Database
 from tests.conftest import Topics, applied, wait_until, write_events
-from tests.support.consumers import GapRecorder
+from tests.support.consumers import GapRecorder, running
 
 pytestmark = pytest.mark.stack
 
@@ -30,8 +30,7 @@ async def test_records_skipped_by_the_fetch_position_are_read_again_and_applied_
     topic = await topics.create("test.gaps", partitions=1)
     tp = TopicPartition(topic, 0)
     runner = ConsumerRunner(GapRecorder(), db, deployed, member="test-gaps-0")
-    task = asyncio.get_running_loop().create_task(runner.run())
-    try:
+    async with running(runner):
 
         async def count_applied(n: int) -> list[Any] | None:
             rows = await applied(db, "test-gaps")
@@ -55,6 +54,3 @@ async def test_records_skipped_by_the_fetch_position_are_read_again_and_applied_
         assert runner.stats.gap_rereads >= 1
         assert runner.stats.gaps_accepted == 0
         assert runner.stats.duplicates == 0
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

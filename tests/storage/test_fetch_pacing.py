@@ -4,8 +4,6 @@ raised when the broker cannot find waiting records within it (`storage.fetch_wai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ from storage.config import Settings
 from storage.consumer import LAG_CHECK_S, ConsumerRunner
 from storage.db import Database
 from tests.conftest import Topics, applied, wait_until, write_events
-from tests.support.consumers import LagRecorder, PacingRecorder
+from tests.support.consumers import LagRecorder, PacingRecorder, running
 
 pytestmark = pytest.mark.stack
 
@@ -37,16 +35,6 @@ def spy_on_fetch_waits(kafka: AIOKafkaConsumer) -> list[int]:
 
     client.send = recording_send
     return waits
-
-
-@asynccontextmanager
-async def running(runner: ConsumerRunner) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.get_running_loop().create_task(runner.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_fetches_wait_briefly_while_records_flow_and_long_once_idle(

@@ -6,13 +6,15 @@ so they must be importable by name; each owns one topic and one consumer group.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import asyncpg
 
 from storage.config import Settings
-from storage.consumer import Consumer
+from storage.consumer import Consumer, ConsumerRunner
 from storage.errors import PoisonEvent
 from storage.events import Event
 
@@ -60,25 +62,33 @@ class DuplicateRecorder(Recorder):
     topics = ("test.duplicates",)
 
 
-class GapRecorder(Recorder):
-    """Run in the test's own process (`ConsumerRunner`), not in an actor."""
+# The next three run in the test's own process (`running`), not in an actor.
 
+
+class GapRecorder(Recorder):
     name = "test-gaps"
     topics = ("test.gaps",)
 
 
 class PacingRecorder(Recorder):
-    """Run in the test's own process (`ConsumerRunner`), not in an actor."""
-
     name = "test-pacing"
     topics = ("test.pacing",)
 
 
 class LagRecorder(Recorder):
-    """Run in the test's own process (`ConsumerRunner`), not in an actor."""
-
     name = "test-lag"
     topics = ("test.lag",)
+
+
+@asynccontextmanager
+async def running(runner: ConsumerRunner) -> AsyncIterator[None]:
+    """Run a `ConsumerRunner` in this process for the block, cancelled after it."""
+    task = asyncio.get_running_loop().create_task(runner.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 class BrokerRestartRecorder(Recorder):
