@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "nova"
 _METRICS_INTERVAL_S = 5.0
+_AGE_BOUNDARIES_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
 class _Counters:
@@ -129,6 +130,19 @@ class ConsumerActor:
             },
             ("consumer",),
         )
+        # How stale this consumer's effects are: the time from each event to its commit
+        # here, and the records still waiting for this member at the broker.
+        self._ages = metrics.Histogram(
+            "nova_consumer_event_age_seconds",
+            description="From an event's occurred_at to its commit by the consumer",
+            boundaries=list(_AGE_BOUNDARIES_S),
+            tag_keys=("consumer",),
+        )
+        self._behind = metrics.Gauge(
+            "nova_consumer_records_behind",
+            description="Records waiting past this member's positions at the broker",
+            tag_keys=("consumer", "member"),
+        )
         self._task = supervise(member, self._run, self._health)
         self._metrics_task = supervise(f"{member}-metrics", self._export_metrics, LoopHealth())
 
@@ -146,8 +160,16 @@ class ConsumerActor:
     async def _export_metrics(self) -> None:
         while True:
             await asyncio.sleep(_METRICS_INTERVAL_S)
-            if self._runner is not None:
-                self._counters.export(self._runner.stats, {"consumer": self._runner.name})
+            runner = self._runner
+            if runner is None:
+                continue
+            tags = {"consumer": runner.name}
+            self._counters.export(runner.stats, tags)
+            for age_s in runner.take_ages():
+                self._ages.observe(age_s, tags=tags)
+            behind = await runner.records_behind()
+            if behind is not None:
+                self._behind.set(behind, tags={**tags, "member": self._member})
 
     async def status(self) -> dict[str, Any]:
         runner = (

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # How often an idle member may ask the broker whether records wait past its position.
 LAG_CHECK_S = 5.0
+# Applied events' ages kept for the metrics exporter between two of its visits.
+AGES_KEPT = 10_000
 
 
 class Consumer(ABC):
@@ -129,6 +132,9 @@ class ConsumerRunner:
         )
         self._lag_checked = 0.0
         self._stuck_at: dict[TopicPartition, int] | None = None
+        # Seconds from each applied event's `occurred_at` to its commit here, for the
+        # hosting actor to export (`take_ages`); the oldest go first if nobody takes them.
+        self._ages: deque[float] = deque(maxlen=AGES_KEPT)
         self.stats = ConsumerStats()
 
     @property
@@ -189,8 +195,19 @@ class ConsumerRunner:
 
     async def _positions_behind_end(self) -> dict[TopicPartition, int] | None:
         """This member's position in each assigned partition that holds records past it."""
-        assert self._kafka is not None
+        found = await self._ends_and_positions()
+        if found is None:
+            return None  # the next poll meets the outage; nothing to conclude from here
+        ends, positions = found
+        return {tp: pos for tp, pos in positions.items() if pos < ends[tp]} or None
+
+    async def _ends_and_positions(
+        self,
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]] | None:
+        """End offsets and this member's positions in its assigned partitions."""
         kafka = self._kafka
+        if kafka is None:
+            return None
         assigned = sorted(kafka.assignment())
         if not assigned:
             return None
@@ -201,8 +218,8 @@ class ConsumerRunner:
                 tp: await asyncio.wait_for(kafka.position(tp), timeout_s) for tp in assigned
             }
         except (NovaError, KafkaError, OSError, TimeoutError):
-            return None  # the next poll meets the outage; nothing to conclude from here
-        return {tp: pos for tp, pos in positions.items() if pos < ends[tp]} or None
+            return None
+        return ends, positions
 
     async def _connect(self) -> None:
         backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
@@ -337,8 +354,28 @@ class ConsumerRunner:
             await self._consumer.apply_many(done, conn)
         self.stats.applied += len(done)
         self.stats.duplicates += len(events) - len(done)
+        self._note_ages(done)
         await self._after_commit(done)
         return len(done)
+
+    def _note_ages(self, events: Sequence[Event]) -> None:
+        now = time.time()
+        self._ages.extend(max(0.0, now - event.occurred_at.timestamp()) for event in events)
+
+    def take_ages(self) -> list[float]:
+        """The ages (s, occurred → applied) of the events applied since the last call."""
+        ages = list(self._ages)
+        self._ages.clear()
+        return ages
+
+    async def records_behind(self) -> int | None:
+        """How many records wait past this member's positions (its share of the group's
+        lag); None when it has no assignment or the broker does not answer in time."""
+        found = await self._ends_and_positions()
+        if found is None:
+            return None
+        ends, positions = found
+        return sum(max(0, ends[tp] - pos) for tp, pos in positions.items())
 
     async def _after_commit(self, events: list[Event]) -> None:
         if not events:
@@ -465,6 +502,7 @@ class ConsumerRunner:
         finally:
             reset_traceparent(token)
         self.stats.applied += 1
+        self._note_ages([event])
         await self._after_commit([event])
         return True
 

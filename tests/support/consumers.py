@@ -62,7 +62,7 @@ class DuplicateRecorder(Recorder):
     topics = ("test.duplicates",)
 
 
-# The next three run in the test's own process (`running`), not in an actor.
+# The next four run in the test's own process (`running`), not in an actor.
 
 
 class GapRecorder(Recorder):
@@ -78,6 +78,11 @@ class PacingRecorder(Recorder):
 class LagRecorder(Recorder):
     name = "test-lag"
     topics = ("test.lag",)
+
+
+class StalenessRecorder(Recorder):
+    name = "test-staleness"
+    topics = ("test.staleness",)
 
 
 @asynccontextmanager
@@ -139,6 +144,11 @@ class PoisonRecorder(Recorder):
             )
             if not fixed:
                 raise PoisonEvent(f"cannot apply {event.event_id}: no fix recorded")
+
+
+class MetricsRecorder(Recorder):
+    name = "test-metrics"
+    topics = ("test.metrics",)
 
 
 class BatchRecorder(Recorder):
