@@ -143,6 +143,7 @@ class ConsumerActor:
             description="Records waiting past this member's positions at the broker",
             tag_keys=("consumer", "member"),
         )
+        self._records_behind: int | None = None
         self._task = supervise(member, self._run, self._health)
         self._metrics_task = supervise(f"{member}-metrics", self._export_metrics, LoopHealth())
 
@@ -168,6 +169,7 @@ class ConsumerActor:
             for age_s in runner.take_ages():
                 self._ages.observe(age_s, tags=tags)
             behind = await runner.records_behind()
+            self._records_behind = behind
             if behind is not None:
                 self._behind.set(behind, tags={**tags, "member": self._member})
 
@@ -175,7 +177,12 @@ class ConsumerActor:
         runner = (
             self._runner.status() if self._runner else {"member": self._member, "state": "starting"}
         )
-        return {**runner, "crashes": self._health.crashes, "last_crash": self._health.last_error}
+        return {
+            **runner,
+            "records_behind": self._records_behind,  # as of the last metrics export
+            "crashes": self._health.crashes,
+            "last_crash": self._health.last_error,
+        }
 
 
 def load_consumer(path: str) -> Consumer:

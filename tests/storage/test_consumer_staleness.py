@@ -89,11 +89,11 @@ def has_sample(text: str, name: str, **labels: str) -> bool:
     )
 
 
-async def test_consumer_actors_export_event_ages_and_records_behind(
+async def test_consumer_actors_export_event_ages_and_records_behind_and_show_them(
     db: Database, topics: Topics, consumers: Consumers, stack: Stack
 ) -> None:
     topic = await topics.create("test.metrics")
-    consumers.start("tests.support.consumers:MetricsRecorder")
+    member = consumers.start("tests.support.consumers:MetricsRecorder")
     await write_events(db, topic, [("k", n) for n in range(3)])
 
     async def all_applied() -> bool:
@@ -116,3 +116,6 @@ async def test_consumer_actors_export_event_ages_and_records_behind(
         text = await scrape(stack)
     assert has_sample(text, "ray_nova_consumer_records_behind", consumer="test-metrics")
     assert metric_sum(text, "ray_nova_consumer_records_behind", consumer="test-metrics") == 0
+    status = await member.status.remote()  # what `nova status` shows
+    assert status["records_behind"] == 0
+    assert status["applied"] == 3
