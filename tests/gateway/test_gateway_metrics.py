@@ -20,19 +20,24 @@ _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\} 
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    """Sum of every sample of `name` whose labels include `labels` (all replicas).
+def samples(text: str, name: str, **labels: str) -> list[float]:
+    """Every sample of `name` whose labels include `labels` (all replicas).
 
     Ray exports application metrics with a `ray_` prefix."""
-    total = 0.0
+    values = []
     for line in text.splitlines():
         match = _SAMPLE.match(line)
         if match is None or match["name"] != name:
             continue
         found = dict(_LABEL.findall(match["labels"]))
         if all(found.get(key) == value for key, value in labels.items()):
-            total += float(match["value"])
-    return total
+            values.append(float(match["value"]))
+    return values
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of every sample of `name` whose labels include `labels` (all replicas)."""
+    return sum(samples(text, name, **labels))
 
 
 async def scrape(stack: Stack) -> str:

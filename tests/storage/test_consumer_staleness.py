@@ -14,8 +14,8 @@ from storage.consumer import ConsumerRunner
 from storage.db import Database
 from storage.events import Event
 from tests.conftest import Consumers, Topics, applied, wait_until, write_events
-from tests.gateway.test_gateway_metrics import metric_reaches, metric_sum, scrape
-from tests.support.consumers import StalenessRecorder, running
+from tests.gateway.test_gateway_metrics import metric_reaches, metric_sum, samples, scrape
+from tests.support.consumers import StalenessRecorder, joined, running
 
 pytestmark = pytest.mark.stack
 
@@ -27,12 +27,7 @@ async def test_a_member_reports_what_waits_for_it_and_how_old_its_events_were(
 ) -> None:
     topic = await topics.create("test.staleness", partitions=2)
     runner = ConsumerRunner(StalenessRecorder(), db, deployed, member="test-staleness-0")
-    await runner._connect()
-    kafka = runner._kafka
-    assert kafka is not None
-    try:
-        while not kafka.assignment():  # join the group; the topic is still empty
-            assert not await kafka.getmany(timeout_ms=200)
+    async with joined(runner) as kafka:
         assert await runner.records_behind() == 0
         kafka.pause(*kafka.assignment())  # the events arrive; this member reads none
 
@@ -47,8 +42,6 @@ async def test_a_member_reports_what_waits_for_it_and_how_old_its_events_were(
             )
         await wait_until(lambda: behind_is(runner, 4), timeout_s=60, message="4 records behind")
         await asyncio.sleep(HELD_S)
-    finally:
-        await runner._disconnect()
 
     async with running(runner):
 
@@ -80,15 +73,6 @@ async def published(db: Database, event: Event) -> bool:
     )
 
 
-def has_sample(text: str, name: str, **labels: str) -> bool:
-    """Whether the scrape holds a sample of `name` with these labels (a sum can be 0)."""
-    wanted = [f'{key}="{value}"' for key, value in labels.items()]
-    return any(
-        line.startswith(name + "{") and all(label in line for label in wanted)
-        for line in text.splitlines()
-    )
-
-
 async def test_consumer_actors_export_event_ages_and_records_behind_and_show_them(
     db: Database, topics: Topics, consumers: Consumers, stack: Stack
 ) -> None:
@@ -109,13 +93,13 @@ async def test_consumer_actors_export_event_ages_and_records_behind_and_show_the
     assert count == 3
     text = await scrape(stack)
     assert metric_sum(text, "ray_nova_consumer_event_age_seconds_sum", consumer="test-metrics") > 0
-    for _ in range(60):  # the gauge appears once the member has reported its lag
-        if has_sample(text, "ray_nova_consumer_records_behind", consumer="test-metrics"):
-            break
-        await asyncio.sleep(1)
-        text = await scrape(stack)
-    assert has_sample(text, "ray_nova_consumer_records_behind", consumer="test-metrics")
-    assert metric_sum(text, "ray_nova_consumer_records_behind", consumer="test-metrics") == 0
+
+    async def records_behind() -> list[float]:  # present once the member has reported it
+        return samples(
+            await scrape(stack), "ray_nova_consumer_records_behind", consumer="test-metrics"
+        )
+
+    assert await wait_until(records_behind, timeout_s=60, interval_s=1, message="the gauge") == [0]
     status = await member.status.remote()  # what `nova status` shows
     assert status["records_behind"] == 0
     assert status["applied"] == 3

@@ -14,7 +14,7 @@ from storage.config import Settings
 from storage.consumer import LAG_CHECK_S, ConsumerRunner
 from storage.db import Database
 from tests.conftest import Topics, applied, wait_until, write_events
-from tests.support.consumers import LagRecorder, PacingRecorder, running
+from tests.support.consumers import LagRecorder, PacingRecorder, joined, running
 
 pytestmark = pytest.mark.stack
 
@@ -87,12 +87,7 @@ async def test_a_member_stuck_while_records_wait_raises_its_fetch_wait(
     topic = await topics.create("test.lag", partitions=1)
     settings = deployed.replace(kafka_fetch_max_wait_ms=IDLE_MS, kafka_fetch_busy_wait_ms=BUSY_MS)
     runner = ConsumerRunner(LagRecorder(), db, settings, member="test-lag-0")
-    await runner._connect()
-    kafka = runner._kafka
-    assert kafka is not None
-    try:
-        while not kafka.assignment():  # join the group; the topic is still empty
-            assert not await kafka.getmany(timeout_ms=200)
+    async with joined(runner) as kafka:
         assert await runner._positions_behind_end() is None
         kafka.pause(*kafka.assignment())  # records arrive but this member fetches none
 
@@ -119,5 +114,3 @@ async def test_a_member_stuck_while_records_wait_raises_its_fetch_wait(
                 break
         assert got == 3
         assert await runner._positions_behind_end() is None
-    finally:
-        await runner._disconnect()

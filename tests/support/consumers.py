@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 
 from storage.config import Settings
 from storage.consumer import Consumer, ConsumerRunner
@@ -83,6 +84,21 @@ class LagRecorder(Recorder):
 class StalenessRecorder(Recorder):
     name = "test-staleness"
     topics = ("test.staleness",)
+
+
+@asynccontextmanager
+async def joined(runner: ConsumerRunner) -> AsyncIterator[AIOKafkaConsumer]:
+    """Connect `runner` and join its group while its topic is still empty; yield its Kafka
+    consumer for the test to drive by hand, disconnected after the block."""
+    await runner._connect()
+    kafka = runner._kafka
+    assert kafka is not None
+    try:
+        while not kafka.assignment():
+            assert not await kafka.getmany(timeout_ms=200)
+        yield kafka
+    finally:
+        await runner._disconnect()
 
 
 @asynccontextmanager
