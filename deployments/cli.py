@@ -335,6 +335,34 @@ def cmd_queries_add(args: argparse.Namespace) -> int:
     return 0
 
 
+SCHEMA_FILE = REPO_ROOT / "schema.graphql"
+
+
+def served_schema() -> str:
+    """The GraphQL schema the gateway serves, as SDL (the text of `schema.graphql`)."""
+    from gateway.schema import schema
+
+    return schema.as_str() + "\n"
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Write the served schema to `schema.graphql`, or with `--check` fail when they differ:
+    the file is the public contract clients and reviewers read."""
+    path = Path(args.output)
+    text = served_schema()
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            print(
+                f"nova: {path} differs from the served schema; run `nova schema`", file=sys.stderr
+            )
+            return 1
+        print(f"{path} matches the served schema")
+        return 0
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     """Lint, type-check, then the whole suite (its fixtures start the test stack)."""
     python = sys.executable
@@ -376,6 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="interface Serve's proxy listens on (0.0.0.0 behind a load balancer)",
     )
     deploy.set_defaults(func=cmd_deploy)
+
+    schema = sub.add_parser("schema", help="write the served GraphQL schema to schema.graphql")
+    schema.add_argument("--output", default=str(SCHEMA_FILE))
+    schema.add_argument("--check", action="store_true", help="fail if the file differs")
+    schema.set_defaults(func=cmd_schema)
 
     test = sub.add_parser("test", help="lint, type-check and run the test suite")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
