@@ -209,7 +209,7 @@ class ChatShard:
                 user_id,
             )
         room.members.discard(user_id)
-        # Open subscriptions of the member end on this notice (`gateway.chat_schema`).
+        # Open subscriptions of the member end on this notice (`gateway.schema.chat`).
         try:
             await self._redis.publish(
                 CHAT_CHANNEL.format(room_id), json.dumps({LEFT_NOTICE: str(user_id)})

@@ -69,8 +69,8 @@ async def materialize(redis: Any, users: list[uuid.UUID]) -> None:
 async def fanout_latency(db: Any, redis: Any, settings: Any, followers: int) -> dict[str, Any]:
     from actors.counter_client import CounterClient
     from actors.timeline_shard import timeline_key
-    from gateway.invalidation import Invalidations
-    from gateway.posts import Posts
+    from gateway.services.caches import Invalidations
+    from gateway.services.posts import Posts
 
     author, *audience = await insert_users(db, followers + 1)
     await follow_all(db, audience, [author])

@@ -41,8 +41,8 @@ LIKE = "mutation($id: ID!) { likePost(postId: $id) { id likeCount } }"
 
 async def make_users(db: Any, settings: Any, count: int) -> list[tuple[uuid.UUID, str]]:
     """Users inserted directly (no Argon2), with sessions and real signed access tokens."""
-    from gateway.secrets import Sealer
-    from gateway.tokens import KeyRing
+    from gateway.auth.tokens import KeyRing
+    from storage.secrets import Sealer
 
     ring = KeyRing(db, Sealer.from_settings(settings), settings)
     await ring.load()

@@ -47,8 +47,8 @@ async def follow_all(db: Any, followers: list[uuid.UUID], followees: list[uuid.U
 
 async def issue_tokens(db: Any, settings: Any, users: list[uuid.UUID]) -> list[str]:
     """A session and a signed access token (valid an hour) per user."""
-    from gateway.secrets import Sealer
-    from gateway.tokens import KeyRing
+    from gateway.auth.tokens import KeyRing
+    from storage.secrets import Sealer
 
     ring = KeyRing(db, Sealer.from_settings(settings), settings)
     await ring.load()

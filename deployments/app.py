@@ -16,9 +16,9 @@ from ray import serve
 from ray.serve.config import gRPCOptions
 from starlette.types import ASGIApp
 
+from actors.consumers import PRODUCTION_CONSUMERS
 from actors.directory import shard_name
 from actors.remote import ensure_shards, shard_counts
-from deployments.consumers import PRODUCTION_CONSUMERS
 from deployments.ranking import build_ranking_app
 from deployments.serve_patches import before_graceful_shutdown, bind_grpc_servers_to_node_ip
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
@@ -79,7 +79,7 @@ class Gateway:
         gc.set_threshold(*GATEWAY_GC_THRESHOLDS)
         self._stalls = StallWatch("gateway", warn_ms=settings.stall_warn_ms).start()
         # Close WebSockets with 1012 as soon as Serve starts stopping this replica, instead
-        # of holding them until graceful_shutdown_timeout_s runs out (`gateway.drain`).
+        # of holding them until graceful_shutdown_timeout_s runs out (`gateway.transport.drain`).
         before_graceful_shutdown(self._runtime.websockets.drain, timeout_s=DRAIN_TIMEOUT_S)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:

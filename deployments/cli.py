@@ -265,8 +265,8 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(_: argparse.Namespace) -> int:
-    from gateway.secrets import Sealer
-    from gateway.tokens import rotate_signing_key
+    from gateway.auth.tokens import rotate_signing_key
+    from storage.secrets import Sealer
 
     settings = _settings()
     kid = _with_db(lambda db: rotate_signing_key(db, Sealer.from_settings(settings)))
@@ -275,9 +275,9 @@ def cmd_keys_rotate(_: argparse.Namespace) -> int:
 
 
 def cmd_users_grant(args: argparse.Namespace) -> int:
-    from gateway.identity import grant_role
-    from gateway.invalidation import Invalidations
-    from gateway.users import UserCache
+    from gateway.auth.identity import grant_role
+    from gateway.services.caches import Invalidations
+    from gateway.services.users import UserCache
     from storage.errors import InvalidInput
     from storage.redis_client import make_redis
 
@@ -310,7 +310,7 @@ def cmd_queries_add(args: argparse.Namespace) -> int:
     Registered documents never expire (the APQ TTL is for documents clients send), and
     registering one again is harmless.
     """
-    from gateway.apq import PersistedQueryStore, query_hash
+    from gateway.transport.apq import PersistedQueryStore, query_hash
     from storage.redis_client import make_redis
 
     settings = _settings()
@@ -340,7 +340,7 @@ SCHEMA_FILE = REPO_ROOT / "schema.graphql"
 
 def served_schema() -> str:
     """The GraphQL schema the gateway serves, as SDL (the text of `schema.graphql`)."""
-    from gateway.schema import schema
+    from gateway.schema.root import schema
 
     return schema.as_str() + "\n"
 

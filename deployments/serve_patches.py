@@ -9,7 +9,7 @@ their server; every worker of the embedded stack applies it at start
 (`deployments.grpc_preload`), which covers the proxy.
 
 `before_graceful_shutdown` wraps the step where Serve starts stopping a replica, so the
-gateway can close its WebSockets with 1012 before Serve waits for them (`gateway.drain`).
+gateway can close its WebSockets with 1012 before Serve waits for them (`gateway.transport.drain`).
 """
 
 from __future__ import annotations

@@ -780,7 +780,7 @@ class _Part(Protocol):
 
 def _new_secret_key() -> str:
     # Imported here: the gateway package is only needed once a key must be made.
-    from gateway.secrets import new_secret_key
+    from storage.secrets import new_secret_key
 
     return new_secret_key()
 

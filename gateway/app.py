@@ -17,15 +17,15 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from gateway.admission import InFlightLimit
-from gateway.documents import DocumentCache, prepared_documents
 from gateway.errors import INTERNAL
-from gateway.http import GraphQLHTTP, client_info
 from gateway.runtime import Context, GatewayRuntime
-from gateway.schema import build_schema
-from gateway.schema import schema as plain_schema
-from gateway.tracing import TraceMiddleware
-from gateway.ws_operations import WebSocketOperationGuard
+from gateway.schema.root import build_schema
+from gateway.schema.root import schema as plain_schema
+from gateway.transport.admission import InFlightLimit
+from gateway.transport.documents import DocumentCache, prepared_documents
+from gateway.transport.http import GraphQLHTTP, client_info
+from gateway.transport.tracing import TraceMiddleware
+from gateway.transport.ws_operations import WebSocketOperationGuard
 from storage.errors import NovaError
 
 __all__ = ["GatewayRuntime", "create_app"]
@@ -38,7 +38,7 @@ _GRAPHQL_HTTP = frozenset({("/graphql", "GET"), ("/graphql", "POST")})
 class GraphQLWebSocket(GraphQL[Context, None]):
     """graphql-transport-ws on `/graphql`; the access token comes in `connection_init`.
     Queries and mutations may come this way too, held to HTTP's limits
-    (`gateway.ws_operations`)."""
+    (`gateway.transport.ws_operations`)."""
 
     def __init__(self, runtime: GatewayRuntime, schema: Any) -> None:
         super().__init__(schema, subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL])

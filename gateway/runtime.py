@@ -17,41 +17,41 @@ from strawberry.dataloader import DataLoader
 from actors.chat_client import ChatClient
 from actors.counter_client import CounterClient
 from actors.timeline_client import TimelineClient
-from gateway.admission import InFlightLimit
-from gateway.analytics import Analytics
-from gateway.apq import PersistedQueryStore
-from gateway.chat import Chat
-from gateway.documents import DocumentCache
-from gateway.drain import WebSocketDrain
+from gateway.auth.identity import ClientInfo, Identity
+from gateway.auth.passwords import Passwords
+from gateway.auth.revocation import Revocations
+from gateway.auth.sessions import Sessions
+from gateway.auth.tokens import AccessClaims, KeyRing, ensure_signing_key
 from gateway.errors import RateLimited, Unauthenticated
-from gateway.feed import Feed
-from gateway.graph import Graph
-from gateway.health import KafkaProbe, Readiness
-from gateway.hub import PubSubHub
-from gateway.identity import ClientInfo, Identity
-from gateway.invalidation import Invalidations
-from gateway.limits import QueryLimits
-from gateway.loaders import Loaders
-from gateway.local_buckets import LocalBuckets
-from gateway.metrics import GatewayMetrics
-from gateway.notifications import Notifications
-from gateway.passwords import Passwords
-from gateway.posts import Posts
-from gateway.profiles import Profiles
-from gateway.ranked import RankedFeed
-from gateway.ratelimit import Budget, Budgets, RateLimiter, budgets
-from gateway.relations import ViewerRelations
-from gateway.revocation import Revocations
-from gateway.search import Search
-from gateway.secrets import Sealer
-from gateway.sessions import Sessions
-from gateway.shared_events import STATS as SHARED_EVENTS
-from gateway.tokens import AccessClaims, KeyRing, ensure_signing_key
-from gateway.users import UserCache, UserRecord
+from gateway.limits.local_buckets import LocalBuckets
+from gateway.limits.query_limits import QueryLimits
+from gateway.limits.rate_limits import Budget, Budgets, RateLimiter, budgets
+from gateway.schema.loaders import Loaders
+from gateway.services.analytics import Analytics
+from gateway.services.caches import Invalidations
+from gateway.services.chat import Chat
+from gateway.services.feed import Feed
+from gateway.services.graph import Graph
+from gateway.services.notifications import Notifications
+from gateway.services.posts import Posts
+from gateway.services.profiles import Profiles
+from gateway.services.ranked_feed import RankedFeed
+from gateway.services.relations import ViewerRelations
+from gateway.services.search import Search
+from gateway.services.users import UserCache, UserRecord
+from gateway.transport.admission import InFlightLimit
+from gateway.transport.apq import PersistedQueryStore
+from gateway.transport.documents import DocumentCache
+from gateway.transport.drain import WebSocketDrain
+from gateway.transport.health import KafkaProbe, Readiness
+from gateway.transport.hub import PubSubHub
+from gateway.transport.metrics import GatewayMetrics
+from gateway.transport.shared_events import STATS as SHARED_EVENTS
 from storage.config import Settings
 from storage.db import Database
 from storage.errors import Unavailable
 from storage.redis_client import make_redis
+from storage.secrets import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class GatewayRuntime:
         """Check one operation's token against revocations and charge its rate limits.
 
         Most operations wait for nothing: the revocation mirror answers from memory, and a
-        bucket far from its limit admits at once (`gateway/local_buckets.py`). What must ask
+        bucket far from its limit admits at once (`gateway/limits/local_buckets.py`). What must ask
         Redis goes at once, so an operation waits for one round trip at most. A revoked
         token's error wins over a spent budget's; a revoked token's attempt is charged
         like any other.

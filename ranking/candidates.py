@@ -1,6 +1,6 @@
 """Out-of-network candidates for the ranked feed, read from PostgreSQL.
 
-In-network candidates are the viewer's home timeline (`gateway.feed`). These add posts
+In-network candidates are the viewer's home timeline (`gateway.services.feed`). These add posts
 the viewer's followees liked recently (a social signal) and posts trending over the last
 day, never the viewer's own, never by an author blocked either way, never deleted.
 """

@@ -184,7 +184,7 @@ class Settings:
     rate_login_burst: int = 10
     # A replica admits an operation without waiting for Redis while its last view of the
     # bucket keeps more than this share of the burst spare (1 or more: always wait), and
-    # while that view is at most this old (gateway/local_buckets.py).
+    # while that view is at most this old (gateway/limits/local_buckets.py).
     rate_limit_headroom: float = 0.25
     rate_limit_view_max_age_s: float = 2.0
     # Honour X-Forwarded-For (only behind a proxy that sets it).
@@ -196,7 +196,7 @@ class Settings:
     user_redis_ttl_s: int = 3600
     # Posts (edited or deleted: dropped in every replica) and per-viewer facts (who is
     # blocked either way; whether they follow an author merged at read time), in-process
-    # in each replica (gateway/invalidation.py, gateway/relations.py).
+    # in each replica (gateway/services/caches.py, gateway/services/relations.py).
     post_cache_size: int = 20_000
     post_cache_ttl_s: float = 300.0
     viewer_cache_size: int = 10_000

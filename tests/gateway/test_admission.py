@@ -1,4 +1,4 @@
-"""Load shedding (`gateway.admission.InFlightLimit`) on a real ASGI app: past the limit a
+"""Load shedding (`gateway.transport.admission.InFlightLimit`) on a real ASGI app: past the limit a
 request is answered 503 with `Retry-After` and never reaches the handler; once requests
 finish, new ones are served again. No servers needed."""
 
@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, request_response
 
-from gateway.admission import InFlightLimit
+from gateway.transport.admission import InFlightLimit
 
 
 class Handler:

@@ -12,10 +12,10 @@ from typing import cast
 
 import pytest
 
+from gateway.auth.tokens import AccessClaims
 from gateway.errors import RateLimited, Unauthenticated
-from gateway.ratelimit import Budget, budgets
+from gateway.limits.rate_limits import Budget, budgets
 from gateway.runtime import GatewayRuntime
-from gateway.tokens import AccessClaims
 from storage.config import Settings
 
 CLAIMS = AccessClaims(

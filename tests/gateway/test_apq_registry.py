@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Monitor
 
 from deployments import cli
-from gateway.apq import (
+from gateway.transport.apq import (
     PERSISTED_QUERY_NOT_FOUND,
     PERSISTED_QUERY_REQUIRED,
     PersistedQueryError,
@@ -41,7 +41,7 @@ TTL_S = 3600
 QUERY = "query Registered { __typename }"
 SHA = query_hash(QUERY)
 LOOPBACK = "127.0.0.1"
-# Longer than `gateway.apq._MAX_REFRESH_S`: the LRU re-reads Redis after this.
+# Longer than `gateway.transport.apq._MAX_REFRESH_S`: the LRU re-reads Redis after this.
 PAST_REFRESH_S = 301
 # How long MONITOR may take to show a command Redis has already run.
 FEED_TIMEOUT_S = 5.0
@@ -221,7 +221,7 @@ async def cuttable(settings: Settings) -> AsyncIterator[Cuttable]:
 
 
 class Clock:
-    """Stands in for the `time` module inside `gateway.apq` (no server is involved)."""
+    """Stands in for the `time` module inside `gateway.transport.apq` (no server is involved)."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -233,7 +233,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr("gateway.apq.time", clock)
+    monkeypatch.setattr("gateway.transport.apq.time", clock)
     return clock
 
 

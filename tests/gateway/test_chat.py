@@ -16,7 +16,7 @@ from gql.transport.websockets import WebsocketsTransport
 
 from actors.directory import shard_name, shard_of
 from actors.remote import CHAT, NAMESPACE
-from gateway.hub import PubSubHub
+from gateway.transport.hub import PubSubHub
 from storage.config import Settings
 from storage.db import Database
 from storage.redis_client import make_redis
@@ -243,7 +243,7 @@ async def test_a_live_message_shared_by_subscribers_keeps_viewer_fields_per_view
     http_url: str, db: Database, settings: Settings
 ) -> None:
     """Live messages are decoded once per replica and public selections executed once
-    (`gateway.shared_events`); a field that answers per viewer is still per viewer."""
+    (`gateway.transport.shared_events`); a field that answers per viewer is still per viewer."""
     owner, member = await make_members(db, settings, 2)
     room = await room_of(http_url, owner, member)
     private = (

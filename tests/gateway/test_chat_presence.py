@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.chat import PRESENCE_TTL_S, Chat
+from gateway.services.chat import PRESENCE_TTL_S, Chat
 from storage.config import Settings
 from storage.redis_client import make_redis
 

@@ -16,13 +16,13 @@ import strawberry
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from gateway.apq import PersistedQueryStore, query_hash
-from gateway.documents import DocumentCache, prepared_documents
-from gateway.http import GraphQLHTTP
-from gateway.limits import QueryLimits
-from gateway.metrics import GatewayMetrics
-from gateway.ratelimit import Budget, budgets
+from gateway.limits.query_limits import QueryLimits
+from gateway.limits.rate_limits import Budget, budgets
 from gateway.runtime import GatewayRuntime
+from gateway.transport.apq import PersistedQueryStore, query_hash
+from gateway.transport.documents import DocumentCache, prepared_documents
+from gateway.transport.http import GraphQLHTTP
+from gateway.transport.metrics import GatewayMetrics
 from storage.config import Settings
 
 LIMITS = QueryLimits(

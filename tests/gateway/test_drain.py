@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import websockets
 
-from gateway.drain import SERVICE_RESTART, Message, WebSocketDrain
+from gateway.transport.drain import SERVICE_RESTART, Message, WebSocketDrain
 from storage.config import Settings
 from tests.support.graphql import post
 

@@ -10,8 +10,8 @@ import pytest
 import strawberry
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gateway.execution import AcyclicExecutionContext
-from gateway.schema import schema as gateway_schema
+from gateway.schema.root import schema as gateway_schema
+from gateway.transport.execution import AcyclicExecutionContext
 
 
 @strawberry.type

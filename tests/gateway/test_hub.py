@@ -9,7 +9,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.hub import PubSubHub
+from gateway.transport.hub import PubSubHub
 from storage.config import Settings
 from storage.redis_client import make_redis
 
@@ -50,7 +50,7 @@ async def test_a_subscription_after_the_hub_connection_was_killed_still_works(
 
 async def test_subscribers_of_a_channel_share_each_decoded_message(settings: Settings) -> None:
     """Decoded once per publication: a room's subscribers get the same object (what lets
-    `gateway.shared_events` execute it once); an undecodable one is skipped, not fatal."""
+    `gateway.transport.shared_events` execute it once); an undecodable one is skipped, not fatal."""
     redis = make_redis(settings)
     hub_client = aioredis.Redis.from_url(settings.redis_url)
     hub = PubSubHub(hub_client)

@@ -1,4 +1,4 @@
-"""Per-replica caches (`gateway.invalidation`): the LRU's own rules as pure logic, then
+"""Per-replica caches (`gateway.services.caches`): the LRU's own rules as pure logic, then
 invalidations between two `Invalidations` (two replicas) through the test stack's Redis."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.invalidation import EVERYTHING, Invalidations, LocalCache
+from gateway.services.caches import EVERYTHING, Invalidations, LocalCache
 from tests.conftest import wait_until
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from gateway.graph import Graph
-from gateway.identity import ClientInfo
-from gateway.posts import Posts
-from gateway.relations import ViewerRelations
+from gateway.auth.identity import ClientInfo
+from gateway.auth.tokens import AccessClaims
 from gateway.runtime import Context, GatewayRuntime
-from gateway.schema import build_schema
-from gateway.tokens import AccessClaims
+from gateway.schema.root import build_schema
+from gateway.services.graph import Graph
+from gateway.services.posts import Posts
+from gateway.services.relations import ViewerRelations
 from storage.config import Settings
 from storage.db import Database
 from tests.support.social import LIKE, call, create_post, make_members

@@ -9,8 +9,8 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.local_buckets import LocalBuckets
-from gateway.ratelimit import Budget, RateLimiter
+from gateway.limits.local_buckets import LocalBuckets
+from gateway.limits.rate_limits import Budget, RateLimiter
 
 pytestmark = pytest.mark.stack
 

@@ -29,14 +29,14 @@ import ray
 from aiosmtpd.handlers import Mailbox
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from actors.consumers.mail import EMAIL_VERIFICATION, PASSWORD_RESET, MailConsumer, SmtpTarget
 from deployments.stack import Layout, Stack
-from gateway.mail import EMAIL_VERIFICATION, PASSWORD_RESET, MailConsumer, SmtpTarget
-from gateway.secrets import Sealer, new_secret_key
 from storage.config import Settings
 from storage.db import Database
 from storage.errors import ConfigError, PoisonEvent, Unavailable
 from storage.events import Event
 from storage.outbox import add_event
+from storage.secrets import Sealer, new_secret_key
 from tests.conftest import Consumers, Topics, wait_until
 from tests.support.mailbox import (
     OUTAGE_TOPIC,
@@ -63,7 +63,7 @@ def _request_event(
     user_id: str | None = None,
     expires_in: timedelta = timedelta(hours=1),
 ) -> Event:
-    """An event exactly as identity writes it (the contract in gateway.mail)."""
+    """An event exactly as identity writes it (the contract in actors.consumers.mail)."""
     user = user_id or str(uuid.uuid4())
     return Event(
         type=kind,

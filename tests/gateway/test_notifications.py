@@ -16,12 +16,12 @@ import pytest
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
-from gateway.chat import online_users
-from gateway.notifications import NotificationConsumer
+from actors.consumers.notifications import NotificationConsumer
 from storage.config import Settings
 from storage.db import Database
 from storage.errors import PoisonEvent
 from storage.events import Event
+from storage.presence import online_users
 from storage.redis_client import make_redis
 from tests.conftest import wait_until
 from tests.support.social import (
@@ -391,7 +391,7 @@ async def test_when_presence_is_unknown_every_member_away_or_not_is_notified(
 
 
 def test_every_kind_the_store_serves_has_a_graphql_kind() -> None:
-    from gateway.notifications_schema import NotificationKind
+    from gateway.schema.notifications import NotificationKind
     from storage.notifications import KINDS
 
     assert {kind.value for kind in NotificationKind} == set(KINDS)

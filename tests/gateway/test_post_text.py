@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.posts import MAX_POST_TEXT, check_text, extract_mentions, extract_tags
-from gateway.search import decode_rank_cursor, encode_rank_cursor
+from gateway.services.posts import MAX_POST_TEXT, check_text, extract_mentions, extract_tags
+from gateway.services.search import decode_rank_cursor, encode_rank_cursor
 from storage.errors import InvalidInput
 
 

@@ -23,8 +23,14 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 
-from gateway.documents import DocumentCache, PreparedDocument, prepared_documents
-from gateway.limits import CEILING, QUERY_TOO_COMPLEX, QueryLimits, document_cost, document_depth
+from gateway.limits.query_limits import (
+    CEILING,
+    QUERY_TOO_COMPLEX,
+    QueryLimits,
+    document_cost,
+    document_depth,
+)
+from gateway.transport.documents import DocumentCache, PreparedDocument, prepared_documents
 from storage.config import Settings
 
 CALLS: list[str] = []

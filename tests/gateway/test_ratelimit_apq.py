@@ -9,14 +9,14 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.apq import (
+from gateway.limits.rate_limits import Budget, RateLimiter, budgets
+from gateway.transport.apq import (
     PERSISTED_QUERY_NOT_FOUND,
     PersistedQueryError,
     PersistedQueryStore,
     query_hash,
     resolve_query,
 )
-from gateway.ratelimit import Budget, RateLimiter, budgets
 from storage.config import Settings
 from storage.errors import Unavailable
 

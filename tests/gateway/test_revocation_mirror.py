@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.auth.revocation import REVOKED, Revocations
+from gateway.auth.tokens import AccessClaims
 from gateway.errors import Unauthenticated
-from gateway.revocation import REVOKED, Revocations
-from gateway.tokens import AccessClaims
 from storage.config import Settings
 from storage.db import Database
 

@@ -13,9 +13,9 @@ import pytest
 import strawberry
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 
-from gateway.execution import AcyclicExecutionContext
-from gateway.schema import schema as gateway_schema
-from gateway.shared_events import STATS, sharing_key
+from gateway.schema.root import schema as gateway_schema
+from gateway.transport.execution import AcyclicExecutionContext
+from gateway.transport.shared_events import STATS, sharing_key
 
 
 def key_of(document: str, **variables: Any) -> Hashable | None:

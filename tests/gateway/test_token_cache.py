@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from gateway import tokens
+from gateway.auth import tokens
+from gateway.auth.tokens import KeyRing
 from gateway.errors import Unauthenticated
-from gateway.secrets import Sealer
-from gateway.tokens import KeyRing
 from storage.config import Settings
 from storage.db import Database
+from storage.secrets import Sealer
 
 pytestmark = pytest.mark.stack
 

@@ -17,7 +17,7 @@ from gql import Client
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
-from gateway.ratelimit import RateLimiter, budgets
+from gateway.limits.rate_limits import RateLimiter, budgets
 from storage.config import Settings
 from storage.db import Database
 from storage.redis_client import make_redis
@@ -101,7 +101,7 @@ async def test_a_socket_spends_the_same_mutation_budget_as_http(
     `at` in Redis microseconds), 100 s of refill away from a token, so what is refused does
     not depend on how fast this machine runs. It is put there before the user's first
     mutation: a replica that has already heard of the bucket would admit one more at once
-    and learn of the debt from that charge (`gateway/local_buckets.py`)."""
+    and learn of the debt from that charge (`gateway/limits/local_buckets.py`)."""
     admitted, indebted = await make_members(db, deployed, 2, prefix="wsrl")
     budget = budgets(deployed).user_mutations
     redis = make_redis(deployed)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ranking.analytics_sink import COLUMNS
+from actors.consumers.analytics_sink import COLUMNS
 from ranking.report import LATENCY_KEY
 from ranking.schema import NAMES
 from storage.config import Settings

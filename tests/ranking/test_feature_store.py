@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ranking.feature_consumer import FeatureConsumer
+from actors.consumers.features import FeatureConsumer
 from ranking.features import FeatureLookup
 from ranking.schema import DEFAULTS, NAMES
 from storage.config import Settings

@@ -12,7 +12,7 @@ from email.utils import getaddresses
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.mail import MailConsumer
+from actors.consumers.mail import MailConsumer
 from storage.config import Settings
 
 

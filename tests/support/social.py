@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.secrets import Sealer
-from gateway.tokens import KeyRing
+from gateway.auth.tokens import KeyRing
 from storage.config import Settings
 from storage.db import Database
+from storage.secrets import Sealer
 from tests.support.graphql import Reply, post, unique_name
 
 

@@ -1,0 +1,290 @@
+"""The mail consumer: sends password-reset and email-verification messages over SMTP, and
+a notice when a password was changed (`identity.password.changed`, no token in it).
+
+Identity writes `identity.password_reset.requested` / `identity.email_verification.requested`
+events through the outbox with the one-time token sealed (`storage.secrets.Sealer`), so
+neither the outbox nor Kafka holds a usable token; only this consumer opens it, right before
+sending. Payload: `{"user_id", "email", "username", "token_sealed", "expires_at"}`.
+
+Delivery is at-least-once. The message is sent inside `apply`, i.e. before the ledger's
+transaction commits: a crash (or a later event of the same batch failing) between the send
+and the commit makes Kafka redeliver the event and the mail goes out again. Each copy carries
+the same `Message-ID` (derived from the event id), so a redelivery is recognizable. Sending
+after the commit instead would lose the mail on such a crash, which is worse for a reset link.
+
+Failures: an SMTP outage (connection refused, timeout, disconnect, 4xx, authentication or a
+server-wide refusal) raises `Unavailable`, which the runner retries with backoff for as long
+as it lasts, so an outage delays mail and never dead-letters it. A malformed payload, a token
+that does not open, or a recipient the server permanently refuses (5xx) cannot succeed on a
+retry: those are dead-lettered with the reason. An expired token is skipped. The raw token is
+never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import ClassVar
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import aiosmtplib
+import asyncpg
+
+from storage.config import Settings, env_name
+from storage.consumer import Consumer
+from storage.errors import ConfigError, PoisonEvent, Unavailable
+from storage.events import Event
+from storage.secrets import Sealer
+
+log = logging.getLogger(__name__)
+
+PASSWORD_RESET = "identity.password_reset.requested"
+EMAIL_VERIFICATION = "identity.email_verification.requested"
+PASSWORD_CHANGED = "identity.password.changed"
+
+# A conservative check: the SMTP server has the last word, this only keeps header injection
+# (CR/LF) and obvious garbage out of the envelope.
+_ADDRESS = re.compile(r"^[^\s@<>\"]+@[^\s@<>\"]+$")
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    """Where and how to connect, parsed from `NOVA_SMTP_URL`."""
+
+    hostname: str
+    port: int
+    use_tls: bool
+    start_tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> SmtpTarget:
+        """`smtp://[user:pass@]host[:port][?starttls=true]` or `smtps://...` (implicit TLS)."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"{env_name('smtp_url')}: {exc}") from exc
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ConfigError(f"{env_name('smtp_url')} must be smtp://host[:port] or smtps://...")
+        query = parse_qs(parts.query)
+        start_tls = query.get("starttls", ["false"])[-1].lower() in ("1", "true", "yes", "on")
+        use_tls = parts.scheme == "smtps"
+        if use_tls and start_tls:
+            raise ConfigError(
+                f"{env_name('smtp_url')}: smtps:// and starttls=true are mutually exclusive"
+            )
+        if port is None:
+            port = 465 if use_tls else 587 if start_tls else 25
+        return cls(
+            hostname=parts.hostname,
+            port=port,
+            use_tls=use_tls,
+            start_tls=start_tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class _Request:
+    """A validated event payload (the raw token is only ever held here, never logged)."""
+
+    user_id: str
+    email: str
+    username: str
+    token: str
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"_Request(user_id={self.user_id!r}, expires_at={self.expires_at.isoformat()})"
+
+
+_KINDS: dict[str, tuple[str, str, str]] = {
+    # type: (subject, link path, what the link does)
+    PASSWORD_RESET: (
+        "Reset your Nova password",
+        "/reset-password",
+        "Someone (hopefully you) asked to reset the password of your Nova account.\n"
+        "Open this link to choose a new password:",
+    ),
+    EMAIL_VERIFICATION: (
+        "Verify your Nova email",
+        "/verify-email",
+        "Please confirm that this address belongs to your Nova account.\n"
+        "Open this link to verify it:",
+    ),
+}
+
+
+class MailConsumer(Consumer):
+    """Renders and sends the one-time-token mail identity asks for."""
+
+    name: ClassVar[str] = "mail"
+    topics: ClassVar[tuple[str, ...]] = (PASSWORD_RESET, EMAIL_VERIFICATION, PASSWORD_CHANGED)
+
+    def __init__(self) -> None:
+        self._settings = Settings()
+        self._sealer: Sealer | None = None
+        self._target = SmtpTarget.parse(self._settings.smtp_url)
+
+    async def start(self, settings: Settings) -> None:
+        # A missing key or a bad URL stops the consumer here (its loop restarts with backoff
+        # until an operator fixes it) instead of dead-lettering every message.
+        self._sealer = Sealer.from_settings(settings)
+        self._target = SmtpTarget.parse(settings.smtp_url)
+        self._settings = settings
+
+    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+        if self._sealer is None:
+            raise ConfigError("MailConsumer.apply called before start()")
+        if event.type == PASSWORD_CHANGED:
+            notice = self.render_notice(event, now=datetime.now(UTC))
+            await self._send(notice, event)
+            log.info("mail: sent %s (event %s)", event.type, event.event_id)
+            return
+        if event.type not in _KINDS:
+            raise PoisonEvent(f"mail: unexpected event type {event.type!r}")
+        request = self._parse(event, self._sealer)
+        now = datetime.now(UTC)
+        if request.expires_at <= now:
+            log.info(
+                "mail: %s for user %s expired at %s; not sent (event %s)",
+                event.type,
+                request.user_id,
+                request.expires_at.isoformat(),
+                event.event_id,
+            )
+            return
+        message = self.render(event, request, now=now)
+        await self._send(message, event)
+        log.info("mail: sent %s to user %s (event %s)", event.type, request.user_id, event.event_id)
+
+    def _parse(self, event: Event, sealer: Sealer) -> _Request:
+        payload = event.payload
+        fields: dict[str, str] = {}
+        for key in ("user_id", "email", "username", "token_sealed", "expires_at"):
+            value = payload.get(key)
+            # Only the username may be empty: the greeting then goes without it.
+            if not isinstance(value, str) or (not value and key != "username"):
+                raise PoisonEvent(f"mail: payload field {key!r} is missing or not a string")
+            fields[key] = value
+        email = fields["email"].strip()
+        if not _ADDRESS.match(email):
+            raise PoisonEvent(f"mail: {email!r} is not an email address")
+        try:
+            expires_at = datetime.fromisoformat(fields["expires_at"])
+        except ValueError as exc:
+            raise PoisonEvent(f"mail: expires_at is not ISO-8601: {exc}") from exc
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+        # ConfigError (not retriable) if it does not open: a wrong key or a tampered value.
+        raw = sealer.open(fields["token_sealed"])
+        try:
+            token = raw.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise PoisonEvent("mail: the sealed token is not ASCII") from exc
+        if not token or not token.isprintable() or any(c.isspace() for c in token):
+            raise PoisonEvent("mail: the sealed token is empty or holds whitespace")
+        return _Request(
+            user_id=fields["user_id"],
+            email=email,
+            username=_one_line(fields["username"]),
+            token=token,
+            expires_at=expires_at,
+        )
+
+    def render(self, event: Event, request: _Request, *, now: datetime) -> EmailMessage:
+        """The plain-text message for `event`; the link and the `Code: ` line hold the token."""
+        subject, path, intro = _KINDS[event.type]
+        link = (
+            f"{self._settings.public_url.rstrip('/')}{path}?token={quote(request.token, safe='')}"
+        )
+        expires = request.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        greeting = f"Hello {request.username}" if request.username else "Hello"
+        message = self._headed(request.email, subject, event, now)
+        message.set_content(
+            f"{greeting},\n\n"
+            f"{intro}\n\n"
+            f"{link}\n\n"
+            "Or enter this code in the app:\n\n"
+            f"Code: {request.token}\n\n"
+            f"It expires at {expires}. If you did not ask for this, ignore this message.\n\n"
+            "-- \nNova\n"
+        )
+        return message
+
+    def render_notice(self, event: Event, *, now: datetime) -> EmailMessage:
+        """'Your password was changed': sent to the account's address, with no link in it
+        (a notice people learn to click is a phishing template)."""
+        payload = event.payload
+        email, username = payload.get("email"), payload.get("username")
+        if not isinstance(email, str) or not _ADDRESS.match(email.strip()):
+            raise PoisonEvent(f"mail: {email!r} is not an email address")
+        name = _one_line(username) if isinstance(username, str) else ""
+        greeting = f"Hello {name}" if name else "Hello"
+        message = self._headed(email.strip(), "Your Nova password was changed", event, now)
+        message.set_content(
+            f"{greeting},\n\n"
+            "The password of your Nova account was changed, and every other device signed "
+            "in to it was signed out.\n\n"
+            "If this was you, there is nothing to do. If it was not, reset your password "
+            'from the app\'s sign-in screen ("Forgot password") now.\n\n'
+            "-- \nNova\n"
+        )
+        return message
+
+    def _headed(self, to: str, subject: str, event: Event, now: datetime) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self._settings.mail_from
+        message["To"] = to
+        message["Subject"] = subject
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = _message_id(event, self._settings.mail_from)
+        message["Auto-Submitted"] = "auto-generated"
+        return message
+
+    async def _send(self, message: EmailMessage, event: Event) -> None:
+        target = self._target
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=target.hostname,
+                port=target.port,
+                username=target.username,
+                password=target.password,
+                use_tls=target.use_tls,
+                start_tls=target.start_tls,
+                timeout=self._settings.smtp_timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [refused.code for refused in exc.recipients]
+            if codes and all(code >= 500 for code in codes):
+                raise PoisonEvent(
+                    f"mail: the SMTP server refused the recipient of event {event.event_id} "
+                    f"({'; '.join(f'{r.code} {r.message}' for r in exc.recipients)})"
+                ) from exc
+            raise Unavailable("smtp", f"recipient deferred: {_describe(exc)}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise Unavailable("smtp", _describe(exc)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _one_line(text: str) -> str:
+    """Usernames go into the body only; still, keep them to one line."""
+    return " ".join(text.split())
+
+
+def _message_id(event: Event, mail_from: str) -> str:
+    """Stable per event, so every copy of a redelivered mail has the same Message-ID."""
+    _, address = parseaddr(mail_from)
+    domain = address.rpartition("@")[2] or "nova.localhost"
+    return f"<{event.event_id}@{domain}>"

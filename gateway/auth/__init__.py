@@ -1,0 +1,1 @@
+"""Who is asking: accounts, sessions, access and refresh tokens, revocation, passwords."""

@@ -1,0 +1,366 @@
+"""GraphQL operations of chat: rooms, history, sending, read markers, and the live streams
+(`messageAdded` with gap-free replay, `typing`, `presence`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import uuid
+from collections.abc import AsyncGenerator, Hashable
+from datetime import datetime
+from typing import Any
+
+import strawberry
+
+from actors.chat_shard import CHAT_CHANNEL
+from gateway.errors import BAD_USER_INPUT, user_error
+from gateway.schema.types import Connection, Edge, NovaInfo, User, load_user, load_users, parse_id
+from gateway.services.chat import (
+    PRESENCE_CHANNEL,
+    TYPING_CHANNEL,
+    RoomRecord,
+    check_message,
+    message_from_channel,
+)
+from storage.chat import Message as MessageRecord
+
+REPLAY_PAGE = 200
+PRESENCE_RECHECK_S = 10.0  # `presence` re-reads who is online at least this often
+MAX_HISTORY = 100
+# graphql-transport-ws leaves 4000-4999 to applications; 4400-4499 are the protocol's.
+SLOW_SUBSCRIBER_CLOSE = 4508
+
+
+@strawberry.enum
+class ChatRoomKind(enum.Enum):
+    DIRECT = "direct"
+    GROUP = "group"
+
+
+@strawberry.type
+class Message:
+    id: strawberry.ID
+    room_id: strawberry.ID
+    text: str
+    seq: int
+    client_message_id: str
+    created_at: datetime
+    record: strawberry.Private[MessageRecord]
+    # Set on a live message that every subscriber of the room receives as this one object:
+    # its results are shared between them (`gateway.transport.shared_events`).
+    execution_memo: strawberry.Private[dict[Hashable, Any] | None] = None
+
+    @classmethod
+    def from_record(cls, record: MessageRecord) -> Message:
+        return cls(
+            id=strawberry.ID(str(record.id)),
+            room_id=strawberry.ID(str(record.room_id)),
+            text=record.text,
+            seq=record.seq,
+            client_message_id=record.client_message_id,
+            created_at=record.created_at,
+            record=record,
+        )
+
+    @strawberry.field
+    async def sender(self, info: NovaInfo) -> User | None:
+        return await load_user(info, self.record.sender_id)
+
+
+@strawberry.type
+class MemberRead:
+    seq: int
+    user_id: strawberry.Private[uuid.UUID]
+
+    @strawberry.field
+    async def user(self, info: NovaInfo) -> User | None:
+        return await load_user(info, self.user_id)
+
+
+@strawberry.type
+class ChatRoom:
+    id: strawberry.ID
+    kind: ChatRoomKind
+    name: str | None
+    created_at: datetime
+    last_seq: int
+    record: strawberry.Private[RoomRecord]
+
+    @classmethod
+    def from_record(cls, record: RoomRecord) -> ChatRoom:
+        return cls(
+            id=strawberry.ID(str(record.id)),
+            kind=ChatRoomKind(record.kind),
+            name=record.name,
+            created_at=record.created_at,
+            last_seq=record.last_seq,
+            record=record,
+        )
+
+    @strawberry.field
+    async def members(self, info: NovaInfo) -> list[User]:
+        markers = await info.context.runtime.chat.read_markers(self.record.id)
+        users = await load_users(info, [user_id for user_id, _ in markers])
+        return [user for user in users if user is not None]
+
+    @strawberry.field(description="How far each member has read (their last read seq).")
+    async def read_up_to(self, info: NovaInfo) -> list[MemberRead]:
+        markers = await info.context.runtime.chat.read_markers(self.record.id)
+        return [MemberRead(seq=seq, user_id=user_id) for user_id, seq in markers]
+
+    @strawberry.field
+    async def last_message(self, info: NovaInfo) -> Message | None:
+        viewer = info.context.require_user().user_id
+        last = await info.context.runtime.chat.shards.history(self.record.id, viewer, None, 1)
+        return Message.from_record(last[-1]) if last else None
+
+    @strawberry.field(description="Messages from others after your read marker.")
+    async def unread_count(self, info: NovaInfo) -> int:
+        viewer = info.context.require_user().user_id
+        return await info.context.runtime.chat.unread(self.record.id, viewer)
+
+
+@strawberry.type
+class TypingEvent:
+    room_id: strawberry.ID
+    user_id: strawberry.Private[uuid.UUID]
+
+    @strawberry.field
+    async def user(self, info: NovaInfo) -> User | None:
+        return await load_user(info, self.user_id)
+
+
+@strawberry.type
+class Presence:
+    room_id: strawberry.ID
+    user_ids: strawberry.Private[list[uuid.UUID]]
+
+    @strawberry.field(description="Members online in the room now.")
+    async def online(self, info: NovaInfo) -> list[User]:
+        users = await load_users(info, self.user_ids)
+        return [user for user in users if user is not None]
+
+
+@strawberry.input
+class CreateRoomInput:
+    member_ids: list[strawberry.ID] = strawberry.field(
+        description="The other members: one makes a DIRECT room, more a GROUP (up to 500)."
+    )
+    name: str | None = None
+
+
+@strawberry.input
+class SendMessageInput:
+    room_id: strawberry.ID
+    text: str = strawberry.field(description="1-4,000 characters.")
+    client_message_id: str = strawberry.field(
+        description="Chosen by the client; a retry with the same id returns the original."
+    )
+
+
+def _room_id(value: strawberry.ID) -> uuid.UUID:
+    return parse_id(value, "roomId")
+
+
+@strawberry.type
+class ChatQuery:
+    @strawberry.field(description="Your rooms, most recent activity first.")
+    async def chat_rooms(
+        self, info: NovaInfo, first: int | None = 20, after: str | None = None
+    ) -> Connection[ChatRoom]:
+        viewer = info.context.require_user().user_id
+        items, more = await info.context.runtime.chat.rooms(viewer, first, after)
+        edges = [Edge(cursor=cursor, node=ChatRoom.from_record(room)) for cursor, room in items]
+        return Connection.of(edges, more)
+
+    @strawberry.field(description="A room you are a member of.")
+    async def chat_room(self, info: NovaInfo, id: strawberry.ID) -> ChatRoom:
+        viewer = info.context.require_user().user_id
+        return ChatRoom.from_record(await info.context.runtime.chat.room(_room_id(id), viewer))
+
+    @strawberry.field(description="History, newest last; page back with `before` (a cursor).")
+    async def messages(
+        self,
+        info: NovaInfo,
+        room_id: strawberry.ID,
+        last: int | None = 50,
+        before: str | None = None,
+    ) -> Connection[Message]:
+        viewer = info.context.require_user().user_id
+        limit = 50 if last is None else last
+        if not 0 <= limit <= MAX_HISTORY:
+            raise user_error(f"last must be between 0 and {MAX_HISTORY}", BAD_USER_INPUT)
+        before_seq = _seq_cursor(before) if before else None
+        page = await info.context.runtime.chat.shards.history(
+            _room_id(room_id), viewer, before_seq, limit
+        )
+        edges = [Edge(cursor=str(m.seq), node=Message.from_record(m)) for m in page]
+        return Connection.of(edges, False, has_previous_page=bool(page) and page[0].seq > 1)
+
+
+def _seq_cursor(cursor: str) -> int:
+    if not cursor.isdigit():
+        raise user_error("before is not a valid cursor", BAD_USER_INPUT)
+    return int(cursor)
+
+
+@strawberry.type
+class ChatMutation:
+    @strawberry.mutation(description="Start a room: one other member → DIRECT (one per pair).")
+    async def create_room(self, info: NovaInfo, input: CreateRoomInput) -> ChatRoom:
+        viewer = info.context.require_user().user_id
+        members = [parse_id(m, "memberIds") for m in input.member_ids]
+        room = await info.context.runtime.chat.create_room(viewer, members, input.name)
+        return ChatRoom.from_record(room)
+
+    @strawberry.mutation(description="Add members to a group room (members only).")
+    async def add_room_members(
+        self, info: NovaInfo, room_id: strawberry.ID, user_ids: list[strawberry.ID]
+    ) -> ChatRoom:
+        viewer = info.context.require_user().user_id
+        room = _room_id(room_id)
+        await info.context.runtime.chat.shards.add_members(
+            room, viewer, [parse_id(u, "userIds") for u in user_ids]
+        )
+        return ChatRoom.from_record(await info.context.runtime.chat.room(room, viewer))
+
+    @strawberry.mutation(description="Leave a group room.")
+    async def leave_room(self, info: NovaInfo, room_id: strawberry.ID) -> bool:
+        viewer = info.context.require_user().user_id
+        await info.context.runtime.chat.shards.leave(_room_id(room_id), viewer)
+        return True
+
+    @strawberry.mutation(description="Send a message; idempotent by clientMessageId.")
+    async def send_message(self, info: NovaInfo, input: SendMessageInput) -> Message:
+        viewer = info.context.require_user().user_id
+        check_message(input.text, input.client_message_id)
+        message = await info.context.runtime.chat.shards.send(
+            _room_id(input.room_id), viewer, input.text, input.client_message_id
+        )
+        return Message.from_record(message)
+
+    @strawberry.mutation(description="Mark messages up to `seq` as read.")
+    async def mark_room_read(self, info: NovaInfo, room_id: strawberry.ID, seq: int) -> bool:
+        viewer = info.context.require_user().user_id
+        return await info.context.runtime.chat.mark_read(_room_id(room_id), viewer, seq)
+
+    @strawberry.mutation(description="Tell the room you are typing (never stored).")
+    async def send_typing(self, info: NovaInfo, room_id: strawberry.ID) -> bool:
+        viewer = info.context.require_user().user_id
+        room = _room_id(room_id)
+        await info.context.runtime.chat.shards.member_room(room, viewer)
+        await info.context.runtime.chat.typing(room, viewer)
+        return True
+
+
+@strawberry.type
+class ChatSubscription:
+    @strawberry.subscription(
+        description="Messages of a room in seq order: first everything after `afterSeq` "
+        "(if given), then live. Reconnect with the last seq you saw to miss nothing."
+    )
+    async def message_added(
+        self, info: NovaInfo, room_id: strawberry.ID, after_seq: int | None = None
+    ) -> AsyncGenerator[Message, None]:
+        viewer = info.context.require_user().user_id
+        room = _room_id(room_id)
+        if after_seq is not None and after_seq < 0:
+            raise user_error("afterSeq must be >= 0", BAD_USER_INPUT)
+        runtime = info.context.runtime
+        _, last_seq = await runtime.chat.shards.member_room(room, viewer)
+        next_seq = (last_seq if after_seq is None else after_seq) + 1
+        channel = CHAT_CHANNEL.format(room)
+        queue_size = runtime.settings.chat_subscriber_queue
+        # Subscribe before replaying, so nothing published meanwhile is missed.
+        async with (
+            runtime.hub.listen(channel, max_queue=queue_size, decode=_live_message) as subscriber,
+            runtime.chat.online(room, viewer),
+        ):
+            while True:  # replay what the client missed
+                replay = await runtime.chat.shards.after(room, viewer, next_seq - 1, REPLAY_PAGE)
+                for message in replay:
+                    next_seq = message.seq + 1
+                    yield Message.from_record(message)
+                if len(replay) < REPLAY_PAGE:
+                    break
+            while True:
+                published = await subscriber.queue.get()
+                if subscriber.overflowed:
+                    await _close_slow(info)
+                    return
+                if isinstance(published, uuid.UUID):  # a member left
+                    if published == viewer:
+                        return  # the subscription completes: no more of this room
+                    continue
+                if published.seq < next_seq:
+                    continue  # already sent (replay overlapped the live stream)
+                info.context.reset_loaders()
+                if published.seq == next_seq:
+                    next_seq += 1
+                    yield published  # the object every local subscriber of the room gets
+                    continue
+                # A publish was lost: fill the gap in order.
+                missing = await runtime.chat.shards.after(
+                    room, viewer, next_seq - 1, published.seq - next_seq + 1
+                )
+                for each in missing:
+                    if each.seq >= next_seq:
+                        next_seq = each.seq + 1
+                        yield Message.from_record(each)
+
+    @strawberry.subscription(description="Who is typing in a room, as it happens.")
+    async def typing(
+        self, info: NovaInfo, room_id: strawberry.ID
+    ) -> AsyncGenerator[TypingEvent, None]:
+        viewer = info.context.require_user().user_id
+        room = _room_id(room_id)
+        runtime = info.context.runtime
+        await runtime.chat.shards.member_room(room, viewer)
+        async with runtime.hub.listen(TYPING_CHANNEL.format(room), max_queue=100) as subscriber:
+            while True:
+                user = uuid.UUID(await subscriber.queue.get())
+                if user != viewer:
+                    yield TypingEvent(room_id=strawberry.ID(str(room)), user_id=user)
+
+    @strawberry.subscription(description="Members online in a room now, then on each change.")
+    async def presence(
+        self, info: NovaInfo, room_id: strawberry.ID
+    ) -> AsyncGenerator[Presence, None]:
+        viewer = info.context.require_user().user_id
+        room = _room_id(room_id)
+        runtime = info.context.runtime
+        await runtime.chat.shards.member_room(room, viewer)
+        async with (
+            runtime.hub.listen(PRESENCE_CHANNEL.format(room), max_queue=100) as subscriber,
+            runtime.chat.online(room, viewer),
+        ):
+            last: list[uuid.UUID] | None = None
+            while True:
+                online = await runtime.chat.online_users(room)
+                if online != last:
+                    last = online
+                    info.context.reset_loaders()
+                    yield Presence(room_id=strawberry.ID(str(room)), user_ids=online)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(subscriber.queue.get(), PRESENCE_RECHECK_S)
+
+
+def _live_message(raw: bytes) -> Message | uuid.UUID:
+    """A room channel's publication, decoded once for all of this replica's subscribers:
+    a message they share, or the id of a member who left."""
+    published = message_from_channel(raw.decode())
+    if isinstance(published, uuid.UUID):
+        return published
+    shared = Message.from_record(published)
+    shared.execution_memo = {}
+    return shared
+
+
+async def _close_slow(info: NovaInfo) -> None:
+    """Disconnect a subscriber that fell too far behind; it resumes with `afterSeq`."""
+    websocket = info.context.request
+    with contextlib.suppress(Exception):
+        await websocket.close(
+            code=SLOW_SUBSCRIBER_CLOSE, reason="too slow: reconnect with afterSeq"
+        )
