@@ -7,7 +7,7 @@ import uuid
 from actors.directory import shard_of
 from actors.remote import CHAT
 from actors.shard_caller import ShardCaller
-from storage.chat import Message
+from storage.repositories.chat import Message
 
 
 class ChatClient:

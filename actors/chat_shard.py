@@ -26,7 +26,9 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
-from storage.chat import (
+from storage.db import Database
+from storage.errors import InvalidInput, NotFound, NovaError, classify
+from storage.repositories.chat import (
     MAX_GROUP_MEMBERS,
     Message,
     find_retries,
@@ -35,9 +37,7 @@ from storage.chat import (
     messages_after,
     messages_before,
 )
-from storage.db import Database
-from storage.errors import InvalidInput, NotFound, NovaError, classify
-from storage.graph import blocked_either_way
+from storage.repositories.graph import blocked_either_way
 
 log = logging.getLogger(__name__)
 

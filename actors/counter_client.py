@@ -23,7 +23,7 @@ from actors.counter_shard import LikeResult
 from actors.directory import shard_of
 from actors.remote import COUNTER
 from actors.shard_caller import ShardCaller
-from storage.counters import CounterRow, Kind
+from storage.repositories.counters import CounterRow, Kind
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from storage.counters import (
+from storage.db import Database
+from storage.errors import NotFound, NovaError
+from storage.repositories.counters import (
     CounterRow,
     Kind,
     LikeOp,
@@ -34,8 +36,6 @@ from storage.counters import (
     load_post_owners,
     load_rows,
 )
-from storage.db import Database
-from storage.errors import NotFound, NovaError
 
 log = logging.getLogger(__name__)
 

@@ -21,16 +21,16 @@ from actors.counter_shard import CounterShard, LikeResult
 from actors.directory import shard_name
 from actors.read_channel import Address, ReadServer
 from actors.timeline_shard import TimelineShard
-from storage.chat import Message
-from storage.config import Settings
-from storage.counters import CounterRow, Kind
 from storage.db import Database
 from storage.errors import NovaError
 from storage.logs import configure_logging
 from storage.redis_client import make_redis
+from storage.repositories.chat import Message
+from storage.repositories.counters import CounterRow, Kind
+from storage.repositories.timelines import Entry, pack_entries, unpack_page_request
+from storage.settings import Settings
 from storage.stalls import StallWatch, settle_heap
 from storage.tasks import LoopHealth, supervise
-from storage.timelines import Entry, pack_entries, unpack_page_request
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +197,8 @@ class TimelineShardActor:
         return await asyncio.shield(self._started)
 
     async def page(self, user_id: uuid.UUID, before: Entry | None, limit: int) -> bytes:
-        """The page packed (`storage.timelines.pack_entries`): pickling a ranked feed's 300
-        entries cost more than the rest of the call."""
+        """The page packed (`storage.repositories.timelines.pack_entries`): pickling a
+        ranked feed's 300 entries cost more than the rest of the call."""
         shard = await self._shard()
         self._in_flight += 1
         try:

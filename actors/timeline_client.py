@@ -21,7 +21,7 @@ from actors.read_channel import Address, ChannelError, ReadClient, RemoteError
 from actors.remote import TIMELINE
 from actors.shard_caller import ShardCaller
 from storage.errors import NovaError, Unavailable
-from storage.timelines import Entry, pack_page_request, unpack_entries
+from storage.repositories.timelines import Entry, pack_page_request, unpack_entries
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 
 from storage.db import Database
 from storage.errors import classify
-from storage.timelines import Entry, rebuild
+from storage.repositories.timelines import Entry, rebuild
 
 SENTINEL = "!"
 FEED_CHANNEL = "nova:feed:{}"

@@ -112,9 +112,9 @@ class SocketSender:
 async def seed(rooms: int, per_room: int) -> list[tuple[str, list[str]]]:
     """Rooms with members inserted by SQL, and an access token for every member."""
     from gateway.auth.tokens import KeyRing
-    from storage.config import Settings
     from storage.db import Database
     from storage.secrets import Sealer
+    from storage.settings import Settings
 
     settings = Settings.from_env()
     db = await Database.connect(settings, application_name="bench-chat")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from storage.consumer import Consumer
 from storage.events import Event
+from storage.kafka.runner import Consumer
 
 BENCH_APPLIED_DDL = (
     "CREATE TABLE IF NOT EXISTS bench_applied (event_id uuid, applied_at timestamptz NOT NULL)"

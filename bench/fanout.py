@@ -281,7 +281,7 @@ async def actor_page_latency(
 
 
 async def sql_pull_alone(db: Any, readers: list[uuid.UUID]) -> dict[str, Any]:
-    from storage.timelines import pull_page
+    from storage.repositories.timelines import pull_page
 
     latencies: list[float] = []
     for n in range(200):
@@ -293,9 +293,9 @@ async def sql_pull_alone(db: Any, readers: list[uuid.UUID]) -> dict[str, Any]:
 
 
 async def run(base_url: str) -> dict[str, Any]:
-    from storage.config import Settings
     from storage.db import Database
     from storage.redis_client import make_redis
+    from storage.settings import Settings
 
     settings = Settings.from_env()
     db = await Database.connect(settings, application_name="bench-fanout")

@@ -172,7 +172,7 @@ async def run_nova(
 
 async def run_baseline(db: Any, redis: Any, args: Args) -> dict[str, Any]:
     """Notify on write: insert the row and publish it from the writer, no outbox."""
-    from storage.notifications import NewNotification, insert_notifications
+    from storage.repositories.notifications import NewNotification, insert_notifications
 
     recipients = await insert_users(db, args.recipients)
     fans = await insert_users(db, args.fans)
@@ -236,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
 
     async def run(base_url: str) -> dict[str, Any]:
-        from storage.config import Settings
         from storage.db import Database
         from storage.redis_client import make_redis
+        from storage.settings import Settings
 
         settings = Settings.from_env()
         db = await Database.connect(settings, application_name="bench-notifications")

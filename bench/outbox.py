@@ -34,12 +34,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.consumers import BENCH_APPLIED_DDL, LatencyConsumer
 from bench.harness import StackNotUp, load_stack_env, ratio, report, run_paced, summarize
-from storage.config import Settings
 from storage.db import Database
 from storage.events import HEADER_EPOCH, HEADER_EVENT_ID, HEADER_TYPE, Event
-from storage.kafka import TopicAdmin, end_offsets, make_consumer, make_producer
-from storage.outbox import add_event
-from storage.topics import Topic, capped, register_topics
+from storage.kafka.clients import TopicAdmin, end_offsets, make_consumer, make_producer
+from storage.kafka.topics import Topic, capped, register_topics
+from storage.outbox.rows import add_event
+from storage.settings import Settings
 
 SCENARIO = "outbox"
 NOVA_TOPIC = "bench.outbox"
@@ -420,7 +420,7 @@ async def direct_phase(
 
 
 async def baseline(settings: Settings, run_id: str, events: int, rate: float) -> dict[str, Any]:
-    # Nova's consumers fetch with the busy wait while records flow (`storage.fetch_wait`);
+    # Nova's consumers fetch with the busy wait while records flow (`storage.kafka.fetch_pacing`);
     # the baseline's reader gets the same wait, so both read the broker the same way.
     direct = settings.replace(
         kafka_idempotence=False, kafka_fetch_max_wait_ms=settings.kafka_fetch_busy_wait
@@ -459,8 +459,8 @@ async def baseline(settings: Settings, run_id: str, events: int, rate: float) ->
     return {
         "acks": "all",
         "idempotence": False,
-        "clients": "storage.kafka.make_producer / make_consumer (the relay's and consumers' "
-        "settings; group_id=None, all partitions assigned)",
+        "clients": "storage.kafka.clients.make_producer / make_consumer (the relay's and "
+        "consumers' settings; group_id=None, all partitions assigned)",
         "topic": DIRECT_TOPIC,
         "partitions": partitions(settings),
         "paced": paced,

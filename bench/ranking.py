@@ -246,9 +246,9 @@ async def run(base_url: str) -> dict[str, Any]:
     from ranking.models import logistic_regression
     from ranking.registry import get_route, register, route
     from ranking.schema import NAMES
-    from storage.config import Settings
     from storage.db import Database
     from storage.redis_client import make_redis
+    from storage.settings import Settings
 
     settings = Settings.from_env()
     db = await Database.connect(settings, application_name="bench-ranking")

@@ -23,13 +23,13 @@ from deployments.ranking import build_ranking_app
 from deployments.serve_patches import before_graceful_shutdown, bind_grpc_servers_to_node_ip
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
 from gateway.app import GatewayRuntime, create_app
-from storage.config import Settings
 from storage.db import Database
-from storage.kafka import TopicAdmin
+from storage.kafka.clients import TopicAdmin
+from storage.kafka.topics import registered_topics, sync_catalogue
 from storage.logs import configure_logging
 from storage.migrate import migrate
+from storage.settings import Settings
 from storage.stalls import StallWatch
-from storage.topics import registered_topics, sync_catalogue
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ def _client_environment() -> None:
 
 def _settings() -> Any:
     _client_environment()
-    from storage.config import Settings
+    from storage.settings import Settings
 
     return Settings.from_env()
 
@@ -104,7 +104,7 @@ def _deploy(
 ) -> None:
     _connect_ray(env)
     from deployments.app import deploy
-    from storage.config import Settings
+    from storage.settings import Settings
 
     settings = Settings.from_env(env)
     if grpc_port is not None:
@@ -154,7 +154,7 @@ def cmd_status(_: argparse.Namespace) -> int:
 
 
 async def _outbox_report(db: Any) -> dict[str, Any]:
-    from storage.relay import outbox_lag
+    from storage.outbox.relay import outbox_lag
 
     lag = await outbox_lag(db)
     row = await db.fetchrow("SELECT epoch, reset_at, reset_reason FROM broker_state")
@@ -186,8 +186,8 @@ def _worker_report(stack: Stack) -> Any:
 
 
 def cmd_db_migrate(_: argparse.Namespace) -> int:
+    from storage.kafka.topics import sync_catalogue
     from storage.migrate import migrate
-    from storage.topics import sync_catalogue
 
     async def run(db: Any) -> list[str]:
         conn = await db.connect_raw()
@@ -219,7 +219,7 @@ def parse_since(text: str) -> datetime:
 
 
 def cmd_outbox_replay(args: argparse.Namespace) -> int:
-    from storage.outbox import redrive
+    from storage.outbox.rows import redrive
 
     async def run(db: Any) -> int:
         async with db.transaction() as conn:
@@ -232,7 +232,7 @@ def cmd_outbox_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_list(args: argparse.Namespace) -> int:
-    from storage.dlq import list_dead_letters
+    from storage.kafka.dead_letters import list_dead_letters
 
     letters = _with_db(
         lambda db: list_dead_letters(
@@ -254,7 +254,7 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_replay(args: argparse.Namespace) -> int:
-    from storage.dlq import replay
+    from storage.kafka.dead_letters import replay
 
     if not args.ids and not args.consumer:
         print("name dead letters: --id N (repeatable) and/or --consumer NAME", file=sys.stderr)

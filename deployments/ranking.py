@@ -29,10 +29,10 @@ from ranking.proto import nova_ranking_pb2 as pb
 from ranking.registry import RouteTable, get_version, read_artifact
 from ranking.report import LATENCY_KEY, LATENCY_SAMPLES
 from ranking.schema import FINGERPRINT, NAMES
-from storage.config import Settings
 from storage.db import Database
 from storage.logs import configure_logging
 from storage.redis_client import make_redis
+from storage.settings import Settings
 from storage.stalls import StallWatch
 
 log = logging.getLogger(__name__)

@@ -832,7 +832,7 @@ class Stack:
             # when data is there already), so the wait is the latency of every hop. Every
             # fetch costs it CPU: at 20 ms, four idle consumer groups kept it at a quarter of
             # a core (9% at 100 ms). A shorter wait only while records flow
-            # (NOVA_KAFKA_FETCH_BUSY_WAIT_MS, `storage.fetch_wait`) stays off: it cut
+            # (NOVA_KAFKA_FETCH_BUSY_WAIT_MS, `storage.kafka.fetch_pacing`) stays off: it cut
             # outbox latency at 300 events/s but cost the likes shard path a third of its
             # throughput on two cores.
             env.setdefault("NOVA_KAFKA_FETCH_MAX_WAIT_MS", "100")

@@ -3,7 +3,7 @@
 They are detached, named actors (`nova-relay-0`, `nova-consumer-<name>-0`) in the `nova`
 namespace, restarted by Ray when their process dies (`max_restarts=-1`). Their loop starts
 in the constructor and runs under `supervise`, so it also restarts when it crashes inside a
-live process. All the logic lives in `storage.relay` and `storage.consumer`; this module
+live process. All the logic lives in `storage.outbox.relay` and `storage.kafka.runner`; this module
 only adapts it to Ray and exports its counters as Ray metrics.
 """
 
@@ -18,11 +18,11 @@ from typing import Any
 import ray
 from ray.util import metrics
 
-from storage.config import Settings
-from storage.consumer import Consumer, ConsumerRunner
 from storage.db import Database
+from storage.kafka.runner import Consumer, ConsumerRunner
 from storage.logs import configure_logging
-from storage.relay import OutboxRelay, outbox_lag
+from storage.outbox.relay import OutboxRelay, outbox_lag
+from storage.settings import Settings
 from storage.stalls import StallWatch, settle_heap
 from storage.tasks import LoopHealth, supervise
 
@@ -189,7 +189,7 @@ def load_consumer(path: str) -> Consumer:
     module_name, _, class_name = path.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, Consumer)):
-        raise TypeError(f"{path} is not a storage.consumer.Consumer subclass")
+        raise TypeError(f"{path} is not a storage.kafka.runner.Consumer subclass")
     return cls()
 
 

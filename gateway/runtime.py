@@ -47,11 +47,11 @@ from gateway.transport.health import KafkaProbe, Readiness
 from gateway.transport.hub import PubSubHub
 from gateway.transport.metrics import GatewayMetrics
 from gateway.transport.shared_events import STATS as SHARED_EVENTS
-from storage.config import Settings
 from storage.db import Database
 from storage.errors import Unavailable
 from storage.redis_client import make_redis
 from storage.secrets import Sealer
+from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
-from storage.timelines import Entry
+from storage.repositories.timelines import Entry
 
 _VISIBLE = """
 p.deleted_at IS NULL AND p.author_id <> $1

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from ranking import features as f
-from storage.config import Settings
 from storage.db import Database
+from storage.settings import Settings
 
 CHUNK = 2_000
 _OLD_LAYOUT = ("nova:f:p:*", "nova:f:a:*")

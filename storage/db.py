@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from storage.config import Settings
 from storage.errors import Unavailable, classify
+from storage.settings import Settings
 
 Connection = asyncpg.Connection
 

@@ -10,8 +10,8 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
-from storage.config import Settings
 from storage.errors import classify
+from storage.settings import Settings
 
 
 class HiredisPackingConnection(Connection):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from storage.config import Settings, env_name
 from storage.errors import ConfigError
+from storage.settings import Settings, env_name
 
 
 def new_secret_key() -> str:

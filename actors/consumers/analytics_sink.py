@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import asyncpg
 
-from storage.consumer import Consumer
 from storage.errors import PoisonEvent
 from storage.events import Event
+from storage.kafka.runner import Consumer
 
 TOPIC = "analytics.events"
 KINDS = frozenset({"IMPRESSION", "VIEW", "CLICK", "DWELL"})

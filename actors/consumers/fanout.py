@@ -25,11 +25,11 @@ import asyncpg
 from ray.util import metrics
 
 from actors.timeline_client import TimelineClient
-from storage.config import Settings
-from storage.consumer import Consumer
 from storage.errors import ConfigError, PoisonEvent
 from storage.events import Event, payload_id
-from storage.timelines import Entry, fanout_audience, recent_posts
+from storage.kafka.runner import Consumer
+from storage.repositories.timelines import Entry, fanout_audience, recent_posts
+from storage.settings import Settings
 
 POST_CREATED = "content.post.created"
 POST_DELETED = "content.post.deleted"

@@ -1,7 +1,7 @@
 """The feature consumer: keeps the online features in Redis current from the event log.
 
 A batch's Redis updates and its events' ledger keys go in one MULTI/EXEC
-(`storage.ledger.RedisLedger`), so a redelivery — after a crash, a rebalance or a broker
+(`storage.kafka.ledger.RedisLedger`), so a redelivery — after a crash, a rebalance or a broker
 reset — never counts an engagement twice, and a hot post's likes cost three Redis round
 trips per batch rather than per like. Decay uses the event's `occurred_at`, so a
 backlog applied late weighs what it weighed when it happened.
@@ -17,12 +17,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from ranking import features as f
-from storage.config import Settings
-from storage.consumer import Consumer
 from storage.errors import ConfigError, PoisonEvent
 from storage.events import Event, payload_id
-from storage.ledger import RedisLedger
+from storage.kafka.ledger import RedisLedger
+from storage.kafka.runner import Consumer
 from storage.redis_client import make_redis
+from storage.settings import Settings
 
 ENGAGEMENTS = {
     "social.like.created": ("likes", 1.0),

@@ -34,11 +34,11 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import aiosmtplib
 import asyncpg
 
-from storage.config import Settings, env_name
-from storage.consumer import Consumer
 from storage.errors import ConfigError, PoisonEvent, Unavailable
 from storage.events import Event
+from storage.kafka.runner import Consumer
 from storage.secrets import Sealer
+from storage.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
 

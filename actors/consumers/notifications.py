@@ -38,20 +38,20 @@ from typing import Any, ClassVar
 import asyncpg
 import redis.asyncio as aioredis
 
-from storage.config import Settings
-from storage.consumer import Consumer
 from storage.errors import PoisonEvent, classify
 from storage.events import Event, payload_id
-from storage.notifications import (
+from storage.kafka.runner import Consumer
+from storage.outbox.rows import add_events
+from storage.presence import online_in_rooms
+from storage.redis_client import make_redis
+from storage.repositories.notifications import (
     NewNotification,
     NotificationRecord,
     insert_notifications,
     room_members,
     users_named,
 )
-from storage.outbox import add_events
-from storage.presence import online_in_rooms
-from storage.redis_client import make_redis
+from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 

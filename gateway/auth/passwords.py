@@ -11,8 +11,8 @@ import asyncio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from storage.config import Settings
 from storage.errors import InvalidInput
+from storage.settings import Settings
 
 MIN_LENGTH = 10
 MAX_LENGTH = 256  # bounds the hashing work an attacker can ask for

@@ -22,7 +22,7 @@ from gateway.auth.tokens import AccessClaims
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound
 from storage.events import Event
-from storage.outbox import add_event
+from storage.outbox.rows import add_event
 
 PASSWORD_CHANGED = "identity.password.changed"
 

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from gateway.errors import Unauthenticated
-from storage.config import Settings
 from storage.db import Database
 from storage.secrets import Sealer
+from storage.settings import Settings
 from storage.tasks import SingleFlight
 
 ALGORITHM = "RS256"

@@ -47,7 +47,7 @@ from graphql import (
 )
 
 from gateway.errors import FORBIDDEN
-from storage.config import Settings
+from storage.settings import Settings
 
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from storage.config import Settings
 from storage.errors import classify
+from storage.settings import Settings
 
 # Charges buckets in one round trip. KEYS: the buckets. ARGV[1]: "1" for debits (requests
 # already admitted), "0" for takes; then rate per second, burst and cost for each bucket, in

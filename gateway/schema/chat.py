@@ -23,7 +23,7 @@ from gateway.services.chat import (
     check_message,
     message_from_channel,
 )
-from storage.chat import Message as MessageRecord
+from storage.repositories.chat import Message as MessageRecord
 
 REPLAY_PAGE = 200
 PRESENCE_RECHECK_S = 10.0  # `presence` re-reads who is online at least this often

@@ -16,7 +16,7 @@ from strawberry.dataloader import DataLoader
 
 from gateway.services.chat import RoomRecord
 from gateway.services.posts import PostRecord
-from storage.counters import CounterRow
+from storage.repositories.counters import CounterRow
 
 if TYPE_CHECKING:
     from gateway.runtime import GatewayRuntime

@@ -26,7 +26,7 @@ from gateway.schema.types import (
 )
 from gateway.services.profiles import decode_cursor, encode_cursor, page_size
 from storage.errors import NotFound
-from storage.notifications import KINDS, NotificationRecord
+from storage.repositories.notifications import KINDS, NotificationRecord
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from gateway.services.ranked_feed import SEEN, SEEN_TTL_S, SERVED
 from storage.db import Database
 from storage.errors import InvalidInput, classify
 from storage.events import Event
-from storage.outbox import add_events
+from storage.outbox.rows import add_events
 
 log = logging.getLogger(__name__)
 

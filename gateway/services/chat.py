@@ -25,12 +25,12 @@ from actors.chat_client import ChatClient
 from actors.chat_shard import CHAT_CHANNEL, LEFT_NOTICE
 from gateway.errors import Forbidden
 from gateway.services.profiles import page_size
-from storage.chat import MAX_GROUP_MEMBERS, MAX_TEXT, Message
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound, classify
-from storage.graph import blocked_either_way
-from storage.notifications import read_room_notifications
 from storage.presence import ONLINE_KEY, online_users
+from storage.repositories.chat import MAX_GROUP_MEMBERS, MAX_TEXT, Message
+from storage.repositories.graph import blocked_either_way
+from storage.repositories.notifications import read_room_notifications
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from datetime import datetime
 from actors.timeline_client import TimelineClient
 from gateway.services.profiles import decode_cursor, encode_cursor, page_size
 from gateway.services.relations import ViewerRelations
-from storage.config import Settings
 from storage.db import Database
-from storage.timelines import Entry, celebrity_posts, pull_page, touch
+from storage.repositories.timelines import Entry, celebrity_posts, pull_page, touch
+from storage.settings import Settings
 
 _NIL = uuid.UUID(int=0)
 _TOUCH_EVERY_S = 3_600.0

@@ -15,11 +15,11 @@ from gateway.errors import Forbidden
 from gateway.services.pages import Page, page_of
 from gateway.services.profiles import decode_cursor, page_size
 from gateway.services.relations import ViewerRelations
-from storage.counters import CounterRow, bump
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound
-from storage.graph import blocked_either_way, follow_event, record_unfollows
-from storage.outbox import add_event
+from storage.outbox.rows import add_event
+from storage.repositories.counters import CounterRow, bump
+from storage.repositories.graph import blocked_either_way, follow_event, record_unfollows
 
 MAX_SUGGESTIONS = 50
 

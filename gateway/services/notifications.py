@@ -9,7 +9,12 @@ import uuid
 from datetime import datetime
 
 from storage.db import Database
-from storage.notifications import NotificationRecord, inbox_page, mark_read, unread_count
+from storage.repositories.notifications import (
+    NotificationRecord,
+    inbox_page,
+    mark_read,
+    unread_count,
+)
 
 
 class Notifications:

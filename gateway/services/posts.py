@@ -19,12 +19,12 @@ from gateway.errors import Forbidden
 from gateway.services.caches import Invalidations, LocalCache
 from gateway.services.pages import Page, page_of
 from gateway.services.profiles import decode_cursor, encode_cursor, page_size
-from storage.counters import CounterRow, bump
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound
 from storage.events import Event
-from storage.graph import blocked_either_way
-from storage.outbox import add_event, add_events
+from storage.outbox.rows import add_event, add_events
+from storage.repositories.counters import CounterRow, bump
+from storage.repositories.graph import blocked_either_way
 
 MAX_POST_TEXT = 2_000
 MAX_COMMENT_TEXT = 2_000

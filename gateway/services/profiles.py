@@ -11,12 +11,12 @@ from urllib.parse import urlsplit
 from actors.counter_client import CounterClient
 from gateway.services.relations import ViewerRelations
 from gateway.services.users import USER_COLUMNS, UserCache, UserRecord
-from storage.counters import CounterRow
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound
 from storage.events import Event
-from storage.graph import unfollow_both_ways
-from storage.outbox import add_event
+from storage.outbox.rows import add_event
+from storage.repositories.counters import CounterRow
+from storage.repositories.graph import unfollow_both_ways
 
 MAX_DISPLAY_NAME = 80
 MAX_BIO = 500

@@ -39,11 +39,11 @@ from ranking.candidates import hidden_authors, liked_by_followees, trending
 from ranking.diversity import final_order
 from ranking.registry import RouteTable
 from ranking.schema import DTYPE, NAMES
-from storage.config import Settings
 from storage.db import Database
 from storage.errors import InvalidInput, classify
+from storage.repositories.timelines import Entry
+from storage.settings import Settings
 from storage.tasks import SingleFlight
-from storage.timelines import Entry
 
 log = logging.getLogger(__name__)
 

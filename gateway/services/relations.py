@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Sequence
 
 from gateway.services.caches import Invalidations, LocalCache
-from storage.config import Settings
-from storage.counters import CounterRow
 from storage.db import Database
+from storage.repositories.counters import CounterRow
+from storage.settings import Settings
 
 BLOCKS_CHANNEL = "nova:blocks:changed"
 FOLLOWS_CHANNEL = "nova:follows:changed"

@@ -8,10 +8,10 @@ import contextlib
 import redis.asyncio as aioredis
 from aiokafka.client import AIOKafkaClient
 
-from storage.config import Settings
 from storage.db import Database
 from storage.errors import classify
 from storage.redis_client import ping as redis_ping
+from storage.settings import Settings
 
 
 class KafkaProbe:

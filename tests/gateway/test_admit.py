@@ -16,7 +16,7 @@ from gateway.auth.tokens import AccessClaims
 from gateway.errors import RateLimited, Unauthenticated
 from gateway.limits.rate_limits import Budget, budgets
 from gateway.runtime import GatewayRuntime
-from storage.config import Settings
+from storage.settings import Settings
 
 CLAIMS = AccessClaims(
     user_id=uuid.uuid4(),

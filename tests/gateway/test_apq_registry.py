@@ -30,9 +30,9 @@ from gateway.transport.apq import (
     query_hash,
     resolve_query,
 )
-from storage.config import Settings
 from storage.errors import Unavailable
 from storage.redis_client import make_redis
+from storage.settings import Settings
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.stack

@@ -23,7 +23,7 @@ from gateway.transport.apq import PersistedQueryStore, query_hash
 from gateway.transport.documents import DocumentCache, prepared_documents
 from gateway.transport.http import GraphQLHTTP
 from gateway.transport.metrics import GatewayMetrics
-from storage.config import Settings
+from storage.settings import Settings
 
 LIMITS = QueryLimits(
     max_depth=10, max_aliases=15, max_tokens=2000, max_cost=5000, default_list_size=100

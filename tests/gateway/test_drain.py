@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from gateway.transport.drain import SERVICE_RESTART, Message, WebSocketDrain
-from storage.config import Settings
+from storage.settings import Settings
 from tests.support.graphql import post
 
 

@@ -10,8 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.transport.hub import PubSubHub
-from storage.config import Settings
 from storage.redis_client import make_redis
+from storage.settings import Settings
 
 pytestmark = pytest.mark.stack
 

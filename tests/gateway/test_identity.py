@@ -22,9 +22,9 @@ from jwt.algorithms import RSAAlgorithm
 
 from deployments.stack import Stack
 from gateway.auth.tokens import KeyRing
-from storage.config import Settings
 from storage.db import Database
 from storage.secrets import Sealer
+from storage.settings import Settings
 from tests.conftest import nova, wait_until
 from tests.support.graphql import LOGIN, PASSWORD, REGISTER, post, register, unique_name
 from tests.support.mailbox import extract_token, wait_for_mail

@@ -21,8 +21,8 @@ from gateway.schema.root import build_schema
 from gateway.services.graph import Graph
 from gateway.services.posts import Posts
 from gateway.services.relations import ViewerRelations
-from storage.config import Settings
 from storage.db import Database
+from storage.settings import Settings
 from tests.support.social import LIKE, call, create_post, make_members
 
 pytestmark = pytest.mark.stack

@@ -31,12 +31,12 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from actors.consumers.mail import EMAIL_VERIFICATION, PASSWORD_RESET, MailConsumer, SmtpTarget
 from deployments.stack import Layout, Stack
-from storage.config import Settings
 from storage.db import Database
 from storage.errors import ConfigError, PoisonEvent, Unavailable
 from storage.events import Event
-from storage.outbox import add_event
+from storage.outbox.rows import add_event
 from storage.secrets import Sealer, new_secret_key
+from storage.settings import Settings
 from tests.conftest import Consumers, Topics, wait_until
 from tests.support.mailbox import (
     OUTAGE_TOPIC,

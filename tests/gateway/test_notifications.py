@@ -17,12 +17,12 @@ from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
 from actors.consumers.notifications import NotificationConsumer
-from storage.config import Settings
 from storage.db import Database
 from storage.errors import PoisonEvent
 from storage.events import Event
 from storage.presence import online_users
 from storage.redis_client import make_redis
+from storage.settings import Settings
 from tests.conftest import wait_until
 from tests.support.social import (
     BLOCK,
@@ -392,7 +392,7 @@ async def test_when_presence_is_unknown_every_member_away_or_not_is_notified(
 
 def test_every_kind_the_store_serves_has_a_graphql_kind() -> None:
     from gateway.schema.notifications import NotificationKind
-    from storage.notifications import KINDS
+    from storage.repositories.notifications import KINDS
 
     assert {kind.value for kind in NotificationKind} == set(KINDS)
 
@@ -400,7 +400,7 @@ def test_every_kind_the_store_serves_has_a_graphql_kind() -> None:
 async def test_a_kind_from_a_newer_release_is_neither_listed_nor_counted(
     db: Database, settings: Settings
 ) -> None:
-    from storage.notifications import inbox_page, unread_count
+    from storage.repositories.notifications import inbox_page, unread_count
 
     user, actor = await make_members(db, settings, 2)
 

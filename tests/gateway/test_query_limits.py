@@ -31,7 +31,7 @@ from gateway.limits.query_limits import (
     document_depth,
 )
 from gateway.transport.documents import DocumentCache, PreparedDocument, prepared_documents
-from storage.config import Settings
+from storage.settings import Settings
 
 CALLS: list[str] = []
 

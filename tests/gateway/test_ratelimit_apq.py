@@ -17,8 +17,8 @@ from gateway.transport.apq import (
     query_hash,
     resolve_query,
 )
-from storage.config import Settings
 from storage.errors import Unavailable
+from storage.settings import Settings
 
 pytestmark = pytest.mark.stack
 

@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 from gateway.auth.revocation import REVOKED, Revocations
 from gateway.auth.tokens import AccessClaims
 from gateway.errors import Unauthenticated
-from storage.config import Settings
 from storage.db import Database
+from storage.settings import Settings
 
 pytestmark = pytest.mark.stack
 

@@ -17,8 +17,8 @@ import pytest
 from actors.consumers.analytics_sink import COLUMNS
 from ranking.report import LATENCY_KEY
 from ranking.schema import NAMES
-from storage.config import Settings
 from storage.db import Database
+from storage.settings import Settings
 from tests.conftest import wait_until
 from tests.ranking.test_ranked_feed import (
     WAIT_S,

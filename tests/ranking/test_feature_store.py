@@ -16,11 +16,11 @@ import pytest
 from actors.consumers.features import FeatureConsumer
 from ranking.features import FeatureLookup
 from ranking.schema import DEFAULTS, NAMES
-from storage.config import Settings
 from storage.db import Database
 from storage.errors import PoisonEvent
 from storage.events import Event
 from storage.redis_client import make_redis
+from storage.settings import Settings
 
 pytestmark = pytest.mark.stack
 

@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from storage.config import Settings
-from storage.consumer import Consumer, ConsumerRunner
 from storage.errors import PoisonEvent
 from storage.events import Event
+from storage.kafka.runner import Consumer, ConsumerRunner
+from storage.settings import Settings
 
 
 class Recorder(Consumer):

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from actors.consumers.mail import MailConsumer
-from storage.config import Settings
+from storage.settings import Settings
 
 
 def messages(mail_dir: Path) -> list[EmailMessage]:

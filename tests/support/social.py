@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.auth.tokens import KeyRing
-from storage.config import Settings
 from storage.db import Database
 from storage.secrets import Sealer
+from storage.settings import Settings
 from tests.support.graphql import Reply, post, unique_name
 
 

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from storage.db import Database
 from storage.errors import InvalidInput, StorageError
 from storage.events import HEADER_EPOCH, Event, header
-from storage.outbox import add_event
+from storage.outbox.rows import add_event
 from storage.tracing import new_traceparent, reset_traceparent, set_traceparent
 from tests.conftest import Consumers, Topics, applied, wait_until
 
@@ -65,7 +65,7 @@ async def test_published_message_carries_the_envelope_and_headers(
     finally:
         reset_traceparent(token)
 
-    from storage.config import Settings
+    from storage.settings import Settings
 
     settings = deployed
     assert isinstance(settings, Settings)

@@ -1,5 +1,5 @@
 """A consumer's fetch wait on the wire: short while records flow, long when idle, and
-raised when the broker cannot find waiting records within it (`storage.fetch_wait`)."""
+raised when the broker cannot find waiting records within it (`storage.kafka.fetch_pacing`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.protocol.fetch import FetchRequest
 
-from storage.config import Settings
-from storage.consumer import LAG_CHECK_S, ConsumerRunner
 from storage.db import Database
+from storage.kafka.runner import LAG_CHECK_S, ConsumerRunner
+from storage.settings import Settings
 from tests.conftest import Topics, applied, wait_until, write_events
 from tests.support.consumers import LagRecorder, PacingRecorder, joined, running
 

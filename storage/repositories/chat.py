@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 
 from storage.events import Event
-from storage.outbox import add_events
+from storage.outbox.rows import add_events
 
 MAX_TEXT = 4_000
 MAX_GROUP_MEMBERS = 500

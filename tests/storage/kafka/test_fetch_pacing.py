@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.fetch_wait import FetchWait
+from storage.kafka.fetch_pacing import FetchWait
 
 
 def waits(idle: int = 100, busy: int = 20, ceiling: int = 2500) -> FetchWait:

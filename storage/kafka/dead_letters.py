@@ -9,7 +9,7 @@ from typing import Any
 from storage.db import Database
 from storage.errors import InvalidInput
 from storage.events import HEADER_REPLAY_FOR, Event
-from storage.outbox import add_event
+from storage.outbox.rows import add_event
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from storage.timelines import Entry, pack_entries, unpack_entries
+from storage.repositories.timelines import Entry, pack_entries, unpack_entries
 
 
 def test_entries_round_trip_exactly_and_in_order() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.config import Settings, env_name
+from storage.settings import Settings, env_name
 
 
 def test_defaults_are_valid() -> None:

@@ -1,7 +1,7 @@
 """The transactional outbox: events are rows written in the caller's own transaction.
 
 A change and the event describing it commit together or not at all; the relay
-(`storage.relay`) publishes committed rows to Kafka afterwards. Usage::
+(`storage.outbox.relay`) publishes committed rows to Kafka afterwards. Usage::
 
     async with db.transaction() as conn:
         await conn.execute("INSERT INTO posts ...")
@@ -69,7 +69,7 @@ async def add_event(
     """Add `event` to the outbox inside the caller's transaction; return its outbox id.
 
     `topic` defaults to the event type. The topic must be registered (see
-    `storage.topics`); an unknown one raises `InvalidInput` and the transaction aborts.
+    `storage.kafka.topics`); an unknown one raises `InvalidInput` and the transaction aborts.
     """
     if not conn.is_in_transaction():
         raise StorageError("add_event must run inside the transaction that makes the change")

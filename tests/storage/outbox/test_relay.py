@@ -10,10 +10,10 @@ import pytest
 import ray
 
 from deployments.workers import NAMESPACE, relay_name
-from storage.config import Settings
 from storage.db import Database
 from storage.events import Event
-from storage.outbox import add_events
+from storage.outbox.rows import add_events
+from storage.settings import Settings
 from tests.conftest import Consumers, Topics, applied, nova, wait_until, write_events
 
 pytestmark = pytest.mark.stack

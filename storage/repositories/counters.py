@@ -21,7 +21,7 @@ import asyncpg
 
 from storage.errors import NotFound
 from storage.events import Event
-from storage.outbox import add_events
+from storage.outbox.rows import add_events
 
 Kind = Literal["post", "user"]
 FIELDS: dict[Kind, tuple[str, ...]] = {

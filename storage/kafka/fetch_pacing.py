@@ -18,7 +18,7 @@ The same broker also answers *nothing* when finding a fetch's offset takes longe
 wait: it scans the partition's batches (20-45 ms at the end of 47,000 one-record batches
 here), and it cannot delete records (DeleteRecords is unimplemented), so partitions only
 grow. A member that stays at the same positions while records wait past them therefore
-doubles its waits (`raise_for_slow_broker`, decided by `storage.consumer`), up to a
+doubles its waits (`raise_for_slow_broker`, decided by `storage.kafka.runner`), up to a
 ceiling, rather than starve.
 """
 

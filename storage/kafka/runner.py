@@ -6,7 +6,7 @@ calls it inside a PostgreSQL transaction that first records `(consumer, event_id
 are committed to Kafka only after the transaction commits, so a crash in between costs a
 redelivery, never a loss.
 
-Effects outside PostgreSQL (Redis, say) use `storage.ledger.RedisLedger.apply_many_once`
+Effects outside PostgreSQL (Redis, say) use `storage.kafka.ledger.RedisLedger.apply_many_once`
 inside `apply_many`: the Redis effects and their own ledger keys are written atomically,
 so a redelivery after a failed PostgreSQL commit finds the Redis ledger keys and does not
 apply twice.
@@ -34,16 +34,16 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from storage.config import Settings
 from storage.db import Database
 from storage.errors import NovaError, classify
 from storage.events import HEADER_EPOCH, HEADER_REPLAY_FOR, Event, header
-from storage.fetch_wait import FetchWait, set_fetch_max_wait
-from storage.kafka import end_offsets, make_consumer
-from storage.offset_gaps import OffsetGaps
-from storage.outbox import add_event
+from storage.kafka.clients import end_offsets, make_consumer
+from storage.kafka.fetch_pacing import FetchWait, set_fetch_max_wait
+from storage.kafka.offset_gaps import OffsetGaps
+from storage.kafka.topics import DLQ_TOPIC
+from storage.outbox.rows import add_event
+from storage.settings import Settings
 from storage.tasks import Backoff
-from storage.topics import DLQ_TOPIC
 from storage.tracing import reset_traceparent, set_traceparent
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class ConsumerStats:
     retries: int = 0
     rewinds: int = 0
     commit_failures: int = 0
-    # Fetches repeated because a partition's offsets jumped (`storage.offset_gaps`), and
+    # Fetches repeated because a partition's offsets jumped (`storage.kafka.offset_gaps`), and
     # gaps still there after every re-read, taken as real.
     gap_rereads: int = 0
     gaps_accepted: int = 0
@@ -169,7 +169,7 @@ class ConsumerRunner:
                 await self._consumer.stop()
 
     async def _pace_fetches(self, *, got_records: bool) -> None:
-        """Adjust the fetch wait to this poll's outcome (`storage.fetch_wait`).
+        """Adjust the fetch wait to this poll's outcome (`storage.kafka.fetch_pacing`).
 
         Empty polls while records wait are normal for a moment (they arrived during the
         fetch), so the wait is raised only when two lag checks, `LAG_CHECK_S` apart, find

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from deployments.stack import Stack
-from storage.config import Settings
-from storage.consumer import ConsumerRunner
 from storage.db import Database
 from storage.events import Event
+from storage.kafka.runner import ConsumerRunner
+from storage.settings import Settings
 from tests.conftest import Consumers, Topics, applied, wait_until, write_events
 from tests.gateway.test_gateway_metrics import metric_reaches, metric_sum, samples, scrape
 from tests.support.consumers import StalenessRecorder, joined, running

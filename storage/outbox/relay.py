@@ -7,7 +7,7 @@ LOCKED` at slot level), reads those slots' oldest unpublished rows `FOR UPDATE`,
 them and waits for every acknowledgement, then marks them published and commits. One
 transaction per batch whatever the number of slots it spans keeps PostgreSQL's share of
 each event small. A slot is thus published by one
-relay at a time, in id order, and ids follow commit order per key (`storage.outbox`).
+relay at a time, in id order, and ids follow commit order per key (`storage.outbox.rows`).
 Row-level `SKIP LOCKED` is deliberately not used: skipping an earlier row of a key would
 publish its successor first.
 
@@ -16,7 +16,7 @@ offset (the lowest offset of its latest acknowledged batch + 1). An acknowledgem
 end offset below it, or a recorded topic gone missing, means the broker lost its log. The
 relay then bumps the broker epoch (carried in every message's `nova-epoch` header) and
 re-drives every retained event; consumers read the new log from its start and drop what
-they already applied (`storage.consumer`).
+they already applied (`storage.kafka.runner`).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from storage.config import Settings
 from storage.db import Database
 from storage.errors import NovaError, Unavailable, classify
 from storage.events import HEADER_EPOCH, HEADER_EVENT_ID, HEADER_TRACEPARENT, HEADER_TYPE, Event
-from storage.kafka import TopicAdmin, end_offsets, make_consumer, make_producer
-from storage.outbox import (
+from storage.kafka.clients import TopicAdmin, end_offsets, make_consumer, make_producer
+from storage.kafka.topics import MARKER_TOPIC, registered_topics
+from storage.outbox.rows import (
     NOTIFY_CHANNEL,
     RELAY_LOCK_CLASS,
     SLOTS,
@@ -45,8 +45,8 @@ from storage.outbox import (
     purge_published,
     redrive,
 )
+from storage.settings import Settings
 from storage.tasks import Backoff
-from storage.topics import MARKER_TOPIC, registered_topics
 
 log = logging.getLogger(__name__)
 

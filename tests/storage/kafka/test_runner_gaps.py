@@ -1,7 +1,7 @@
 """A consumer whose fetch position jumps past records it never saw reads them again.
 
 The embedded broker can show a fetch a batch appended after one still being appended by
-another producer (`storage.offset_gaps`); the reader's position then passes the earlier
+another producer (`storage.kafka.offset_gaps`); the reader's position then passes the earlier
 batch. That race can't be forced on demand, so this test moves a running consumer's
 position past two published records, which is what the race does, and checks that the
 consumer notices the jump, reads them, and applies every event once.
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from storage.config import Settings
-from storage.consumer import ConsumerRunner
 from storage.db import Database
+from storage.kafka.runner import ConsumerRunner
+from storage.settings import Settings
 from tests.conftest import Topics, applied, wait_until, write_events
 from tests.support.consumers import GapRecorder, running
 

@@ -6,9 +6,9 @@ import uuid
 
 import asyncpg
 
-from storage.counters import CounterRow, bump
 from storage.events import Event
-from storage.outbox import add_event
+from storage.outbox.rows import add_event
+from storage.repositories.counters import CounterRow, bump
 
 
 async def blocked_either_way(conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID) -> bool:

@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from storage.config import Settings
 from storage.errors import classify
+from storage.settings import Settings
 
 
 def make_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:

@@ -91,7 +91,7 @@ class Settings:
     # this only bounds idle polling; the embedded broker does not, so there it is latency.
     kafka_fetch_max_wait_ms: int = 500
     # A consumer's fetch wait while records flow (0: the same as idle). For brokers that
-    # hold a fetch for its whole wait even when records are there (`storage.fetch_wait`).
+    # hold a fetch for its whole wait even when records are there (`storage.kafka.fetch_pacing`).
     kafka_fetch_busy_wait_ms: int = 0
     # Caps the catalogue's partition counts for topics Nova creates (0: no cap). The
     # embedded single-node broker uses 2; a real cluster keeps the catalogue's counts.
@@ -113,7 +113,7 @@ class Settings:
     consumer_poison_attempts: int = 3
     consumer_max_backoff_ms: int = 5_000
     # Fetches of a partition repeated when its offsets jump, before the gap is believed
-    # (`storage.offset_gaps`: the embedded broker can show a later batch before an earlier one).
+    # (`storage.kafka.offset_gaps`: the embedded broker can show a later batch first).
     consumer_gap_rereads: int = 5
 
     # Gateway.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.offset_gaps import OffsetGaps
+from storage.kafka.offset_gaps import OffsetGaps
 
 
 def admitted(gaps: OffsetGaps[str], offsets: list[int], partition: str = "p") -> list[int]:
