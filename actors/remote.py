@@ -20,6 +20,7 @@ from actors.chat_shard import ChatShard
 from actors.counter_shard import CounterShard, LikeResult
 from actors.directory import shard_name
 from actors.read_channel import Address, ReadServer
+from actors.settings import ActorSettings
 from actors.timeline_shard import TimelineShard
 from storage.db import Database
 from storage.errors import NovaError
@@ -28,7 +29,6 @@ from storage.redis_client import make_redis
 from storage.repositories.chat import Message
 from storage.repositories.counters import CounterRow, Kind
 from storage.repositories.timelines import Entry, pack_entries, unpack_page_request
-from storage.settings import Settings
 from storage.stalls import StallWatch, settle_heap
 from storage.tasks import LoopHealth, supervise
 
@@ -43,7 +43,7 @@ _UPKEEP_INTERVAL_S = 5.0
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
 class CounterShardActor:
-    def __init__(self, settings: Settings, index: int) -> None:
+    def __init__(self, settings: ActorSettings, index: int) -> None:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(COUNTER, index)
@@ -131,7 +131,7 @@ class CounterShardActor:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
 class TimelineShardActor:
-    def __init__(self, settings: Settings, index: int) -> None:
+    def __init__(self, settings: ActorSettings, index: int) -> None:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(TIMELINE, index)
@@ -258,7 +258,7 @@ class TimelineShardActor:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
 class ChatShardActor:
-    def __init__(self, settings: Settings, index: int) -> None:
+    def __init__(self, settings: ActorSettings, index: int) -> None:
         configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(CHAT, index)
@@ -332,7 +332,7 @@ class ChatShardActor:
                 self._reported = shard.stats.messages
 
 
-def ensure_shards(settings: Settings) -> None:
+def ensure_shards(settings: ActorSettings) -> None:
     """Start every shard that is not running (safe to call again): counter, timeline and
     chat shards, as many of each as the settings say."""
     classes: dict[str, Any] = {
@@ -350,7 +350,7 @@ def ensure_shards(settings: Settings) -> None:
             ).remote(settings, index)
 
 
-def shard_counts(settings: Settings) -> dict[str, int]:
+def shard_counts(settings: ActorSettings) -> dict[str, int]:
     return {
         COUNTER: settings.counter_shards,
         TIMELINE: settings.timeline_shards,

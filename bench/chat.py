@@ -111,10 +111,10 @@ class SocketSender:
 
 async def seed(rooms: int, per_room: int) -> list[tuple[str, list[str]]]:
     """Rooms with members inserted by SQL, and an access token for every member."""
+    from deployments.settings import Settings
     from gateway.auth.tokens import KeyRing
     from storage.db import Database
     from storage.secrets import Sealer
-    from storage.settings import Settings
 
     settings = Settings.from_env()
     db = await Database.connect(settings, application_name="bench-chat")

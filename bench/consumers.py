@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncpg
 
 from storage.events import Event
-from storage.kafka.runner import Consumer
+from storage.kafka.consumer import Consumer
+from storage.settings import StorageSettings
 
 BENCH_APPLIED_DDL = (
     "CREATE TABLE IF NOT EXISTS bench_applied (event_id uuid, applied_at timestamptz NOT NULL)"
 )
 
 
-class LatencyConsumer(Consumer):
+class LatencyConsumer(Consumer[StorageSettings]):
     """Records when each event was applied. No primary key: a double apply shows as two rows."""
 
     name = "bench-outbox"

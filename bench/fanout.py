@@ -293,9 +293,9 @@ async def sql_pull_alone(db: Any, readers: list[uuid.UUID]) -> dict[str, Any]:
 
 
 async def run(base_url: str) -> dict[str, Any]:
+    from deployments.settings import Settings
     from storage.db import Database
     from storage.redis_client import make_redis
-    from storage.settings import Settings
 
     settings = Settings.from_env()
     db = await Database.connect(settings, application_name="bench-fanout")

@@ -99,8 +99,8 @@ async def exact(db: Any, post_id: uuid.UUID) -> dict[str, int]:
 
 async def run(base_url: str) -> dict[str, Any]:
     from actors.counter_client import CounterClient
+    from deployments.settings import Settings
     from storage.db import Database
-    from storage.settings import Settings
 
     settings = Settings.from_env()
     db = await Database.connect(settings, application_name="bench-likes")

@@ -236,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
 
     async def run(base_url: str) -> dict[str, Any]:
+        from deployments.settings import Settings
         from storage.db import Database
         from storage.redis_client import make_redis
-        from storage.settings import Settings
 
         settings = Settings.from_env()
         db = await Database.connect(settings, application_name="bench-notifications")

@@ -34,12 +34,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.consumers import BENCH_APPLIED_DDL, LatencyConsumer
 from bench.harness import StackNotUp, load_stack_env, ratio, report, run_paced, summarize
+from deployments.settings import Settings
 from storage.db import Database
 from storage.events import HEADER_EPOCH, HEADER_EVENT_ID, HEADER_TYPE, Event
 from storage.kafka.clients import TopicAdmin, end_offsets, make_consumer, make_producer
 from storage.kafka.topics import Topic, capped, register_topics
 from storage.outbox.rows import add_event
-from storage.settings import Settings
 
 SCENARIO = "outbox"
 NOVA_TOPIC = "bench.outbox"

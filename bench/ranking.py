@@ -242,13 +242,13 @@ async def run(base_url: str) -> dict[str, Any]:
     from ray import serve
 
     from deployments.app import RANKING_APP
+    from deployments.settings import Settings
     from ranking.features import FeatureLookup
     from ranking.models import logistic_regression
     from ranking.registry import get_route, register, route
     from ranking.schema import NAMES
     from storage.db import Database
     from storage.redis_client import make_redis
-    from storage.settings import Settings
 
     settings = Settings.from_env()
     db = await Database.connect(settings, application_name="bench-ranking")

@@ -21,6 +21,7 @@ from actors.directory import shard_name
 from actors.remote import ensure_shards, shard_counts
 from deployments.ranking import build_ranking_app
 from deployments.serve_patches import before_graceful_shutdown, bind_grpc_servers_to_node_ip
+from deployments.settings import Settings
 from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
 from gateway.app import GatewayRuntime, create_app
 from storage.db import Database
@@ -28,7 +29,6 @@ from storage.kafka.clients import TopicAdmin
 from storage.kafka.topics import registered_topics, sync_catalogue
 from storage.logs import configure_logging
 from storage.migrate import migrate
-from storage.settings import Settings
 from storage.stalls import StallWatch
 
 log = logging.getLogger(__name__)

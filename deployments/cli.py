@@ -39,7 +39,7 @@ def _client_environment() -> None:
 
 def _settings() -> Any:
     _client_environment()
-    from storage.settings import Settings
+    from deployments.settings import Settings
 
     return Settings.from_env()
 
@@ -100,16 +100,21 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _deploy(
-    env: dict[str, str], *, http_port: int, http_host: str = LOCALHOST, grpc_port: int | None = None
+    env: dict[str, str],
+    *,
+    http_port: int | None,
+    http_host: str = LOCALHOST,
+    grpc_port: int | None = None,
 ) -> None:
     _connect_ray(env)
     from deployments.app import deploy
-    from storage.settings import Settings
+    from deployments.settings import Settings
 
     settings = Settings.from_env(env)
     if grpc_port is not None:
         settings = settings.replace(grpc_port=grpc_port)
-    mismatched = deploy(settings, http_host=http_host, http_port=http_port)
+    port = settings.http_port if http_port is None else http_port
+    mismatched = deploy(settings, http_host=http_host, http_port=port)
     for topic, partitions in mismatched.items():
         print(
             f"  warning: topic {topic} has {partitions} partitions, catalogue differs",
@@ -335,6 +340,15 @@ def cmd_queries_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(_: argparse.Namespace) -> int:
+    """Print every setting, layer by layer: variable, default, meaning (the table in
+    docs/operations.md, which a test keeps equal to this)."""
+    from deployments.settings import settings_table
+
+    print(settings_table())
+    return 0
+
+
 SCHEMA_FILE = REPO_ROOT / "schema.graphql"
 
 
@@ -395,15 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="what runs, and the outbox lag").set_defaults(func=cmd_status)
 
     deploy = sub.add_parser("deploy", help="deploy to the Ray cluster at RAY_ADDRESS")
-    deploy.add_argument(
-        "--http-port", type=int, default=int(os.environ.get("NOVA_HTTP_PORT", "8000"))
-    )
+    deploy.add_argument("--http-port", type=int, help="default: NOVA_HTTP_PORT")
     deploy.add_argument(
         "--http-host",
         default=LOCALHOST,
         help="interface Serve's proxy listens on (0.0.0.0 behind a load balancer)",
     )
     deploy.set_defaults(func=cmd_deploy)
+
+    sub.add_parser("config", help="print every setting: variable, default, meaning").set_defaults(
+        func=cmd_config
+    )
 
     schema = sub.add_parser("schema", help="write the served GraphQL schema to schema.graphql")
     schema.add_argument("--output", default=str(SCHEMA_FILE))

@@ -23,6 +23,7 @@ from ray import serve
 from ray.util import metrics
 
 from deployments.serve_patches import bind_grpc_servers_to_node_ip
+from deployments.settings import Settings
 from ranking.features import FeatureLookup
 from ranking.models import ModelError, Scorer, load_model
 from ranking.proto import nova_ranking_pb2 as pb
@@ -32,7 +33,6 @@ from ranking.schema import FINGERPRINT, NAMES
 from storage.db import Database
 from storage.logs import configure_logging
 from storage.redis_client import make_redis
-from storage.settings import Settings
 from storage.stalls import StallWatch
 
 log = logging.getLogger(__name__)

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
+from deployments.settings import TEST_PREFIX, StackSettings, StackSettingsForTests
+
 log = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
@@ -97,9 +99,16 @@ class Layout:
     dashboard_port: int
     grpc_port: int
 
-    def __post_init__(self) -> None:
-        if not 1024 <= self.port_base <= 30_000:
-            raise ValueError(f"NOVA_PORT_BASE must be within 1024..30000, got {self.port_base}")
+    @classmethod
+    def of(cls, name: str, settings: StackSettings, default_dir: str) -> Layout:
+        return cls(
+            name=name,
+            state_dir=settings.state_path(default_dir),
+            port_base=settings.port_base,
+            http_port=settings.http_port,
+            dashboard_port=settings.dashboard_port,
+            grpc_port=settings.grpc_port,
+        )
 
     @property
     def pg_port(self) -> int:
@@ -172,34 +181,15 @@ class Layout:
         return self.path("mail")
 
 
-def _default_state_root() -> Path:
-    # PostgreSQL runs as the `postgres` user when we are root, so its directory must be
-    # reachable by that user: a home directory under /root is not.
-    if os.geteuid() == 0:
-        return Path("/var/lib")
-    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
-
-
 def dev_layout() -> Layout:
-    return Layout(
-        name="dev",
-        state_dir=Path(os.environ.get("NOVA_STATE_DIR", _default_state_root() / "nova")),
-        port_base=int(os.environ.get("NOVA_PORT_BASE", "20000")),
-        http_port=int(os.environ.get("NOVA_HTTP_PORT", "8000")),
-        dashboard_port=int(os.environ.get("NOVA_DASHBOARD_PORT", "8265")),
-        grpc_port=int(os.environ.get("NOVA_GRPC_PORT", "9000")),
-    )
+    """The dev stack's layout, from `NOVA_STATE_DIR`, `NOVA_PORT_BASE` and the ports."""
+    return Layout.of("dev", StackSettings.from_env(), "nova")
 
 
 def layout_for_tests() -> Layout:
-    return Layout(
-        name="test",
-        state_dir=Path(os.environ.get("NOVA_TEST_STATE_DIR", _default_state_root() / "nova-test")),
-        port_base=int(os.environ.get("NOVA_TEST_PORT_BASE", "21000")),
-        http_port=int(os.environ.get("NOVA_TEST_HTTP_PORT", "21800")),
-        dashboard_port=int(os.environ.get("NOVA_TEST_DASHBOARD_PORT", "21265")),
-        grpc_port=int(os.environ.get("NOVA_TEST_GRPC_PORT", "21900")),
-    )
+    """The pytest session's, from `NOVA_TEST_STATE_DIR`, `NOVA_TEST_PORT_BASE`, ...: its
+    own state dir and ports, so a test run never touches a dev stack."""
+    return Layout.of("test", StackSettingsForTests.from_env(prefix=TEST_PREFIX), "nova-test")
 
 
 # -- helpers -----------------------------------------------------------------------------

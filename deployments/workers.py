@@ -18,11 +18,12 @@ from typing import Any
 import ray
 from ray.util import metrics
 
+from deployments.settings import Settings
 from storage.db import Database
-from storage.kafka.runner import Consumer, ConsumerRunner
+from storage.kafka.consumer import Consumer
+from storage.kafka.runner import ConsumerRunner
 from storage.logs import configure_logging
 from storage.outbox.relay import OutboxRelay, outbox_lag
-from storage.settings import Settings
 from storage.stalls import StallWatch, settle_heap
 from storage.tasks import LoopHealth, supervise
 
@@ -151,9 +152,8 @@ class ConsumerActor:
         db = await Database.connect(self._settings, application_name=self._member)
         try:
             settle_heap()
-            self._runner = ConsumerRunner(
-                load_consumer(self._consumer_path), db, self._settings, member=self._member
-            )
+            consumer = load_consumer(self._consumer_path, self._settings)
+            self._runner = ConsumerRunner(consumer, db, member=self._member)
             await self._runner.run()
         finally:
             await db.close()
@@ -185,12 +185,14 @@ class ConsumerActor:
         }
 
 
-def load_consumer(path: str) -> Consumer:
+def load_consumer(path: str, settings: Settings) -> Consumer[Any]:
+    """The consumer at `"module:Class"`, built with the settings it runs with."""
     module_name, _, class_name = path.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, Consumer)):
-        raise TypeError(f"{path} is not a storage.kafka.runner.Consumer subclass")
-    return cls()
+        raise TypeError(f"{path} is not a storage.kafka.consumer.Consumer subclass")
+    consumer: Consumer[Any] = cls(settings)
+    return consumer
 
 
 def relay_name(index: int) -> str:

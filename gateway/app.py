@@ -18,7 +18,8 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from gateway.errors import INTERNAL
-from gateway.runtime import Context, GatewayRuntime
+from gateway.runtime import GatewayRuntime
+from gateway.schema.context import Context
 from gateway.schema.root import build_schema
 from gateway.schema.root import schema as plain_schema
 from gateway.transport.admission import InFlightLimit

@@ -1,4 +1,5 @@
-"""Per-replica resources shared by every request, and the per-request context."""
+"""Per-replica resources shared by every request: the services, caches and limits one
+gateway replica holds open (`GatewayRuntime`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from strawberry.dataloader import DataLoader
 
 from actors.chat_client import ChatClient
 from actors.counter_client import CounterClient
 from actors.timeline_client import TimelineClient
-from gateway.auth.identity import ClientInfo, Identity
+from gateway.auth.identity import Identity
 from gateway.auth.passwords import Passwords
 from gateway.auth.revocation import Revocations
 from gateway.auth.sessions import Sessions
@@ -26,7 +26,6 @@ from gateway.errors import RateLimited, Unauthenticated
 from gateway.limits.local_buckets import LocalBuckets
 from gateway.limits.query_limits import QueryLimits
 from gateway.limits.rate_limits import Budget, Budgets, RateLimiter, budgets
-from gateway.schema.loaders import Loaders
 from gateway.services.analytics import Analytics
 from gateway.services.caches import Invalidations
 from gateway.services.chat import Chat
@@ -38,7 +37,8 @@ from gateway.services.profiles import Profiles
 from gateway.services.ranked_feed import RankedFeed
 from gateway.services.relations import ViewerRelations
 from gateway.services.search import Search
-from gateway.services.users import UserCache, UserRecord
+from gateway.services.users import UserCache
+from gateway.settings import GatewaySettings
 from gateway.transport.admission import InFlightLimit
 from gateway.transport.apq import PersistedQueryStore
 from gateway.transport.documents import DocumentCache
@@ -51,7 +51,6 @@ from storage.db import Database
 from storage.errors import Unavailable
 from storage.redis_client import make_redis
 from storage.secrets import Sealer
-from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ log = logging.getLogger(__name__)
 class GatewayRuntime:
     """Everything one gateway replica holds open. Build with `start()`, end with `close()`."""
 
-    settings: Settings
+    settings: GatewaySettings
     db: Database
     redis: aioredis.Redis
     kafka_probe: KafkaProbe
@@ -99,7 +98,7 @@ class GatewayRuntime:
 
     @classmethod
     async def start(
-        cls, settings: Settings, *, features: Any = None, ranker: Any = None
+        cls, settings: GatewaySettings, *, features: Any = None, ranker: Any = None
     ) -> GatewayRuntime:
         """`features` and `ranker`: deployment handles to FeatureStore and Ranker."""
         sealer = Sealer.from_settings(settings)
@@ -328,47 +327,3 @@ class GatewayRuntime:
         await self.kafka_probe.close()
         await self.redis.aclose()
         await self.db.close()
-
-
-@dataclass
-class Context:
-    """What resolvers see as `info.context`, one per request or WebSocket connection."""
-
-    runtime: GatewayRuntime
-    client: ClientInfo
-    claims: AccessClaims | None = None
-    request: Any = None
-    response: Any = None
-    # graphql-transport-ws puts the connection_init payload here.
-    connection_params: dict[str, Any] | None = None
-    _user_loader: DataLoader[uuid.UUID, UserRecord | None] | None = None
-    _loaders: Loaders | None = None
-
-    @property
-    def users(self) -> DataLoader[uuid.UUID, UserRecord | None]:
-        if self._user_loader is None:
-            self._user_loader = self.runtime.users.loader()
-        return self._user_loader
-
-    def reset_loaders(self) -> None:
-        """Forget what this context's DataLoaders cached (long-lived WebSocket contexts)."""
-        self._loaders = None
-        self._user_loader = None
-
-    @property
-    def loaders(self) -> Loaders:
-        if self._loaders is None:
-            self._loaders = Loaders(self.runtime, self.viewer_id)
-        return self._loaders
-
-    @property
-    def viewer_id(self) -> uuid.UUID | None:
-        return self.claims.user_id if self.claims else None
-
-    def require_user(self) -> AccessClaims:
-        if self.claims is None:
-            raise Unauthenticated("sign in first (Authorization: Bearer <access token>)")
-        return self.claims
-
-    def has_role(self, role: str) -> bool:
-        return self.claims is not None and role in self.claims.roles

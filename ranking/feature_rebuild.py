@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from ranking import features as f
+from ranking.settings import RankingSettings
 from storage.db import Database
-from storage.settings import Settings
 
 CHUNK = 2_000
 _OLD_LAYOUT = ("nova:f:p:*", "nova:f:a:*")
@@ -97,7 +97,7 @@ class RebuildReport:
 async def rebuild(
     db: Database,
     redis: aioredis.Redis,
-    settings: Settings,
+    settings: RankingSettings,
     *,
     now: float | None = None,
     progress: Callable[[str], None] = lambda _: None,

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from storage.errors import Unavailable, classify
-from storage.settings import Settings
+from storage.settings import StorageSettings
 
 Connection = asyncpg.Connection
 
@@ -46,14 +46,14 @@ async def _keep_session(_: asyncpg.Connection) -> None:
 class Database:
     """A connection pool plus the timeouts that bound every wait on PostgreSQL."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: StorageSettings) -> None:
         self._pool = pool
         self._settings = settings
 
     @classmethod
     async def connect(
         cls,
-        settings: Settings,
+        settings: StorageSettings,
         *,
         application_name: str = "nova",
         query_logger: QueryLogger | None = None,
@@ -88,7 +88,7 @@ class Database:
         return cls(pool, settings)
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> StorageSettings:
         return self._settings
 
     @asynccontextmanager

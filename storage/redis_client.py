@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
 from storage.errors import classify
-from storage.settings import Settings
+from storage.settings import StorageSettings
 
 
 class HiredisPackingConnection(Connection):
@@ -33,7 +33,7 @@ class HiredisPackingConnection(Connection):
             return super().pack_command(*args)
 
 
-def make_redis(settings: Settings) -> aioredis.Redis:
+def make_redis(settings: StorageSettings) -> aioredis.Redis:
     """A client whose pool waits (up to `redis_timeout_s`) for a free connection.
 
     redis-py's default pool raises `MaxConnectionsError` the moment its 100 connections are

@@ -10,7 +10,7 @@ from __future__ import annotations
 from cryptography.fernet import Fernet, InvalidToken
 
 from storage.errors import ConfigError
-from storage.settings import Settings, env_name
+from storage.settings import StorageSettings, env_name
 
 
 def new_secret_key() -> str:
@@ -30,7 +30,7 @@ class Sealer:
             ) from exc
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Sealer:
+    def from_settings(cls, settings: StorageSettings) -> Sealer:
         if not settings.secret_key:
             raise ConfigError(f"{env_name('secret_key')} is required (see `nova up`)")
         return cls(settings.secret_key)

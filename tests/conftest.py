@@ -25,12 +25,12 @@ from typing import Any
 
 import pytest
 
+from deployments.settings import Settings
 from storage.db import Database
 from storage.events import Event
 from storage.kafka.clients import TopicAdmin
 from storage.kafka.topics import Topic, register_topics
 from storage.outbox.rows import add_event
-from storage.settings import Settings
 
 TEST_TABLES = """
 CREATE TABLE IF NOT EXISTS test_applied (

@@ -17,7 +17,8 @@ import asyncpg
 
 from storage.errors import PoisonEvent
 from storage.events import Event
-from storage.kafka.runner import Consumer
+from storage.kafka.consumer import Consumer
+from storage.settings import StorageSettings
 
 TOPIC = "analytics.events"
 KINDS = frozenset({"IMPRESSION", "VIEW", "CLICK", "DWELL"})
@@ -64,7 +65,7 @@ def row(event: Event) -> tuple[Any, ...]:
         raise PoisonEvent(f"analytics event {event.event_id} is malformed: {exc}") from exc
 
 
-class AnalyticsSink(Consumer):
+class AnalyticsSink(Consumer[StorageSettings]):
     name: ClassVar[str] = "analytics-sink"
     topics: ClassVar[tuple[str, ...]] = (TOPIC,)
 

@@ -24,12 +24,12 @@ from typing import Any, ClassVar
 import asyncpg
 from ray.util import metrics
 
+from actors.settings import ActorSettings
 from actors.timeline_client import TimelineClient
 from storage.errors import ConfigError, PoisonEvent
 from storage.events import Event, payload_id
-from storage.kafka.runner import Consumer
+from storage.kafka.consumer import Consumer
 from storage.repositories.timelines import Entry, fanout_audience, recent_posts
-from storage.settings import Settings
 
 POST_CREATED = "content.post.created"
 POST_DELETED = "content.post.deleted"
@@ -38,7 +38,7 @@ FOLLOW_DELETED = "graph.follow.deleted"
 BLOCK_CREATED = "graph.block.created"
 
 
-class FanoutConsumer(Consumer):
+class FanoutConsumer(Consumer[ActorSettings]):
     name: ClassVar[str] = "timeline-fanout"
     topics: ClassVar[tuple[str, ...]] = (
         POST_CREATED,
@@ -48,13 +48,13 @@ class FanoutConsumer(Consumer):
         BLOCK_CREATED,
     )
 
-    def __init__(self) -> None:
-        self._settings = Settings()
+    def __init__(self, settings: ActorSettings) -> None:
+        super().__init__(settings)
         self._timelines: TimelineClient | None = None
         self._lag: Any = None
 
-    async def start(self, settings: Settings) -> None:
-        self._settings = settings
+    async def start(self) -> None:
+        settings = self.settings
         self._timelines = TimelineClient(
             settings.timeline_shards, timeout_s=settings.timeline_call_timeout_s
         )
@@ -78,7 +78,7 @@ class FanoutConsumer(Consumer):
         elif event.type == FOLLOW_CREATED:
             follower = payload_id(payload, "follower_id")
             followee = payload_id(payload, "followee_id")
-            recent = await recent_posts(conn, followee, self._settings.feed_backfill_posts)
+            recent = await recent_posts(conn, followee, self.settings.feed_backfill_posts)
             await self._timelines.backfill(follower, recent)
         elif event.type == FOLLOW_DELETED:
             follower = payload_id(payload, "follower_id")
@@ -96,8 +96,8 @@ class FanoutConsumer(Consumer):
         followers = await fanout_audience(
             conn,
             author,
-            max_followers=self._settings.fanout_max_followers,
-            inactive_days=self._settings.inactive_after_days,
+            max_followers=self.settings.fanout_max_followers,
+            inactive_days=self.settings.inactive_after_days,
         )
         return [author, *(followers or [])]
 

@@ -16,13 +16,13 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from actors.settings import ActorSettings
 from ranking import features as f
 from storage.errors import ConfigError, PoisonEvent
 from storage.events import Event, payload_id
+from storage.kafka.consumer import Consumer
 from storage.kafka.ledger import RedisLedger
-from storage.kafka.runner import Consumer
 from storage.redis_client import make_redis
-from storage.settings import Settings
 
 ENGAGEMENTS = {
     "social.like.created": ("likes", 1.0),
@@ -46,7 +46,7 @@ def _id(payload: dict[str, Any], name: str) -> str:
     return str(payload_id(payload, name))
 
 
-class FeatureConsumer(Consumer):
+class FeatureConsumer(Consumer[ActorSettings]):
     name: ClassVar[str] = "ranking-features"
     topics: ClassVar[tuple[str, ...]] = (
         "content.post.created",
@@ -61,13 +61,13 @@ class FeatureConsumer(Consumer):
         "analytics.events",
     )
 
-    def __init__(self) -> None:
-        self._settings = Settings()
+    def __init__(self, settings: ActorSettings) -> None:
+        super().__init__(settings)
         self._redis: aioredis.Redis | None = None
         self._ledger: RedisLedger | None = None
 
-    async def start(self, settings: Settings) -> None:
-        self._settings = settings
+    async def start(self) -> None:
+        settings = self.settings
         self._redis = make_redis(settings)
         self._ledger = RedisLedger(self._redis, ttl_s=settings.outbox_retention_s)
 
@@ -93,9 +93,9 @@ class FeatureConsumer(Consumer):
         """The Redis updates `event` makes, queued on a pipeline; None if it makes none."""
         payload = dict(event.payload)
         at = event.occurred_at.timestamp()
-        half_life = self._settings.feature_half_life_s
-        post_ttl = self._settings.feature_post_ttl_s
-        affinity_ttl = self._settings.feature_affinity_ttl_s
+        half_life = self.settings.feature_half_life_s
+        post_ttl = self.settings.feature_post_ttl_s
+        affinity_ttl = self.settings.feature_affinity_ttl_s
 
         if event.type == "content.post.created":
             post, author = _id(payload, "post_id"), _id(payload, "author_id")

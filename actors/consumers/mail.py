@@ -34,11 +34,12 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import aiosmtplib
 import asyncpg
 
+from actors.settings import ActorSettings
 from storage.errors import ConfigError, PoisonEvent, Unavailable
 from storage.events import Event
-from storage.kafka.runner import Consumer
+from storage.kafka.consumer import Consumer
 from storage.secrets import Sealer
-from storage.settings import Settings, env_name
+from storage.settings import env_name
 
 log = logging.getLogger(__name__)
 
@@ -122,23 +123,23 @@ _KINDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-class MailConsumer(Consumer):
+class MailConsumer(Consumer[ActorSettings]):
     """Renders and sends the one-time-token mail identity asks for."""
 
     name: ClassVar[str] = "mail"
     topics: ClassVar[tuple[str, ...]] = (PASSWORD_RESET, EMAIL_VERIFICATION, PASSWORD_CHANGED)
 
-    def __init__(self) -> None:
-        self._settings = Settings()
+    def __init__(self, settings: ActorSettings) -> None:
+        super().__init__(settings)
         self._sealer: Sealer | None = None
-        self._target = SmtpTarget.parse(self._settings.smtp_url)
+        self._target: SmtpTarget | None = None
 
-    async def start(self, settings: Settings) -> None:
+    async def start(self) -> None:
+        settings = self.settings
         # A missing key or a bad URL stops the consumer here (its loop restarts with backoff
         # until an operator fixes it) instead of dead-lettering every message.
         self._sealer = Sealer.from_settings(settings)
         self._target = SmtpTarget.parse(settings.smtp_url)
-        self._settings = settings
 
     async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
         if self._sealer is None:
@@ -202,9 +203,7 @@ class MailConsumer(Consumer):
     def render(self, event: Event, request: _Request, *, now: datetime) -> EmailMessage:
         """The plain-text message for `event`; the link and the `Code: ` line hold the token."""
         subject, path, intro = _KINDS[event.type]
-        link = (
-            f"{self._settings.public_url.rstrip('/')}{path}?token={quote(request.token, safe='')}"
-        )
+        link = f"{self.settings.public_url.rstrip('/')}{path}?token={quote(request.token, safe='')}"
         expires = request.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
         greeting = f"Hello {request.username}" if request.username else "Hello"
         message = self._headed(request.email, subject, event, now)
@@ -241,16 +240,18 @@ class MailConsumer(Consumer):
 
     def _headed(self, to: str, subject: str, event: Event, now: datetime) -> EmailMessage:
         message = EmailMessage()
-        message["From"] = self._settings.mail_from
+        message["From"] = self.settings.mail_from
         message["To"] = to
         message["Subject"] = subject
         message["Date"] = format_datetime(now)
-        message["Message-ID"] = _message_id(event, self._settings.mail_from)
+        message["Message-ID"] = _message_id(event, self.settings.mail_from)
         message["Auto-Submitted"] = "auto-generated"
         return message
 
     async def _send(self, message: EmailMessage, event: Event) -> None:
         target = self._target
+        if target is None:
+            raise ConfigError("MailConsumer used before start()")
         try:
             await aiosmtplib.send(
                 message,
@@ -260,7 +261,7 @@ class MailConsumer(Consumer):
                 password=target.password,
                 use_tls=target.use_tls,
                 start_tls=target.start_tls,
-                timeout=self._settings.smtp_timeout_s,
+                timeout=self.settings.smtp_timeout_s,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [refused.code for refused in exc.recipients]

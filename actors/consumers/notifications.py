@@ -38,9 +38,10 @@ from typing import Any, ClassVar
 import asyncpg
 import redis.asyncio as aioredis
 
+from actors.settings import ActorSettings
 from storage.errors import PoisonEvent, classify
 from storage.events import Event, payload_id
-from storage.kafka.runner import Consumer
+from storage.kafka.consumer import Consumer
 from storage.outbox.rows import add_events
 from storage.presence import online_in_rooms
 from storage.redis_client import make_redis
@@ -51,7 +52,6 @@ from storage.repositories.notifications import (
     room_members,
     users_named,
 )
-from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ _ON_POST = {
 MAX_MENTIONS = 20  # per post: a post naming 500 people is spam, not 500 notifications
 
 
-class NotificationConsumer(Consumer):
+class NotificationConsumer(Consumer[ActorSettings]):
     name: ClassVar[str] = "notifications"
     topics: ClassVar[tuple[str, ...]] = (
         "graph.follow.created",
@@ -76,15 +76,15 @@ class NotificationConsumer(Consumer):
         "chat.message.sent",
     )
 
-    def __init__(self) -> None:
-        self._settings = Settings()
+    def __init__(self, settings: ActorSettings) -> None:
+        super().__init__(settings)
         self._redis: aioredis.Redis | None = None
         # Rows written per event, published once their batch has committed. Keyed by
         # event: partitions are applied concurrently.
         self._unpublished: dict[uuid.UUID, list[NotificationRecord]] = {}
 
-    async def start(self, settings: Settings) -> None:
-        self._settings = settings
+    async def start(self) -> None:
+        settings = self.settings
         self._redis = make_redis(settings)
 
     async def stop(self) -> None:
@@ -97,7 +97,7 @@ class NotificationConsumer(Consumer):
     async def apply_many(self, events: Sequence[Event], conn: asyncpg.Connection) -> None:
         for event in events:  # rows of an attempt that rolled back were never written
             self._unpublished.pop(event.event_id, None)
-        oldest = datetime.now(UTC) - timedelta(seconds=self._settings.notification_max_age_s)
+        oldest = datetime.now(UTC) - timedelta(seconds=self.settings.notification_max_age_s)
         events = [e for e in events if e.occurred_at >= oldest]  # old news notifies no one
         mentioned = await self._mentioned(conn, events)
         wanted = [n for event in events for n in self._notifications(event, mentioned)]
@@ -115,7 +115,7 @@ class NotificationConsumer(Consumer):
     async def after_commit(self, events: Sequence[Event]) -> None:
         records = [r for e in events for r in self._unpublished.pop(e.event_id, [])]
         # A backlog (a new consumer group, a long outage) lands in the inbox quietly.
-        recent = datetime.now(UTC) - timedelta(seconds=self._settings.notification_live_s)
+        recent = datetime.now(UTC) - timedelta(seconds=self.settings.notification_live_s)
         records = [r for r in records if r.created_at >= recent]
         if not records or self._redis is None:
             return

@@ -22,12 +22,12 @@ from gateway.auth.sessions import revoke, set_password
 from gateway.auth.tokens import AccessClaims, KeyRing, new_opaque_token, token_digest
 from gateway.errors import Unauthenticated
 from gateway.services.users import USER_COLUMNS, UserCache, UserRecord
+from gateway.settings import GatewaySettings
 from storage.db import Database
 from storage.errors import AlreadyExists, InvalidInput
 from storage.events import Event
 from storage.outbox.rows import add_event
 from storage.secrets import Sealer
-from storage.settings import Settings
 
 USERNAME = re.compile(r"^[A-Za-z0-9_]{3,30}$")
 REFRESH_PREFIX = "nrt"
@@ -81,7 +81,7 @@ class Identity:
     def __init__(
         self,
         db: Database,
-        settings: Settings,
+        settings: GatewaySettings,
         *,
         keys: KeyRing,
         passwords: Passwords,

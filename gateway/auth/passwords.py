@@ -11,8 +11,8 @@ import asyncio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from gateway.settings import GatewaySettings
 from storage.errors import InvalidInput
-from storage.settings import Settings
 
 MIN_LENGTH = 10
 MAX_LENGTH = 256  # bounds the hashing work an attacker can ask for
@@ -34,7 +34,7 @@ def check_policy(password: str, *, username: str, email: str) -> None:
 class Passwords:
     """Hashes and verifies passwords with the configured Argon2id parameters."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self._hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_kib,

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from gateway.errors import Unauthenticated
+from gateway.settings import GatewaySettings
 from storage.db import Database
 from storage.secrets import Sealer
-from storage.settings import Settings
 from storage.tasks import SingleFlight
 
 ALGORITHM = "RS256"
@@ -130,7 +130,7 @@ _VERIFIED_CACHE = 10_000
 class KeyRing:
     """The keys one replica signs and verifies with, reloaded from PostgreSQL."""
 
-    def __init__(self, db: Database, sealer: Sealer, settings: Settings) -> None:
+    def __init__(self, db: Database, sealer: Sealer, settings: GatewaySettings) -> None:
         self._db = db
         self._sealer = sealer
         self._settings = settings

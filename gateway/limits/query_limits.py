@@ -47,7 +47,7 @@ from graphql import (
 )
 
 from gateway.errors import FORBIDDEN
-from storage.settings import Settings
+from gateway.settings import GatewaySettings
 
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 
@@ -77,7 +77,7 @@ class QueryLimits:
             raise ValueError("query limits must not be negative")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> QueryLimits:
+    def from_settings(cls, settings: GatewaySettings) -> QueryLimits:
         return cls(
             max_depth=settings.query_max_depth,
             max_aliases=settings.query_max_aliases,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from gateway.settings import GatewaySettings
 from storage.errors import classify
-from storage.settings import Settings
 
 # Charges buckets in one round trip. KEYS: the buckets. ARGV[1]: "1" for debits (requests
 # already admitted), "0" for takes; then rate per second, burst and cost for each bucket, in
@@ -97,7 +97,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Budgets:
-    """The gateway's budgets, built once from `Settings`."""
+    """The gateway's budgets, built once from `GatewaySettings`."""
 
     user_queries: Budget
     user_mutations: Budget
@@ -106,7 +106,7 @@ class Budgets:
     login: Budget
 
 
-def budgets(settings: Settings) -> Budgets:
+def budgets(settings: GatewaySettings) -> Budgets:
     """The budgets configured by `NOVA_RATE_*`."""
     s = settings
     return Budgets(

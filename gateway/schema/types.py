@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 import strawberry
 from strawberry.types import Info
 
-from gateway.runtime import Context
+from gateway.schema.context import Context
 from gateway.services.posts import CommentRecord, PostRecord
 from gateway.services.users import UserRecord
 from storage.errors import InvalidInput

@@ -21,9 +21,9 @@ from datetime import datetime
 from actors.timeline_client import TimelineClient
 from gateway.services.profiles import decode_cursor, encode_cursor, page_size
 from gateway.services.relations import ViewerRelations
+from gateway.settings import GatewaySettings
 from storage.db import Database
 from storage.repositories.timelines import Entry, celebrity_posts, pull_page, touch
-from storage.settings import Settings
 
 _NIL = uuid.UUID(int=0)
 _TOUCH_EVERY_S = 3_600.0
@@ -35,7 +35,7 @@ class Feed:
         db: Database,
         timelines: TimelineClient,
         relations: ViewerRelations,
-        settings: Settings,
+        settings: GatewaySettings,
     ) -> None:
         self._db = db
         self._timelines = timelines

@@ -35,6 +35,7 @@ from ray.util import metrics
 
 from gateway.services.feed import Feed
 from gateway.services.profiles import page_size
+from gateway.settings import GatewaySettings
 from ranking.candidates import hidden_authors, liked_by_followees, trending
 from ranking.diversity import final_order
 from ranking.registry import RouteTable
@@ -42,7 +43,6 @@ from ranking.schema import DTYPE, NAMES
 from storage.db import Database
 from storage.errors import InvalidInput, classify
 from storage.repositories.timelines import Entry
-from storage.settings import Settings
 from storage.tasks import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class RankedFeed:
         db: Database,
         redis: aioredis.Redis,
         feed: Feed,
-        settings: Settings,
+        settings: GatewaySettings,
         *,
         features: Any,
         ranker: Any,

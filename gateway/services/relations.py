@@ -18,16 +18,18 @@ import uuid
 from collections.abc import Sequence
 
 from gateway.services.caches import Invalidations, LocalCache
+from gateway.settings import GatewaySettings
 from storage.db import Database
 from storage.repositories.counters import CounterRow
-from storage.settings import Settings
 
 BLOCKS_CHANNEL = "nova:blocks:changed"
 FOLLOWS_CHANNEL = "nova:follows:changed"
 
 
 class ViewerRelations:
-    def __init__(self, db: Database, invalidations: Invalidations, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, invalidations: Invalidations, settings: GatewaySettings
+    ) -> None:
         self._db = db
         self._invalidations = invalidations
         self._max_followers = settings.fanout_max_followers

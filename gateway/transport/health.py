@@ -8,16 +8,16 @@ import contextlib
 import redis.asyncio as aioredis
 from aiokafka.client import AIOKafkaClient
 
+from gateway.settings import GatewaySettings
 from storage.db import Database
 from storage.errors import classify
 from storage.redis_client import ping as redis_ping
-from storage.settings import Settings
 
 
 class KafkaProbe:
     """A metadata round trip to the broker; the client is rebuilt after any failure."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self._settings = settings
         self._client: AIOKafkaClient | None = None
 

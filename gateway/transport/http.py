@@ -33,7 +33,8 @@ from gateway.errors import (
     Unauthenticated,
     retry_after_header,
 )
-from gateway.runtime import Context, GatewayRuntime
+from gateway.runtime import GatewayRuntime
+from gateway.schema.context import Context
 from gateway.transport.apq import PersistedQueryError, resolve_query
 from gateway.transport.documents import PreparedDocument
 from gateway.transport.execution import execute_prepared

@@ -30,7 +30,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from gateway.errors import Unauthenticated
-from gateway.runtime import Context
+from gateway.schema.context import Context
 
 
 class WebSocketOperationGuard(SchemaExtension):

@@ -14,10 +14,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from storage.errors import classify
-from storage.settings import Settings
+from storage.settings import StorageSettings
 
 
-def make_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+def make_producer(settings: StorageSettings, *, client_id: str) -> AIOKafkaProducer:
     """acks=all always; idempotence per setting (on for Apache Kafka, off for the embedded
     broker, which lacks InitProducerId v1+). Correctness rests on consumer-side dedup."""
     return AIOKafkaProducer(
@@ -32,7 +32,7 @@ def make_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
 
 
 def make_consumer(
-    settings: Settings, *, group_id: str | None, client_id: str, topics: tuple[str, ...] = ()
+    settings: StorageSettings, *, group_id: str | None, client_id: str, topics: tuple[str, ...] = ()
 ) -> AIOKafkaConsumer:
     """Manual commits, earliest reset (a new group or a lost offset replays, never skips)."""
     return AIOKafkaConsumer(
@@ -57,7 +57,7 @@ def make_consumer(
 class TopicAdmin:
     """Lists and creates topics; used by the relay and by `nova up`."""
 
-    def __init__(self, settings: Settings, *, client_id: str = "nova-admin") -> None:
+    def __init__(self, settings: StorageSettings, *, client_id: str = "nova-admin") -> None:
         self._settings = settings
         self._client_id = client_id
         self._admin: AIOKafkaAdminClient | None = None

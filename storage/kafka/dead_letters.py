@@ -1,15 +1,124 @@
-"""Dead letters: list them, and replay them to the consumer that failed once fixed."""
+"""Dead letters: written when an event cannot be applied, listed, and replayed to the
+consumer that failed once it is fixed.
+
+A dead letter is a row in `dead_letters` plus a message on `dlq.all`, written together
+through the outbox. A consumer writes one only after `consumer_poison_attempts` failures
+that were not an outage (`storage.kafka.runner`), and keeps trying to write it through an
+outage: the consumer never moves past an event it has not recorded somewhere.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from aiokafka import ConsumerRecord, TopicPartition
+
 from storage.db import Database
-from storage.errors import InvalidInput
+from storage.errors import InvalidInput, classify
 from storage.events import HEADER_REPLAY_FOR, Event
+from storage.kafka.topics import DLQ_TOPIC
 from storage.outbox.rows import add_event
+from storage.tasks import Backoff
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetterWriter:
+    """Writes one consumer's dead letters, retrying through outages."""
+
+    def __init__(self, db: Database, consumer: str, *, max_backoff_ms: int) -> None:
+        self._db = db
+        self._consumer = consumer
+        self._max_backoff_ms = max_backoff_ms
+
+    async def write(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord,
+        event: Event | None,
+        exc: BaseException,
+        *,
+        attempts: int,
+    ) -> None:
+        """Dead-letter `record` (`event` is None when it could not be decoded)."""
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.error(
+            "consumer %s: dead-lettering %s[%d]@%d: %s",
+            self._consumer,
+            tp.topic,
+            tp.partition,
+            record.offset,
+            error,
+        )
+        backoff = Backoff(cap_ms=self._max_backoff_ms)
+        while True:
+            try:
+                await self._insert(tp, record, event, error, attempts)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as write_exc:
+                if not classify(write_exc).retriable:
+                    raise
+                await backoff.sleep()
+
+    async def _insert(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord,
+        event: Event | None,
+        error: str,
+        attempts: int,
+    ) -> None:
+        key = record.key.decode("utf-8", "replace") if record.key else None
+        async with self._db.transaction() as conn:
+            dead_letter_id = await conn.fetchval(
+                """
+                INSERT INTO dead_letters (consumer, topic, partition, kafka_offset, event_id,
+                                          event, raw_value, error, attempts)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                ON CONFLICT (consumer, event_id)
+                    WHERE replayed_at IS NULL AND event_id IS NOT NULL DO NOTHING
+                RETURNING id
+                """,
+                self._consumer,
+                tp.topic,
+                tp.partition,
+                record.offset,
+                event.event_id if event else None,
+                event.to_dict() if event else None,
+                None if event else record.value,
+                error,
+                attempts,
+            )
+            if dead_letter_id is None:
+                return  # already dead-lettered and not yet replayed
+            payload: dict[str, Any] = {
+                "dead_letter_id": dead_letter_id,
+                "consumer": self._consumer,
+                "original_topic": tp.topic,
+                "original_partition": tp.partition,
+                "original_offset": record.offset,
+                "error": error,
+                "event": event.to_dict() if event else None,
+                "raw_value_b64": None
+                if event or record.value is None
+                else base64.b64encode(record.value).decode(),
+            }
+            await add_event(
+                conn,
+                Event(
+                    type="dlq.event",
+                    aggregate_id=key or (event.aggregate_id if event else "unknown"),
+                    payload=payload,
+                ),
+                topic=DLQ_TOPIC,
+            )
 
 
 @dataclass(frozen=True)

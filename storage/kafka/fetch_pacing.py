@@ -5,8 +5,8 @@ records arrive. Measured here with raw fetch requests: a fetch at an offset that
 came back in 1-3 ms about half the time and after the whole wait otherwise; one past the end
 took one to two waits. So on that broker the wait is the latency of every hop, even under
 load, while each fetch costs it CPU per partition: a short wait for every idle consumer
-group is what saturated a two-core box (eleventh session: 20 ms for every group doubled
-Nova's outbox latency). Apache Kafka answers early; there the two waits are equal and
+group is what saturated a two-core box (20 ms for every group doubled Nova's outbox
+latency in `bench.outbox`). Apache Kafka answers early; there the two waits are equal and
 nothing changes (`kafka_fetch_busy_wait_ms` = 0, the default everywhere: on the embedded
 stack a 20 ms busy wait cut outbox latency at 300 events/s by a quarter to a third, and
 cost the likes shard path about 30% of its throughput, so it is an operator's choice).
@@ -18,19 +18,27 @@ The same broker also answers *nothing* when finding a fetch's offset takes longe
 wait: it scans the partition's batches (20-45 ms at the end of 47,000 one-record batches
 here), and it cannot delete records (DeleteRecords is unimplemented), so partitions only
 grow. A member that stays at the same positions while records wait past them therefore
-doubles its waits (`raise_for_slow_broker`, decided by `storage.kafka.runner`), up to a
+doubles its waits (`FetchPacer`, which asks the broker every `LAG_CHECK_S`), up to a
 ceiling, rather than starve.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from storage.errors import NovaError
+from storage.kafka.clients import end_offsets
 
 log = logging.getLogger(__name__)
 
 IDLE_AFTER_S = 1.0
+# How often an idle member may ask the broker whether records wait past its position.
+LAG_CHECK_S = 5.0
 
 
 class FetchWait:
@@ -105,4 +113,67 @@ def set_fetch_max_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
     fetcher._fetch_max_wait_ms = wait_ms
 
 
-__all__ = ["FetchWait", "set_fetch_max_wait"]
+class FetchPacer:
+    """Applies `FetchWait` to one member's Kafka consumer after each of its polls.
+
+    Empty polls while records wait are normal for a moment (they arrived during the fetch),
+    so the wait is raised only when two lag checks, `LAG_CHECK_S` apart, find the member at
+    the same positions with records past them.
+    """
+
+    def __init__(self, wait: FetchWait, *, request_timeout_s: float) -> None:
+        self.wait = wait
+        self.raises = 0
+        self._timeout_s = request_timeout_s
+        self._lag_checked = 0.0
+        self._stuck_at: dict[TopicPartition, int] | None = None
+
+    def start(self, kafka: AIOKafkaConsumer) -> None:
+        """A newly connected consumer fetches with the current wait."""
+        set_fetch_max_wait(kafka, self.wait.current_ms)
+
+    async def after_poll(self, kafka: AIOKafkaConsumer, *, got_records: bool) -> None:
+        now = time.monotonic()
+        wait_ms = self.wait.after_poll(got_records, now)
+        if got_records:
+            self._stuck_at = None
+        elif now - self._lag_checked >= LAG_CHECK_S and self.wait.current_ms < self.wait.ceiling_ms:
+            self._lag_checked = now
+            behind = await self._positions_behind_end(kafka)
+            if behind and behind == self._stuck_at:
+                wait_ms = self.wait.raise_for_slow_broker() or wait_ms
+                self.raises += 1
+            self._stuck_at = behind
+        if wait_ms is not None:
+            set_fetch_max_wait(kafka, wait_ms)
+
+    async def _positions_behind_end(
+        self, kafka: AIOKafkaConsumer
+    ) -> dict[TopicPartition, int] | None:
+        """This member's position in each assigned partition that holds records past it."""
+        found = await ends_and_positions(kafka, self._timeout_s)
+        if found is None:
+            return None  # the next poll meets the outage; nothing to conclude from here
+        ends, positions = found
+        return {tp: pos for tp, pos in positions.items() if pos < ends[tp]} or None
+
+
+async def ends_and_positions(
+    kafka: AIOKafkaConsumer | None, timeout_s: float
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]] | None:
+    """End offsets and a member's positions in its assigned partitions; None without an
+    assignment or when the broker does not answer in time."""
+    if kafka is None:
+        return None
+    assigned = sorted(kafka.assignment())
+    if not assigned:
+        return None
+    try:
+        ends = await end_offsets(kafka, assigned, timeout_s)
+        positions = {tp: await asyncio.wait_for(kafka.position(tp), timeout_s) for tp in assigned}
+    except (NovaError, KafkaError, OSError, TimeoutError):
+        return None
+    return ends, positions
+
+
+__all__ = ["FetchPacer", "FetchWait", "ends_and_positions", "set_fetch_max_wait"]

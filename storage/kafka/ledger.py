@@ -1,9 +1,14 @@
-"""Apply-once for consumer effects that live in Redis rather than PostgreSQL.
+"""Apply-once ledgers: which events a consumer has applied, in PostgreSQL and in Redis.
 
-`RedisLedger.apply_many_once` writes a batch's effects and their events' ledger keys in one
-MULTI/EXEC under WATCH: either all land or none, and an event id already in the ledger is
-skipped. Three round trips per batch, not per event, which is what lets a consumer keep up
-with a hot post's likes. Use it inside `Consumer.apply_many`; the PostgreSQL ledger
+`record_new` and `record_one` write a consumer's event ids into `processed_events` inside
+the transaction that applies them (`storage.kafka.runner`): an id already there is a
+redelivery, and its event is skipped.
+
+For effects that live in Redis rather than PostgreSQL, `RedisLedger.apply_many_once`
+writes a batch's effects and their events' ledger keys in one MULTI/EXEC under WATCH:
+either all land or none, and an event id already in the ledger is skipped. Three round
+trips per batch, not per event, which is what lets a consumer keep up with a hot post's
+likes. Use it inside `Consumer.apply_many`; the PostgreSQL ledger
 around it then only speeds up duplicates.
 """
 
@@ -12,10 +17,43 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 
+import asyncpg
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from storage.errors import classify
+
+
+async def record_new(
+    conn: asyncpg.Connection, consumer: str, event_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Record `event_ids` as applied by `consumer`; return those not recorded before."""
+    recorded = await conn.fetchval(
+        """
+        WITH recorded AS (
+            INSERT INTO processed_events (consumer, event_id)
+            SELECT $1, unnest($2::uuid[])
+            ON CONFLICT DO NOTHING RETURNING event_id
+        )
+        SELECT coalesce(array_agg(event_id), '{}') FROM recorded
+        """,
+        consumer,
+        list(event_ids),
+    )
+    return set(recorded)
+
+
+async def record_one(conn: asyncpg.Connection, consumer: str, event_id: uuid.UUID) -> bool:
+    """Record one event as applied by `consumer`; False if it was already."""
+    fresh = await conn.fetchval(
+        """
+        INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)
+        ON CONFLICT DO NOTHING RETURNING true
+        """,
+        consumer,
+        event_id,
+    )
+    return bool(fresh)
 
 
 class RedisLedger:

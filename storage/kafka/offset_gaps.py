@@ -13,14 +13,22 @@ record whose offset is past the one expected means records not yet visible: the 
 seeks back to the expected offset and fetches again. If the same gap is still there after
 `rereads` fetches, it is taken as real (a compacted topic or transaction markers on
 Apache Kafka) and the consumer goes on, counting it.
+
+`Continuity` adds the other reason to read a partition again: a record from a newer
+broker epoch (the broker lost its log and the relay re-drove it; `storage.outbox.relay`)
+means the partition is read from its start.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from storage.events import HEADER_EPOCH, header
 
 log = logging.getLogger(__name__)
 
@@ -87,4 +95,53 @@ class OffsetGaps(Generic[Partition]):
         return True
 
 
-__all__ = ["OffsetGaps"]
+@dataclass(frozen=True)
+class Reread:
+    """Offsets jumped: seek back to `offset` and fetch again."""
+
+    offset: int
+    skipped_to: int
+
+
+@dataclass(frozen=True)
+class Rewind:
+    """The broker epoch advanced at `offset`: read the partition from its start."""
+
+    offset: int
+
+
+class Continuity:
+    """Decides which records of a fetch a consumer may apply, per partition: none past an
+    unexplained gap, none from a newer broker epoch than the partition was read in."""
+
+    def __init__(self, rereads: int) -> None:
+        self.gaps: OffsetGaps[TopicPartition] = OffsetGaps(rereads)
+        # The broker epoch last seen per partition.
+        self._epochs: dict[TopicPartition, int] = {}
+
+    def screen(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord]
+    ) -> tuple[list[ConsumerRecord], Reread | Rewind | None]:
+        """The leading records to apply, and what to do about the rest, if anything."""
+        accepted: list[ConsumerRecord] = []
+        for record in records:
+            if not self.gaps.admit(tp, record.offset):
+                expected = self.gaps.expected(tp)
+                assert expected is not None
+                return accepted, Reread(expected, record.offset)
+            if self._epoch_advanced(tp, record):
+                self.gaps.forget([tp])
+                return accepted, Rewind(record.offset)
+            accepted.append(record)
+        return accepted, None
+
+    def _epoch_advanced(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
+        raw = header(record.headers, HEADER_EPOCH)
+        epoch = int(raw) if raw and raw.isdigit() else 0
+        known = self._epochs.get(tp)
+        if known is None or epoch > known:
+            self._epochs[tp] = epoch
+        return known is not None and epoch > known and record.offset > 0
+
+
+__all__ = ["Continuity", "OffsetGaps", "Reread", "Rewind"]

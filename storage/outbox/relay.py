@@ -45,7 +45,7 @@ from storage.outbox.rows import (
     purge_published,
     redrive,
 )
-from storage.settings import Settings
+from storage.settings import StorageSettings
 from storage.tasks import Backoff
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class RelayStats:
 class OutboxRelay:
     """Publishes the outbox. Plain class: the Ray actor in `deployments.workers` wraps it."""
 
-    def __init__(self, db: Database, settings: Settings, *, name: str) -> None:
+    def __init__(self, db: Database, settings: StorageSettings, *, name: str) -> None:
         self._db = db
         self._settings = settings
         self._name = name

@@ -13,10 +13,10 @@ from actors.counter_client import CounterClient
 from actors.counter_shard import CounterShard
 from actors.directory import shard_name
 from actors.remote import COUNTER, NAMESPACE
+from deployments.settings import Settings
 from storage.db import Database
 from storage.errors import NotFound, Unavailable
 from storage.repositories.counters import CounterRow
-from storage.settings import Settings
 from tests.support.social import make_members
 
 pytestmark = pytest.mark.stack

@@ -14,9 +14,9 @@ from actors.directory import shard_name
 from actors.read_channel import ReadClient, RemoteError
 from actors.remote import NAMESPACE, TIMELINE
 from actors.timeline_client import TimelineClient
+from deployments.settings import Settings
 from storage.db import Database
 from storage.repositories.timelines import Entry
-from storage.settings import Settings
 from tests.conftest import wait_until
 from tests.support.social import make_members
 

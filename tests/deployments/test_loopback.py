@@ -6,7 +6,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from storage.settings import Settings
+from deployments.settings import Settings
 
 pytestmark = pytest.mark.stack
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from deployments.settings import StackSettings
 from deployments.stack import Layout, Stack, dev_layout, layout_for_tests
 
 
@@ -70,7 +71,7 @@ def test_serve_ingress_files_live_in_the_stacks_state_dir() -> None:
 
 def test_port_base_is_range_checked() -> None:
     with pytest.raises(ValueError, match="NOVA_PORT_BASE"):
-        Layout("x", Path("/tmp/x"), port_base=40000, http_port=1, dashboard_port=2, grpc_port=3)
+        StackSettings.from_env({"NOVA_PORT_BASE": "40000"})
 
 
 def test_a_set_url_means_that_part_is_not_embedded() -> None:

@@ -12,11 +12,11 @@ from typing import cast
 
 import pytest
 
+from deployments.settings import Settings
 from gateway.auth.tokens import AccessClaims
 from gateway.errors import RateLimited, Unauthenticated
 from gateway.limits.rate_limits import Budget, budgets
 from gateway.runtime import GatewayRuntime
-from storage.settings import Settings
 
 CLAIMS = AccessClaims(
     user_id=uuid.uuid4(),

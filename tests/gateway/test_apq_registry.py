@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Monitor
 
 from deployments import cli
+from deployments.settings import Settings
 from gateway.transport.apq import (
     PERSISTED_QUERY_NOT_FOUND,
     PERSISTED_QUERY_REQUIRED,
@@ -32,7 +33,6 @@ from gateway.transport.apq import (
 )
 from storage.errors import Unavailable
 from storage.redis_client import make_redis
-from storage.settings import Settings
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.stack

@@ -16,10 +16,10 @@ from gql.transport.websockets import WebsocketsTransport
 
 from actors.directory import shard_name, shard_of
 from actors.remote import CHAT, NAMESPACE
+from deployments.settings import Settings
 from gateway.transport.hub import PubSubHub
 from storage.db import Database
 from storage.redis_client import make_redis
-from storage.settings import Settings
 from tests.conftest import wait_until
 from tests.support.social import BLOCK, Member, call, make_members
 

@@ -8,9 +8,9 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
+from deployments.settings import Settings
 from gateway.services.chat import PRESENCE_TTL_S, Chat
 from storage.redis_client import make_redis
-from storage.settings import Settings
 
 
 async def test_a_heartbeat_redis_does_not_take_is_reported_not_raised(

@@ -16,6 +16,7 @@ import strawberry
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from deployments.settings import Settings
 from gateway.limits.query_limits import QueryLimits
 from gateway.limits.rate_limits import Budget, budgets
 from gateway.runtime import GatewayRuntime
@@ -23,7 +24,6 @@ from gateway.transport.apq import PersistedQueryStore, query_hash
 from gateway.transport.documents import DocumentCache, prepared_documents
 from gateway.transport.http import GraphQLHTTP
 from gateway.transport.metrics import GatewayMetrics
-from storage.settings import Settings
 
 LIMITS = QueryLimits(
     max_depth=10, max_aliases=15, max_tokens=2000, max_cost=5000, default_list_size=100

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import websockets
 
+from deployments.settings import Settings
 from gateway.transport.drain import SERVICE_RESTART, Message, WebSocketDrain
-from storage.settings import Settings
 from tests.support.graphql import post
 
 

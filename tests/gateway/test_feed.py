@@ -18,9 +18,9 @@ from gql.transport.websockets import WebsocketsTransport
 from actors.directory import shard_name, shard_of
 from actors.remote import NAMESPACE, TIMELINE
 from actors.timeline_shard import timeline_key
+from deployments.settings import Settings
 from storage.db import Database
 from storage.redis_client import make_redis
-from storage.settings import Settings
 from tests.conftest import wait_until
 from tests.support.social import BLOCK, FOLLOW, UNFOLLOW, Member, call, create_post, make_members
 

@@ -9,9 +9,9 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
+from deployments.settings import Settings
 from gateway.transport.hub import PubSubHub
 from storage.redis_client import make_redis
-from storage.settings import Settings
 
 pytestmark = pytest.mark.stack
 

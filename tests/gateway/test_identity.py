@@ -20,11 +20,11 @@ from gql import Client, gql
 from gql.transport.httpx import HTTPXAsyncTransport
 from jwt.algorithms import RSAAlgorithm
 
+from deployments.settings import Settings
 from deployments.stack import Stack
 from gateway.auth.tokens import KeyRing
 from storage.db import Database
 from storage.secrets import Sealer
-from storage.settings import Settings
 from tests.conftest import nova, wait_until
 from tests.support.graphql import LOGIN, PASSWORD, REGISTER, post, register, unique_name
 from tests.support.mailbox import extract_token, wait_for_mail

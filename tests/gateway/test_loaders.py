@@ -14,15 +14,16 @@ from typing import Any
 
 import pytest
 
+from deployments.settings import Settings
 from gateway.auth.identity import ClientInfo
 from gateway.auth.tokens import AccessClaims
-from gateway.runtime import Context, GatewayRuntime
+from gateway.runtime import GatewayRuntime
+from gateway.schema.context import Context
 from gateway.schema.root import build_schema
 from gateway.services.graph import Graph
 from gateway.services.posts import Posts
 from gateway.services.relations import ViewerRelations
 from storage.db import Database
-from storage.settings import Settings
 from tests.support.social import LIKE, call, create_post, make_members
 
 pytestmark = pytest.mark.stack

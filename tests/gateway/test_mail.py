@@ -30,13 +30,13 @@ from aiosmtpd.handlers import Mailbox
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from actors.consumers.mail import EMAIL_VERIFICATION, PASSWORD_RESET, MailConsumer, SmtpTarget
+from deployments.settings import Settings
 from deployments.stack import Layout, Stack
 from storage.db import Database
 from storage.errors import ConfigError, PoisonEvent, Unavailable
 from storage.events import Event
 from storage.outbox.rows import add_event
 from storage.secrets import Sealer, new_secret_key
-from storage.settings import Settings
 from tests.conftest import Consumers, Topics, wait_until
 from tests.support.mailbox import (
     OUTAGE_TOPIC,
@@ -268,8 +268,8 @@ def _closed_port() -> int:
 
 
 async def _started(settings: Settings) -> MailConsumer:
-    consumer = MailConsumer()
-    await consumer.start(settings)
+    consumer = MailConsumer(settings)
+    await consumer.start()
     return consumer
 
 
@@ -370,7 +370,7 @@ async def test_expired_malformed_or_foreign_events(
 
 async def test_consumer_needs_the_secret_key() -> None:
     with pytest.raises(ConfigError, match="NOVA_SECRET_KEY"):
-        await MailConsumer().start(Settings())
+        await MailConsumer(Settings()).start()
 
 
 @pytest.mark.parametrize(

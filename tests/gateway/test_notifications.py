@@ -17,12 +17,12 @@ from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
 from actors.consumers.notifications import NotificationConsumer
+from deployments.settings import Settings
 from storage.db import Database
 from storage.errors import PoisonEvent
 from storage.events import Event
 from storage.presence import online_users
 from storage.redis_client import make_redis
-from storage.settings import Settings
 from tests.conftest import wait_until
 from tests.support.social import (
     BLOCK,
@@ -263,8 +263,8 @@ async def test_old_acts_notify_no_one_and_a_notification_is_dated_by_its_act(
             occurred_at=now - timedelta(days=days_ago),
         )
 
-    consumer = NotificationConsumer()
-    await consumer.start(settings)
+    consumer = NotificationConsumer(settings)
+    await consumer.start()
     redis = make_redis(settings)
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(f"nova:notify:{author.id}")
@@ -364,9 +364,11 @@ async def test_when_presence_is_unknown_every_member_away_or_not_is_notified(
 
     sender, other = await make_members(db, settings, 2)
     room = await room_of(http_url, sender, other)
-    consumer = NotificationConsumer()
+    consumer = NotificationConsumer(
+        settings.replace(redis_url="redis://127.0.0.1:9/0", redis_timeout_s=0.5)
+    )
     # Redis on a port nothing listens on: who is watching the room cannot be known.
-    await consumer.start(settings.replace(redis_url="redis://127.0.0.1:9/0", redis_timeout_s=0.5))
+    await consumer.start()
     message = Event(
         "chat.message.sent",
         room,

@@ -23,6 +23,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 
+from deployments.settings import Settings
 from gateway.limits.query_limits import (
     CEILING,
     QUERY_TOO_COMPLEX,
@@ -31,7 +32,6 @@ from gateway.limits.query_limits import (
     document_depth,
 )
 from gateway.transport.documents import DocumentCache, PreparedDocument, prepared_documents
-from storage.settings import Settings
 
 CALLS: list[str] = []
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
+from deployments.settings import Settings
 from gateway.limits.rate_limits import Budget, RateLimiter, budgets
 from gateway.transport.apq import (
     PERSISTED_QUERY_NOT_FOUND,
@@ -18,7 +19,6 @@ from gateway.transport.apq import (
     resolve_query,
 )
 from storage.errors import Unavailable
-from storage.settings import Settings
 
 pytestmark = pytest.mark.stack
 

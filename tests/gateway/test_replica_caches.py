@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from deployments.settings import Settings
 from storage.db import Database
-from storage.settings import Settings
 from tests.conftest import wait_until
 from tests.support.graphql import Reply
 from tests.support.social import (

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from deployments.settings import Settings
 from gateway.auth.revocation import REVOKED, Revocations
 from gateway.auth.tokens import AccessClaims
 from gateway.errors import Unauthenticated
 from storage.db import Database
-from storage.settings import Settings
 
 pytestmark = pytest.mark.stack
 

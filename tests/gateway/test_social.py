@@ -12,8 +12,8 @@ import pytest
 from gql import Client, gql
 from gql.transport.httpx import HTTPXAsyncTransport
 
+from deployments.settings import Settings
 from storage.db import Database
-from storage.settings import Settings
 from tests.support.social import (
     BLOCK,
     CREATE_POST,

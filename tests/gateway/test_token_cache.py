@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from deployments.settings import Settings
 from gateway.auth import tokens
 from gateway.auth.tokens import KeyRing
 from gateway.errors import Unauthenticated
 from storage.db import Database
 from storage.secrets import Sealer
-from storage.settings import Settings
 
 pytestmark = pytest.mark.stack
 

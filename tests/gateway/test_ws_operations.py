@@ -17,10 +17,10 @@ from gql import Client
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
+from deployments.settings import Settings
 from gateway.limits.rate_limits import RateLimiter, budgets
 from storage.db import Database
 from storage.redis_client import make_redis
-from storage.settings import Settings
 from tests.gateway.test_chat import operation, room_of, subscribed
 from tests.support.graphql import post, register
 from tests.support.social import call, make_members

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from actors.consumers.analytics_sink import COLUMNS
+from deployments.settings import Settings
 from ranking.report import LATENCY_KEY
 from ranking.schema import NAMES
 from storage.db import Database
-from storage.settings import Settings
 from tests.conftest import wait_until
 from tests.ranking.test_ranked_feed import (
     WAIT_S,

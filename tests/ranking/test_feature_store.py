@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from actors.consumers.features import FeatureConsumer
+from deployments.settings import Settings
 from ranking.features import FeatureLookup
 from ranking.schema import DEFAULTS, NAMES
 from storage.db import Database
 from storage.errors import PoisonEvent
 from storage.events import Event
 from storage.redis_client import make_redis
-from storage.settings import Settings
 
 pytestmark = pytest.mark.stack
 
@@ -30,8 +30,8 @@ DAY = 86_400.0
 
 @pytest.fixture
 async def consumer(settings: Settings) -> AsyncIterator[FeatureConsumer]:
-    features = FeatureConsumer()
-    await features.start(settings.replace(feature_half_life_s=DAY))
+    features = FeatureConsumer(settings.replace(feature_half_life_s=DAY))
+    await features.start()
     try:
         yield features
     finally:

@@ -8,11 +8,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from deployments.settings import Settings
 from ranking.proto import nova_ranking_pb2 as pb
 from ranking.proto import nova_ranking_pb2_grpc as pbg
 from ranking.schema import FINGERPRINT, NAMES
 from storage.db import Database
-from storage.settings import Settings
 from tests.conftest import wait_until
 from tests.ranking.test_ranked_feed import WAIT_S, add_model, followed_posts, label, serve_only
 

@@ -20,12 +20,12 @@ import pytest
 from ray import serve
 
 from deployments.app import RANKING_APP
+from deployments.settings import Settings
 from ranking.models import logistic_regression
 from ranking.registry import register, route
 from ranking.routing import choose
 from ranking.schema import NAMES
 from storage.db import Database
-from storage.settings import Settings
 from tests.conftest import wait_until
 from tests.support.onnx_models import onnx_logistic_regression
 from tests.support.social import BLOCK, FOLLOW, LIKE, Member, call, create_post, make_members

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from deployments.settings import Settings
 from storage.errors import StorageError
 from storage.migrate import Migration, load_migrations, migrate
-from storage.settings import Settings
 
 pytestmark = pytest.mark.stack
 

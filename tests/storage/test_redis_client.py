@@ -9,8 +9,8 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
+from deployments.settings import Settings
 from storage.redis_client import HiredisPackingConnection, make_redis
-from storage.settings import Settings
 
 COMMANDS = [
     ("MGET", *(f"nova:f:post:{n}" for n in range(500))),

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from storage.settings import Settings, env_name
+from storage.settings import StorageSettings as Settings
+from storage.settings import env_name
 
 
 def test_defaults_are_valid() -> None:
     settings = Settings.from_env({})
-    assert settings.relay_count == 2
+    assert settings.relay_batch_size == 500
     assert settings.outbox_retention_s == 7 * 24 * 3600
 
 
 def test_values_are_cast_by_field_type() -> None:
     settings = Settings.from_env(
         {
-            "NOVA_RELAY_COUNT": "3",
+            "NOVA_RELAY_BATCH_SIZE": "3",
             "NOVA_KAFKA_IDEMPOTENCE": "false",
             "NOVA_REDIS_TIMEOUT_S": "0.5",
             "NOVA_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
         }
     )
-    assert settings.relay_count == 3
+    assert settings.relay_batch_size == 3
     assert settings.kafka_idempotence is False
     assert settings.redis_timeout_s == 0.5
     assert settings.kafka_bootstrap == "127.0.0.1:9092"
@@ -31,8 +32,10 @@ def test_values_are_cast_by_field_type() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("NOVA_RELAY_COUNT", "two", "expected a int"),
-        ("NOVA_RELAY_COUNT", "0", "must be > 0"),
+        ("NOVA_RELAY_BATCH_SIZE", "two", "expected a int"),
+        ("NOVA_RELAY_BATCH_SIZE", "0", "must be > 0"),
+        ("NOVA_PG_POOL_MIN_SIZE", "-1", "must be >= 0"),
+        ("NOVA_REDIS_TIMEOUT_S", "inf", "finite"),
         ("NOVA_KAFKA_IDEMPOTENCE", "maybe", "expected one of"),
         ("NOVA_DATABASE_URL", "mysql://x", "postgresql://"),
         ("NOVA_REDIS_URL", "http://x", "redis://"),

@@ -14,13 +14,14 @@ from contextlib import asynccontextmanager
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
+from deployments.settings import Settings
 from storage.errors import PoisonEvent
 from storage.events import Event
-from storage.kafka.runner import Consumer, ConsumerRunner
-from storage.settings import Settings
+from storage.kafka.consumer import Consumer
+from storage.kafka.runner import ConsumerRunner
 
 
-class Recorder(Consumer):
+class Recorder(Consumer[Settings]):
     name = "test-recorder"
     topics = ("test.recorder",)
 
@@ -126,16 +127,12 @@ class CrashRecorder(Recorder):
 
     name = "test-crash"
     topics = ("test.crash",)
-    _database_url = ""
-
-    async def start(self, settings: Settings) -> None:
-        self._database_url = settings.database_url
 
     async def after_commit(self, events: Sequence[Event]) -> None:
         marked = [e.event_id for e in events if e.payload.get("crash_once")]
         if not marked:
             return
-        mark = await asyncpg.connect(self._database_url)
+        mark = await asyncpg.connect(self.settings.database_url)
         try:
             first_time = await mark.fetchval(
                 "INSERT INTO test_crash_marks VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from actors.consumers.mail import MailConsumer
-from storage.settings import Settings
+from deployments.settings import Settings
 
 
 def messages(mail_dir: Path) -> list[EmailMessage]:
@@ -91,6 +91,6 @@ class OutageMailConsumer(MailConsumer):
     name = "test-mail-outage"
     topics = (OUTAGE_TOPIC,)
 
-    async def start(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings) -> None:
         port = outage_smtp_port(settings)
-        await super().start(settings.replace(smtp_url=f"smtp://127.0.0.1:{port}"))
+        super().__init__(settings.replace(smtp_url=f"smtp://127.0.0.1:{port}"))

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from deployments.settings import Settings
 from gateway.auth.tokens import KeyRing
 from storage.db import Database
 from storage.secrets import Sealer
-from storage.settings import Settings
 from tests.support.graphql import Reply, post, unique_name
 
 

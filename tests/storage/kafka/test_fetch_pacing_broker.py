@@ -10,9 +10,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.protocol.fetch import FetchRequest
 
+from deployments.settings import Settings
 from storage.db import Database
-from storage.kafka.runner import LAG_CHECK_S, ConsumerRunner
-from storage.settings import Settings
+from storage.kafka.fetch_pacing import LAG_CHECK_S
+from storage.kafka.runner import ConsumerRunner
 from tests.conftest import Topics, applied, wait_until, write_events
 from tests.support.consumers import LagRecorder, PacingRecorder, joined, running
 
@@ -42,7 +43,7 @@ async def test_fetches_wait_briefly_while_records_flow_and_long_once_idle(
 ) -> None:
     topic = await topics.create("test.pacing", partitions=1)
     settings = deployed.replace(kafka_fetch_max_wait_ms=IDLE_MS, kafka_fetch_busy_wait_ms=BUSY_MS)
-    runner = ConsumerRunner(PacingRecorder(), db, settings, member="test-pacing-0")
+    runner = ConsumerRunner(PacingRecorder(settings), db, member="test-pacing-0")
     async with running(runner):
         await wait_until(
             lambda: asyncio.sleep(0, runner._kafka is not None and runner._kafka.assignment()),
@@ -86,7 +87,7 @@ async def test_a_member_stuck_while_records_wait_raises_its_fetch_wait(
     while its partition holds records past the member's position, check after check."""
     topic = await topics.create("test.lag", partitions=1)
     settings = deployed.replace(kafka_fetch_max_wait_ms=IDLE_MS, kafka_fetch_busy_wait_ms=BUSY_MS)
-    runner = ConsumerRunner(LagRecorder(), db, settings, member="test-lag-0")
+    runner = ConsumerRunner(LagRecorder(settings), db, member="test-lag-0")
     async with joined(runner) as kafka:
         assert await runner._positions_behind_end() is None
         kafka.pause(*kafka.assignment())  # records arrive but this member fetches none

@@ -10,11 +10,11 @@ import pytest
 import ray
 from aiokafka import AIOKafkaConsumer
 
+from deployments.settings import Settings
 from storage.db import Database
 from storage.events import Event
 from storage.kafka.topics import DLQ_TOPIC
 from storage.outbox.rows import add_events
-from storage.settings import Settings
 from tests.conftest import Consumers, Topics, applied, nova, wait_until, write_events
 
 pytestmark = pytest.mark.stack

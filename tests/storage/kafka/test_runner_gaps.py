@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
+from deployments.settings import Settings
 from storage.db import Database
 from storage.kafka.runner import ConsumerRunner
-from storage.settings import Settings
 from tests.conftest import Topics, applied, wait_until, write_events
 from tests.support.consumers import GapRecorder, running
 
@@ -29,7 +29,7 @@ async def test_records_skipped_by_the_fetch_position_are_read_again_and_applied_
 ) -> None:
     topic = await topics.create("test.gaps", partitions=1)
     tp = TopicPartition(topic, 0)
-    runner = ConsumerRunner(GapRecorder(), db, deployed, member="test-gaps-0")
+    runner = ConsumerRunner(GapRecorder(deployed), db, member="test-gaps-0")
     async with running(runner):
 
         async def count_applied(n: int) -> list[Any] | None:

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
+from deployments.settings import Settings
 from deployments.stack import Stack
 from storage.db import Database
 from storage.events import Event
 from storage.kafka.runner import ConsumerRunner
-from storage.settings import Settings
 from tests.conftest import Consumers, Topics, applied, wait_until, write_events
 from tests.gateway.test_gateway_metrics import metric_reaches, metric_sum, samples, scrape
 from tests.support.consumers import StalenessRecorder, joined, running
@@ -26,7 +26,7 @@ async def test_a_member_reports_what_waits_for_it_and_how_old_its_events_were(
     db: Database, topics: Topics, deployed: Settings
 ) -> None:
     topic = await topics.create("test.staleness", partitions=2)
-    runner = ConsumerRunner(StalenessRecorder(), db, deployed, member="test-staleness-0")
+    runner = ConsumerRunner(StalenessRecorder(deployed), db, member="test-staleness-0")
     async with joined(runner) as kafka:
         assert await runner.records_behind() == 0
         kafka.pause(*kafka.assignment())  # the events arrive; this member reads none

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import ray
 
+from deployments.settings import Settings
 from deployments.workers import NAMESPACE, relay_name
 from storage.db import Database
 from storage.events import Event
 from storage.outbox.rows import add_events
-from storage.settings import Settings
 from tests.conftest import Consumers, Topics, applied, nova, wait_until, write_events
 
 pytestmark = pytest.mark.stack

@@ -65,7 +65,7 @@ async def test_published_message_carries_the_envelope_and_headers(
     finally:
         reset_traceparent(token)
 
-    from storage.settings import Settings
+    from deployments.settings import Settings
 
     settings = deployed
     assert isinstance(settings, Settings)

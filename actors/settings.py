@@ -1,0 +1,64 @@
+"""The actors' settings: counter, timeline and chat shards, and the topic consumers
+(fan-out, notifications, mail). Extends ranking's, which the feature consumer applies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ranking.settings import RankingSettings
+from storage.settings import Bounds, setting
+
+
+@dataclass(frozen=True)
+class ActorSettings(RankingSettings):
+    """Shards: how many, when idle keys leave memory, and the call timeout. Consumers: who
+    is fanned out to, how old an act may be to notify, where mail goes."""
+
+    # Counter shards (likes, comments, shares, follower counts).
+    counter_shards: int = setting(4, "counter shard actors")
+    counter_max_batch: int = setting(1_000, "likes one group commit takes")
+    counter_idle_ttl_s: float = setting(300.0, "an idle post's counters leave memory after this")
+    counter_refresh_s: float = setting(
+        30.0, "counters in use are re-read this often (bounds a lost update notice)"
+    )
+    counter_call_timeout_s: float = setting(5.0, "bound on a call to a counter shard")
+
+    # Home timelines (TimelineShard actors) and fan-out.
+    timeline_shards: int = setting(4, "timeline shard actors")
+    timeline_capacity: int = setting(800, "entries kept per home timeline")
+    timeline_idle_ttl_s: float = setting(600.0, "an idle timeline leaves memory after this")
+    timeline_call_timeout_s: float = setting(5.0, "bound on a call to a timeline shard")
+    timeline_direct_reads: bool = setting(
+        True, "page reads over each shard's direct channel instead of Ray calls"
+    )
+    fanout_max_followers: int = setting(
+        10_000, "authors with more followers are merged in at read time instead of fanned out"
+    )
+    inactive_after_days: int = setting(
+        30, "followers not seen this long are skipped by fan-out and rebuilt when they return"
+    )
+    feed_backfill_posts: int = setting(50, "an author's recent posts a new follow brings in")
+
+    # Chat rooms (ChatShard actors).
+    chat_shards: int = setting(2, "chat shard actors")
+    chat_call_timeout_s: float = setting(5.0, "bound on a call to a chat shard")
+
+    # Notifications.
+    notification_max_age_s: int = setting(
+        7 * 24 * 3600,
+        "acts older than this notify no one (a consumer group starting on a retained log "
+        "does not flood inboxes with old news)",
+    )
+    notification_live_s: int = setting(300, "only acts newer than this are pushed live")
+
+    # Mail: the mail consumer delivers reset and verification messages.
+    smtp_url: str = setting(
+        "smtp://127.0.0.1:20025",
+        "where mail is delivered; the embedded stack's SMTP sink (a Maildir) unless set",
+        Bounds(prefixes=("smtp://", "smtps://")),
+    )
+    smtp_timeout_s: float = setting(10.0, "bound on one SMTP delivery")
+    mail_from: str = setting("Nova <no-reply@nova.localhost>", "the sender of Nova's mail")
+    public_url: str = setting(
+        "http://127.0.0.1:8000", "where clients reach Nova; links in mail point here"
+    )

@@ -1,0 +1,125 @@
+"""The settings Nova is assembled with: every layer's, plus the deployment's own (replica
+counts, Serve's knobs) and the embedded stack's (where it lives, which ports it serves).
+
+`Settings` composes the layers: `GatewaySettings` (which extends the actors', ranking's
+and storage's) and `StackSettings`. `nova config` prints them all as the table in
+docs/operations.md, layer by layer (`settings_table`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.settings import GatewaySettings
+from storage.settings import Bounds, LayeredSettings, env_name, setting
+
+PORT = Bounds(ge=1, le=65_535)
+
+
+@dataclass(frozen=True)
+class StackSettings(LayeredSettings):
+    """Where an embedded stack keeps its state and the ports it serves on."""
+
+    state_dir: str = setting(
+        "",
+        "where the embedded stack keeps its data, logs and secrets (default: /var/lib/nova as "
+        "root, else $XDG_STATE_HOME/nova)",
+    )
+    port_base: int = setting(
+        20_000,
+        "the embedded servers' ports are offsets from it (PostgreSQL +432, Redis +379, the "
+        "broker +92, Ray +637, SMTP +25)",
+        Bounds(ge=1024, le=30_000),
+    )
+    http_port: int = setting(8000, "GraphQL over HTTP and WebSocket", PORT)
+    dashboard_port: int = setting(8265, "the Ray dashboard", PORT)
+    grpc_port: int = setting(
+        9000,
+        "Serve's gRPC ingress (Ranker.Rank, FeatureStore.GetFeatures); 0 turns it off",
+        Bounds(ge=0, le=65_535),
+    )
+
+    def state_path(self, name: str = "nova") -> Path:
+        """The state dir: the one set, or `name` under the default root."""
+        return Path(self.state_dir) if self.state_dir else default_state_root() / name
+
+
+@dataclass(frozen=True)
+class StackSettingsForTests(StackSettings):
+    """The pytest session's stack: its own state dir and ports, from `NOVA_TEST_*`
+    (`StackSettingsForTests.from_env(prefix=TEST_PREFIX)`), so it never touches a dev stack."""
+
+    port_base: int = setting(21_000, "", Bounds(ge=1024, le=30_000))
+    http_port: int = setting(21_800, "", PORT)
+    dashboard_port: int = setting(21_265, "", PORT)
+    grpc_port: int = setting(21_900, "", Bounds(ge=0, le=65_535))
+
+
+TEST_PREFIX = "NOVA_TEST_"
+
+
+@dataclass(frozen=True)
+class Settings(GatewaySettings, StackSettings):
+    """Everything a Nova process may be configured with; `Settings.from_env()` builds it."""
+
+    relay_count: int = setting(2, "outbox relay actors; all of them publish")
+    gateway_replicas: int = setting(1, "gateway replicas")
+    gateway_max_ongoing_requests: int = setting(
+        5_000, "requests plus open WebSockets Serve gives one gateway replica at once"
+    )
+    gateway_max_queued_requests: int = setting(
+        1_000,
+        "requests Serve's Python proxy (HAProxy's backup) queues for a gateway slot; past it "
+        "Serve answers 503 with Retry-After",
+    )
+    gateway_access_log: bool = setting(
+        False,
+        "Serve's access line for each request in the gateway replica's log (about 3% of the "
+        "replica at 700 requests/s; requests are counted in the gateway's metrics)",
+    )
+    ranker_replicas: int = setting(1, "Ranker replicas")
+    feature_store_replicas: int = setting(1, "FeatureStore replicas")
+
+
+def default_state_root() -> Path:
+    # PostgreSQL runs as the `postgres` user when we are root, so its directory must be
+    # reachable by that user: a home directory under /root is not.
+    if os.geteuid() == 0:
+        return Path("/var/lib")
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+
+
+def settings_table() -> str:
+    """The configuration table, one section per layer: variable, default, meaning."""
+    from actors.settings import ActorSettings
+    from ranking.settings import RankingSettings
+    from storage.settings import StorageSettings
+
+    layers: list[tuple[str, type[LayeredSettings]]] = [
+        ("Storage (`storage.settings`)", StorageSettings),
+        ("Ranking (`ranking.settings`)", RankingSettings),
+        ("Actors: shards and consumers (`actors.settings`)", ActorSettings),
+        ("Gateway (`gateway.settings`)", GatewaySettings),
+        ("Deployment (`deployments.settings`)", Settings),
+        ("Embedded stack (`deployments.settings`)", StackSettings),
+    ]
+    lines: list[str] = []
+    for title, layer in layers:
+        lines += [f"#### {title}", "", "| variable | default | meaning |", "|---|---|---|"]
+        for field in layer.own_fields():
+            bounds = field.metadata["bounds"].describe()
+            meaning = field.metadata["doc"] + (f" ({bounds})" if bounds else "")
+            default = "" if field.default in (None, "") else f"`{_shown(field.default)}`"
+            lines.append(f"| `{env_name(field.name)}` | {default} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:_}".replace("_", ",") if value >= 10_000 else str(value)
+    return str(value)

@@ -1,0 +1,96 @@
+"""The gateway's settings: tokens and passwords, query limits, rate limits, per-replica
+caches and admission. Extends the actors' (the gateway calls every shard)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actors.settings import ActorSettings
+from storage.settings import NOT_NEGATIVE, setting
+
+
+@dataclass(frozen=True)
+class GatewaySettings(ActorSettings):
+    """What one gateway replica needs besides the layers below it."""
+
+    readiness_timeout_s: float = setting(
+        1.0, "`/readyz`: PostgreSQL, Redis and Kafka must each answer within this"
+    )
+    gateway_max_in_flight: int = setting(
+        256,
+        "GraphQL HTTP requests one gateway replica works on at once; past it, 503 "
+        "`UNAVAILABLE` with `Retry-After: 1`",
+    )
+
+    # Identity.
+    access_token_ttl_s: int = setting(15 * 60, "access token lifetime")
+    refresh_token_ttl_s: int = setting(30 * 24 * 3600, "refresh token and session lifetime")
+    password_reset_ttl_s: int = setting(3600, "a mailed password-reset token's lifetime")
+    email_verification_ttl_s: int = setting(48 * 3600, "a mailed verification token's lifetime")
+    jwt_issuer: str = setting("nova", "the `iss` of access tokens")
+    jwt_leeway_s: int = setting(10, "clock skew allowed when checking tokens", NOT_NEGATIVE)
+    argon2_time_cost: int = setting(
+        3, "Argon2id passes; raising a cost rehashes at each owner's next login"
+    )
+    argon2_memory_kib: int = setting(65_536, "Argon2id memory")
+    argon2_parallelism: int = setting(2, "Argon2id lanes")
+    signing_key_refresh_s: float = setting(
+        30.0, "how often a replica re-reads the signing keys (rotations reach it within this)"
+    )
+
+    # Query limits, applied before execution (QUERY_TOO_COMPLEX).
+    query_max_depth: int = setting(10, "deepest selection a document may have")
+    query_max_aliases: int = setting(15, "aliases per document")
+    query_max_tokens: int = setting(2_000, "lexical tokens per document")
+    query_max_cost: int = setting(5_000, "a document's cost: list fields multiply by their size")
+    query_default_list_size: int = setting(
+        100, "the cost of a list field given no `first` or `last`"
+    )
+    query_document_cache_size: int = setting(1_000, "parsed documents cached per replica")
+    max_request_bytes: int = setting(1_048_576, "largest request body (413 past it)")
+    introspection: bool = setting(True, "whether the schema may be introspected")
+    persisted_queries_only: bool = setting(
+        False, "production: execute only registered query hashes (`nova queries add`)"
+    )
+    persisted_query_ttl_s: int = setting(
+        30 * 24 * 3600, "how long an automatic persisted query is kept"
+    )
+
+    # Rate limits (token buckets in Redis): sustained per-second rate and burst.
+    rate_limits_enabled: bool = setting(True, "whether rate limits are enforced")
+    rate_user_queries_per_s: float = setting(50.0, "queries per second per user")
+    rate_user_queries_burst: int = setting(200, "query burst per user")
+    rate_user_mutations_per_s: float = setting(10.0, "mutations per second per user")
+    rate_user_mutations_burst: int = setting(40, "mutation burst per user")
+    rate_ip_queries_per_s: float = setting(100.0, "queries per second per client IP")
+    rate_ip_queries_burst: int = setting(400, "query burst per client IP")
+    rate_ip_mutations_per_s: float = setting(20.0, "mutations per second per client IP")
+    rate_ip_mutations_burst: int = setting(80, "mutation burst per client IP")
+    rate_login_per_s: float = setting(0.1, "login, reset and verification mails per account")
+    rate_login_burst: int = setting(10, "their burst")
+    rate_limit_headroom: float = setting(
+        0.25,
+        "a replica admits without waiting for Redis while its last view of the bucket keeps "
+        "more than this share of the burst spare (1 or more: always wait)",
+        NOT_NEGATIVE,
+    )
+    rate_limit_view_max_age_s: float = setting(
+        2.0, "and while that view is at most this old (`gateway.limits.local_buckets`)"
+    )
+    trust_forwarded_for: bool = setting(
+        False, "honour X-Forwarded-For (only behind a proxy that sets it)"
+    )
+
+    # Per-replica caches: users (then Redis, then PostgreSQL), posts, per-viewer facts.
+    user_cache_size: int = setting(10_000, "users cached in each replica")
+    user_cache_ttl_s: float = setting(60.0, "how long a replica keeps a user")
+    user_redis_ttl_s: int = setting(3600, "how long Redis keeps a user")
+    post_cache_size: int = setting(20_000, "posts cached in each replica")
+    post_cache_ttl_s: float = setting(300.0, "how long a replica keeps a post")
+    viewer_cache_size: int = setting(
+        10_000, "viewers whose blocks and followed celebrities each replica keeps"
+    )
+    viewer_cache_ttl_s: float = setting(60.0, "how long a replica keeps them")
+    chat_subscriber_queue: int = setting(
+        1_000, "messages a slow WebSocket subscriber may have waiting before it is disconnected"
+    )
