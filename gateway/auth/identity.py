@@ -21,12 +21,14 @@ from gateway.auth.revocation import Revocations
 from gateway.auth.sessions import revoke, set_password
 from gateway.auth.tokens import AccessClaims, KeyRing, new_opaque_token, token_digest
 from gateway.errors import Unauthenticated
-from gateway.services.users import USER_COLUMNS, UserCache, UserRecord
+from gateway.services.users import UserCache
 from gateway.settings import GatewaySettings
 from storage.db import Database
 from storage.errors import AlreadyExists, InvalidInput
 from storage.events import Event
 from storage.outbox.rows import add_event
+from storage.repositories.users import USER_COLUMNS, UserRecord
+from storage.rows import from_row
 from storage.secrets import Sealer
 
 USERNAME = re.compile(r"^[A-Za-z0-9_]{3,30}$")
@@ -120,7 +122,7 @@ class Identity:
                     email,
                     password_hash,
                 )
-                user = UserRecord.from_row(row)
+                user = from_row(UserRecord, row)
                 await add_event(
                     conn,
                     Event(
@@ -148,7 +150,7 @@ class Identity:
         # Always verify (against a decoy when there is no account): equal timing.
         if not await self._passwords.verify(stored_hash, password) or row is None:
             raise Unauthenticated("invalid login or password")
-        user = UserRecord.from_row(row)
+        user = from_row(UserRecord, row)
         async with self._db.transaction() as conn:
             if self._passwords.needs_rehash(stored_hash or ""):
                 await conn.execute(
@@ -230,7 +232,7 @@ class Identity:
                 user_row = await conn.fetchrow(
                     f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", row["user_id"]
                 )
-                user = UserRecord.from_row(user_row)
+                user = from_row(UserRecord, user_row)
                 new_refresh = await self._new_refresh_token(conn, row["session_id"])
         if reused_session is not None:
             await self._revocations.revoke_sessions([reused_session])
@@ -273,7 +275,7 @@ class Identity:
                 f"SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)", email
             )
             if row is not None:
-                await self._issue_one_time(conn, UserRecord.from_row(row), PASSWORD_RESET)
+                await self._issue_one_time(conn, from_row(UserRecord, row), PASSWORD_RESET)
 
     async def request_email_verification(self, user_id: uuid.UUID) -> bool:
         """Mail a new verification token; False if the email is already verified."""
@@ -281,7 +283,7 @@ class Identity:
             row = await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)
             if row is None:
                 raise Unauthenticated("account no longer exists")
-            user = UserRecord.from_row(row)
+            user = from_row(UserRecord, row)
             if user.email_verified:
                 return False
             await self._issue_one_time(conn, user, EMAIL_VERIFICATION)
@@ -361,7 +363,7 @@ class Identity:
                 """,
                 user_id,
             )
-        user = UserRecord.from_row(row)
+        user = from_row(UserRecord, row)
         await self._users.changed([user])
         return user
 
@@ -388,7 +390,7 @@ async def grant_role(db: Database, login: str, role: str) -> UserRecord:
         )
     if row is None:
         raise InvalidInput(f"no account {login!r}")
-    return UserRecord.from_row(row)
+    return from_row(UserRecord, row)
 
 
 def _taken(exc: BaseException) -> InvalidInput:

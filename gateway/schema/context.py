@@ -13,7 +13,7 @@ from gateway.auth.tokens import AccessClaims
 from gateway.errors import Unauthenticated
 from gateway.runtime import GatewayRuntime
 from gateway.schema.loaders import Loaders
-from gateway.services.users import UserRecord
+from storage.repositories.users import UserRecord
 
 
 @dataclass

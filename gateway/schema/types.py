@@ -16,8 +16,8 @@ from strawberry.types import Info
 
 from gateway.schema.context import Context
 from gateway.services.posts import CommentRecord, PostRecord
-from gateway.services.users import UserRecord
 from storage.errors import InvalidInput
+from storage.repositories.users import UserRecord
 
 NovaInfo = Info[Context, None]
 T = TypeVar("T")

@@ -10,13 +10,15 @@ from urllib.parse import urlsplit
 
 from actors.counter_client import CounterClient
 from gateway.services.relations import ViewerRelations
-from gateway.services.users import USER_COLUMNS, UserCache, UserRecord
+from gateway.services.users import UserCache
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound
 from storage.events import Event
 from storage.outbox.rows import add_event
 from storage.repositories.counters import CounterRow
 from storage.repositories.graph import unfollow_both_ways
+from storage.repositories.users import USER_COLUMNS, UserRecord
+from storage.rows import from_row
 
 MAX_DISPLAY_NAME = 80
 MAX_BIO = 500
@@ -114,7 +116,7 @@ class Profiles:
                 )
             if row is None:
                 raise NotFound("account no longer exists")
-            return UserRecord.from_row(row)
+            return from_row(UserRecord, row)
         columns = list(changes.fields)  # only the three known names reach this point
         assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(columns))
         async with self._db.transaction() as conn:
@@ -136,7 +138,7 @@ class Profiles:
                     {"user_id": str(user_id), "changed": columns, "version": row["version"]},
                 ),
             )
-        user = UserRecord.from_row(row)
+        user = from_row(UserRecord, row)
         await self._users.changed([user])
         return user
 

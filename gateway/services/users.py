@@ -14,20 +14,18 @@ Two races are closed by versions and generations rather than by luck:
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import dataclass
 
-import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from strawberry.dataloader import DataLoader
 
 from gateway.services.caches import Invalidations, LocalCache
 from storage.db import Database
+from storage.repositories.users import UserRecord, fetch_users
 
 log = logging.getLogger(__name__)
 
@@ -46,59 +44,6 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 return 1
 """
-
-USER_COLUMNS = (
-    "id, username, email, display_name, bio, avatar_url, roles, "
-    "email_verified_at IS NOT NULL AS email_verified, created_at, version"
-)
-
-
-@dataclass(frozen=True)
-class UserRecord:
-    id: uuid.UUID
-    username: str
-    email: str
-    display_name: str | None
-    bio: str | None
-    avatar_url: str | None
-    roles: tuple[str, ...]
-    email_verified: bool
-    created_at: datetime
-    version: int
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> UserRecord:
-        return cls(
-            id=row["id"],
-            username=row["username"],
-            email=row["email"],
-            display_name=row["display_name"],
-            bio=row["bio"],
-            avatar_url=row["avatar_url"],
-            roles=tuple(row["roles"]),
-            email_verified=row["email_verified"],
-            created_at=row["created_at"],
-            version=row["version"],
-        )
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data["id"] = str(self.id)
-        data["created_at"] = self.created_at.isoformat()
-        return json.dumps(data)
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> UserRecord:
-        data = json.loads(raw)
-        data["id"] = uuid.UUID(data["id"])
-        data["created_at"] = datetime.fromisoformat(data["created_at"])
-        data["roles"] = tuple(data["roles"])
-        return cls(**data)
-
-
-async def fetch_users(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[UserRecord]:
-    rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1)", list(ids))
-    return [UserRecord.from_row(row) for row in rows]
 
 
 @dataclass

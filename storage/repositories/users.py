@@ -1,0 +1,55 @@
+"""Users as every layer reads them: the record, its columns, and lookups by id or name.
+
+Every change to a user bumps `users.version`, which caches use to refuse stale copies
+(`gateway.services.users`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import asyncpg
+
+from storage.rows import from_rows
+
+USER_COLUMNS = (
+    "id, username, email, display_name, bio, avatar_url, roles, "
+    "email_verified_at IS NOT NULL AS email_verified, created_at, version"
+)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: uuid.UUID
+    username: str
+    email: str
+    display_name: str | None
+    bio: str | None
+    avatar_url: str | None
+    roles: tuple[str, ...]
+    email_verified: bool
+    created_at: datetime
+    version: int
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["id"] = str(self.id)
+        data["created_at"] = self.created_at.isoformat()
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> UserRecord:
+        data = json.loads(raw)
+        data["id"] = uuid.UUID(data["id"])
+        data["created_at"] = datetime.fromisoformat(data["created_at"])
+        data["roles"] = tuple(data["roles"])
+        return cls(**data)
+
+
+async def fetch_users(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[UserRecord]:
+    rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1)", list(ids))
+    return from_rows(UserRecord, rows)
