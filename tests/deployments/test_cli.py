@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from deployments.cli import build_parser, parse_since
+from deployments.cli import build_parser
+from deployments.cli.common import parse_since
 
 
 def test_relative_since() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from actors.settings import ActorSettings
-from deployments.cli import build_parser, cmd_config
+from deployments.cli import build_parser
+from deployments.cli.stack import cmd_config
 from deployments.settings import Settings, StackSettings, StackSettingsForTests, settings_table
 from gateway.settings import GatewaySettings
 from ranking.settings import RankingSettings

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deployments.cli import SCHEMA_FILE, build_parser, cmd_schema, served_schema
+from deployments.cli import build_parser
+from deployments.cli.stack import SCHEMA_FILE, cmd_schema, served_schema
 
 
 def test_served_schema_is_the_checked_in_file() -> None:

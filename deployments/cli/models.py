@@ -1,4 +1,4 @@
-"""`nova models ...`: the data scientist's commands.
+"""`nova models ...` and `nova features rebuild`: the data scientist's commands.
 
 nova models register PATH --name NAME --version V [--notes TEXT]
 nova models list [NAME] [--json]
@@ -15,13 +15,12 @@ import argparse
 import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from deployments.cli.common import load_settings, parse_since, with_db
 from storage.errors import InvalidInput, NotFound
-
-WithDb = Callable[[Callable[[Any], Awaitable[Any]]], Any]
 
 
 def _who() -> str:
@@ -35,7 +34,7 @@ def _split(route: Any) -> str:
     return " ".join(f"{version}={percent:g}" for version, percent in route.arms.items())
 
 
-def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> None:
+def add_commands(sub: Any) -> None:
     models = sub.add_parser("models", help="ranking models: register, route, roll back")
     commands = models.add_subparsers(dest="models_command", required=True)
 
@@ -52,7 +51,7 @@ def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> N
     def register(args: argparse.Namespace) -> int:
         from ranking.registry import register as register_model
 
-        store = Path(settings().model_store)
+        store = Path(load_settings().model_store)
         model = with_db(
             lambda db: register_model(
                 db,
@@ -110,7 +109,7 @@ def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> N
             arms = parse_split(args.split)
         except InvalidSplit as exc:
             raise InvalidInput(str(exc)) from exc
-        store = Path(settings().model_store)
+        store = Path(load_settings().model_store)
         result = with_db(lambda db: set_route(db, args.name, arms, by=_who(), store=store))
         print(f"{result.name}: {_split(result)} (revision {result.revision}; live within a second)")
         return 0
@@ -158,8 +157,8 @@ def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> N
 
         from ranking.train import train as run_training
 
-        store = Path(settings().model_store)
-        name = args.name or settings().ranking_model
+        store = Path(load_settings().model_store)
+        name = args.name or load_settings().ranking_model
         version = args.version or datetime.now(UTC).strftime("t%Y%m%d-%H%M%S")
 
         def progress(line: str) -> None:
@@ -186,11 +185,6 @@ def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> N
         )
         return 0
 
-    def since(text: str) -> Any:
-        from deployments.cli import parse_since
-
-        return parse_since(text)
-
     p = commands.add_parser("register", help="validate and record a model version")
     p.add_argument("path", help="a .npz (Nova numpy format) or .onnx model file")
     p.add_argument("--name", required=True, help="model name, e.g. home")
@@ -215,19 +209,19 @@ def add_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> N
 
     p = commands.add_parser("report", help="impressions, engagement and latency per version")
     p.add_argument("name")
-    p.add_argument("--since", type=since, default=since("7d"), help="ISO time or 7d / 12h")
+    p.add_argument("--since", type=parse_since, default="7d", help="ISO time or 7d / 12h")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=guarded(report))
 
     p = commands.add_parser("train", help="train a logistic-regression baseline and register it")
-    p.add_argument("--since", type=since, default=since("7d"), help="ISO time or 7d / 12h")
+    p.add_argument("--since", type=parse_since, default="7d", help="ISO time or 7d / 12h")
     p.add_argument("--name", default=None, help="defaults to NOVA_RANKING_MODEL (home)")
     p.add_argument("--version", default=None, help="defaults to t<UTC timestamp>")
     p.add_argument("--created-by", default=None, help="defaults to the current user")
     p.set_defaults(func=guarded(train))
 
 
-def add_feature_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], Any]) -> None:
+def add_feature_commands(sub: Any) -> None:
     features = sub.add_parser("features", help="online ranking features in Redis")
     commands = features.add_subparsers(dest="features_command", required=True)
 
@@ -236,10 +230,10 @@ def add_feature_commands(sub: Any, *, with_db: WithDb, settings: Callable[[], An
         from storage.redis_client import make_redis
 
         async def run(db: Any) -> Any:
-            redis = make_redis(settings())
+            redis = make_redis(load_settings())
             try:
                 return await rebuild_features(
-                    db, redis, settings(), progress=lambda line: print(line, flush=True)
+                    db, redis, load_settings(), progress=lambda line: print(line, flush=True)
                 )
             finally:
                 await redis.aclose()

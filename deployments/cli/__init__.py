@@ -1,0 +1,26 @@
+"""The `nova` command: run the stack, deploy, operate the outbox and the dead-letter queue,
+ship ranking models.
+
+nova up                      start the embedded stack (or use the URLs set) and deploy
+nova stop                    stop what `nova up` started
+nova status                  what runs, outbox lag, relays
+nova deploy                  deploy to the Ray cluster at RAY_ADDRESS (cluster.yaml)
+nova test [PYTEST ARGS]      lint, type-check and run the whole suite on a test stack
+nova config                  every setting: variable, default, meaning
+nova schema [--check]        write (or check) schema.graphql, the served GraphQL schema
+nova db migrate              apply pending migrations
+nova outbox replay --since T re-send events committed since T (consumers dedupe)
+nova dlq list | replay       inspect and replay dead letters
+nova keys rotate             add a JWT signing key
+nova users grant USER ROLE   give an account a role
+nova queries add FILE...     register documents for persisted-query-only mode
+nova models ...              register, list, route, roll back, report and train models
+nova features rebuild        recompute the online ranking features
+
+`parser` builds the command line; the command bodies live in `stack`, `operations` and
+`models`.
+"""
+
+from deployments.cli.parser import build_parser, main
+
+__all__ = ["build_parser", "main"]

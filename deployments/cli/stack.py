@@ -1,0 +1,188 @@
+"""`nova up`, `stop`, `status`, `deploy`, `test`, `config`, `schema`: running Nova and the
+contracts it is checked against."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from deployments.cli.common import REPO_ROOT, connect_ray, with_db
+from deployments.stack import LOCALHOST, Stack, dev_layout
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    layout = dev_layout()
+    stack = Stack(layout)
+    print(f"state dir: {layout.state_dir}", flush=True)
+    env = stack.up()
+    for part, state in stack.status().items():
+        print(f"  {part:<11} {state}", flush=True)
+    if not args.no_deploy:
+        _deploy(env, http_port=layout.http_port, grpc_port=layout.grpc_port)
+    # Reset and verification mail lands here (a Maildir) when the SMTP server is embedded.
+    mail = f"  Mail       {layout.mail_dir}  (Maildir)\n" if stack.embedded()["smtp"] else ""
+    print(
+        f"\nNova is up.\n"
+        f"  GraphQL    http://{LOCALHOST}:{layout.http_port}/graphql"
+        "  (WebSocket on the same path)\n"
+        f"  Readiness  http://{LOCALHOST}:{layout.http_port}/readyz\n"
+        f"  gRPC       {LOCALHOST}:{layout.grpc_port}  (Ranker.Rank, FeatureStore.GetFeatures;"
+        " metadata application=ranking)\n"
+        f"  Dashboard  http://{LOCALHOST}:{layout.dashboard_port}  "
+        f"(token: {stack.ray.token_file})\n"
+        f"{mail}"
+        f"  Stop with  nova stop   (or .venv/bin/nova stop)\n",
+        flush=True,
+    )
+    return 0
+
+
+def _deploy(
+    env: dict[str, str],
+    *,
+    http_port: int | None,
+    http_host: str = LOCALHOST,
+    grpc_port: int | None = None,
+) -> None:
+    connect_ray(env)
+    from deployments.app import deploy
+    from deployments.settings import Settings
+
+    settings = Settings.from_env(env)
+    if grpc_port is not None:
+        settings = settings.replace(grpc_port=grpc_port)
+    port = settings.http_port if http_port is None else http_port
+    mismatched = deploy(settings, http_host=http_host, http_port=port)
+    for topic, partitions in mismatched.items():
+        print(
+            f"  warning: topic {topic} has {partitions} partitions, catalogue differs",
+            file=sys.stderr,
+        )
+    print("  deployed: gateway, ranking, relays, consumers, shards", flush=True)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Deploy to an existing Ray cluster; every URL comes from the environment."""
+    missing = [
+        k
+        for k in ("NOVA_DATABASE_URL", "NOVA_REDIS_URL", "NOVA_KAFKA_BOOTSTRAP", "RAY_ADDRESS")
+        if k not in os.environ
+    ]
+    if missing:
+        print(f"nova deploy needs {', '.join(missing)} in the environment", file=sys.stderr)
+        return 2
+    _deploy(dict(os.environ), http_port=args.http_port, http_host=args.http_host)
+    return 0
+
+
+def cmd_stop(_: argparse.Namespace) -> int:
+    stopped = Stack(dev_layout()).down()
+    print(f"stopped: {', '.join(stopped) or 'nothing'}")
+    return 0
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    layout = dev_layout()
+    stack = Stack(layout)
+    report: dict[str, Any] = {"state_dir": str(layout.state_dir), "parts": stack.status()}
+    if report["parts"]["postgresql"] != "stopped":
+        try:
+            report["outbox"] = with_db(_outbox_report)
+        except Exception as exc:
+            report["outbox"] = f"unreachable: {exc}"
+    if report["parts"]["ray"] != "stopped":
+        report["workers"] = _worker_report(stack)
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+async def _outbox_report(db: Any) -> dict[str, Any]:
+    from storage.outbox.relay import outbox_lag
+
+    lag = await outbox_lag(db)
+    row = await db.fetchrow("SELECT epoch, reset_at, reset_reason FROM broker_state")
+    dead = await db.fetchval("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+    return {
+        **lag,
+        "broker_epoch": row["epoch"],
+        "last_broker_reset": row["reset_at"],
+        "pending_dead_letters": dead,
+    }
+
+
+def _worker_report(stack: Stack) -> Any:
+    try:
+        connect_ray(stack.environment())
+        import ray
+
+        from deployments.workers import NAMESPACE
+
+        actors = [
+            a
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == NAMESPACE and a["name"].startswith("nova-")
+        ]
+        handles = [ray.get_actor(a["name"], namespace=NAMESPACE) for a in actors]
+        return ray.get([h.status.remote() for h in handles], timeout=10)
+    except Exception as exc:
+        return f"unreachable: {exc}"
+
+
+def cmd_config(_: argparse.Namespace) -> int:
+    """Print every setting, layer by layer: variable, default, meaning (the table in
+    docs/operations.md, which a test keeps equal to this)."""
+    from deployments.settings import settings_table
+
+    print(settings_table())
+    return 0
+
+
+SCHEMA_FILE = REPO_ROOT / "schema.graphql"
+
+
+def served_schema() -> str:
+    """The GraphQL schema the gateway serves, as SDL (the text of `schema.graphql`)."""
+    from gateway.schema.root import schema
+
+    return schema.as_str() + "\n"
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Write the served schema to `schema.graphql`, or with `--check` fail when they differ:
+    the file is the public contract clients and reviewers read."""
+    path = Path(args.output)
+    text = served_schema()
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            print(
+                f"nova: {path} differs from the served schema; run `nova schema`", file=sys.stderr
+            )
+            return 1
+        print(f"{path} matches the served schema")
+        return 0
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Lint, type-check, then the whole suite (its fixtures start the test stack)."""
+    python = sys.executable
+    steps = [
+        ("ruff", [python, "-m", "ruff", "check", "."]),
+        ("mypy", [python, "-m", "mypy"]),
+        ("pytest", [python, "-m", "pytest", *args.pytest_args]),
+    ]
+    for name, cmd in steps:
+        print(f"==> {name}: {' '.join(cmd[1:])}", flush=True)
+        code = subprocess.call(cmd, cwd=REPO_ROOT)
+        if code != 0:
+            # pytest exits 5 when no test ran: that is a failure too.
+            print(f"==> {name} failed (exit {code})", flush=True)
+            return code or 1
+    return 0

@@ -1,0 +1,193 @@
+"""The embedded stack: PostgreSQL, Redis, the Kafka-protocol broker, Ray and an SMTP sink
+on 127.0.0.1.
+
+Each part is used through its URL (`NOVA_DATABASE_URL`, `NOVA_REDIS_URL`,
+`NOVA_KAFKA_BOOTSTRAP`, `RAY_ADDRESS`, `NOVA_SMTP_URL`); only the parts whose URL is unset
+are started here, each in its own directory under the state dir, on its own port, and only
+those are stopped by `nova stop`.
+
+The stack also provides `NOVA_SECRET_KEY` (generated once into the state dir unless set)
+and `NOVA_PUBLIC_URL` (the local HTTP port unless set), so links in mail work locally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Protocol
+
+from deployments.stack.broker import Broker
+from deployments.stack.debian import ensure_debian_packages
+from deployments.stack.layout import Layout
+from deployments.stack.postgres import Postgres
+from deployments.stack.processes import LOCALHOST, secret
+from deployments.stack.ray_head import Ray
+from deployments.stack.redis_server import Redis
+from deployments.stack.smtp import Smtp
+
+URL_VARIABLES = (
+    "NOVA_DATABASE_URL",
+    "NOVA_REDIS_URL",
+    "NOVA_KAFKA_BOOTSTRAP",
+    "RAY_ADDRESS",
+    "NOVA_SMTP_URL",
+)
+
+
+class _Part(Protocol):
+    def running(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+def _new_secret_key() -> str:
+    # Imported here: the gateway package is only needed once a key must be made.
+    from storage.secrets import new_secret_key
+
+    return new_secret_key()
+
+
+class Stack:
+    """The parts of one layout; starts the embedded ones whose URL is unset."""
+
+    def __init__(self, layout: Layout, environ: dict[str, str] | None = None) -> None:
+        self.layout = layout
+        self.environ = dict(os.environ if environ is None else environ)
+        self.postgres = Postgres(layout)
+        self.redis = Redis(layout)
+        self.broker = Broker(layout)
+        self.ray = Ray(layout)
+        self.smtp = Smtp(layout)
+        self.secret_key_file = layout.path("secrets", "secret_key")
+        self._manifest = layout.path("embedded.json")
+
+    def embedded(self) -> dict[str, bool]:
+        """Which parts this stack runs itself (their URL variable is unset)."""
+        return {
+            "postgresql": "NOVA_DATABASE_URL" not in self.environ,
+            "redis": "NOVA_REDIS_URL" not in self.environ,
+            "kafka": "NOVA_KAFKA_BOOTSTRAP" not in self.environ,
+            "ray": "RAY_ADDRESS" not in self.environ,
+            "smtp": "NOVA_SMTP_URL" not in self.environ,
+        }
+
+    def environment(self) -> dict[str, str]:
+        """The environment Nova processes of this stack run with: URLs, the secret key (one
+        per state dir, so sealed values survive restarts), the public URL and Ray's needs."""
+        embedded = self.embedded()
+        env = {**self.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        if "NOVA_SECRET_KEY" not in env:
+            env["NOVA_SECRET_KEY"] = secret(self.secret_key_file, _new_secret_key)
+        env.setdefault("NOVA_PUBLIC_URL", f"http://{LOCALHOST}:{self.layout.http_port}")
+        env.setdefault("NOVA_MODEL_STORE", str(self.layout.state_dir / "models"))
+        if embedded["smtp"]:
+            env["NOVA_SMTP_URL"] = self.smtp.url
+        if embedded["postgresql"]:
+            env["NOVA_DATABASE_URL"] = self.postgres.url
+        if embedded["redis"]:
+            env["NOVA_REDIS_URL"] = self.redis.url
+        if embedded["kafka"]:
+            env["NOVA_KAFKA_BOOTSTRAP"] = self.broker.url
+            # The embedded broker lacks InitProducerId v1+; dedup by event id carries us.
+            env.setdefault("NOVA_KAFKA_IDEMPOTENCE", "false")
+            # It does not answer a waiting fetch early when data arrives (often not even
+            # when data is there already), so the wait is the latency of every hop. Every
+            # fetch costs it CPU: at 20 ms, four idle consumer groups kept it at a quarter of
+            # a core (9% at 100 ms). A shorter wait only while records flow
+            # (NOVA_KAFKA_FETCH_BUSY_WAIT_MS, `storage.kafka.fetch_pacing`) stays off: it cut
+            # outbox latency at 300 events/s but cost the likes shard path a third of its
+            # throughput on two cores.
+            env.setdefault("NOVA_KAFKA_FETCH_MAX_WAIT_MS", "100")
+            # It is one node, and its every fetch costs CPU per partition (an idle consumer
+            # of 40 partitions kept it at a quarter of a core): two partitions a topic.
+            env.setdefault("NOVA_KAFKA_MAX_PARTITIONS", "2")
+        if embedded["ray"]:
+            env.update(self.ray.environment())
+            env["RAY_ADDRESS"] = self.ray.address
+        return env
+
+    def up(self) -> dict[str, str]:
+        """Start the embedded parts (idempotent) and write the env file; return the env."""
+        self.layout.state_dir.mkdir(parents=True, exist_ok=True)
+        embedded = self.embedded()
+        if embedded["postgresql"] or embedded["redis"]:
+            ensure_debian_packages()
+        env = self.environment()
+        if embedded["postgresql"]:
+            self.postgres.start()
+        if embedded["redis"]:
+            self.redis.start()
+        if embedded["kafka"]:
+            self.broker.start()
+        if embedded["smtp"]:
+            self.smtp.start()
+        if embedded["ray"]:
+            self.ray.start(env)
+        self._write_env_file(env)
+        self._manifest.write_text(json.dumps(embedded))
+        return env
+
+    def _write_env_file(self, env: dict[str, str]) -> None:
+        keys = [
+            *URL_VARIABLES,
+            "NOVA_KAFKA_IDEMPOTENCE",
+            "NOVA_KAFKA_FETCH_MAX_WAIT_MS",
+            "NOVA_KAFKA_FETCH_BUSY_WAIT_MS",
+            "NOVA_KAFKA_MAX_PARTITIONS",
+            *self.ray.environment(),
+            "NOVA_HTTP_PORT",
+            "NOVA_PUBLIC_URL",
+            "NOVA_MODEL_STORE",
+            "NOVA_SECRET_KEY",
+        ]
+        fd = os.open(self.layout.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            for key in keys:
+                if key in env:
+                    handle.write(f"{key}={env[key]}\n")
+
+    def down(self) -> list[str]:
+        """Stop what this stack started, in reverse order; return what was stopped."""
+        try:
+            started = json.loads(self._manifest.read_text())
+        except (OSError, ValueError):
+            started = {"postgresql": True, "redis": True, "kafka": True, "ray": True, "smtp": True}
+        stopped = []
+        parts: tuple[tuple[str, _Part], ...] = (
+            ("ray", self.ray),
+            ("smtp", self.smtp),
+            ("kafka", self.broker),
+            ("redis", self.redis),
+            ("postgresql", self.postgres),
+        )
+        for name, part in parts:
+            if started.get(name):
+                part.stop()
+                stopped.append(name)
+        return stopped
+
+    def status(self) -> dict[str, str]:
+        embedded = self.embedded()
+        parts: dict[str, _Part] = {
+            "postgresql": self.postgres,
+            "redis": self.redis,
+            "kafka": self.broker,
+            "ray": self.ray,
+            "smtp": self.smtp,
+        }
+        return {
+            name: ("external" if not embedded[name] else "running" if part.running() else "stopped")
+            for name, part in parts.items()
+        }
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            values[key.strip()] = value
+    return values

@@ -1,0 +1,151 @@
+"""The embedded PostgreSQL: initdb and pg_ctl as the `postgres` user, password auth on
+127.0.0.1, its data under the state dir."""
+
+from __future__ import annotations
+
+import os
+import pwd
+from urllib.parse import quote
+
+from deployments.stack.debian import postgres_bin_dir
+from deployments.stack.layout import Layout
+from deployments.stack.processes import LOCALHOST, StackError, port_open, run, secret
+
+
+class Postgres:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.data = layout.path("postgres", "data")
+        self.run_dir = layout.path("postgres", "run")
+        self.log_file = layout.path("logs", "postgres.log")
+        self.password_file = layout.path("secrets", "pg_password")
+
+    @property
+    def url(self) -> str:
+        password = quote(secret(self.password_file), safe="")
+        return f"postgresql://nova:{password}@{LOCALHOST}:{self.layout.pg_port}/nova"
+
+    def _as_owner(self, cmd: list[str]) -> list[str]:
+        # initdb and pg_ctl refuse to run as root.
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *cmd]
+        return cmd
+
+    def _bin(self, name: str) -> str:
+        bin_dir = postgres_bin_dir()
+        if bin_dir is None:
+            raise StackError("PostgreSQL is not installed (Debian package `postgresql`)")
+        return str(bin_dir / name)
+
+    def _prepare_dirs(self) -> None:
+        for directory in (self.data.parent, self.run_dir, self.log_file.parent):
+            directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            for path in (self.data.parent, self.run_dir):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+            self.log_file.touch()
+            os.chown(self.log_file, owner.pw_uid, owner.pw_gid)
+            # The postgres user must be able to reach the state dir.
+            self.layout.state_dir.chmod(0o755)
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists() and port_open(self.layout.pg_port)
+
+    def start(self) -> None:
+        self._prepare_dirs()
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb()
+        if self.running():
+            return
+        options = (
+            f"-c listen_addresses={LOCALHOST} -p {self.layout.pg_port} "
+            f"-k {self.run_dir} -c max_connections=300 -c shared_buffers=256MB"
+        )
+        run(
+            self._as_owner(
+                [
+                    self._bin("pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    options,
+                    "start",
+                ]
+            ),
+            what="PostgreSQL start",
+            log_file=self.log_file,
+        )
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        env = {**os.environ, "PGPASSWORD": secret(self.password_file)}
+        connect = ["-h", LOCALHOST, "-p", str(self.layout.pg_port), "-U", "nova"]
+        exists = run(
+            [
+                self._bin("psql"),
+                *connect,
+                "-d",
+                "postgres",
+                "-tAc",
+                "SELECT 1 FROM pg_database WHERE datname = 'nova'",
+            ],
+            what="psql",
+            env=env,
+        )
+        if exists.strip() != "1":
+            run([self._bin("createdb"), *connect, "nova"], what="createdb", env=env)
+
+    def _initdb(self) -> None:
+        password = secret(self.password_file)
+        pwfile = self.run_dir / ".initdb-pw"
+        pwfile.write_text(password)
+        try:
+            if os.geteuid() == 0:
+                owner = pwd.getpwnam("postgres")
+                os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+            pwfile.chmod(0o600)
+            run(
+                self._as_owner(
+                    [
+                        self._bin("initdb"),
+                        "-D",
+                        str(self.data),
+                        "-U",
+                        "nova",
+                        f"--pwfile={pwfile}",
+                        "--auth=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                what="initdb",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            run(
+                self._as_owner(
+                    [
+                        self._bin("pg_ctl"),
+                        "-D",
+                        str(self.data),
+                        "-m",
+                        "fast",
+                        "-w",
+                        "-t",
+                        "60",
+                        "stop",
+                    ]
+                ),
+                what="PostgreSQL stop",
+                log_file=self.log_file,
+            )
