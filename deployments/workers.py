@@ -23,7 +23,8 @@ from storage.db import Database
 from storage.kafka.consumer import Consumer
 from storage.kafka.runner import ConsumerRunner
 from storage.logs import configure_logging
-from storage.outbox.relay import OutboxRelay, outbox_lag
+from storage.outbox.claims import outbox_lag
+from storage.outbox.relay import OutboxRelay
 from storage.stalls import StallWatch, settle_heap
 from storage.tasks import LoopHealth, supervise
 

@@ -102,16 +102,14 @@ def cmd_status(_: argparse.Namespace) -> int:
 
 
 async def _outbox_report(db: Any) -> dict[str, Any]:
-    from storage.outbox.relay import outbox_lag
+    from storage.kafka.dead_letters import pending_count
+    from storage.outbox.broker_loss import broker_state
+    from storage.outbox.claims import outbox_lag
 
-    lag = await outbox_lag(db)
-    row = await db.fetchrow("SELECT epoch, reset_at, reset_reason FROM broker_state")
-    dead = await db.fetchval("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
     return {
-        **lag,
-        "broker_epoch": row["epoch"],
-        "last_broker_reset": row["reset_at"],
-        "pending_dead_letters": dead,
+        **await outbox_lag(db),
+        **await broker_state(db),
+        "pending_dead_letters": await pending_count(db),
     }
 
 

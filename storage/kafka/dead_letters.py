@@ -141,6 +141,12 @@ class DeadLetter:
         return data
 
 
+async def pending_count(db: Database) -> int:
+    """Dead letters not replayed yet, for `nova status`."""
+    count: int = await db.fetchval("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+    return count
+
+
 async def list_dead_letters(
     db: Database, *, consumer: str | None = None, include_replayed: bool = False, limit: int = 100
 ) -> list[DeadLetter]:

@@ -11,12 +11,7 @@ relay at a time, in id order, and ids follow commit order per key (`storage.outb
 Row-level `SKIP LOCKED` is deliberately not used: skipping an earlier row of a key would
 publish its successor first.
 
-How broker data loss is survived: the relay records, per partition, a floor under the end
-offset (the lowest offset of its latest acknowledged batch + 1). An acknowledgement or an
-end offset below it, or a recorded topic gone missing, means the broker lost its log. The
-relay then bumps the broker epoch (carried in every message's `nova-epoch` header) and
-re-drives every retained event; consumers read the new log from its start and drop what
-they already applied (`storage.kafka.runner`).
+How broker data loss is survived: `storage.outbox.broker_loss`.
 """
 
 from __future__ import annotations
@@ -33,48 +28,27 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from storage.db import Database
-from storage.errors import NovaError, Unavailable, classify
-from storage.events import HEADER_EPOCH, HEADER_EVENT_ID, HEADER_TRACEPARENT, HEADER_TYPE, Event
+from storage.errors import NovaError, classify
 from storage.kafka.clients import TopicAdmin, end_offsets, make_consumer, make_producer
 from storage.kafka.topics import MARKER_TOPIC, registered_topics
-from storage.outbox.rows import (
-    NOTIFY_CHANNEL,
-    RELAY_LOCK_CLASS,
-    SLOTS,
-    purge_ledger,
-    purge_published,
-    redrive,
+from storage.outbox.broker_loss import (
+    Acks,
+    BrokerFloors,
+    BrokerReset,
+    current_epoch,
+    start_new_epoch,
 )
+from storage.outbox.claims import (
+    claim_batch,
+    kafka_message,
+    mark_published,
+    purge_retained,
+)
+from storage.outbox.rows import NOTIFY_CHANNEL
 from storage.settings import StorageSettings
 from storage.tasks import Backoff
 
 log = logging.getLogger(__name__)
-
-_PURGE_LOCK = 0x4E4F5641_0002
-
-# The pending slots this transaction could lock. A busy slot is skipped, never waited for,
-# so relays cannot deadlock. DISTINCT sits in a subquery: the volatile lock call is not
-# pushed below it, hence one call per pending slot.
-_CLAIM_SLOTS = """
-SELECT array_agg(slot) FROM (
-    SELECT DISTINCT slot FROM outbox WHERE published_at IS NULL
-) AS pending
-WHERE pg_try_advisory_xact_lock($1, slot)
-"""
-
-_CLAIM_ROWS = """
-SELECT id, event_id, topic, type, aggregate_id, occurred_at, schema_version, traceparent,
-       payload, headers, (SELECT epoch FROM broker_state) AS epoch
-FROM outbox WHERE slot = ANY($1::smallint[]) AND published_at IS NULL
-ORDER BY id LIMIT $2 FOR UPDATE
-"""
-_Partition = tuple[str, int]
-
-
-class BrokerReset(NovaError):
-    """The broker has lost messages it had acknowledged."""
-
-    retriable = True
 
 
 @dataclass
@@ -103,10 +77,8 @@ class OutboxRelay:
         self._admin = TopicAdmin(settings, client_id=f"{name}-admin")
         self._listener: asyncpg.Connection | None = None
         self._wakeup = asyncio.Event()
-        self._epoch: int | None = None
-        self._offsets: dict[_Partition, int] = {}
+        self._floors = BrokerFloors()
         self._topics: dict[str, int] = {}
-        self._floors_dirty = False
         self._needs_check = True
         self._last_purge = 0.0
         self.stats = RelayStats()
@@ -257,38 +229,25 @@ class OutboxRelay:
         marks them published. Returns 0 when nothing was pending or every slot was busy.
         """
         async with self._db.transaction() as conn:
-            slots = await conn.fetchval(_CLAIM_SLOTS, RELAY_LOCK_CLASS)
-            if not slots:
-                return 0
-            # Read after the locks: the epoch only changes under every slot lock
-            # (`_handle_reset`), so the value read now holds for the whole batch.
-            rows = await conn.fetch(_CLAIM_ROWS, slots, self._settings.relay_batch_size)
+            rows = await claim_batch(conn, self._settings.relay_batch_size)
             if not rows:
                 return 0
             epoch = rows[0]["epoch"]
-            if epoch != self._epoch:
+            if epoch != self._floors.epoch:
                 await self._load_epoch(conn, epoch)
             started = time.perf_counter()
-            # Only floors known before sending bound this batch's offsets: a batch acked
-            # earlier was appended earlier. Batches in flight together (other slots, the
-            # other relay) are acked in any order and prove nothing about each other.
-            floors_at_send = dict(self._offsets)
+            # Only floors known before sending bound this batch's offsets.
+            floors_at_send = dict(self._floors.offsets)
             acks = await self._publish(rows, epoch)
-            self._detect_regression(acks, floors_at_send)
-            await conn.execute(
-                "UPDATE outbox SET published_at = now(), publish_epoch = $2 WHERE id = ANY($1)",
-                [row["id"] for row in rows],
-                epoch,
-            )
-        self._raise_floors(acks)
+            self._floors.check_acks(acks, floors_at_send)
+            await mark_published(conn, [row["id"] for row in rows], epoch)
+        self._floors.raise_to(acks)
         self.stats.published += len(rows)
         self.stats.batches += 1
         self.stats.last_publish_ms = (time.perf_counter() - started) * 1000
         return len(rows)
 
-    async def _publish(
-        self, rows: Sequence[asyncpg.Record], epoch: int
-    ) -> dict[_Partition, tuple[int, int]]:
+    async def _publish(self, rows: Sequence[asyncpg.Record], epoch: int) -> Acks:
         """Send rows in order, wait for every ack; return (lowest, highest) offset per partition."""
         assert self._producer is not None
         timeout_s = 2 * self._settings.kafka_request_timeout_ms / 1000
@@ -305,7 +264,7 @@ class OutboxRelay:
             if not isinstance(exc, Exception):
                 raise
             raise classify(exc, "kafka") from exc
-        bounds: dict[_Partition, tuple[int, int]] = {}
+        bounds: Acks = {}
         for meta in metadata:
             key = (meta.topic, meta.partition)
             low, high = bounds.get(key, (meta.offset, meta.offset))
@@ -314,82 +273,14 @@ class OutboxRelay:
 
     async def _send(self, row: asyncpg.Record, epoch: int) -> asyncio.Future[Any]:
         assert self._producer is not None
-        event = Event(
-            event_id=row["event_id"],
-            type=row["type"],
-            aggregate_id=row["aggregate_id"],
-            occurred_at=row["occurred_at"],
-            schema_version=row["schema_version"],
-            traceparent=row["traceparent"],
-            payload=row["payload"],
-        )
-        headers = [
-            (HEADER_EVENT_ID, str(event.event_id).encode()),
-            (HEADER_TYPE, event.type.encode()),
-            (HEADER_EPOCH, str(epoch).encode()),
-        ]
-        if event.traceparent:
-            headers.append((HEADER_TRACEPARENT, event.traceparent.encode()))
-        headers.extend((k, str(v).encode()) for k, v in (row["headers"] or {}).items())
+        topic, value, key, headers = kafka_message(row, epoch)
         future: asyncio.Future[Any] = await self._producer.send(
-            row["topic"], value=event.encode(), key=event.aggregate_id.encode(), headers=headers
+            topic, value=value, key=key, headers=headers
         )
         return future
 
-    @staticmethod
-    def _detect_regression(
-        acks: dict[_Partition, tuple[int, int]], floors: dict[_Partition, int]
-    ) -> None:
-        for partition, (offset, _) in acks.items():
-            seen = floors.get(partition)
-            if seen is not None and offset < seen:
-                raise BrokerReset(
-                    f"{partition[0]}[{partition[1]}] acknowledged offset {offset}, "
-                    f"below the floor {seen} set by earlier acknowledgements"
-                )
-
-    def _raise_floors(self, acks: dict[_Partition, tuple[int, int]]) -> None:
-        # The lowest acked offset + 1 bounds the end offset from below whatever the broker
-        # reports as "end": Kafka the last offset + 1, tansu the last batch's first + 1.
-        # Kept in memory per batch; `_persist_floors` saves them once per broker check, so
-        # relays do not contend on these rows in their publish transactions.
-        for partition, (low, _) in acks.items():
-            self._offsets[partition] = max(self._offsets.get(partition, 0), low + 1)
-        self._floors_dirty = True
-
-    async def _persist_floors(self, conn: asyncpg.Connection) -> None:
-        """Save this relay's floors, unless the epoch moved on (they would be stale)."""
-        if not self._floors_dirty or not self._offsets:
-            return
-        async with conn.transaction():
-            # FOR SHARE waits for a reset in progress and then sees its new epoch.
-            epoch = await conn.fetchval("SELECT epoch FROM broker_state FOR SHARE")
-            if epoch != self._epoch:
-                return
-            ordered = sorted(self._offsets.items())  # one lock order for every relay
-            await conn.execute(
-                """
-                INSERT INTO broker_offsets (topic, partition, min_end_offset)
-                SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
-                ON CONFLICT (topic, partition) DO UPDATE
-                    SET min_end_offset = GREATEST(broker_offsets.min_end_offset,
-                                                  EXCLUDED.min_end_offset)
-                """,
-                [p[0] for p, _ in ordered],
-                [p[1] for p, _ in ordered],
-                [floor for _, floor in ordered],
-            )
-        self._floors_dirty = False
-
     async def _load_epoch(self, conn: asyncpg.Connection, epoch: int) -> None:
-        """Adopt `epoch` and the floors every relay recorded in it (the highest of all)."""
-        rows = await conn.fetch("SELECT topic, partition, min_end_offset FROM broker_offsets")
-        recorded = {(r["topic"], r["partition"]): r["min_end_offset"] for r in rows}
-        if epoch == self._epoch:
-            for partition, floor in self._offsets.items():
-                recorded[partition] = max(recorded.get(partition, 0), floor)
-        self._offsets = recorded
-        self._epoch = epoch
+        await self._floors.load(conn, epoch)
         self.stats.epoch = epoch
 
     # -- broker loss -------------------------------------------------------------------
@@ -401,11 +292,10 @@ class OutboxRelay:
         """
         async with self._db.connection() as conn:
             self._topics = await registered_topics(conn)
-            await self._persist_floors(conn)
-            epoch = await conn.fetchval("SELECT epoch FROM broker_state")
-            await self._load_epoch(conn, epoch)
+            await self._floors.persist(conn)
+            await self._load_epoch(conn, await current_epoch(conn))
         existing = await self._admin.partitions()
-        lost_topics = {t for (t, _) in self._offsets if t not in existing}
+        lost_topics = {t for (t, _) in self._floors.offsets if t not in existing}
         self.stats.partition_mismatches = await self._admin.ensure(self._topics)
         if lost_topics:
             raise BrokerReset(f"topics {sorted(lost_topics)} disappeared from the broker")
@@ -425,7 +315,7 @@ class OutboxRelay:
         assert self._producer is not None
         marker = (MARKER_TOPIC, 0)
         timeout_s = self._settings.kafka_request_timeout_ms / 1000
-        floor = self._offsets.get(marker)
+        floor = self._floors.offsets.get(marker)
         if floor is not None:
             tp = TopicPartition(*marker)
             end = (await end_offsets(self._probe, [tp], timeout_s))[tp]
@@ -438,7 +328,7 @@ class OutboxRelay:
             meta = await asyncio.wait_for(
                 self._producer.send_and_wait(
                     MARKER_TOPIC,
-                    value=f'{{"epoch": {self._epoch}, "relay": "{self._name}"}}'.encode(),
+                    value=f'{{"epoch": {self._floors.epoch}, "relay": "{self._name}"}}'.encode(),
                     key=b"marker",
                     partition=0,
                 ),
@@ -446,26 +336,16 @@ class OutboxRelay:
             )
         except Exception as exc:
             raise classify(exc, "kafka") from exc
-        self._raise_floors({marker: (meta.offset, meta.offset)})
+        self._floors.raise_to({marker: (meta.offset, meta.offset)})
 
     async def _handle_reset(self, reason: str) -> None:
         """Bump the epoch and re-drive retained events, once, whichever relay sees it first."""
-        observed = self._epoch
         async with self._db.transaction() as conn:
-            for slot in range(SLOTS):
-                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, slot)
-            epoch = await conn.fetchval("SELECT epoch FROM broker_state FOR UPDATE")
-            if observed is not None and epoch != observed:
-                log.info("relay %s: broker reset already handled (epoch %d)", self._name, epoch)
-                await self._load_epoch(conn, epoch)
-                return
-            await conn.execute(
-                "UPDATE broker_state SET epoch = epoch + 1, reset_at = now(), reset_reason = $1",
-                reason[:500],
-            )
-            await conn.execute("DELETE FROM broker_offsets")
-            redriven = await redrive(conn, since=None)
-            await self._load_epoch(conn, epoch + 1)
+            epoch, redriven = await start_new_epoch(conn, self._floors.epoch, reason)
+            await self._load_epoch(conn, epoch)
+        if redriven is None:
+            log.info("relay %s: broker reset already handled (epoch %d)", self._name, epoch)
+            return
         self.stats.resets_detected += 1
         self.stats.redriven += redriven
         self._needs_check = True
@@ -473,7 +353,7 @@ class OutboxRelay:
             "relay %s: broker lost data (%s); epoch %d, re-driving %d retained events",
             self._name,
             reason,
-            epoch + 1,
+            epoch,
             redriven,
         )
         # Topics must exist with their partition counts before anything is produced again.
@@ -485,25 +365,12 @@ class OutboxRelay:
         if time.monotonic() - self._last_purge < self._settings.outbox_purge_interval_s:
             return
         self._last_purge = time.monotonic()
-        async with self._db.transaction() as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _PURGE_LOCK):
-                return
-            retention = self._settings.outbox_retention_s
-            purged = await purge_published(conn, retention_s=retention)
-            await purge_ledger(conn, retention_s=retention)
-        self.stats.purged += purged
+        self.stats.purged += await purge_retained(
+            self._db, retention_s=self._settings.outbox_retention_s
+        )
 
     def status(self) -> dict[str, Any]:
         return {"name": self._name, **self.stats.__dict__}
-
-
-async def outbox_lag(db: Database) -> dict[str, Any]:
-    """Unpublished events and the age of the oldest, for `nova status` and metrics."""
-    row = await db.fetchrow(
-        "SELECT count(*) AS pending, EXTRACT(EPOCH FROM now() - min(created_at)) AS oldest_s "
-        "FROM outbox WHERE published_at IS NULL"
-    )
-    return {"pending": row["pending"], "oldest_s": float(row["oldest_s"] or 0.0)}
 
 
 async def _stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
@@ -513,4 +380,4 @@ async def _stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
         log.debug("stopping a Kafka client that failed to start", exc_info=True)
 
 
-__all__ = ["BrokerReset", "OutboxRelay", "RelayStats", "Unavailable", "outbox_lag"]
+__all__ = ["OutboxRelay", "RelayStats"]
