@@ -13,6 +13,7 @@ from typing import Any
 
 from deployments.cli.common import REPO_ROOT, connect_ray, with_db
 from deployments.stack import LOCALHOST, Stack, dev_layout
+from deployments.stack.processes import venv_bin
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -174,10 +175,11 @@ def cmd_test(args: argparse.Namespace) -> int:
     steps = [
         ("ruff", [python, "-m", "ruff", "check", "."]),
         ("mypy", [python, "-m", "mypy"]),
+        ("import contracts", [venv_bin("lint-imports")]),
         ("pytest", [python, "-m", "pytest", *args.pytest_args]),
     ]
     for name, cmd in steps:
-        print(f"==> {name}: {' '.join(cmd[1:])}", flush=True)
+        print(f"==> {name}: {' '.join([Path(cmd[0]).name, *cmd[1:]])}", flush=True)
         code = subprocess.call(cmd, cwd=REPO_ROOT)
         if code != 0:
             # pytest exits 5 when no test ran: that is a failure too.
