@@ -1,3 +1,3 @@
-"""Entry points: the `nova` command (deployments.cli), the embedded stack
-(deployments.stack), the Serve application (deployments.app) and the worker actors
-(deployments.workers). Nothing else in Nova imports this package."""
+"""Entry points and the Ray edge: the `nova` command (`cli`), the embedded stack (`stack`),
+the composed settings (`settings`), the Serve application (`app`, `ranking`) and the worker
+actors (`workers`). Nothing else in Nova imports this package."""

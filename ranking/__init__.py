@@ -1,2 +1,4 @@
-"""Ranking: feature definitions, candidate sources, model formats, the registry and A/B
-routing. It arrives with the ranked-feed issue; nothing is exported yet."""
+"""Ranking: the feature schema and the online features in Redis, candidate sources, model
+formats and scoring, the model registry with A/B routing, author diversity, and offline
+training and reports from logged impressions. The Serve deployments that serve it live in
+`deployments.ranking`; the data scientist's commands in `deployments.cli.models`."""
