@@ -139,7 +139,7 @@ class FetchPacer:
             self._stuck_at = None
         elif now - self._lag_checked >= LAG_CHECK_S and self.wait.current_ms < self.wait.ceiling_ms:
             self._lag_checked = now
-            behind = await self._positions_behind_end(kafka)
+            behind = await self.positions_behind_end(kafka)
             if behind and behind == self._stuck_at:
                 wait_ms = self.wait.raise_for_slow_broker() or wait_ms
                 self.raises += 1
@@ -147,7 +147,7 @@ class FetchPacer:
         if wait_ms is not None:
             set_fetch_max_wait(kafka, wait_ms)
 
-    async def _positions_behind_end(
+    async def positions_behind_end(
         self, kafka: AIOKafkaConsumer
     ) -> dict[TopicPartition, int] | None:
         """This member's position in each assigned partition that holds records past it."""

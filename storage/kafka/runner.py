@@ -347,6 +347,7 @@ class ConsumerRunner:
 
     def status(self) -> dict[str, Any]:
         self.stats.commit_failures = self._commits.failures
+        self.stats.fetch_wait_raises = self._pacer.raises
         assignment = sorted(
             f"{tp.topic}[{tp.partition}]"
             for tp in (self._kafka.assignment() if self._kafka else ())

@@ -77,7 +77,7 @@ async def test_fetches_wait_briefly_while_records_flow_and_long_once_idle(
             message="idle fetches again",
         )
         assert runner.status()["fetch_wait_ms"] == IDLE_MS
-        assert runner.stats.fetch_wait_raises == 0
+        assert runner.status()["fetch_wait_raises"] == 0
 
 
 async def test_a_member_stuck_while_records_wait_raises_its_fetch_wait(
@@ -89,21 +89,24 @@ async def test_a_member_stuck_while_records_wait_raises_its_fetch_wait(
     settings = deployed.replace(kafka_fetch_max_wait_ms=IDLE_MS, kafka_fetch_busy_wait_ms=BUSY_MS)
     runner = ConsumerRunner(LagRecorder(settings), db, member="test-lag-0")
     async with joined(runner) as kafka:
-        assert await runner._positions_behind_end() is None
+        pacer = runner._pacer
+        assert await pacer.positions_behind_end(kafka) is None
         kafka.pause(*kafka.assignment())  # records arrive but this member fetches none
 
         await write_events(db, topic, [("k", n) for n in range(3)])
         await wait_until(
-            runner._positions_behind_end, timeout_s=60, message="records past the position"
+            lambda: pacer.positions_behind_end(kafka),
+            timeout_s=60,
+            message="records past the position",
         )
         # Records that arrived during a poll: not yet a reason to wait longer.
-        await runner._pace_fetches(got_records=False)
-        assert runner.stats.fetch_wait_raises == 0
+        await pacer.after_poll(kafka, got_records=False)
+        assert runner.status()["fetch_wait_raises"] == 0
         assert runner.status()["fetch_wait_ms"] == IDLE_MS
         # Still at the same positions at the next check: the broker is too slow.
-        runner._lag_checked -= LAG_CHECK_S
-        await runner._pace_fetches(got_records=False)
-        assert runner.stats.fetch_wait_raises == 1
+        pacer._lag_checked -= LAG_CHECK_S
+        await pacer.after_poll(kafka, got_records=False)
+        assert runner.status()["fetch_wait_raises"] == 1
         assert runner.status()["fetch_wait_ms"] == 2 * IDLE_MS
 
         kafka.resume(*kafka.assignment())
@@ -114,4 +117,5 @@ async def test_a_member_stuck_while_records_wait_raises_its_fetch_wait(
             if got >= 3:
                 break
         assert got == 3
-        assert await runner._positions_behind_end() is None
+        pacer = runner._pacer
+        assert await pacer.positions_behind_end(kafka) is None
