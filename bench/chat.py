@@ -2,7 +2,7 @@
 
     cd /work/main && .venv/bin/python -m bench.chat [--rooms 100 --per-room 20 --rate 200]
 
-Needs the dev stack started with `bench/bench.env` (see the README). Nova: every
+Needs the dev stack started with `bench/bench.env` (see docs/benchmarks.md). Nova: every
 subscriber is a member with its own graphql-transport-ws connection through Serve's proxy,
 subscribed to `messageAdded` of its room; messages go through `sendMessage` at `--rate`
 per second in total, spread over the rooms: by default over WebSocket (one more

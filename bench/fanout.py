@@ -2,7 +2,7 @@
 
     cd /work/main && .venv/bin/python -m bench.fanout
 
-Needs the dev stack started with `bench/bench.env` (see the README). Two scenarios:
+Needs the dev stack started with `bench/bench.env` (see docs/benchmarks.md). Two scenarios:
 
 * Fan-out latency: authors with 1,000 and 10,000 active followers (whose timelines exist)
   each publish 50 posts, one at a time. For each post: commit → present in every

@@ -3,7 +3,7 @@
     cd /work/main && .venv/bin/python -m bench.likes
 
 Needs the dev stack started with per-IP budgets raised (every request here comes from
-127.0.0.1; see `bench/bench.env` and the README). Each path likes its own fresh post, once
+127.0.0.1; see `bench/bench.env` and docs/benchmarks.md). Each path likes its own fresh post, once
 per user, at the same concurrency:
 
 * Baseline: one PostgreSQL transaction per like, `INSERT INTO likes` then

@@ -2,7 +2,7 @@
 
     cd /work/main && .venv/bin/python -m bench.notifications [--recipients 20 --fans 10 --rate 20]
 
-Needs the dev stack started with `bench/bench.env` (see the README). Nova: each recipient
+Needs the dev stack started with `bench/bench.env` (see docs/benchmarks.md). Nova: each recipient
 holds a graphql-transport-ws connection through Serve's proxy, subscribed to
 `notificationAdded`; fans `follow` recipients over HTTP at `--rate` per second. Latency is
 the start of the `follow` request → the push at the recipient: the commit, the outbox

@@ -2,7 +2,7 @@
 
     cd /work/main && .venv/bin/python -m bench.ranking
 
-Needs the dev stack started with `bench/bench.env` (see the README). In one run:
+Needs the dev stack started with `bench/bench.env` (see docs/benchmarks.md). In one run:
 
 * Feature lookup for (viewer, 500 candidates): through the FeatureStore deployment (a Serve
   call) with each candidate's author, as the ranked feed asks, and the same lookup

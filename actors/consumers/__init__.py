@@ -10,7 +10,7 @@ What happens when a topic gets an event is answered here:
 | `features` | `ranking-features` | posts, likes, comments, shares, follows, analytics → features |
 | `analytics_sink` | `analytics-sink` | `analytics.events` → the `analytics_events` table |
 
-Each is a `storage.kafka.runner.Consumer` (apply once per event id, dead letters, retries),
+Each is a `storage.kafka.consumer.Consumer` (apply once per event id, dead letters, retries),
 built with the settings it runs with. `PRODUCTION_CONSUMERS` is the list `nova up` and
 `nova deploy` start, one member each (`deployments.workers`).
 """
