@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-import asyncpg
-
+from storage.db import Connection
 from storage.errors import PoisonEvent
 from storage.events import Event
 from storage.kafka.consumer import Consumer
@@ -69,10 +68,10 @@ class AnalyticsSink(Consumer[StorageSettings]):
     name: ClassVar[str] = "analytics-sink"
     topics: ClassVar[tuple[str, ...]] = (TOPIC,)
 
-    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+    async def apply(self, event: Event, conn: Connection) -> None:
         await self.apply_many([event], conn)
 
-    async def apply_many(self, events: Sequence[Event], conn: asyncpg.Connection) -> None:
+    async def apply_many(self, events: Sequence[Event], conn: Connection) -> None:
         rows = [row(event) for event in events if event.type == TOPIC]
         if rows:
             await conn.copy_records_to_table("analytics_events", records=rows, columns=COLUMNS)

@@ -21,11 +21,11 @@ import uuid
 from datetime import datetime
 from typing import Any, ClassVar
 
-import asyncpg
 from ray.util import metrics
 
 from actors.settings import ActorSettings
 from actors.timeline_client import TimelineClient
+from storage.db import Connection
 from storage.errors import ConfigError, PoisonEvent
 from storage.events import Event, payload_id
 from storage.kafka.consumer import Consumer
@@ -64,7 +64,7 @@ class FanoutConsumer(Consumer[ActorSettings]):
             boundaries=[0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
         )
 
-    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+    async def apply(self, event: Event, conn: Connection) -> None:
         if self._timelines is None:
             raise ConfigError("FanoutConsumer.apply called before start()")
         payload = dict(event.payload)
@@ -92,7 +92,7 @@ class FanoutConsumer(Consumer[ActorSettings]):
         else:
             raise PoisonEvent(f"timeline fan-out: unexpected event type {event.type!r}")
 
-    async def _audience(self, conn: asyncpg.Connection, author: uuid.UUID) -> list[uuid.UUID]:
+    async def _audience(self, conn: Connection, author: uuid.UUID) -> list[uuid.UUID]:
         followers = await fanout_audience(
             conn,
             author,
@@ -101,7 +101,7 @@ class FanoutConsumer(Consumer[ActorSettings]):
         )
         return [author, *(followers or [])]
 
-    async def _post_created(self, conn: asyncpg.Connection, payload: dict[str, Any]) -> None:
+    async def _post_created(self, conn: Connection, payload: dict[str, Any]) -> None:
         assert self._timelines is not None
         author = payload_id(payload, "author_id")
         try:

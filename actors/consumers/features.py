@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-import asyncpg
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from actors.settings import ActorSettings
 from ranking import features as f
+from storage.db import Connection
 from storage.errors import ConfigError, PoisonEvent
 from storage.events import Event, payload_id
 from storage.kafka.consumer import Consumer
@@ -75,10 +75,10 @@ class FeatureConsumer(Consumer[ActorSettings]):
         if self._redis is not None:
             await self._redis.aclose()
 
-    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+    async def apply(self, event: Event, conn: Connection) -> None:
         await self.apply_many([event], conn)
 
-    async def apply_many(self, events: Sequence[Event], conn: asyncpg.Connection) -> None:
+    async def apply_many(self, events: Sequence[Event], conn: Connection) -> None:
         """Every event's effects, in order, a transaction per `TRANSACTION_EVENTS`.
 
         A malformed event raises before anything is written, so the runner's

@@ -32,9 +32,9 @@ from typing import ClassVar
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import aiosmtplib
-import asyncpg
 
 from actors.settings import ActorSettings
+from storage.db import Connection
 from storage.errors import ConfigError, PoisonEvent, Unavailable
 from storage.events import Event
 from storage.kafka.consumer import Consumer
@@ -141,7 +141,7 @@ class MailConsumer(Consumer[ActorSettings]):
         self._sealer = Sealer.from_settings(settings)
         self._target = SmtpTarget.parse(settings.smtp_url)
 
-    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+    async def apply(self, event: Event, conn: Connection) -> None:
         if self._sealer is None:
             raise ConfigError("MailConsumer.apply called before start()")
         if event.type == PASSWORD_CHANGED:

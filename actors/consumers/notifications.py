@@ -35,10 +35,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-import asyncpg
 import redis.asyncio as aioredis
 
 from actors.settings import ActorSettings
+from storage.db import Connection
 from storage.errors import PoisonEvent, classify
 from storage.events import Event, payload_id
 from storage.kafka.consumer import Consumer
@@ -91,10 +91,10 @@ class NotificationConsumer(Consumer[ActorSettings]):
         if self._redis is not None:
             await self._redis.aclose()
 
-    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+    async def apply(self, event: Event, conn: Connection) -> None:
         await self.apply_many([event], conn)
 
-    async def apply_many(self, events: Sequence[Event], conn: asyncpg.Connection) -> None:
+    async def apply_many(self, events: Sequence[Event], conn: Connection) -> None:
         for event in events:  # rows of an attempt that rolled back were never written
             self._unpublished.pop(event.event_id, None)
         oldest = datetime.now(UTC) - timedelta(seconds=self.settings.notification_max_age_s)
@@ -129,9 +129,7 @@ class NotificationConsumer(Consumer[ActorSettings]):
         except Exception as exc:  # the inbox has them; only the live push is lost
             log.warning("notifications not pushed live: %s", classify(exc, "redis"))
 
-    async def _mentioned(
-        self, conn: asyncpg.Connection, events: Sequence[Event]
-    ) -> dict[str, uuid.UUID]:
+    async def _mentioned(self, conn: Connection, events: Sequence[Event]) -> dict[str, uuid.UUID]:
         """Everyone @mentioned in the batch's new posts, by lower-cased username."""
         names: set[str] = set()
         for event in events:
@@ -140,7 +138,7 @@ class NotificationConsumer(Consumer[ActorSettings]):
         return await users_named(conn, sorted(names))
 
     async def _unseen_messages(
-        self, conn: asyncpg.Connection, events: Sequence[Event]
+        self, conn: Connection, events: Sequence[Event]
     ) -> list[NewNotification]:
         """MESSAGE notifications for members away from the room and behind on it."""
         sent = [e for e in events if e.type == "chat.message.sent"]

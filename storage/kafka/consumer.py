@@ -18,8 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, Generic, TypeVar
 
-import asyncpg
-
+from storage.db import Connection
 from storage.events import Event
 from storage.settings import StorageSettings
 from storage.tracing import reset_traceparent, set_traceparent
@@ -44,10 +43,10 @@ class Consumer(ABC, Generic[S]):
         """Release what `start` opened."""
 
     @abstractmethod
-    async def apply(self, event: Event, conn: asyncpg.Connection) -> None:
+    async def apply(self, event: Event, conn: Connection) -> None:
         """Apply `event` inside the ledger's transaction. Raise to retry or dead-letter."""
 
-    async def apply_many(self, events: Sequence[Event], conn: asyncpg.Connection) -> None:
+    async def apply_many(self, events: Sequence[Event], conn: Connection) -> None:
         """Apply a batch in order inside the ledger's transaction. Override to write a
         batch at once (COPY, say); the default calls `apply` per event, under its trace."""
         for event in events:
