@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from gateway.auth.tokens import AccessClaims
 from gateway.errors import Unauthenticated
 from storage.db import Database
+from storage.repositories.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Revocations:
 
     def __init__(self, redis: aioredis.Redis, db: Database, *, access_ttl_s: int) -> None:
         self._redis = redis
-        self._db = db
+        self._sessions = SessionStore(db)
         self._ttl_s = access_ttl_s
         self._mirror: dict[str, float] = {}  # member → expiry, Unix seconds
         self._in_sync = False
@@ -123,11 +124,8 @@ class Revocations:
             raise Unauthenticated("access token was revoked")
 
     async def _check_database(self, claims: AccessClaims) -> None:
-        revoked = await self._db.fetchval(
-            "SELECT revoked_at IS NOT NULL OR expires_at < now() FROM auth_sessions WHERE id = $1",
-            claims.session_id,
-        )
-        if revoked is None or revoked:
+        ended = await self._sessions.ended(claims.session_id)
+        if ended is None or ended:  # an unknown session is refused too
             raise Unauthenticated("access token was revoked")
 
     async def deny_token(self, claims: AccessClaims) -> None:

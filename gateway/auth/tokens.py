@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -29,13 +28,12 @@ from jwt.algorithms import RSAAlgorithm
 from gateway.errors import Unauthenticated
 from gateway.settings import GatewaySettings
 from storage.db import Database
+from storage.repositories.signing_keys import NewSigningKey, SigningKeyStore
 from storage.secrets import Sealer
 from storage.tasks import SingleFlight
 
 ALGORITHM = "RS256"
 RSA_KEY_BITS = 2048
-# Serializes first-key creation and rotation across replicas and operators.
-_KEYS_LOCK = 0x4E4B4559  # "NKEY"
 # A token naming an unknown kid triggers at most one reload per this many seconds.
 _UNKNOWN_KID_RELOAD_S = 1.0
 
@@ -81,7 +79,7 @@ class _Key:
     private_key: rsa.RSAPrivateKey | None  # only the signing key is unsealed
 
 
-def _generate_key(sealer: Sealer) -> tuple[str, str, dict[str, Any]]:
+def _generate_key(sealer: Sealer) -> NewSigningKey:
     private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
     kid = uuid.uuid4().hex[:16]
     pem = private.private_bytes(
@@ -91,37 +89,17 @@ def _generate_key(sealer: Sealer) -> tuple[str, str, dict[str, Any]]:
     )
     jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
     jwk.update({"kid": kid, "alg": ALGORITHM, "use": "sig"})
-    return kid, sealer.seal(pem), jwk
+    return NewSigningKey(kid, sealer.seal(pem), jwk)
 
 
 async def ensure_signing_key(db: Database, sealer: Sealer) -> str | None:
     """Create the first signing key if there is none; return its kid (None if one existed)."""
-    async with db.transaction() as conn:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEYS_LOCK)
-        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM signing_keys)"):
-            return None
-        return await _insert_key(conn, sealer)
+    return await SigningKeyStore(db).ensure(lambda: _generate_key(sealer))
 
 
 async def rotate_signing_key(db: Database, sealer: Sealer) -> str:
     """Add a new signing key; the previous ones keep verifying until their tokens expire."""
-    async with db.transaction() as conn:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEYS_LOCK)
-        await conn.execute(
-            "UPDATE signing_keys SET superseded_at = now() WHERE superseded_at IS NULL"
-        )
-        return await _insert_key(conn, sealer)
-
-
-async def _insert_key(conn: asyncpg.Connection, sealer: Sealer) -> str:
-    kid, sealed_pem, jwk = _generate_key(sealer)
-    await conn.execute(
-        "INSERT INTO signing_keys (kid, private_key, public_jwk) VALUES ($1, $2, $3)",
-        kid,
-        sealed_pem,
-        jwk,
-    )
-    return kid
+    return await SigningKeyStore(db).rotate(lambda: _generate_key(sealer))
 
 
 _VERIFIED_CACHE = 10_000
@@ -131,7 +109,7 @@ class KeyRing:
     """The keys one replica signs and verifies with, reloaded from PostgreSQL."""
 
     def __init__(self, db: Database, sealer: Sealer, settings: GatewaySettings) -> None:
-        self._db = db
+        self._store = SigningKeyStore(db)
         self._sealer = sealer
         self._settings = settings
         self._keys: dict[str, _Key] = {}
@@ -151,28 +129,20 @@ class KeyRing:
         """Read the signing key and every key whose tokens may still be alive."""
         # A superseded key signed tokens until `superseded_at`; they live access_ttl more.
         horizon_s = self._settings.access_token_ttl_s + self._settings.jwt_leeway_s
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                """
-                SELECT kid, private_key, public_jwk, superseded_at IS NULL AS signing
-                FROM signing_keys
-                WHERE superseded_at IS NULL
-                   OR superseded_at > now() - make_interval(secs => $1)
-                ORDER BY created_at
-                """,
-                float(horizon_s),
-            )
+        rows = await self._store.live(float(horizon_s))
         keys: dict[str, _Key] = {}
         signing: _Key | None = None
         for row in rows:
-            key = await self._key(row["kid"], row["public_jwk"], row["private_key"], row["signing"])
+            key = await self._key(row.kid, row.public_jwk, row.private_key, row.signing)
             keys[key.kid] = key
             if key.private_key is not None:
                 signing = key  # rows are oldest first: the newest unsuperseded key wins
         self._keys, self._signing = keys, signing
         self._loaded_at = time.monotonic()
 
-    async def _key(self, kid: str, public_jwk: Any, sealed_pem: str, signing: bool) -> _Key:
+    async def _key(
+        self, kid: str, public_jwk: Mapping[str, Any], sealed_pem: str, signing: bool
+    ) -> _Key:
         """The parsed key, reused from the last load when it is already there: a key's
         material never changes, only whether it signs. Parsing a private key costs about
         40 ms of CPU (cryptography checks the RSA key), so a new one is parsed off the

@@ -25,7 +25,7 @@ from strawberry.dataloader import DataLoader
 
 from gateway.services.caches import Invalidations, LocalCache
 from storage.db import Database
-from storage.repositories.users import UserRecord, fetch_users
+from storage.repositories.users import UserRecord, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class UserCache:
         local_ttl_s: float,
         redis_ttl_s: int,
     ) -> None:
-        self._db = db
+        self._user_store = UserStore(db)
         self._redis = redis
         self._invalidations = invalidations
         self.local: LocalCache[uuid.UUID, UserRecord] = invalidations.cache(
@@ -96,8 +96,7 @@ class UserCache:
                 self.stats.redis_hits += 1
         rest = [user_id for user_id in ids if user_id not in found]
         if rest:
-            async with self._db.connection() as conn:
-                records = await fetch_users(conn, rest)
+            records = await self._user_store.fetch(rest)
             self.stats.database_loads += len(records)
             for record in records:
                 found[record.id] = record

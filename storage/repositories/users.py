@@ -14,7 +14,8 @@ from datetime import datetime
 
 import asyncpg
 
-from storage.rows import from_rows
+from storage.db import Database
+from storage.rows import from_row, from_rows
 
 USER_COLUMNS = (
     "id, username, email, display_name, bio, avatar_url, roles, "
@@ -53,3 +54,21 @@ class UserRecord:
 async def fetch_users(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[UserRecord]:
     rows = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1)", list(ids))
     return from_rows(UserRecord, rows)
+
+
+async def fetch_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> UserRecord | None:
+    """One user, in the caller's transaction (identity reads it beside its writes)."""
+    row = await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)
+    return None if row is None else from_row(UserRecord, row)
+
+
+class UserStore:
+    """User lookups on a pooled connection of their own (caches fill from these)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def fetch(self, ids: Sequence[uuid.UUID]) -> list[UserRecord]:
+        """The users among `ids` that exist, in no particular order."""
+        async with self._db.connection() as conn:
+            return await fetch_users(conn, ids)
