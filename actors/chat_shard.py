@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -30,14 +30,11 @@ from storage.db import Database
 from storage.errors import InvalidInput, NotFound, NovaError, classify
 from storage.repositories.chat import (
     MAX_GROUP_MEMBERS,
+    ChatStore,
     Message,
-    find_retries,
-    insert_messages,
-    load_room,
-    messages_after,
-    messages_before,
+    MessageKey,
+    Refusal,
 )
-from storage.repositories.graph import blocked_either_way
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +99,7 @@ class ChatShard:
         idle_ttl_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._db = db
+        self._store = ChatStore(db)
         self._redis = redis
         self._keep = recent
         self._max_batch = max_batch
@@ -129,11 +126,10 @@ class ChatShard:
         future: asyncio.Future[_Room] = asyncio.get_running_loop().create_future()
         self._activating[room_id] = future
         try:
-            async with self._db.connection() as conn:
-                row = await load_room(conn, room_id)
-                if row is None:
-                    raise NotFound("room not found")
-                recent = await messages_before(conn, room_id, None, self._keep)
+            loaded = await self._store.activate(room_id, self._keep)
+            if loaded is None:
+                raise NotFound("room not found")
+            row, recent = loaded
             room = _Room(
                 row.id, row.kind, set(row.members), row.last_seq, deque(), {}, self._clock()
             )
@@ -175,23 +171,11 @@ class ChatShard:
         if len(room.members) + len(new) > MAX_GROUP_MEMBERS:
             raise InvalidInput(f"a group room has at most {MAX_GROUP_MEMBERS} members")
         if new:
-            async with self._db.transaction() as conn:
-                known = await conn.fetchval("SELECT count(*) FROM users WHERE id = ANY($1)", new)
-                if known != len(new):
-                    raise NotFound("no such user")
-                for user in new:
-                    if await blocked_either_way(conn, actor, user):
-                        raise Blocked("you cannot add this user")
-                await conn.execute(
-                    """
-                    INSERT INTO chat_members (room_id, user_id)
-                    SELECT $1, u FROM unnest($2::uuid[]) AS u
-                    ON CONFLICT (room_id, user_id)
-                    DO UPDATE SET left_at = NULL, joined_at = clock_timestamp()
-                    """,
-                    room_id,
-                    new,
-                )
+            refused = await self._store.add_members(room_id, actor, new)
+            if refused is Refusal.UNKNOWN_USER:
+                raise NotFound("no such user")
+            if refused is Refusal.BLOCKED:
+                raise Blocked("you cannot add this user")
             room.members.update(new)
         return sorted(room.members)
 
@@ -201,13 +185,7 @@ class ChatShard:
             raise InvalidInput("you can only leave group rooms")
         if user_id not in room.members:
             raise NotAMember("you are not a member of this room")
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                "UPDATE chat_members SET left_at = clock_timestamp()"
-                " WHERE room_id = $1 AND user_id = $2",
-                room_id,
-                user_id,
-            )
+        await self._store.leave(room_id, user_id)
         room.members.discard(user_id)
         # Open subscriptions of the member end on this notice (`gateway.schema.chat`).
         try:
@@ -244,8 +222,7 @@ class ChatShard:
             raise NotAMember("you are not a member of this room")
         if room.recent and after_seq >= room.recent[0].seq - 1:
             return [m for m in room.recent if m.seq > after_seq][:limit]
-        async with self._db.connection() as conn:
-            return await messages_after(conn, room_id, after_seq, limit)
+        return await self._store.messages_after(room_id, after_seq, limit)
 
     async def history(
         self, room_id: uuid.UUID, user_id: uuid.UUID, before_seq: int | None, limit: int
@@ -257,8 +234,7 @@ class ChatShard:
         cached = [m for m in room.recent if before_seq is None or m.seq < before_seq]
         if len(cached) >= limit or (cached and cached[0].seq == 1) or room.last_seq == 0:
             return cached[-limit:] if limit else []
-        async with self._db.connection() as conn:
-            return await messages_before(conn, room_id, before_seq, limit)
+        return await self._store.messages_before(room_id, before_seq, limit)
 
     async def _flush(self, room: _Room) -> None:
         while room.pending:
@@ -298,42 +274,53 @@ class ChatShard:
 
     async def _write(
         self, room: _Room, batch: list[_Pending]
-    ) -> tuple[dict[tuple[uuid.UUID, str], Message], dict[int, NovaError]]:
+    ) -> tuple[dict[MessageKey, Message], dict[int, NovaError]]:
         """Commit the batch; returns every sender's message (new or found) and refusals."""
         refused: dict[int, NovaError] = {}
-        async with self._db.transaction() as conn:
-            if room.kind == "direct" and len(room.members) == 2:
-                a, b = sorted(room.members)
-                if await blocked_either_way(conn, a, b):
-                    for pending in batch:
-                        refused[id(pending)] = Blocked("you cannot message this user")
-                    return {}, refused
-            keys = list(dict.fromkeys((p.sender, p.client_message_id) for p in batch))
-            stored = await find_retries(conn, room.id, keys)
-            self.stats.retries_absorbed += len(stored)
+        pair: tuple[uuid.UUID, uuid.UUID] | None = None
+        if room.kind == "direct" and len(room.members) == 2:
+            a, b = sorted(room.members)
+            pair = (a, b)  # a block between the two refuses the whole batch
+        keys = list(dict.fromkeys((p.sender, p.client_message_id) for p in batch))
+
+        def compose(found: Mapping[MessageKey, Message]) -> list[Message]:
+            """Sequence the batch's new sends after `last_seq`, in arrival order (runs in
+            the commit's transaction, once the retries among them are known)."""
+            self.stats.retries_absorbed += len(found)
             now = datetime.now(UTC)
             new: list[Message] = []
+            taken = set(found)
             seq = room.last_seq
             for pending in batch:
                 key = (pending.sender, pending.client_message_id)
-                if key in stored:
+                if key in taken:
                     continue
                 seq += 1
-                message = Message(
-                    uuid.uuid4(),
-                    room.id,
-                    seq,
-                    pending.sender,
-                    pending.text,
-                    pending.client_message_id,
-                    now,
+                new.append(
+                    Message(
+                        uuid.uuid4(),
+                        room.id,
+                        seq,
+                        pending.sender,
+                        pending.text,
+                        pending.client_message_id,
+                        now,
+                    )
                 )
-                stored[key] = message
-                new.append(message)
-            if new:
-                await insert_messages(conn, new)
+                taken.add(key)
+            return new
+
+        committed = await self._store.commit_messages(
+            room.id, keys, unless_blocked=pair, compose=compose
+        )
+        if committed is None:
+            for pending in batch:
+                refused[id(pending)] = Blocked("you cannot message this user")
+            return {}, refused
+        stored = dict(committed.found)
+        stored.update({(m.sender_id, m.client_message_id): m for m in committed.new})
         self.stats.commits += 1
-        self.stats.messages += len(new)
+        self.stats.messages += len(committed.new)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         return stored, refused
 

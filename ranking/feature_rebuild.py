@@ -29,58 +29,10 @@ import redis.asyncio as aioredis
 from ranking import features as f
 from ranking.settings import RankingSettings
 from storage.db import Database
+from storage.repositories.features import FeatureSourceStore
 
 CHUNK = 2_000
 _OLD_LAYOUT = ("nova:f:p:*", "nova:f:a:*")
-
-_FOLLOWS = "SELECT follower_id::text, followee_id::text FROM follows"
-_POSTS = """
-SELECT id::text, author_id, extract(epoch FROM created_at)::float8, length(text)
-FROM posts WHERE deleted_at IS NULL AND created_at >= to_timestamp($1)
-"""
-# Per recent post: each counter decayed to $1 (epoch s) with half-life $2.
-_COUNTERS = """
-WITH recent AS (
-    SELECT id FROM posts WHERE deleted_at IS NULL AND created_at >= to_timestamp($3)
-), engagement AS (
-    SELECT post_id, 'likes' AS counter, created_at FROM likes
-    UNION ALL SELECT post_id, 'comments', created_at FROM comments WHERE deleted_at IS NULL
-    UNION ALL SELECT shared_post_id, 'shares', created_at FROM posts
-              WHERE shared_post_id IS NOT NULL AND deleted_at IS NULL
-    UNION ALL SELECT post_id, 'clicks', occurred_at FROM analytics_events WHERE kind = 'CLICK'
-)
-SELECT e.post_id::text, e.counter,
-       sum(power(2.0, -greatest(0, $1 - extract(epoch FROM e.created_at)) / $2))::float8
-FROM engagement e JOIN recent r ON r.id = e.post_id
-GROUP BY e.post_id, e.counter
-"""
-_AUTHORS = """
-SELECT p.author_id::text,
-       count(*) FILTER (WHERE p.deleted_at IS NULL) AS posts,
-       (coalesce(sum(l.n), 0) + coalesce(sum(c.n), 0) + coalesce(sum(s.n), 0))::bigint
-           AS engagements
-FROM posts p
-LEFT JOIN (SELECT post_id, count(*) AS n FROM likes GROUP BY post_id) l ON l.post_id = p.id
-LEFT JOIN (SELECT post_id, count(*) AS n FROM comments WHERE deleted_at IS NULL
-           GROUP BY post_id) c ON c.post_id = p.id
-LEFT JOIN (SELECT shared_post_id, count(*) AS n FROM posts WHERE shared_post_id IS NOT NULL
-           AND deleted_at IS NULL GROUP BY shared_post_id) s ON s.shared_post_id = p.id
-GROUP BY p.author_id
-"""
-_AFFINITY = """
-WITH acts AS (
-    SELECT l.user_id AS viewer, p.author_id, l.created_at, 1.0 AS weight
-    FROM likes l JOIN posts p ON p.id = l.post_id
-    UNION ALL
-    SELECT c.author_id, p.author_id, c.created_at, 2.0
-    FROM comments c JOIN posts p ON p.id = c.post_id WHERE c.deleted_at IS NULL
-)
-SELECT viewer::text, author_id::text,
-       sum(weight * power(2.0, -greatest(0, $1 - extract(epoch FROM created_at)) / $2))::float8
-FROM acts
-WHERE viewer <> author_id AND created_at >= to_timestamp($3)
-GROUP BY viewer, author_id
-"""
 
 
 @dataclass
@@ -108,48 +60,49 @@ async def rebuild(
     report = RebuildReport()
     writer = _Writer(redis)
 
-    async with (
-        db.connection() as conn,
-        conn.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        # One consistent snapshot; an operator's rebuild may take longer than a request.
-        await conn.execute("SET LOCAL statement_timeout = '30min'")
-        async for follower, followee in conn.cursor(_FOLLOWS, prefetch=CHUNK):
-            writer.pipe.sadd(f.FOLLOWS + follower, followee)
-            writer.pipe.sadd(f.FOLLOWERS + followee, follower)
+    # One consistent snapshot, read while the pipeline writes (`FeatureSourceStore.snapshot`).
+    async with FeatureSourceStore(db).snapshot() as source:
+        async for follow in source.follows(prefetch=CHUNK):
+            writer.pipe.sadd(f.FOLLOWS + follow.follower_id, follow.followee_id)
+            writer.pipe.sadd(f.FOLLOWERS + follow.followee_id, follow.follower_id)
             report.follows += 1
             await writer.flush_if_full()
         progress(f"follows: {report.follows}")
 
         records: dict[str, bytearray] = {}
         since_post = moment - settings.feature_post_ttl_s
-        async for post, author, created, length in conn.cursor(_POSTS, since_post):
-            identity = f.post_identity(author, created, length)
-            records[post] = bytearray(identity.ljust(f.RECORD_SIZE, b"\0"))
-        for post, counter, value in await conn.fetch(_COUNTERS, moment, half_life, since_post):
-            record = records.get(post)
+        async for post in source.recent_posts(since_post):
+            identity = f.post_identity(post.author_id, post.created, post.length)
+            records[post.post_id] = bytearray(identity.ljust(f.RECORD_SIZE, b"\0"))
+        for counter in await source.decayed_counters(moment, half_life, since_post):
+            record = records.get(counter.post_id)
             if record is not None:
-                struct.pack_into("<dd", record, f.record_offset(counter), value, moment)
-                report.counters[counter] = report.counters.get(counter, 0) + 1
-        for post, record in records.items():
-            writer.pipe.set(f.POST + post, bytes(record), ex=settings.feature_post_ttl_s)
+                offset = f.record_offset(counter.counter)
+                struct.pack_into("<dd", record, offset, counter.value, moment)
+                report.counters[counter.counter] = report.counters.get(counter.counter, 0) + 1
+        for post_id, record in records.items():
+            writer.pipe.set(f.POST + post_id, bytes(record), ex=settings.feature_post_ttl_s)
             await writer.flush_if_full()
         report.posts = len(records)
         progress(f"posts: {report.posts}")
 
-        async for author, posts, engagements in conn.cursor(_AUTHORS, prefetch=CHUNK):
-            writer.pipe.set(f.AUTHOR_POSTS + author, posts)
-            writer.pipe.set(f.AUTHOR_ENGAGEMENTS + author, engagements)
+        async for author in source.authors(prefetch=CHUNK):
+            writer.pipe.set(f.AUTHOR_POSTS + author.author_id, author.posts)
+            writer.pipe.set(f.AUTHOR_ENGAGEMENTS + author.author_id, author.engagements)
             report.authors += 1
             await writer.flush_if_full()
         progress(f"authors: {report.authors}")
 
         since_affinity = moment - settings.feature_affinity_ttl_s
-        async for viewer, author, value in conn.cursor(
-            _AFFINITY, moment, half_life, since_affinity, prefetch=CHUNK
-        ):
-            key = f.AFFINITY + viewer
-            writer.pipe.hset(key, mapping={author: repr(value), f"{author}@": repr(moment)})
+        async for affinity in source.affinities(moment, half_life, since_affinity, prefetch=CHUNK):
+            key = f.AFFINITY + affinity.viewer
+            writer.pipe.hset(
+                key,
+                mapping={
+                    affinity.author_id: repr(affinity.value),
+                    f"{affinity.author_id}@": repr(moment),
+                },
+            )
             writer.pipe.expire(key, settings.feature_affinity_ttl_s)
             report.affinities += 1
             await writer.flush_if_full()

@@ -1,9 +1,10 @@
 """`nova models report NAME`: how each version of a model is doing.
 
 Per version, over impressions logged since a time: impressions, engagement rate with a 95%
-Wilson interval (engaged as in training: `ranking.train.ENGAGED`), share of the model's
-impressions beside the share its route gives it, and p50/p99 scoring latency from the
-samples the Ranker replicas keep in Redis (`LATENCY_KEY`, the latest `LATENCY_SAMPLES`).
+Wilson interval (engaged as in training: the label of `storage.repositories.analytics` with
+`ranking.train.ENGAGED_DWELL_MS`), share of the model's impressions beside the share its
+route gives it, and p50/p99 scoring latency from the samples the Ranker replicas keep in
+Redis (`LATENCY_KEY`, the latest `LATENCY_SAMPLES`).
 """
 
 from __future__ import annotations
@@ -17,19 +18,12 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from ranking.registry import get_route, versions
-from ranking.train import ENGAGED, ENGAGED_DWELL_MS
+from ranking.train import ENGAGED_DWELL_MS
 from storage.db import Database
+from storage.repositories.analytics import AnalyticsStore
 
 LATENCY_KEY = "nova:models:latency:{name}:{version}"
 LATENCY_SAMPLES = 10_000
-
-_COUNTS = f"""
-SELECT i.model_version AS version, count(*) AS impressions,
-       count(*) FILTER (WHERE ({ENGAGED})) AS engaged
-FROM analytics_events i
-WHERE i.kind = 'IMPRESSION' AND i.model_name = $1 AND i.occurred_at >= $3
-GROUP BY i.model_version
-"""
 
 
 @dataclass
@@ -68,8 +62,10 @@ async def latency_samples(redis: aioredis.Redis, name: str, version: str) -> np.
 async def report(
     db: Database, redis: aioredis.Redis, name: str, since: datetime
 ) -> list[VersionReport]:
-    rows = await db.fetch(_COUNTS, name, ENGAGED_DWELL_MS, since)
-    counts = {row["version"]: (row["impressions"], row["engaged"]) for row in rows}
+    rows = await AnalyticsStore(db).counts_by_version(
+        name, since, engaged_dwell_ms=ENGAGED_DWELL_MS
+    )
+    counts = {row.version: (row.impressions, row.engaged) for row in rows}
     route = await get_route(db, name)
     arms = route.arms if route else {}
     registered = [v.version for v in await versions(db, name)]

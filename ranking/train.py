@@ -26,33 +26,14 @@ from ranking.registry import ModelVersion, register
 from ranking.schema import DTYPE, NAMES
 from storage.db import Database
 from storage.errors import InvalidInput
+from storage.repositories.analytics import AnalyticsStore
 
+# A dwell this long counts as engaged (the rest of the label: `storage.repositories.analytics`).
 ENGAGED_DWELL_MS = 5_000
 HOLDOUT_SHARE = 0.2
 MIN_ROWS = 50
 
 Progress = Callable[[str], None]
-
-# Whether impression `i` was followed by an engagement of its user with its post.
-# $2 is the dwell that counts as engaged.
-ENGAGED = """
-EXISTS (
-    SELECT 1 FROM analytics_events e
-    WHERE e.user_id = i.user_id AND e.post_id = i.post_id AND e.occurred_at >= i.occurred_at
-      AND (e.kind = 'CLICK' OR (e.kind = 'DWELL' AND e.dwell_ms >= $2))
-)
-OR EXISTS (SELECT 1 FROM likes l WHERE l.user_id = i.user_id AND l.post_id = i.post_id
-           AND l.created_at >= i.occurred_at)
-OR EXISTS (SELECT 1 FROM comments c WHERE c.author_id = i.user_id AND c.post_id = i.post_id
-           AND c.created_at >= i.occurred_at)
-"""
-
-_DATASET = f"""
-SELECT i.user_id, i.features, ({ENGAGED}) AS engaged
-FROM analytics_events i
-WHERE i.kind = 'IMPRESSION' AND i.features IS NOT NULL AND i.occurred_at >= $1
-  AND cardinality(i.features) = $3
-"""
 
 
 @dataclass
@@ -125,12 +106,14 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 async def load_dataset(db: Database, since: datetime) -> Dataset:
-    rows = await db.fetch(_DATASET, since, ENGAGED_DWELL_MS, len(NAMES))
+    rows = await AnalyticsStore(db).labelled_impressions(
+        since, engaged_dwell_ms=ENGAGED_DWELL_MS, features=len(NAMES)
+    )
     if not rows:
         return Dataset(np.zeros((0, len(NAMES)), DTYPE), np.zeros(0, DTYPE), [])
-    x = np.array([row["features"] for row in rows], dtype=DTYPE)
-    y = np.array([1.0 if row["engaged"] else 0.0 for row in rows], dtype=DTYPE)
-    return Dataset(x, y, [str(row["user_id"]) for row in rows])
+    x = np.array([row.features for row in rows], dtype=DTYPE)
+    y = np.array([1.0 if row.engaged else 0.0 for row in rows], dtype=DTYPE)
+    return Dataset(x, y, [str(row.user_id) for row in rows])
 
 
 def evaluate(fit: Fit, data: Dataset, holdout: np.ndarray, seed: int = 0) -> dict[str, Any]:

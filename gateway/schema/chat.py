@@ -19,11 +19,11 @@ from gateway.schema.types import Connection, Edge, NovaInfo, User, load_user, lo
 from gateway.services.chat import (
     PRESENCE_CHANNEL,
     TYPING_CHANNEL,
-    RoomRecord,
     check_message,
     message_from_channel,
 )
 from storage.repositories.chat import Message as MessageRecord
+from storage.repositories.chat_rooms import RoomRecord
 
 REPLAY_PAGE = 200
 PRESENCE_RECHECK_S = 10.0  # `presence` re-reads who is online at least this often

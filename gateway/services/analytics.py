@@ -22,7 +22,7 @@ from gateway.services.ranked_feed import SEEN, SEEN_TTL_S, SERVED
 from storage.db import Database
 from storage.errors import InvalidInput, classify
 from storage.events import Event
-from storage.outbox.rows import add_events
+from storage.repositories.analytics import AnalyticsStore
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ClientEvent:
 
 class Analytics:
     def __init__(self, db: Database, redis: aioredis.Redis) -> None:
-        self._db = db
+        self._store = AnalyticsStore(db)
         self._redis = redis
 
     async def track(self, viewer: uuid.UUID, events: list[ClientEvent]) -> int:
@@ -89,8 +89,7 @@ class Analytics:
                     },
                 )
             )
-        async with self._db.transaction() as conn:
-            await add_events(conn, records)
+        await self._store.record(records)
         await self._mark_seen(viewer, events)
         return len(records)
 

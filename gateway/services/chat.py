@@ -2,7 +2,8 @@
 
 Messages and membership changes go through the room's ChatShard (`actors.chat_client`),
 the single writer of a room. Creating a room is the gateway's: a room has no shard state
-until its first use. Presence and typing are ephemeral and live in Redis only.
+until its first use (`storage.repositories.chat_rooms` creates it, with its members, in one
+transaction). Presence and typing are ephemeral and live in Redis only.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
 import redis.asyncio as aioredis
 
 from actors.chat_client import ChatClient
@@ -28,9 +27,9 @@ from gateway.services.profiles import page_size
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound, classify
 from storage.presence import ONLINE_KEY, online_users
-from storage.repositories.chat import MAX_GROUP_MEMBERS, MAX_TEXT, Message
-from storage.repositories.graph import blocked_either_way
-from storage.repositories.notifications import read_room_notifications
+from storage.repositories.chat import MAX_GROUP_MEMBERS, MAX_TEXT, Message, Refusal
+from storage.repositories.chat_rooms import RoomRecord as RoomRecord  # the schema's loaders use it
+from storage.repositories.chat_rooms import RoomStore
 
 log = logging.getLogger(__name__)
 
@@ -40,33 +39,6 @@ PRESENCE_TTL_S = 30
 PRESENCE_BEAT_S = 10.0  # well inside the TTL: two beats may fail before an entry lapses
 TYPING_CHANNEL = CHAT_CHANNEL + ":typing"
 PRESENCE_CHANNEL = CHAT_CHANNEL + ":presence"
-
-
-@dataclass(frozen=True)
-class RoomRecord:
-    id: uuid.UUID
-    kind: str
-    name: str | None
-    created_at: datetime
-    last_seq: int
-    activity_at: datetime
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> RoomRecord:
-        return cls(
-            row["id"],
-            row["kind"],
-            row["name"],
-            row["created_at"],
-            row["last_seq"],
-            row["activity_at"],
-        )
-
-
-_ROOM_COLUMNS = (
-    "r.id, r.kind, r.name, r.created_at, r.last_seq,"
-    " coalesce(r.last_message_at, r.created_at) AS activity_at"
-)
 
 
 def check_message(text: str, client_message_id: str) -> None:
@@ -92,7 +64,7 @@ def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 class Chat:
     def __init__(self, db: Database, redis: aioredis.Redis, shards: ChatClient) -> None:
-        self._db = db
+        self._rooms = RoomStore(db)
         self._redis = redis
         self.shards = shards
         # Presence entries held by this replica's live subscriptions, refreshed together.
@@ -109,62 +81,17 @@ class Chat:
             raise InvalidInput(f"a room has at most {MAX_GROUP_MEMBERS} members")
         if name is not None and not 1 <= len(name.strip()) <= MAX_ROOM_NAME:
             raise InvalidInput(f"name must be 1-{MAX_ROOM_NAME} characters")
-        direct = len(others) == 1
-        async with self._db.transaction() as conn:
-            known = await conn.fetchval("SELECT count(*) FROM users WHERE id = ANY($1)", others)
-            if known != len(others):
-                raise NotFound("no such user")
-            for other in others:
-                if await blocked_either_way(conn, creator, other):
-                    raise Forbidden("you cannot start a conversation with this user")
-            if direct:
-                return await self._direct_room(conn, creator, others[0])
-            room_id = uuid.uuid4()
-            row = await conn.fetchrow(
-                f"""
-                WITH r AS (
-                    INSERT INTO chat_rooms (id, kind, name, created_by) VALUES ($1, 'group', $2, $3)
-                    RETURNING *)
-                SELECT {_ROOM_COLUMNS} FROM r
-                """,
-                room_id,
-                name.strip() if name else None,
-                creator,
+        if len(others) == 1:
+            created = await self._rooms.open_direct(creator, others[0])
+        else:
+            created = await self._rooms.create_group(
+                creator, others, name.strip() if name else None
             )
-            await self._add(conn, room_id, [creator, *others])
-        return RoomRecord.from_row(row)
-
-    async def _direct_room(
-        self, conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID
-    ) -> RoomRecord:
-        """The same pair always gets the same room (created once, whoever asks first)."""
-        key = ":".join(sorted((str(a), str(b))))
-        await conn.execute(
-            """
-            INSERT INTO chat_rooms (id, kind, direct_key, created_by)
-            VALUES ($1, 'direct', $2, $3) ON CONFLICT (direct_key) DO NOTHING
-            """,
-            uuid.uuid4(),
-            key,
-            a,
-        )
-        row = await conn.fetchrow(
-            f"SELECT {_ROOM_COLUMNS} FROM chat_rooms r WHERE r.direct_key = $1", key
-        )
-        await self._add(conn, row["id"], [a, b])
-        return RoomRecord.from_row(row)
-
-    async def _add(
-        self, conn: asyncpg.Connection, room_id: uuid.UUID, users: list[uuid.UUID]
-    ) -> None:
-        await conn.execute(
-            """
-            INSERT INTO chat_members (room_id, user_id)
-            SELECT $1, u FROM unnest($2::uuid[]) AS u ON CONFLICT DO NOTHING
-            """,
-            room_id,
-            users,
-        )
+        if created is Refusal.UNKNOWN_USER:
+            raise NotFound("no such user")
+        if created is Refusal.BLOCKED:
+            raise Forbidden("you cannot start a conversation with this user")
+        return created
 
     async def rooms(
         self, user_id: uuid.UUID, first: int | None, after: str | None
@@ -172,22 +99,7 @@ class Chat:
         """The user's rooms, most recent activity first."""
         limit = page_size(first)
         since = _decode(after) if after else None
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                f"""
-                SELECT {_ROOM_COLUMNS} FROM chat_members m JOIN chat_rooms r ON r.id = m.room_id
-                WHERE m.user_id = $1 AND m.left_at IS NULL
-                  AND ($2::timestamptz IS NULL
-                       OR (coalesce(r.last_message_at, r.created_at), r.id) < ($2, $3::uuid))
-                ORDER BY coalesce(r.last_message_at, r.created_at) DESC, r.id DESC
-                LIMIT $4
-                """,
-                user_id,
-                since[0] if since else None,
-                since[1] if since else None,
-                limit + 1,
-            )
-        rooms = [RoomRecord.from_row(row) for row in rows]
+        rooms = await self._rooms.rooms_of(user_id, since, limit + 1)
         return [(_encode(r.activity_at, r.id), r) for r in rooms[:limit]], len(rooms) > limit
 
     async def room(self, room_id: uuid.UUID, user_id: uuid.UUID) -> RoomRecord:
@@ -200,66 +112,25 @@ class Chat:
         self, room_ids: list[uuid.UUID], user_id: uuid.UUID
     ) -> dict[uuid.UUID, RoomRecord]:
         """Those of `room_ids` the user is a member of now, in one query."""
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                f"""
-                SELECT {_ROOM_COLUMNS} FROM chat_rooms r
-                JOIN chat_members m ON m.room_id = r.id AND m.user_id = $2 AND m.left_at IS NULL
-                WHERE r.id = ANY($1::uuid[])
-                """,
-                room_ids,
-                user_id,
-            )
-        rooms = [RoomRecord.from_row(row) for row in rows]
+        rooms = await self._rooms.member_rooms(room_ids, user_id)
         return {room.id: room for room in rooms}
 
     async def read_markers(self, room_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                "SELECT user_id, read_up_to FROM chat_members"
-                " WHERE room_id = $1 AND left_at IS NULL ORDER BY joined_at, user_id",
-                room_id,
-            )
-        return [(row["user_id"], row["read_up_to"]) for row in rows]
+        markers = await self._rooms.read_markers(room_id)
+        return [(marker.user_id, marker.read_up_to) for marker in markers]
 
     async def unread(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
-        async with self._db.connection() as conn:
-            count: int = await conn.fetchval(
-                """
-                SELECT count(*) FROM chat_messages c
-                JOIN chat_members m ON m.room_id = c.room_id AND m.user_id = $2
-                WHERE c.room_id = $1 AND c.seq > m.read_up_to AND c.sender_id <> $2
-                """,
-                room_id,
-                user_id,
-            )
-        return count
+        return await self._rooms.unread_count(room_id, user_id)
 
     async def mark_read(self, room_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> bool:
         if seq < 0:
             raise InvalidInput("seq must be >= 0")
-        async with self._db.transaction() as conn:
-            last_seq = await conn.fetchval(
-                """
-                SELECT r.last_seq FROM chat_rooms r
-                JOIN chat_members m ON m.room_id = r.id AND m.user_id = $2 AND m.left_at IS NULL
-                WHERE r.id = $1
-                """,
-                room_id,
-                user_id,
-            )
-            if last_seq is None:
-                raise NotFound("room not found")
-            if seq > last_seq:
-                raise InvalidInput(f"seq {seq} is beyond the room's last message ({last_seq})")
-            await conn.execute(
-                "UPDATE chat_members SET read_up_to = greatest(read_up_to, $3)"
-                " WHERE room_id = $1 AND user_id = $2",
-                room_id,
-                user_id,
-                seq,
-            )
-            await read_room_notifications(conn, user_id, room_id, seq)
+        # The membership check, the bound and the write are one transaction in the store.
+        last_seq = await self._rooms.mark_read(room_id, user_id, seq)
+        if last_seq is None:
+            raise NotFound("room not found")
+        if seq > last_seq:
+            raise InvalidInput(f"seq {seq} is beyond the room's last message ({last_seq})")
         return True
 
     # -- ephemeral: typing and presence -------------------------------------------------

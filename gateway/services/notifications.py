@@ -9,30 +9,22 @@ import uuid
 from datetime import datetime
 
 from storage.db import Database
-from storage.repositories.notifications import (
-    NotificationRecord,
-    inbox_page,
-    mark_read,
-    unread_count,
-)
+from storage.repositories.notifications import NotificationRecord, NotificationStore
 
 
 class Notifications:
     """The inbox as the gateway reads and updates it."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._store = NotificationStore(db)
 
     async def page(
         self, user_id: uuid.UUID, limit: int, before: tuple[datetime, uuid.UUID] | None
     ) -> list[NotificationRecord]:
-        async with self._db.connection() as conn:
-            return await inbox_page(conn, user_id, limit, before)
+        return await self._store.page(user_id, limit, before)
 
     async def unread(self, user_id: uuid.UUID) -> int:
-        async with self._db.connection() as conn:
-            return await unread_count(conn, user_id)
+        return await self._store.unread(user_id)
 
     async def mark_read(self, user_id: uuid.UUID, up_to: uuid.UUID | None) -> int | None:
-        async with self._db.connection() as conn:
-            return await mark_read(conn, user_id, up_to)
+        return await self._store.mark_read(user_id, up_to)

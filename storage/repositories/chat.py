@@ -1,20 +1,30 @@
 """Chat rows: rooms, members, messages. The ChatShard of a room is the only writer of its
-messages and members; these functions run inside its transactions (or read for it)."""
+messages and members: `ChatStore` holds its units of work, and the functions taking a
+connection run inside them (or read for it). Creating and listing rooms is the gateway's
+(`storage.repositories.chat_rooms`): a room has no shard state until its first use.
+"""
 
 from __future__ import annotations
 
+import enum
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from storage.db import Database
 from storage.events import Event
 from storage.outbox.rows import add_events
+from storage.repositories.graph import blocked_either_way
+from storage.rows import columns, from_row, from_rows
 
 MAX_TEXT = 4_000
 MAX_GROUP_MEMBERS = 500
+
+# A message is known by its sender and the client's id for it (retries send the same).
+MessageKey = tuple[uuid.UUID, str]
 
 
 @dataclass(frozen=True)
@@ -26,18 +36,6 @@ class Message:
     text: str
     client_message_id: str
     created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> Message:
-        return cls(
-            row["id"],
-            row["room_id"],
-            row["seq"],
-            row["sender_id"],
-            row["text"],
-            row["client_message_id"],
-            row["created_at"],
-        )
 
     def to_json(self) -> dict[str, str | int]:
         return {
@@ -65,15 +63,33 @@ class Message:
 
 @dataclass(frozen=True)
 class RoomRow:
+    """A room as its shard activates it: current members and the last sequence number."""
+
     id: uuid.UUID
     kind: str
     name: str | None
     created_at: datetime
     last_seq: int
-    members: frozenset[uuid.UUID]
+    members: tuple[uuid.UUID, ...]
 
 
-_MESSAGE_COLUMNS = "id, room_id, seq, sender_id, text, client_message_id, created_at"
+class Refusal(enum.Enum):
+    """Why people cannot be put in a room (checked in the transaction that adds them)."""
+
+    UNKNOWN_USER = "unknown user"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A batch of sends as committed: messages stored earlier under the batch's keys
+    (retries) and the messages this commit inserted, in sequence order."""
+
+    found: dict[MessageKey, Message]
+    new: list[Message]
+
+
+_MESSAGE_COLUMNS = columns(Message)
 
 
 async def load_room(conn: asyncpg.Connection, room_id: uuid.UUID) -> RoomRow | None:
@@ -89,16 +105,7 @@ async def load_room(conn: asyncpg.Connection, room_id: uuid.UUID) -> RoomRow | N
         """,
         room_id,
     )
-    if row is None:
-        return None
-    return RoomRow(
-        row["id"],
-        row["kind"],
-        row["name"],
-        row["created_at"],
-        row["last_seq"],
-        frozenset(row["members"]),
-    )
+    return None if row is None else from_row(RoomRow, row)
 
 
 async def messages_after(
@@ -111,7 +118,7 @@ async def messages_after(
         after_seq,
         limit,
     )
-    return [Message.from_row(row) for row in rows]
+    return from_rows(Message, rows)
 
 
 async def messages_before(
@@ -130,12 +137,12 @@ async def messages_before(
         before_seq,
         limit,
     )
-    return [Message.from_row(row) for row in rows]
+    return from_rows(Message, rows)
 
 
 async def find_retries(
-    conn: asyncpg.Connection, room_id: uuid.UUID, keys: Sequence[tuple[uuid.UUID, str]]
-) -> dict[tuple[uuid.UUID, str], Message]:
+    conn: asyncpg.Connection, room_id: uuid.UUID, keys: Sequence[MessageKey]
+) -> dict[MessageKey, Message]:
     """Messages already stored under these (sender, clientMessageId) pairs."""
     rows = await conn.fetch(
         f"""
@@ -148,7 +155,8 @@ async def find_retries(
         [sender for sender, _ in keys],
         [cmid for _, cmid in keys],
     )
-    return {(r["sender_id"], r["client_message_id"]): Message.from_row(r) for r in rows}
+    messages = from_rows(Message, rows)
+    return {(m.sender_id, m.client_message_id): m for m in messages}
 
 
 async def insert_messages(conn: asyncpg.Connection, messages: Sequence[Message]) -> None:
@@ -191,3 +199,98 @@ async def insert_messages(conn: asyncpg.Connection, messages: Sequence[Message])
             for m in messages
         ],
     )
+
+
+async def refusal(
+    conn: asyncpg.Connection, actor: uuid.UUID, users: Sequence[uuid.UUID]
+) -> Refusal | None:
+    """Why `actor` may not share a room with `users`: one of them does not exist, or a
+    block stands between `actor` and one of them; None when nothing stands in the way."""
+    known = await conn.fetchval("SELECT count(*) FROM users WHERE id = ANY($1)", list(users))
+    if known != len(users):
+        return Refusal.UNKNOWN_USER
+    for user in users:
+        if await blocked_either_way(conn, actor, user):
+            return Refusal.BLOCKED
+    return None
+
+
+class ChatStore:
+    """The units of work of chat: each method is one connection or one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def activate(
+        self, room_id: uuid.UUID, recent: int
+    ) -> tuple[RoomRow, list[Message]] | None:
+        """The room and its `recent` newest messages (oldest first); None if no such room."""
+        async with self._db.connection() as conn:
+            room = await load_room(conn, room_id)
+            if room is None:
+                return None
+            return room, await messages_before(conn, room_id, None, recent)
+
+    async def messages_after(self, room_id: uuid.UUID, after_seq: int, limit: int) -> list[Message]:
+        async with self._db.connection() as conn:
+            return await messages_after(conn, room_id, after_seq, limit)
+
+    async def messages_before(
+        self, room_id: uuid.UUID, before_seq: int | None, limit: int
+    ) -> list[Message]:
+        async with self._db.connection() as conn:
+            return await messages_before(conn, room_id, before_seq, limit)
+
+    async def add_members(
+        self, room_id: uuid.UUID, actor: uuid.UUID, users: Sequence[uuid.UUID]
+    ) -> Refusal | None:
+        """Add `users` (back) to the room unless one is unknown or blocked either way with
+        `actor`; a member who had left rejoins with a new `joined_at`."""
+        async with self._db.transaction() as conn:
+            refused = await refusal(conn, actor, users)
+            if refused is not None:
+                return refused
+            await conn.execute(
+                """
+                INSERT INTO chat_members (room_id, user_id)
+                SELECT $1, u FROM unnest($2::uuid[]) AS u
+                ON CONFLICT (room_id, user_id)
+                DO UPDATE SET left_at = NULL, joined_at = clock_timestamp()
+                """,
+                room_id,
+                list(users),
+            )
+        return None
+
+    async def leave(self, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE chat_members SET left_at = clock_timestamp()"
+                " WHERE room_id = $1 AND user_id = $2",
+                room_id,
+                user_id,
+            )
+
+    async def commit_messages(
+        self,
+        room_id: uuid.UUID,
+        keys: Sequence[MessageKey],
+        *,
+        unless_blocked: tuple[uuid.UUID, uuid.UUID] | None,
+        compose: Callable[[Mapping[MessageKey, Message]], list[Message]],
+    ) -> Committed | None:
+        """One group commit of a room's sends, in one transaction.
+
+        None, with nothing written, when `unless_blocked` names a pair with a block either
+        way (a direct room's two people). Otherwise the messages already stored under
+        `keys` are found, `compose` turns them into the new messages (the shard assigns
+        sequence numbers, so it must run inside this transaction, after the lookup), and
+        those are inserted with the room's `last_seq` and their outbox events."""
+        async with self._db.transaction() as conn:
+            if unless_blocked is not None and await blocked_either_way(conn, *unless_blocked):
+                return None
+            found = await find_retries(conn, room_id, keys)
+            new = compose(found)
+            if new:
+                await insert_messages(conn, new)
+        return Committed(found, new)

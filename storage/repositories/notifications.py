@@ -17,6 +17,9 @@ from typing import Any
 
 import asyncpg
 
+from storage.db import Database
+from storage.rows import from_row, from_rows
+
 KINDS = ("follow", "like", "comment", "share", "mention", "message")
 _COLUMNS = (
     "id, user_id, kind, actor_id, post_id, actor_count, created_at, read_at IS NOT NULL AS read,"
@@ -47,21 +50,6 @@ class NotificationRecord:
     actor_count: int = 1
     room_id: uuid.UUID | None = None
     message_count: int | None = None
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> NotificationRecord:
-        return cls(
-            id=row["id"],
-            user_id=row["user_id"],
-            kind=row["kind"],
-            actor_id=row["actor_id"],
-            post_id=row["post_id"],
-            created_at=row["created_at"],
-            read=row["read"],
-            actor_count=row["actor_count"],
-            room_id=row["room_id"],
-            message_count=row["message_count"],
-        )
 
     def to_json(self) -> dict[str, Any]:
         """What a live subscriber receives over Redis (`from_json` reads it back)."""
@@ -142,7 +130,7 @@ async def _insert(
         [n.post_id for n in batch],
         [n.at for n in batch],
     )
-    return [NotificationRecord.from_row(r) for r in rows]
+    return from_rows(NotificationRecord, rows)
 
 
 async def _fold_likes(
@@ -186,7 +174,7 @@ async def _fold_likes(
         [n.post_id for n in likes],
         [n.at for n in likes],
     )
-    return [NotificationRecord.from_row(r) for r in rows]
+    return from_rows(NotificationRecord, rows)
 
 
 async def _fold_messages(
@@ -227,7 +215,7 @@ async def _fold_messages(
         [n.seq for n in messages],
         [n.at for n in messages],
     )
-    return [NotificationRecord.from_row(r) for r in rows]
+    return from_rows(NotificationRecord, rows)
 
 
 @dataclass(frozen=True)
@@ -248,9 +236,7 @@ async def room_members(
     )
     members: dict[uuid.UUID, list[RoomMember]] = {room: [] for room in room_ids}
     for row in rows:
-        members[row["room_id"]].append(
-            RoomMember(row["user_id"], row["joined_at"], row["read_up_to"])
-        )
+        members[row["room_id"]].append(from_row(RoomMember, row))
     return members
 
 
@@ -305,7 +291,7 @@ async def inbox_page(
         limit + 1,
         list(KINDS),
     )
-    return [NotificationRecord.from_row(row) for row in rows]
+    return from_rows(NotificationRecord, rows)
 
 
 async def unread_count(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
@@ -345,3 +331,24 @@ async def mark_read(
         anchor["id"],
     )
     return int(status.split()[-1])
+
+
+class NotificationStore:
+    """The inbox as the gateway reads and marks it; each method is one pooled connection."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def page(
+        self, user_id: uuid.UUID, limit: int, before: tuple[datetime, uuid.UUID] | None
+    ) -> list[NotificationRecord]:
+        async with self._db.connection() as conn:
+            return await inbox_page(conn, user_id, limit, before)
+
+    async def unread(self, user_id: uuid.UUID) -> int:
+        async with self._db.connection() as conn:
+            return await unread_count(conn, user_id)
+
+    async def mark_read(self, user_id: uuid.UUID, up_to: uuid.UUID | None) -> int | None:
+        async with self._db.connection() as conn:
+            return await mark_read(conn, user_id, up_to)
