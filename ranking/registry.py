@@ -23,7 +23,7 @@ from ranking.models import ModelError, Scorer, format_of, load_model
 from ranking.routing import InvalidSplit, check_split, choose
 from ranking.schema import check_schema, fingerprint
 from storage.db import Database
-from storage.errors import InvalidInput, NotFound
+from storage.errors import AlreadyExists, InvalidInput, NotFound
 from storage.repositories.models import ModelStore, RollbackRefused
 
 # The records live with their rows; `nova models`, the Ranker and training name them here.
@@ -76,20 +76,27 @@ async def register(
         raise InvalidInput(f"model refused: {exc}") from exc
     model = validate(data, fmt)
     relative = await asyncio.to_thread(_store_artifact, store, name, version, data, fmt)
-    # `Database` classifies the driver's errors: a duplicate version is `AlreadyExists`.
-    return await ModelStore(db).add_version(
-        name=name,
-        version=version,
-        format=fmt,
-        checksum=checksum(data),
-        artifact=relative,
-        size_bytes=len(data),
-        features=list(model.features),
-        schema_fingerprint=fingerprint(list(model.features)),
-        created_by=created_by,
-        notes=notes,
-        metrics=metrics or {},
-    )
+    try:
+        return await ModelStore(db).add_version(
+            name=name,
+            version=version,
+            format=fmt,
+            checksum=checksum(data),
+            artifact=relative,
+            size_bytes=len(data),
+            features=list(model.features),
+            schema_fingerprint=fingerprint(list(model.features)),
+            created_by=created_by,
+            notes=notes,
+            metrics=metrics or {},
+        )
+    except AlreadyExists:
+        raise InvalidInput(f"{name} {version} is already registered; pick a new version") from None
+    except InvalidInput as exc:  # the table's checks on the labels
+        raise InvalidInput(
+            "a model name is lower-case letters, digits, '.', '_' or '-' (up to 64); "
+            "a version is letters, digits, '.', '_' or '-' (up to 64)"
+        ) from exc
 
 
 async def versions(db: Database, name: str | None = None) -> list[ModelVersion]:

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from storage.db import Database
+from storage.errors import AlreadyExists, InvalidInput
 from storage.rows import columns, from_row, from_rows
 
 
@@ -125,28 +126,35 @@ class ModelStore:
         notes: str,
         metrics: Mapping[str, Any],
     ) -> ModelVersion:
-        """Record a version whose artifact is already stored (driver errors classified by
-        `Database`: a version `name` already has is `AlreadyExists`)."""
+        """Record a version whose artifact is already stored.
+
+        Raises `AlreadyExists` when `name` already has `version`, and `InvalidInput` when
+        the table's checks refuse the name or the version as a label."""
         async with self._db.transaction() as conn:
-            row = await conn.fetchrow(
-                f"""
-                INSERT INTO model_versions (name, version, format, checksum, artifact,
-                    size_bytes, features, schema_fingerprint, created_by, notes, metrics)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                RETURNING {_VERSION_COLUMNS}
-                """,
-                name,
-                version,
-                format,
-                checksum,
-                artifact,
-                size_bytes,
-                list(features),
-                schema_fingerprint,
-                created_by,
-                notes,
-                dict(metrics),
-            )
+            try:
+                row = await conn.fetchrow(
+                    f"""
+                    INSERT INTO model_versions (name, version, format, checksum, artifact,
+                        size_bytes, features, schema_fingerprint, created_by, notes, metrics)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    RETURNING {_VERSION_COLUMNS}
+                    """,
+                    name,
+                    version,
+                    format,
+                    checksum,
+                    artifact,
+                    size_bytes,
+                    list(features),
+                    schema_fingerprint,
+                    created_by,
+                    notes,
+                    dict(metrics),
+                )
+            except asyncpg.UniqueViolationError as exc:
+                raise AlreadyExists(f"model {name} version {version} exists") from exc
+            except asyncpg.CheckViolationError as exc:
+                raise InvalidInput(f"model {name} version {version}: {exc}") from exc
         return from_row(ModelVersion, row)
 
     async def versions(self, name: str | None = None) -> list[ModelVersion]:
