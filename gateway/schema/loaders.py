@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from strawberry.dataloader import DataLoader
 
 from gateway.services.chat import RoomRecord
-from gateway.services.posts import PostRecord
 from storage.repositories.counters import CounterRow
+from storage.repositories.posts import PostRecord
 
 if TYPE_CHECKING:
     from gateway.runtime import GatewayRuntime

@@ -15,8 +15,8 @@ import strawberry
 from strawberry.types import Info
 
 from gateway.schema.context import Context
-from gateway.services.posts import CommentRecord, PostRecord
 from storage.errors import InvalidInput
+from storage.repositories.posts import CommentRecord, PostRecord
 from storage.repositories.users import UserRecord
 
 NovaInfo = Info[Context, None]

@@ -23,7 +23,7 @@ from gateway.services.profiles import decode_cursor, encode_cursor, page_size
 from gateway.services.relations import ViewerRelations
 from gateway.settings import GatewaySettings
 from storage.db import Database
-from storage.repositories.timelines import Entry, celebrity_posts, pull_page, touch
+from storage.repositories.timelines import Entry, TimelineStore
 
 _NIL = uuid.UUID(int=0)
 _TOUCH_EVERY_S = 3_600.0
@@ -37,7 +37,7 @@ class Feed:
         relations: ViewerRelations,
         settings: GatewaySettings,
     ) -> None:
-        self._db = db
+        self._store = TimelineStore(db)
         self._timelines = timelines
         self._relations = relations
         self._settings = settings
@@ -49,8 +49,7 @@ class Feed:
         limit = page_size(first)
         before = decode_cursor(after) if after else None
         if pull:
-            async with self._db.connection() as conn:
-                pulled = await pull_page(conn, viewer, before=before, limit=limit + 1)
+            pulled = await self._store.pull_page(viewer, before=before, limit=limit + 1)
             items = [(encode_cursor(e.created_at, e.post_id), e.post_id) for e in pulled]
             return items[:limit], len(pulled) > limit
         # The smallest author id sorts before every real entry at the same instant and post.
@@ -82,14 +81,9 @@ class Feed:
         # Most viewers follow no one above the threshold: a cached answer skips the query.
         if not await self._relations.follows_celebrities(viewer):
             return []
-        async with self._db.connection() as conn:
-            return await celebrity_posts(
-                conn,
-                viewer,
-                max_followers=self._settings.fanout_max_followers,
-                before=before,
-                limit=limit,
-            )
+        return await self._store.celebrity_posts(
+            viewer, max_followers=self._settings.fanout_max_followers, before=before, limit=limit
+        )
 
     async def _touch(self, viewer: uuid.UUID) -> None:
         """Mark the viewer active (fan-out skips inactive users), at most hourly."""
@@ -99,5 +93,4 @@ class Feed:
         self._touched[viewer] = now
         if len(self._touched) > 100_000:
             self._touched.clear()
-        async with self._db.connection() as conn:
-            await touch(conn, viewer)
+        await self._store.touch(viewer)

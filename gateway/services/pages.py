@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from gateway.services.profiles import encode_cursor
+from storage.repositories.keysets import Keyed
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Page:
     has_next_page: bool
 
 
-def page_of(rows: list[asyncpg.Record], limit: int, id_column: str) -> Page:
+def page_of(rows: Sequence[Keyed], limit: int) -> Page:
     """`limit + 1` rows fetched → a page of `limit` and whether there is a next one."""
-    items = [(encode_cursor(row["created_at"], row[id_column]), row[id_column]) for row in rows]
+    items = [(encode_cursor(row.created_at, row.id), row.id) for row in rows]
     return Page(items[:limit], len(rows) > limit)

@@ -14,11 +14,8 @@ from gateway.services.users import UserCache
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound
 from storage.events import Event
-from storage.outbox.rows import add_event
-from storage.repositories.counters import CounterRow
-from storage.repositories.graph import unfollow_both_ways
-from storage.repositories.users import USER_COLUMNS, UserRecord
-from storage.rows import from_row
+from storage.repositories.profiles import ProfileStore
+from storage.repositories.users import UserRecord
 
 MAX_DISPLAY_NAME = 80
 MAX_BIO = 500
@@ -97,134 +94,72 @@ class Profiles:
         counters: CounterClient,
         relations: ViewerRelations,
     ) -> None:
-        self._db = db
+        self._store = ProfileStore(db)
         self._users = users
         self._counters = counters
         self._relations = relations
 
     async def find_by_username(self, username: str) -> uuid.UUID | None:
-        user_id: uuid.UUID | None = await self._db.fetchval(
-            "SELECT id FROM users WHERE lower(username) = lower($1)", username.strip()
-        )
-        return user_id
+        return await self._store.find_by_username(username.strip())
 
     async def update(self, user_id: uuid.UUID, changes: ProfileChanges) -> UserRecord:
         if not changes.fields:
-            async with self._db.connection() as conn:
-                row = await conn.fetchrow(
-                    f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id
-                )
-            if row is None:
+            current = await self._store.user(user_id)
+            if current is None:
                 raise NotFound("account no longer exists")
-            return from_row(UserRecord, row)
-        columns = list(changes.fields)  # only the three known names reach this point
-        assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(columns))
-        async with self._db.transaction() as conn:
-            row = await conn.fetchrow(
-                f"""
-                UPDATE users SET {assignments}, version = version + 1, updated_at = now()
-                WHERE id = $1 RETURNING {USER_COLUMNS}
-                """,
-                user_id,
-                *changes.fields.values(),
-            )
-            if row is None:
-                raise NotFound("account no longer exists")
-            await add_event(
-                conn,
-                Event(
-                    "user.profile.updated",
-                    str(user_id),
-                    {"user_id": str(user_id), "changed": columns, "version": row["version"]},
-                ),
-            )
-        user = from_row(UserRecord, row)
+            return current
+        changed = list(changes.fields)  # only the three known names reach this point
+        user = await self._store.update(
+            user_id,
+            changes.fields,
+            lambda user: Event(
+                "user.profile.updated",
+                str(user_id),
+                {"user_id": str(user_id), "changed": changed, "version": user.version},
+            ),
+        )
+        if user is None:
+            raise NotFound("account no longer exists")
         await self._users.changed([user])
         return user
 
     async def block(self, blocker: uuid.UUID, blocked: uuid.UUID) -> bool:
         if blocker == blocked:
             raise InvalidInput("you cannot block yourself")
-        async with self._db.transaction() as conn:
-            if not await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", blocked
-            ):
-                raise NotFound("no such user")
-            inserted = await conn.fetchval(
-                """
-                INSERT INTO blocks (blocker_id, blocked_id) VALUES ($1, $2)
-                ON CONFLICT DO NOTHING RETURNING true
-                """,
-                blocker,
-                blocked,
-            )
-            rows: list[CounterRow] = []
-            if inserted:
-                await add_event(
-                    conn,
-                    Event(
-                        "graph.block.created",
-                        str(blocker),
-                        {"blocker_id": str(blocker), "blocked_id": str(blocked)},
-                    ),
-                )
-                # Neither follows the other any more: blocks and follows exclude each other.
-                rows = await unfollow_both_ways(conn, blocker, blocked)
-        if inserted:
+        change = await self._store.block(
+            blocker, blocked, _block_event("created", blocker, blocked)
+        )
+        if change.changed:
             await self._relations.blocks_changed(blocker, blocked)
-            await self._relations.follows_changed([blocker, blocked], rows)
-        await self._counters.observe(rows)
+            await self._relations.follows_changed([blocker, blocked], change.counters)
+        await self._counters.observe(change.counters)
         return True
 
     async def unblock(self, blocker: uuid.UUID, blocked: uuid.UUID) -> bool:
-        async with self._db.transaction() as conn:
-            deleted = await conn.fetchval(
-                "DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2 RETURNING true",
-                blocker,
-                blocked,
-            )
-            if deleted:
-                await add_event(
-                    conn,
-                    Event(
-                        "graph.block.deleted",
-                        str(blocker),
-                        {"blocker_id": str(blocker), "blocked_id": str(blocked)},
-                    ),
-                )
+        deleted = await self._store.unblock(
+            blocker, blocked, _block_event("deleted", blocker, blocked)
+        )
         if deleted:
             await self._relations.blocks_changed(blocker, blocked)
         return True
 
     async def has_blocked(self, blocker: uuid.UUID, blocked: uuid.UUID) -> bool:
-        found: bool = await self._db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker_id = $1 AND blocked_id = $2)",
-            blocker,
-            blocked,
-        )
-        return found
+        return await self._store.has_blocked(blocker, blocked)
 
     async def blocked_users(
         self, blocker: uuid.UUID, first: int | None, after: str | None
     ) -> BlockedPage:
         limit = page_size(first)
         since = decode_cursor(after) if after else None
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                """
-                SELECT blocked_id, created_at FROM blocks
-                WHERE blocker_id = $1
-                  AND ($2::timestamptz IS NULL OR (created_at, blocked_id) < ($2, $3::uuid))
-                ORDER BY created_at DESC, blocked_id DESC
-                LIMIT $4
-                """,
-                blocker,
-                since[0] if since else None,
-                since[1] if since else None,
-                limit + 1,
-            )
-        page = [
-            (encode_cursor(row["created_at"], row["blocked_id"]), row["blocked_id"])
-            for row in rows[:limit]
-        ]
+        rows = await self._store.blocked_users(blocker, since, limit + 1)
+        page = [(encode_cursor(row.created_at, row.id), row.id) for row in rows[:limit]]
         return BlockedPage(page, len(rows) > limit)
+
+
+def _block_event(change: str, blocker: uuid.UUID, blocked: uuid.UUID) -> Event:
+    """`graph.block.created` or `graph.block.deleted`, keyed by the blocker."""
+    return Event(
+        f"graph.block.{change}",
+        str(blocker),
+        {"blocker_id": str(blocker), "blocked_id": str(blocked)},
+    )

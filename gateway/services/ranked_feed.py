@@ -36,12 +36,12 @@ from ray.util import metrics
 from gateway.services.feed import Feed
 from gateway.services.profiles import page_size
 from gateway.settings import GatewaySettings
-from ranking.candidates import hidden_authors, liked_by_followees, trending
 from ranking.diversity import final_order
 from ranking.registry import RouteTable
 from ranking.schema import DTYPE, NAMES
 from storage.db import Database
 from storage.errors import InvalidInput, classify
+from storage.repositories.candidates import CandidateStore
 from storage.repositories.timelines import Entry
 from storage.tasks import SingleFlight
 
@@ -127,7 +127,7 @@ class RankedFeed:
         features: Any,
         ranker: Any,
     ) -> None:
-        self._db = db
+        self._candidates = CandidateStore(db)
         self._redis = redis
         self._feed = feed
         self._settings = settings
@@ -243,8 +243,7 @@ class RankedFeed:
         """Of `authors`, those blocked by the viewer or blocking the viewer."""
         if not authors:
             return set()
-        async with self._db.connection() as conn:
-            return await hidden_authors(conn, viewer, authors)
+        return await self._candidates.hidden_authors(viewer, authors)
 
     async def _seen(self, viewer: uuid.UUID, entries: list[Entry]) -> set[str]:
         """Which of `entries` the viewer reported seeing (`trackEvents`); one round trip."""
@@ -259,10 +258,9 @@ class RankedFeed:
         return {post for post, flag in zip(ids, flags, strict=True) if flag}
 
     async def _liked(self, viewer: uuid.UUID, now: datetime) -> list[Entry]:
-        async with self._db.connection() as conn:
-            return await liked_by_followees(
-                conn, viewer, since=now - _LIKED_WINDOW, limit=self._settings.ranking_out_of_network
-            )
+        return await self._candidates.liked_by_followees(
+            viewer, since=now - _LIKED_WINDOW, limit=self._settings.ranking_out_of_network
+        )
 
     async def _popular(self) -> list[Entry]:
         """Trending posts, shared by every viewer of this replica for `_TRENDING_TTL_S`.
@@ -274,8 +272,9 @@ class RankedFeed:
 
     async def _load_trending(self) -> list[Entry]:
         since = datetime.now(UTC) - _TRENDING_WINDOW
-        async with self._db.connection() as conn:
-            entries = await trending(conn, since=since, limit=self._settings.ranking_out_of_network)
+        entries = await self._candidates.trending(
+            since=since, limit=self._settings.ranking_out_of_network
+        )
         self._trending = (time.monotonic(), entries)
         return entries
 

@@ -21,6 +21,7 @@ from gateway.services.caches import Invalidations, LocalCache
 from gateway.settings import GatewaySettings
 from storage.db import Database
 from storage.repositories.counters import CounterRow
+from storage.repositories.graph import GraphStore
 
 BLOCKS_CHANNEL = "nova:blocks:changed"
 FOLLOWS_CHANNEL = "nova:follows:changed"
@@ -30,7 +31,7 @@ class ViewerRelations:
     def __init__(
         self, db: Database, invalidations: Invalidations, settings: GatewaySettings
     ) -> None:
-        self._db = db
+        self._store = GraphStore(db)
         self._invalidations = invalidations
         self._max_followers = settings.fanout_max_followers
         self._hidden: LocalCache[uuid.UUID, frozenset[uuid.UUID]] = invalidations.cache(
@@ -76,26 +77,7 @@ class ViewerRelations:
             await self._invalidations.changed(self._celebrities, followers)
 
     async def _fetch_hidden(self, viewer: uuid.UUID) -> frozenset[uuid.UUID]:
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                """
-                SELECT blocked_id AS id FROM blocks WHERE blocker_id = $1
-                UNION SELECT blocker_id FROM blocks WHERE blocked_id = $1
-                """,
-                viewer,
-            )
-        return frozenset(row["id"] for row in rows)
+        return await self._store.hidden(viewer)
 
     async def _fetch_follows_celebrities(self, viewer: uuid.UUID) -> bool:
-        async with self._db.connection() as conn:
-            found: bool = await conn.fetchval(
-                """
-                SELECT EXISTS (
-                    SELECT 1 FROM follows f
-                    JOIN user_counters c ON c.user_id = f.followee_id AND c.followers > $2
-                    WHERE f.follower_id = $1)
-                """,
-                viewer,
-                self._max_followers,
-            )
-        return found
+        return await self._store.follows_celebrity(viewer, self._max_followers)

@@ -16,6 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from storage.db import Database
+from storage.rows import from_rows
+
 
 @dataclass(frozen=True, order=True)
 class Entry:
@@ -24,10 +27,6 @@ class Entry:
     created_at: datetime
     post_id: uuid.UUID
     author_id: uuid.UUID
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> Entry:
-        return cls(row["created_at"], row["id"], row["author_id"])
 
 
 # Entries cross the actor boundary as fixed 40-byte records (post id, author id, then
@@ -93,7 +92,7 @@ async def rebuild(
     """The timeline fan-out would have built: newest `capacity` entries, newest first."""
     rows = await conn.fetch(
         f"""
-        SELECT p.id, p.author_id, p.created_at
+        SELECT p.id AS post_id, p.author_id, p.created_at
         FROM (
             SELECT f.followee_id AS author FROM follows f
             LEFT JOIN user_counters c ON c.user_id = f.followee_id
@@ -113,7 +112,7 @@ async def rebuild(
         capacity,
         max_followers,
     )
-    return [Entry.from_row(row) for row in rows]
+    return from_rows(Entry, rows)
 
 
 async def celebrity_posts(
@@ -128,7 +127,7 @@ async def celebrity_posts(
     first, older than `before`: merged into the feed at read time."""
     rows = await conn.fetch(
         f"""
-        SELECT p.id, p.author_id, p.created_at
+        SELECT p.id AS post_id, p.author_id, p.created_at
         FROM follows f
         JOIN user_counters c ON c.user_id = f.followee_id AND c.followers > $2
         CROSS JOIN LATERAL (
@@ -147,7 +146,7 @@ async def celebrity_posts(
         before[1] if before else None,
         limit,
     )
-    return [Entry.from_row(row) for row in rows]
+    return from_rows(Entry, rows)
 
 
 async def pull_page(
@@ -162,7 +161,7 @@ async def pull_page(
     serves `feed(mode: PULL)`, the comparison and fallback for the timeline path."""
     rows = await conn.fetch(
         f"""
-        SELECT p.id, p.author_id, p.created_at
+        SELECT p.id AS post_id, p.author_id, p.created_at
         FROM (SELECT followee_id AS author FROM follows WHERE follower_id = $1
               UNION ALL SELECT $1) AS authors
         CROSS JOIN LATERAL (
@@ -180,7 +179,7 @@ async def pull_page(
         before[1] if before else None,
         limit,
     )
-    return [Entry.from_row(row) for row in rows]
+    return from_rows(Entry, rows)
 
 
 async def fanout_audience(
@@ -210,14 +209,14 @@ async def fanout_audience(
 async def recent_posts(conn: asyncpg.Connection, author_id: uuid.UUID, limit: int) -> list[Entry]:
     rows = await conn.fetch(
         """
-        SELECT id, author_id, created_at FROM posts
+        SELECT id AS post_id, author_id, created_at FROM posts
         WHERE author_id = $1 AND deleted_at IS NULL
         ORDER BY created_at DESC, id DESC LIMIT $2
         """,
         author_id,
         limit,
     )
-    return [Entry.from_row(row) for row in rows]
+    return from_rows(Entry, rows)
 
 
 async def touch(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
@@ -227,3 +226,36 @@ async def touch(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
         " WHERE id = $1 AND last_seen_at < now() - interval '1 hour'",
         user_id,
     )
+
+
+class TimelineStore:
+    """The feed's reads from PostgreSQL, each on a pooled connection of its own."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def pull_page(
+        self, user_id: uuid.UUID, *, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[Entry]:
+        """See `pull_page`."""
+        async with self._db.connection() as conn:
+            return await pull_page(conn, user_id, before=before, limit=limit)
+
+    async def celebrity_posts(
+        self,
+        user_id: uuid.UUID,
+        *,
+        max_followers: int,
+        before: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Entry]:
+        """See `celebrity_posts`."""
+        async with self._db.connection() as conn:
+            return await celebrity_posts(
+                conn, user_id, max_followers=max_followers, before=before, limit=limit
+            )
+
+    async def touch(self, user_id: uuid.UUID) -> None:
+        """See `touch`."""
+        async with self._db.connection() as conn:
+            await touch(conn, user_id)
