@@ -24,11 +24,7 @@ from ranking.routing import InvalidSplit, check_split, choose
 from ranking.schema import check_schema, fingerprint
 from storage.db import Database
 from storage.errors import AlreadyExists, InvalidInput, NotFound
-from storage.repositories.models import ModelStore, RollbackRefused
-
-# The records live with their rows; `nova models`, the Ranker and training name them here.
-from storage.repositories.models import ModelVersion as ModelVersion
-from storage.repositories.models import Route as Route
+from storage.repositories.models import ModelStore, ModelVersion, RollbackRefused, Route
 
 SUFFIX = {"numpy": ".npz", "onnx": ".onnx"}
 

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from ranking.models import logistic_regression
-from ranking.registry import ModelVersion, register
+from ranking.registry import register
 from ranking.schema import DTYPE, NAMES
 from storage.db import Database
 from storage.errors import InvalidInput
 from storage.repositories.analytics import AnalyticsStore
+from storage.repositories.models import ModelVersion
 
 # A dwell this long counts as engaged (the rest of the label: `storage.repositories.analytics`).
 ENGAGED_DWELL_MS = 5_000

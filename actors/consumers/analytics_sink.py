@@ -17,22 +17,11 @@ from storage.db import Connection
 from storage.errors import PoisonEvent
 from storage.events import Event
 from storage.kafka.consumer import Consumer
+from storage.repositories.analytics import copy_events
 from storage.settings import StorageSettings
 
 TOPIC = "analytics.events"
 KINDS = frozenset({"IMPRESSION", "VIEW", "CLICK", "DWELL"})
-COLUMNS = (
-    "event_id",
-    "user_id",
-    "post_id",
-    "kind",
-    "model_name",
-    "model_version",
-    "position",
-    "dwell_ms",
-    "features",
-    "occurred_at",
-)
 
 
 def _optional_int(payload: dict[str, Any], name: str) -> int | None:
@@ -41,7 +30,8 @@ def _optional_int(payload: dict[str, Any], name: str) -> int | None:
 
 
 def row(event: Event) -> tuple[Any, ...]:
-    """The analytics_events row of one event; `PoisonEvent` if it is malformed."""
+    """The analytics_events row of one event, in `COLUMNS` order; `PoisonEvent` if it is
+    malformed."""
     payload = dict(event.payload)
     try:
         kind = str(payload["kind"])
@@ -74,4 +64,4 @@ class AnalyticsSink(Consumer[StorageSettings]):
     async def apply_many(self, events: Sequence[Event], conn: Connection) -> None:
         rows = [row(event) for event in events if event.type == TOPIC]
         if rows:
-            await conn.copy_records_to_table("analytics_events", records=rows, columns=COLUMNS)
+            await copy_events(conn, rows)

@@ -22,8 +22,6 @@ from storage.events import Event
 from storage.repositories.accounts import AccountStore
 from storage.repositories.sessions import Ended, SessionRecord, SessionStore
 
-__all__ = ["PASSWORD_CHANGED", "SessionRecord", "Sessions"]
-
 PASSWORD_CHANGED = "identity.password.changed"
 
 

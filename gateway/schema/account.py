@@ -7,9 +7,9 @@ from datetime import datetime
 
 import strawberry
 
-from gateway.auth.sessions import SessionRecord
 from gateway.schema.types import Connection, Edge, NovaInfo, parse_id
 from gateway.services.profiles import decode_cursor, encode_cursor, page_size
+from storage.repositories.sessions import SessionRecord
 
 
 @strawberry.type(description="One sign-in: a device or browser holding a refresh token.")

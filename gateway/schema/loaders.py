@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from strawberry.dataloader import DataLoader
 
-from gateway.services.chat import RoomRecord
+from storage.repositories.chat_rooms import RoomRecord
 from storage.repositories.counters import CounterRow
 from storage.repositories.posts import PostRecord
 

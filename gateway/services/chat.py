@@ -28,8 +28,7 @@ from storage.db import Database
 from storage.errors import InvalidInput, NotFound, classify
 from storage.presence import ONLINE_KEY, online_users
 from storage.repositories.chat import MAX_GROUP_MEMBERS, MAX_TEXT, Message, Refusal
-from storage.repositories.chat_rooms import RoomRecord as RoomRecord  # the schema's loaders use it
-from storage.repositories.chat_rooms import RoomStore
+from storage.repositories.chat_rooms import RoomRecord, RoomStore
 
 log = logging.getLogger(__name__)
 

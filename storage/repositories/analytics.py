@@ -12,11 +12,33 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from storage.db import Database
+from storage.db import Connection, Database
 from storage.events import Event
 from storage.outbox.rows import add_events
 from storage.rows import from_rows
+
+# The analytics_events columns the sink writes, in the order of its rows.
+COLUMNS = (
+    "event_id",
+    "user_id",
+    "post_id",
+    "kind",
+    "model_name",
+    "model_version",
+    "position",
+    "dwell_ms",
+    "features",
+    "occurred_at",
+)
+
+
+async def copy_events(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Write a batch of analytics rows by COPY in the caller's transaction (the sink's
+    ledger transaction, so they land exactly once)."""
+    await conn.copy_records_to_table("analytics_events", records=list(rows), columns=COLUMNS)
+
 
 # Whether impression `i` was followed by an engagement of its user with its post.
 # $2 is the dwell that counts as engaged.

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actors.consumers.analytics_sink import COLUMNS
 from deployments.settings import Settings
 from ranking.report import LATENCY_KEY
 from ranking.schema import NAMES
 from storage.db import Database
+from storage.repositories.analytics import COLUMNS
 from tests.conftest import wait_until
 from tests.ranking.test_ranked_feed import (
     WAIT_S,
