@@ -53,7 +53,7 @@ async def test_concurrent_calls_are_answered_out_of_order_each_with_its_own_repl
         return reply
 
     replies = await asyncio.gather(call(slow), call(fast))
-    assert replies == [slow[::-1], fast[::-1]]
+    assert list(replies) == [slow[::-1], fast[::-1]]
     assert done == [fast[::-1], slow[::-1]]  # the fast one was not held up
 
 

@@ -33,7 +33,7 @@ async def test_rank_and_get_features_over_grpc(
     await serve_only(db, deployed, version)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{deployed.grpc_port}")
     try:
-        features = pbg.FeatureStoreStub(channel)
+        features = pbg.FeatureStoreStub(channel)  # type: ignore[no-untyped-call]  # generated
 
         async def lengths_arrived() -> pb.FeaturesResponse | None:
             reply = await features.GetFeatures(
@@ -66,7 +66,7 @@ async def test_rank_and_get_features_over_grpc(
         assert mismatched.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
         await asyncio.sleep(1.0)  # the route reaches the ranking service's route table
-        ranker = pbg.RankerStub(channel)
+        ranker = pbg.RankerStub(channel)  # type: ignore[no-untyped-call]  # generated
         ranked = await ranker.Rank(
             pb.RankRequest(viewer_id=viewer.id, post_ids=ids, author_ids=author_ids),
             metadata=METADATA,

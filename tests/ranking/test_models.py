@@ -18,7 +18,8 @@ W = RNG.normal(size=len(NAMES)).astype(np.float32)
 
 
 def expected(weights: np.ndarray, bias: float, x: np.ndarray = X) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(x @ weights + bias)))
+    scores: np.ndarray = 1.0 / (1.0 + np.exp(-(x @ weights + bias)))
+    return scores
 
 
 def test_numpy_logistic_regression_round_trips_and_scores_by_its_weights() -> None:

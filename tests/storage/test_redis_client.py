@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from redis.asyncio.connection import Connection
@@ -24,7 +25,7 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: str(c[0]))
-def test_packed_bytes_are_redis_pys(command: tuple[object, ...]) -> None:
+def test_packed_bytes_are_redis_pys(command: tuple[Any, ...]) -> None:
     ours = b"".join(HiredisPackingConnection().pack_command(*command))
     theirs = b"".join(bytes(part) for part in Connection().pack_command(*command))
     assert ours == theirs

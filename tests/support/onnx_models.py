@@ -51,4 +51,5 @@ def onnx_logistic_regression(
     if features is not None:
         helper.set_model_props(model, {"nova_features": json.dumps(list(features))})
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized

@@ -9,7 +9,7 @@ import struct
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -110,7 +110,7 @@ async def test_impressions_land_in_postgresql_with_the_features_that_were_served
     try:
 
         async def clicked() -> bool:
-            record = await redis.get(features.POST + first["node"]["id"]) or b""
+            record = cast(bytes, await redis.get(features.POST + first["node"]["id"]) or b"")
             clicks = record[features.record_offset("clicks") :][:8]
             return len(clicks) == 8 and struct.unpack("<d", clicks)[0] > 0
 

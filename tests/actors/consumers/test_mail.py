@@ -196,7 +196,9 @@ async def test_mail_waits_out_an_smtp_outage_and_is_not_dead_lettered(
     await _write(db, event, topic=OUTAGE_TOPIC)
 
     async def retrying() -> Any:
-        status = await asyncio.to_thread(ray.get, handle.status.remote(), timeout=30)
+        status: dict[str, Any] = await asyncio.to_thread(
+            ray.get, handle.status.remote(), timeout=30
+        )
         error = status.get("last_error") or ""
         return status if status.get("retries", 0) >= 2 and "smtp unavailable" in error else None
 

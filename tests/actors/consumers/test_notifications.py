@@ -275,7 +275,7 @@ async def test_old_acts_notify_no_one_and_a_notification_is_dated_by_its_act(
         await consumer.after_commit(events)
         assert await pubsub.get_message(timeout=1.0) is None  # two days old: not live
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         await redis.aclose()
         await consumer.stop()
     async with db.connection() as conn:

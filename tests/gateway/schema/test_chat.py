@@ -13,6 +13,7 @@ import pytest
 import ray
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
+from websockets.typing import Subprotocol
 
 from actors.directory import shard_name, shard_of
 from actors.remote import CHAT, NAMESPACE
@@ -410,7 +411,7 @@ async def test_a_subscriber_that_cannot_keep_up_is_closed_with_4508(
     a, b = await make_members(db, settings, 2)
     room = await room_of(http_url, a, b)
     url = http_url.replace("http://", "ws://") + "/graphql"
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+    async with websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {b.token}"}}
         await ws.send(json.dumps(init))
         assert json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] == "connection_ack"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import ray
@@ -135,7 +135,7 @@ async def test_celebrity_posts_are_merged_at_read_time_in_order(
     # Not fanned out: the celebrity's posts are in no follower's timeline in Redis.
     redis = make_redis(settings)
     try:
-        members = await redis.zrange(timeline_key(uuid.UUID(follower.id)), 0, -1)
+        members = cast(list[bytes], await redis.zrange(timeline_key(uuid.UUID(follower.id)), 0, -1))
     finally:
         await redis.aclose()
     celebrity_ids = {p["id"] for p in posts[1::2]}

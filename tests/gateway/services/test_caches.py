@@ -91,7 +91,7 @@ async def test_load_many_fetches_only_the_misses_in_one_call() -> None:
 @pytest.fixture
 async def replicas(redis: Any) -> AsyncIterator[list[tuple[Invalidations, LocalCache[Any, Any]]]]:
     channel = f"nova:test:{uuid.uuid4().hex}"
-    pairs = []
+    pairs: list[tuple[Invalidations, LocalCache[Any, Any]]] = []
     for _ in range(2):
         invalidations = Invalidations(redis)
         pairs.append(

@@ -32,11 +32,11 @@ async def test_a_subscription_after_the_hub_connection_was_killed_still_works(
         await asyncio.sleep(1.2)  # the hub's reader stops once nobody listens
         # What a Redis restart does to the idle hub: the server drops its connection (the
         # one whose last command was the UNSUBSCRIBE above).
-        clients = (await redis.execute_command("CLIENT", "LIST")).decode().splitlines()
-        idle = [c.split()[0].split("=")[1] for c in clients if " cmd=unsubscribe " in c]
+        clients = await redis.client_list()
+        idle = [client["id"] for client in clients if client.get("cmd") == "unsubscribe"]
         assert idle
         for client_id in idle:
-            await redis.execute_command("CLIENT", "KILL", "ID", client_id)
+            await redis.client_kill_filter(_id=client_id)
         await asyncio.sleep(1.1)  # idle long enough for the next command to PING first
         async with hub.listen(second) as subscriber:
             await asyncio.sleep(0.1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -48,15 +49,18 @@ async def scrape(stack: Stack) -> str:
     return response.text
 
 
+METRIC_WAIT_S = 60  # Ray exports a process's metrics every few seconds
+
+
 async def metric_reaches(
-    stack: Stack, name: str, predicate: object, timeout_s: float = 60, **labels: str
+    stack: Stack, name: str, predicate: Callable[[float], bool], **labels: str
 ) -> float:
     """Poll the endpoint until `predicate(value)` holds; Ray exports every few seconds."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + METRIC_WAIT_S
     value = 0.0
     while time.monotonic() < deadline:
         value = metric_sum(await scrape(stack), name, **labels)
-        if predicate(value):  # type: ignore[operator]
+        if predicate(value):
             return value
         await asyncio.sleep(1)
     raise AssertionError(f"{name}{labels} stayed at {value}")

@@ -52,7 +52,9 @@ async def test_consumer_killed_before_committing_offsets_redelivery_is_absorbed(
     async def redelivered() -> bool:
         # The restarted member receives the crashed batch again and the ledger skips it.
         try:
-            status = await asyncio.to_thread(ray.get, consumer.status.remote(), timeout=30)
+            status: dict[str, Any] = await asyncio.to_thread(
+                ray.get, consumer.status.remote(), timeout=30
+            )
         except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
             return False  # still restarting after the crash
         return int(status.get("duplicates", 0)) >= 1

@@ -122,7 +122,9 @@ async def test_operator_replay_redelivers_and_the_ledger_absorbs_duplicates(
     assert "re-driving" in await nova("outbox", "replay", "--since", "10m")
 
     async def duplicates_absorbed() -> bool:
-        status = await asyncio.to_thread(ray.get, consumer.status.remote(), timeout=30)
+        status: dict[str, Any] = await asyncio.to_thread(
+            ray.get, consumer.status.remote(), timeout=30
+        )
         return int(status["duplicates"]) >= len(events)
 
     await wait_until(duplicates_absorbed, timeout_s=60, message="the replay to be redelivered")
