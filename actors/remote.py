@@ -24,12 +24,11 @@ from actors.settings import ActorSettings
 from actors.timeline_shard import TimelineShard
 from storage.db import Database
 from storage.errors import NovaError
-from storage.logs import configure_logging
 from storage.redis_client import make_redis
 from storage.repositories.chat import Message
 from storage.repositories.counters import CounterRow, Kind
 from storage.repositories.timelines import Entry, pack_entries, unpack_page_request
-from storage.stalls import StallWatch, settle_heap
+from storage.stalls import settle_heap, watch_process
 from storage.tasks import LoopHealth, supervise
 
 log = logging.getLogger(__name__)
@@ -44,10 +43,9 @@ _UPKEEP_INTERVAL_S = 5.0
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
 class CounterShardActor:
     def __init__(self, settings: ActorSettings, index: int) -> None:
-        configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(COUNTER, index)
-        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms).start()
+        self._stalls = watch_process(self._name, settings)
         self._tags = {"shard": self._name}
         self._started: asyncio.Task[CounterShard] = asyncio.get_running_loop().create_task(
             self._start()
@@ -132,10 +130,9 @@ class CounterShardActor:
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
 class TimelineShardActor:
     def __init__(self, settings: ActorSettings, index: int) -> None:
-        configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(TIMELINE, index)
-        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms).start()
+        self._stalls = watch_process(self._name, settings)
         self._tags = {"shard": self._name}
         self._reads = ReadServer(self._read)
         self._started: asyncio.Task[TimelineShard] = asyncio.get_running_loop().create_task(
@@ -259,10 +256,9 @@ class TimelineShardActor:
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
 class ChatShardActor:
     def __init__(self, settings: ActorSettings, index: int) -> None:
-        configure_logging(settings.log_level)
         self._settings = settings
         self._name = shard_name(CHAT, index)
-        self._stalls = StallWatch(self._name, warn_ms=settings.stall_warn_ms).start()
+        self._stalls = watch_process(self._name, settings)
         self._tags = {"shard": self._name}
         self._started: asyncio.Task[ChatShard] = asyncio.get_running_loop().create_task(
             self._start()

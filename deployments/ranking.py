@@ -33,7 +33,7 @@ from ranking.schema import FINGERPRINT, NAMES
 from storage.db import Database
 from storage.logs import configure_logging
 from storage.redis_client import make_redis
-from storage.stalls import StallWatch
+from storage.stalls import watch_process
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ class FeatureStore:
 
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
         bind_grpc_servers_to_node_ip()
-        configure_logging(settings.log_level)
-        self._stalls = StallWatch("feature-store", warn_ms=settings.stall_warn_ms).start()
+        self._stalls = watch_process("feature-store", settings)
         self._redis = make_redis(settings)
         self._lookup = FeatureLookup(self._redis, half_life_s=settings.feature_half_life_s)
         self._latency = metrics.Histogram(
@@ -83,8 +82,7 @@ class Ranker:
 
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc] # Serve awaits it
         bind_grpc_servers_to_node_ip()
-        configure_logging(settings.log_level)
-        self._stalls = StallWatch("ranker", warn_ms=settings.stall_warn_ms).start()
+        self._stalls = watch_process("ranker", settings)
         self._settings = settings
         self._store = Path(settings.model_store)
         self._db = await Database.connect(

@@ -22,10 +22,9 @@ from deployments.settings import Settings
 from storage.db import Database
 from storage.kafka.consumer import Consumer
 from storage.kafka.runner import ConsumerRunner
-from storage.logs import configure_logging
 from storage.outbox.claims import outbox_lag
 from storage.outbox.relay import OutboxRelay
-from storage.stalls import StallWatch, settle_heap
+from storage.stalls import settle_heap, watch_process
 from storage.tasks import LoopHealth, supervise
 
 log = logging.getLogger(__name__)
@@ -58,10 +57,9 @@ class _Counters:
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)  # type: ignore[call-overload]
 class RelayActor:
     def __init__(self, settings: Settings, name: str) -> None:
-        configure_logging(settings.log_level)
+        self._stalls = watch_process(name, settings)
         self._settings = settings
         self._name = name
-        self._stalls = StallWatch(name, warn_ms=settings.stall_warn_ms).start()
         self._relay: OutboxRelay | None = None
         self._db: Database | None = None
         self._health = LoopHealth()
@@ -113,11 +111,10 @@ class ConsumerActor:
     """Hosts one member of one consumer group; `consumer` is `"module:Class"`."""
 
     def __init__(self, settings: Settings, consumer: str, member: str) -> None:
-        configure_logging(settings.log_level)
+        self._stalls = watch_process(member, settings)
         self._settings = settings
         self._consumer_path = consumer
         self._member = member
-        self._stalls = StallWatch(member, warn_ms=settings.stall_warn_ms).start()
         self._runner: ConsumerRunner | None = None
         self._health = LoopHealth()
         self._counters = _Counters(

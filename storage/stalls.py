@@ -24,6 +24,9 @@ from typing import Any
 
 from ray.util import metrics
 
+from storage.logs import configure_logging
+from storage.settings import StorageSettings
+
 log = logging.getLogger(__name__)
 
 _LAG_BOUNDARIES: list[float] = [1, 2, 5, 10, 20, 50, 100, 250, 1000]
@@ -123,3 +126,10 @@ def settle_heap() -> None:
     """
     gc.collect(2)
     gc.freeze()
+
+
+def watch_process(component: str, settings: StorageSettings) -> StallWatch:
+    """What every long-lived Nova process does first: JSON logs at the configured level,
+    and a watch on its own event loop."""
+    configure_logging(settings.log_level)
+    return StallWatch(component, warn_ms=settings.stall_warn_ms).start()

@@ -216,8 +216,8 @@ async def applied(db: Database, consumer: str) -> list[Any]:
     return rows
 
 
-async def nova(*args: str, timeout_s: float = 60) -> str:
-    """Run the real `nova` command line against the test stack; return its stdout."""
+async def nova_cli(*args: str, timeout_s: float = 60) -> tuple[int, str, str]:
+    """Run the real `nova` command line against the test stack: exit code, stdout, stderr."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -228,8 +228,15 @@ async def nova(*args: str, timeout_s: float = 60) -> str:
         env=os.environ.copy(),
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
-    assert process.returncode == 0, f"nova {' '.join(args)} failed: {stderr.decode()}"
-    return stdout.decode()
+    return process.returncode or 0, stdout.decode(), stderr.decode()
+
+
+async def nova(*args: str, timeout_s: float = 60) -> str:
+    """Run the real `nova` command line against the test stack; its stdout, once it
+    succeeded."""
+    code, stdout, stderr = await nova_cli(*args, timeout_s=timeout_s)
+    assert code == 0, f"nova {' '.join(args)} failed: {stderr}"
+    return stdout
 
 
 @pytest.fixture

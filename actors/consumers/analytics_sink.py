@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from storage.db import Connection
 from storage.errors import PoisonEvent
 from storage.events import Event
-from storage.kafka.consumer import Consumer
+from storage.kafka.consumer import BatchConsumer
 from storage.repositories.analytics import copy_events
 from storage.settings import StorageSettings
 
@@ -54,12 +54,9 @@ def row(event: Event) -> tuple[Any, ...]:
         raise PoisonEvent(f"analytics event {event.event_id} is malformed: {exc}") from exc
 
 
-class AnalyticsSink(Consumer[StorageSettings]):
+class AnalyticsSink(BatchConsumer[StorageSettings]):
     name: ClassVar[str] = "analytics-sink"
     topics: ClassVar[tuple[str, ...]] = (TOPIC,)
-
-    async def apply(self, event: Event, conn: Connection) -> None:
-        await self.apply_many([event], conn)
 
     async def apply_many(self, events: Sequence[Event], conn: Connection) -> None:
         rows = [row(event) for event in events if event.type == TOPIC]

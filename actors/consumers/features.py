@@ -20,7 +20,7 @@ from ranking import features as f
 from storage.db import Connection
 from storage.errors import ConfigError, PoisonEvent
 from storage.events import Event, payload_id
-from storage.kafka.consumer import Consumer
+from storage.kafka.consumer import BatchConsumer
 from storage.kafka.ledger import RedisLedger
 from storage.redis_client import make_redis
 
@@ -46,7 +46,7 @@ def _id(payload: dict[str, Any], name: str) -> str:
     return str(payload_id(payload, name))
 
 
-class FeatureConsumer(Consumer[ActorSettings]):
+class FeatureConsumer(BatchConsumer[ActorSettings]):
     name: ClassVar[str] = "ranking-features"
     topics: ClassVar[tuple[str, ...]] = (
         "content.post.created",
@@ -74,9 +74,6 @@ class FeatureConsumer(Consumer[ActorSettings]):
     async def stop(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
-
-    async def apply(self, event: Event, conn: Connection) -> None:
-        await self.apply_many([event], conn)
 
     async def apply_many(self, events: Sequence[Event], conn: Connection) -> None:
         """Every event's effects, in order, a transaction per `TRANSACTION_EVENTS`.

@@ -41,7 +41,7 @@ from actors.settings import ActorSettings
 from storage.db import Connection
 from storage.errors import PoisonEvent, classify
 from storage.events import Event, payload_id
-from storage.kafka.consumer import Consumer
+from storage.kafka.consumer import BatchConsumer
 from storage.outbox.rows import add_events
 from storage.presence import online_in_rooms
 from storage.redis_client import make_redis
@@ -65,7 +65,7 @@ _ON_POST = {
 MAX_MENTIONS = 20  # per post: a post naming 500 people is spam, not 500 notifications
 
 
-class NotificationConsumer(Consumer[ActorSettings]):
+class NotificationConsumer(BatchConsumer[ActorSettings]):
     name: ClassVar[str] = "notifications"
     topics: ClassVar[tuple[str, ...]] = (
         "graph.follow.created",
@@ -90,9 +90,6 @@ class NotificationConsumer(Consumer[ActorSettings]):
     async def stop(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
-
-    async def apply(self, event: Event, conn: Connection) -> None:
-        await self.apply_many([event], conn)
 
     async def apply_many(self, events: Sequence[Event], conn: Connection) -> None:
         for event in events:  # rows of an attempt that rolled back were never written

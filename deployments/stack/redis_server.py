@@ -6,26 +6,29 @@ import os
 import shutil
 from urllib.parse import quote
 
+from deployments.stack.daemon import Daemon
 from deployments.stack.layout import Layout
 from deployments.stack.processes import (
     LOCALHOST,
     StackError,
-    pid_alive,
-    port_open,
     run,
     secret,
-    terminate,
     wait_for_port,
 )
 
 
-class Redis:
+class Redis(Daemon):
+    """redis-server daemonizing itself (it writes its own pid file) with a 0600 config."""
+
+    what = "Redis"
+
     def __init__(self, layout: Layout) -> None:
-        self.layout = layout
         self.dir = layout.path("redis")
-        self.pid_file = self.dir / "redis.pid"
+        super().__init__(
+            layout.redis_port, self.dir / "redis.pid", layout.path("logs", "redis.log")
+        )
+        self.layout = layout
         self.conf = self.dir / "redis.conf"
-        self.log_file = layout.path("logs", "redis.log")
         self.password_file = layout.path("secrets", "redis_password")
 
     @property
@@ -33,8 +36,11 @@ class Redis:
         password = quote(secret(self.password_file), safe="")
         return f"redis://:{password}@{LOCALHOST}:{self.layout.redis_port}/0"
 
-    def running(self) -> bool:
-        return pid_alive(self.pid_file) is not None and port_open(self.layout.redis_port)
+    def command(self) -> list[str]:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise StackError("Redis is not installed (Debian package `redis-server`)")
+        return [binary, str(self.conf)]
 
     def start(self) -> None:
         if self.running():
@@ -50,14 +56,6 @@ class Redis:
                 f'dir {self.dir}\nsave ""\nappendonly yes\nappendfsync everysec\n'
                 f"requirepass {secret(self.password_file)}\n"
             )
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise StackError("Redis is not installed (Debian package `redis-server`)")
-        run([binary, str(self.conf)], what="Redis start", log_file=self.log_file)
+        # It daemonizes itself and writes its own pid file: run it to completion.
+        run(self.command(), what="Redis start", log_file=self.log_file)
         wait_for_port(self.layout.redis_port, what="Redis", timeout_s=15, log_file=self.log_file)
-
-    def stop(self) -> None:
-        pid = pid_alive(self.pid_file)
-        if pid is not None:
-            terminate(pid)
-        self.pid_file.unlink(missing_ok=True)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -15,6 +17,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from storage.errors import classify
 from storage.settings import StorageSettings
+
+log = logging.getLogger(__name__)
 
 
 def make_producer(settings: StorageSettings, *, client_id: str) -> AIOKafkaProducer:
@@ -148,3 +152,27 @@ async def _quietly_close(client: AIOKafkaAdminClient) -> None:
     # Closing a broken client must not mask the error that brought us here.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(client.close(), 5)
+
+
+KafkaClient: TypeAlias = AIOKafkaProducer | AIOKafkaConsumer
+
+
+async def start_within(client: KafkaClient, timeout_s: float) -> None:
+    """Start a producer or consumer within `timeout_s`; one that does not is stopped, and
+    the failure is raised as Nova's error (an outage is `Unavailable`, retriable)."""
+    try:
+        await asyncio.wait_for(client.start(), timeout_s)
+    except BaseException as exc:
+        await stop_quietly(client)
+        if not isinstance(exc, Exception):
+            raise
+        raise classify(exc, "kafka") from exc
+
+
+async def stop_quietly(client: KafkaClient, timeout_s: float = 5) -> None:
+    """Stop a client that is broken or no longer wanted; a failure to stop is only logged
+    (at debug): it must not mask what brought us here."""
+    try:
+        await asyncio.wait_for(client.stop(), timeout_s)
+    except Exception:
+        log.debug("stopping a Kafka client failed", exc_info=True)

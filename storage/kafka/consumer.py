@@ -61,3 +61,15 @@ class Consumer(ABC, Generic[S]):
         the place for effects that must follow a committed change (pushing to live
         subscribers, say). A crash here means redelivery, which the ledger absorbs, so
         these effects must tolerate running again; errors are logged, not retried."""
+
+
+class BatchConsumer(Consumer[S]):
+    """A consumer that applies a fetched batch at once (COPY, one Redis transaction, one
+    multi-row insert); a single event, as the one-at-a-time retry sends, is a batch of one."""
+
+    async def apply(self, event: Event, conn: Connection) -> None:
+        await self.apply_many([event], conn)
+
+    @abstractmethod
+    async def apply_many(self, events: Sequence[Event], conn: Connection) -> None:
+        """Apply a batch in order inside the ledger's transaction."""

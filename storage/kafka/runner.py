@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from storage.db import Database
 from storage.errors import classify
 from storage.events import HEADER_REPLAY_FOR, Event, header
-from storage.kafka.clients import make_consumer
+from storage.kafka.clients import make_consumer, stop_quietly
 from storage.kafka.commits import BackgroundCommits, committed_offset
 from storage.kafka.consumer import Consumer
 from storage.kafka.dead_letters import DeadLetterWriter
@@ -142,7 +142,7 @@ class ConsumerRunner:
             except (KafkaError, OSError, TimeoutError) as exc:
                 self.stats.last_error = f"connect: {classify(exc, 'kafka')}"
                 log.warning("consumer %s: %s; retrying", self.name, self.stats.last_error)
-                await _stop_quietly(kafka)
+                await stop_quietly(kafka, timeout_s=10)
                 await backoff.sleep()
                 continue
             self._pacer.start(kafka)
@@ -152,7 +152,7 @@ class ConsumerRunner:
     async def _disconnect(self) -> None:
         kafka, self._kafka = self._kafka, None
         if kafka is not None:
-            await _stop_quietly(kafka)
+            await stop_quietly(kafka, timeout_s=10)
 
     # -- applying ----------------------------------------------------------------------
 
@@ -259,7 +259,8 @@ class ConsumerRunner:
         try:
             event = Event.decode(record.value)
         except Exception as exc:
-            await self._dead_letter(tp, record, None, exc, attempts=1)
+            await self._dead_letters.write(tp, record, None, exc, attempts=1)
+            self.stats.dead_lettered += 1
             return
         await self._apply_with_retries(tp, record, event)
 
@@ -281,7 +282,8 @@ class ConsumerRunner:
                 if not error.retriable:
                     failures += 1
                     if failures >= self._settings.consumer_poison_attempts:
-                        await self._dead_letter(tp, record, event, exc, attempts=failures)
+                        await self._dead_letters.write(tp, record, event, exc, attempts=failures)
+                        self.stats.dead_lettered += 1
                         return
                 log.warning(
                     "consumer %s: %s (attempt %d)", self.name, self.stats.last_error, failures
@@ -303,18 +305,6 @@ class ConsumerRunner:
         self._note_ages([event])
         await self._after_commit([event])
         return True
-
-    async def _dead_letter(
-        self,
-        tp: TopicPartition,
-        record: ConsumerRecord,
-        event: Event | None,
-        exc: BaseException,
-        *,
-        attempts: int,
-    ) -> None:
-        await self._dead_letters.write(tp, record, event, exc, attempts=attempts)
-        self.stats.dead_lettered += 1
 
     async def _after_commit(self, events: list[Event]) -> None:
         if not events:
@@ -373,10 +363,3 @@ class _ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._gaps.forget(assigned)
-
-
-async def _stop_quietly(kafka: AIOKafkaConsumer) -> None:
-    try:
-        await asyncio.wait_for(kafka.stop(), 10)
-    except Exception:
-        log.debug("stopping consumer failed", exc_info=True)

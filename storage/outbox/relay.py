@@ -29,7 +29,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from storage.db import Database
 from storage.errors import NovaError, classify
-from storage.kafka.clients import TopicAdmin, end_offsets, make_consumer, make_producer
+from storage.kafka.clients import (
+    TopicAdmin,
+    end_offsets,
+    make_consumer,
+    make_producer,
+    start_within,
+    stop_quietly,
+)
 from storage.kafka.topics import MARKER_TOPIC, registered_topics
 from storage.outbox.broker_loss import (
     Acks,
@@ -154,10 +161,7 @@ class OutboxRelay:
         probe, self._probe = self._probe, None
         for client in (producer, probe):
             if client is not None:
-                try:
-                    await asyncio.wait_for(client.stop(), 5)
-                except Exception:
-                    log.debug("closing a broken Kafka client failed", exc_info=True)
+                await stop_quietly(client)
         await self._admin.close()
 
     async def _ensure_connected(self) -> None:
@@ -168,24 +172,12 @@ class OutboxRelay:
             self._listener = listener
         if self._producer is None:
             producer = make_producer(self._settings, client_id=self._name)
-            try:
-                await asyncio.wait_for(producer.start(), timeout_s)
-            except BaseException as exc:
-                await _stop_quietly(producer)
-                if not isinstance(exc, Exception):
-                    raise
-                raise classify(exc, "kafka") from exc
+            await start_within(producer, timeout_s)
             self._producer = producer
             self._needs_check = True
         if self._probe is None:
             probe = make_consumer(self._settings, group_id=None, client_id=f"{self._name}-probe")
-            try:
-                await asyncio.wait_for(probe.start(), timeout_s)
-            except BaseException as exc:
-                await _stop_quietly(probe)
-                if not isinstance(exc, Exception):
-                    raise
-                raise classify(exc, "kafka") from exc
+            await start_within(probe, timeout_s)
             self._probe = probe
 
     def _on_notify(self, *_: Any) -> None:
@@ -371,13 +363,6 @@ class OutboxRelay:
 
     def status(self) -> dict[str, Any]:
         return {"name": self._name, **self.stats.__dict__}
-
-
-async def _stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
-    try:
-        await asyncio.wait_for(client.stop(), 5)
-    except Exception:
-        log.debug("stopping a Kafka client that failed to start", exc_info=True)
 
 
 __all__ = ["OutboxRelay", "RelayStats"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import grpc
@@ -14,7 +13,7 @@ from ranking.proto import nova_ranking_pb2_grpc as pbg
 from ranking.schema import FINGERPRINT, NAMES
 from storage.db import Database
 from tests.conftest import wait_until
-from tests.ranking.test_ranked_feed import WAIT_S, add_model, followed_posts, label, serve_only
+from tests.support.ranking import WAIT_S, add_model, followed_posts, label, serve_only
 
 pytestmark = pytest.mark.stack
 
@@ -65,13 +64,18 @@ async def test_rank_and_get_features_over_grpc(
             )
         assert mismatched.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-        await asyncio.sleep(1.0)  # the route reaches the ranking service's route table
         ranker = pbg.RankerStub(channel)  # type: ignore[no-untyped-call]  # generated
-        ranked = await ranker.Rank(
-            pb.RankRequest(viewer_id=viewer.id, post_ids=ids, author_ids=author_ids),
-            metadata=METADATA,
-            timeout=10,
-        )
+
+        async def ranked_by_the_new_route() -> pb.RankResponse | None:
+            reply = await ranker.Rank(
+                pb.RankRequest(viewer_id=viewer.id, post_ids=ids, author_ids=author_ids),
+                metadata=METADATA,
+                timeout=10,
+            )
+            return reply if reply.model_version == version else None
+
+        # The route reaches every Ranker replica's route table within `route_refresh_s`.
+        ranked = await wait_until(ranked_by_the_new_route, timeout_s=WAIT_S, message="the route")
         assert (ranked.model_name, ranked.model_version) == (deployed.ranking_model, version)
         assert [p.post_id for p in ranked.posts] == [ids[1], ids[0]]  # longer text first
         assert ranked.posts[0].score > ranked.posts[1].score

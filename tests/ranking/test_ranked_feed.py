@@ -8,10 +8,7 @@ themselves; versions get unique labels so tests never collide."""
 from __future__ import annotations
 
 import asyncio
-import math
-import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,87 +19,27 @@ from ray import serve
 from deployments.app import RANKING_APP
 from deployments.settings import Settings
 from ranking.models import logistic_regression
-from ranking.registry import register, route
+from ranking.registry import route
 from ranking.routing import choose
 from ranking.schema import NAMES
 from storage.db import Database
-from tests.conftest import wait_until
+from tests.conftest import nova_cli, wait_until
 from tests.support.onnx_models import onnx_logistic_regression
+from tests.support.ranking import (
+    LATEST,
+    RANKED,
+    WAIT_S,
+    add_model,
+    followed_posts,
+    label,
+    ranked,
+    serve_only,
+    sigmoid,
+    weights,
+)
 from tests.support.social import BLOCK, FOLLOW, LIKE, Member, call, create_post, make_members
 
 pytestmark = pytest.mark.stack
-
-RANKED = """
-query($first: Int, $after: String) {
-  feed(first: $first, after: $after, mode: RANKED) {
-    edges { cursor score modelVersion node { id text author { id } } }
-    pageInfo { hasNextPage endCursor }
-  }
-}
-"""
-LATEST = "query { feed(first: 50) { edges { node { id } } } }"
-WAIT_S = 30
-
-
-def label(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def weights(**named: float) -> list[float]:
-    return [named.get(name, 0.0) for name in NAMES]
-
-
-async def add_model(
-    db: Database, settings: Settings, tmp_path: Path, version: str, **named: float
-) -> None:
-    path = tmp_path / f"{version}.npz"
-    path.write_bytes(logistic_regression(weights(**named), 0.0, NAMES).to_bytes())
-    await register(
-        db,
-        Path(settings.model_store),
-        path,
-        name=settings.ranking_model,
-        version=version,
-        created_by="tests",
-    )
-
-
-async def serve_only(db: Database, settings: Settings, version: str) -> None:
-    await route(
-        db, settings.ranking_model, {version: 100.0}, by="tests", store=Path(settings.model_store)
-    )
-
-
-async def ranked(http_url: str, member: Member, first: int = 50, after: str | None = None) -> Any:
-    return (await call(http_url, member, RANKED, first=first, after=after)).ok()["feed"]
-
-
-async def nova_cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "deployments.cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    return process.returncode or 0, out.decode(), err.decode()
-
-
-async def followed_posts(
-    db: Database, settings: Settings, http_url: str, texts: list[str]
-) -> tuple[Member, list[Member], list[dict[str, Any]]]:
-    """A viewer following one author per text, each of whom posted that text."""
-    viewer, *authors = await make_members(db, settings, 1 + len(texts), prefix="rk")
-    for author in authors:
-        (await call(http_url, viewer, FOLLOW, id=author.id)).ok()
-    posts = [await create_post(http_url, a, t) for a, t in zip(authors, texts, strict=True)]
-    return viewer, authors, posts
-
-
-def sigmoid(z: float) -> float:
-    return 1 / (1 + math.exp(-z))
 
 
 async def test_a_crafted_model_orders_the_feed_exactly_as_its_weights_say(
@@ -218,6 +155,11 @@ async def test_a_route_change_and_a_rollback_serve_within_a_second(
     assert await versions() == {old}
 
 
+async def _served_by(http_url: str, viewer: Member, version: str) -> bool:
+    edges = (await ranked(http_url, viewer))["edges"]
+    return bool(edges) and {e["modelVersion"] for e in edges} == {version}
+
+
 async def _equals(get: Any, expected: set[str]) -> bool:
     return bool(await get() == expected)
 
@@ -234,7 +176,6 @@ async def test_a_split_sends_each_user_to_the_version_their_bucket_selects(
     await add_model(db, deployed, tmp_path, b, post_likes=3.0)
     arms = {a: 50.0, b: 50.0}
     await route(db, deployed.ranking_model, arms, by="tests", store=Path(deployed.model_store))
-    await asyncio.sleep(1.0)
 
     expected = {v.id: choose(arms, deployed.ranking_model, v.id) for v in viewers}
     assert set(expected.values()) == {a, b}  # 12 users: both arms are drawn
@@ -248,7 +189,11 @@ async def test_a_split_sends_each_user_to_the_version_their_bucket_selects(
             seen[viewer.id] = edges[0]["modelVersion"]
         return seen
 
-    assert await wait_until(served, timeout_s=WAIT_S, message="every viewer ranked") == expected
+    async def served_as_routed() -> dict[str, str | None] | None:
+        seen = await served()
+        return seen if seen == expected else None  # every replica has the new route
+
+    await wait_until(served_as_routed, timeout_s=WAIT_S, message="each viewer's version")
 
 
 async def test_bad_models_are_refused_and_the_serving_version_keeps_serving(
@@ -311,7 +256,9 @@ async def test_ranked_pages_are_stable_and_out_of_network_posts_respect_blocks(
     version = label("pages")
     await add_model(db, deployed, tmp_path, version, post_text_length=0.01)
     await serve_only(db, deployed, version)
-    await asyncio.sleep(1.0)
+    await wait_until(
+        lambda: _served_by(http_url, viewer, version), timeout_s=WAIT_S, message="the route"
+    )
 
     wanted = {p["id"] for p in own} | {outside["id"]}
 

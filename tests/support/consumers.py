@@ -39,52 +39,25 @@ class Recorder(Consumer[Settings]):
         """Hook for the failure-injecting recorders."""
 
 
-class DeliveryRecorder(Recorder):
-    name = "test-delivery"
-    topics = ("test.delivery",)
+def recorder(class_name: str, name: str, topic: str) -> type[Recorder]:
+    """A recorder in a consumer group and on a topic of its own, importable by its path
+    (`tests.support.consumers:<class_name>`) as a Ray actor loads it."""
+    attributes = {"name": name, "topics": (topic,), "__module__": __name__}
+    return type(class_name, (Recorder,), attributes)
 
 
-class OrderRecorder(Recorder):
-    name = "test-order"
-    topics = ("test.order",)
-
-
-class OutageRecorder(Recorder):
-    name = "test-outage"
-    topics = ("test.outage",)
-
-
-class RelayKillRecorder(Recorder):
-    name = "test-relay-kill"
-    topics = ("test.relay-kill",)
-
-
-class DuplicateRecorder(Recorder):
-    name = "test-duplicates"
-    topics = ("test.duplicates",)
+DeliveryRecorder = recorder("DeliveryRecorder", "test-delivery", "test.delivery")
+OrderRecorder = recorder("OrderRecorder", "test-order", "test.order")
+OutageRecorder = recorder("OutageRecorder", "test-outage", "test.outage")
+RelayKillRecorder = recorder("RelayKillRecorder", "test-relay-kill", "test.relay-kill")
+DuplicateRecorder = recorder("DuplicateRecorder", "test-duplicates", "test.duplicates")
 
 
 # The next four run in the test's own process (`running`), not in an actor.
-
-
-class GapRecorder(Recorder):
-    name = "test-gaps"
-    topics = ("test.gaps",)
-
-
-class PacingRecorder(Recorder):
-    name = "test-pacing"
-    topics = ("test.pacing",)
-
-
-class LagRecorder(Recorder):
-    name = "test-lag"
-    topics = ("test.lag",)
-
-
-class StalenessRecorder(Recorder):
-    name = "test-staleness"
-    topics = ("test.staleness",)
+GapRecorder = recorder("GapRecorder", "test-gaps", "test.gaps")
+PacingRecorder = recorder("PacingRecorder", "test-pacing", "test.pacing")
+LagRecorder = recorder("LagRecorder", "test-lag", "test.lag")
+StalenessRecorder = recorder("StalenessRecorder", "test-staleness", "test.staleness")
 
 
 @asynccontextmanager
@@ -113,9 +86,9 @@ async def running(runner: ConsumerRunner) -> AsyncIterator[None]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-class BrokerRestartRecorder(Recorder):
-    name = "test-broker-restart"
-    topics = ("test.broker-restart",)
+BrokerRestartRecorder = recorder(
+    "BrokerRestartRecorder", "test-broker-restart", "test.broker-restart"
+)
 
 
 class CrashRecorder(Recorder):
@@ -159,11 +132,5 @@ class PoisonRecorder(Recorder):
                 raise PoisonEvent(f"cannot apply {event.event_id}: no fix recorded")
 
 
-class MetricsRecorder(Recorder):
-    name = "test-metrics"
-    topics = ("test.metrics",)
-
-
-class BatchRecorder(Recorder):
-    name = "test-batches"
-    topics = ("test.batches",)
+MetricsRecorder = recorder("MetricsRecorder", "test-metrics", "test.metrics")
+BatchRecorder = recorder("BatchRecorder", "test-batches", "test.batches")

@@ -19,16 +19,8 @@ from ranking.report import LATENCY_KEY
 from ranking.schema import NAMES
 from storage.db import Database
 from storage.repositories.analytics import COLUMNS
-from tests.conftest import wait_until
-from tests.ranking.test_ranked_feed import (
-    WAIT_S,
-    add_model,
-    followed_posts,
-    label,
-    nova_cli,
-    ranked,
-    serve_only,
-)
+from tests.conftest import nova_cli, wait_until
+from tests.support.ranking import WAIT_S, add_model, followed_posts, label, ranked, serve_only
 from tests.support.social import call
 
 pytestmark = pytest.mark.stack

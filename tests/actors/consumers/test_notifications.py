@@ -24,6 +24,7 @@ from storage.events import Event
 from storage.presence import online_users
 from storage.redis_client import make_redis
 from tests.conftest import wait_until
+from tests.support.chat import ADDED, operation, room_of, send, subscribed
 from tests.support.social import (
     BLOCK,
     FOLLOW,
@@ -306,7 +307,6 @@ async def messages_in(http_url: str, member: Member) -> tuple[list[dict[str, Any
 async def test_chat_messages_notify_members_away_from_the_room_until_they_read_it(
     http_url: str, db: Database, settings: Settings
 ) -> None:
-    from tests.gateway.schema.test_chat import ADDED, operation, room_of, send, subscribed
 
     sender, away, watching = await make_members(db, settings, 3)
     room = await room_of(http_url, sender, away, watching, name="weekend")
@@ -360,7 +360,6 @@ async def test_chat_messages_notify_members_away_from_the_room_until_they_read_i
 async def test_when_presence_is_unknown_every_member_away_or_not_is_notified(
     http_url: str, db: Database, settings: Settings
 ) -> None:
-    from tests.gateway.schema.test_chat import room_of
 
     sender, other = await make_members(db, settings, 2)
     room = await room_of(http_url, sender, other)

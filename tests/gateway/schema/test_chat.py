@@ -4,89 +4,35 @@ markers, live delivery with replay, typing and presence, blocks, and a shard kil
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import ray
-from gql import Client, gql
-from gql.transport.websockets import WebsocketsTransport
 from websockets.typing import Subprotocol
 
 from actors.directory import shard_name, shard_of
 from actors.remote import CHAT, NAMESPACE
 from deployments.settings import Settings
+from gateway.services.chat import TYPING_CHANNEL
 from gateway.transport.hub import PubSubHub
 from storage.db import Database
 from storage.redis_client import make_redis
 from tests.conftest import wait_until
+from tests.support.chat import (
+    ADDED,
+    CREATE,
+    HISTORY,
+    collect,
+    operation,
+    room_of,
+    send,
+    subscribed,
+)
 from tests.support.social import BLOCK, Member, call, make_members
+from tests.support.subscriptions import redis_subscribed, watching_room
 
 pytestmark = pytest.mark.stack
-
-CREATE = """
-mutation($ids: [ID!]!, $name: String) {
-  createRoom(input: {memberIds: $ids, name: $name}) { id kind name members { id } }
-}
-"""
-SEND = """
-mutation($room: ID!, $text: String!, $cmid: String!) {
-  sendMessage(input: {roomId: $room, text: $text, clientMessageId: $cmid}) {
-    id roomId seq text clientMessageId createdAt sender { id }
-  }
-}
-"""
-HISTORY = """
-query($room: ID!, $last: Int, $before: String) {
-  messages(roomId: $room, last: $last, before: $before) {
-    edges { cursor node { seq text } } pageInfo { hasPreviousPage startCursor }
-  }
-}
-"""
-ADDED = "subscription($room: ID!, $after: Int) { messageAdded(roomId: $room, afterSeq: $after) { seq text sender { id } } }"  # noqa: E501
-
-
-async def room_of(http_url: str, creator: Member, *others: Member, name: str | None = None) -> str:
-    reply = await call(http_url, creator, CREATE, ids=[o.id for o in others], name=name)
-    room_id: str = reply.ok()["createRoom"]["id"]
-    return room_id
-
-
-async def send(http_url: str, member: Member, room: str, text: str, cmid: str | None = None) -> Any:
-    return await call(http_url, member, SEND, room=room, text=text, cmid=cmid or uuid.uuid4().hex)
-
-
-def operation(document: str, **variables: Any) -> Any:
-    """A gql request with its variables set on it (gql 4's way)."""
-    request = gql(document)
-    request.variable_values = variables
-    return request
-
-
-@contextlib.asynccontextmanager
-async def subscribed(http_url: str, member: Member) -> AsyncIterator[Any]:
-    """A real GraphQL client over graphql-transport-ws, signed in as `member`."""
-    transport = WebsocketsTransport(
-        url=http_url.replace("http://", "ws://") + "/graphql",
-        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
-        init_payload={"authorization": f"Bearer {member.token}"},
-    )
-    async with Client(transport=transport) as session:
-        yield session
-
-
-async def collect(session: Any, room: str, count: int, after: int | None = None) -> list[int]:
-    """The seqs of the first `count` messages the subscription delivers."""
-    seqs: list[int] = []
-    stream = session.subscribe(operation(ADDED, room=room, after=after))
-    async for result in stream:
-        seqs.append(result["messageAdded"]["seq"])
-        if len(seqs) == count:
-            break
-    return seqs
-
 
 # -- rooms ---------------------------------------------------------------------------------
 
@@ -241,7 +187,7 @@ async def test_fifty_concurrent_senders_one_order_for_every_subscriber(
 
 
 async def test_a_live_message_shared_by_subscribers_keeps_viewer_fields_per_viewer(
-    http_url: str, db: Database, settings: Settings
+    http_url: str, db: Database, settings: Settings, redis: Any
 ) -> None:
     """Live messages are decoded once per replica and public selections executed once
     (`gateway.transport.shared_events`); a field that answers per viewer is still per viewer."""
@@ -259,7 +205,7 @@ async def test_a_live_message_shared_by_subscribers_keeps_viewer_fields_per_view
 
     async with subscribed(http_url, owner) as mine, subscribed(http_url, member) as theirs:
         watchers = [asyncio.ensure_future(first_message(s)) for s in (mine, theirs)]
-        await asyncio.sleep(1.0)
+        await watching_room(redis, room, owner.id, member.id)
         (await send(http_url, member, room, "hello")).ok()
         seen_by_owner, seen_by_sender = await asyncio.wait_for(asyncio.gather(*watchers), 30)
     assert seen_by_owner["sender"]["emailVerified"] is None  # someone else's: hidden
@@ -282,15 +228,17 @@ async def test_reconnecting_with_after_seq_delivers_exactly_what_was_missed(
     for n in range(4):
         (await send(http_url, a, room, f"late {n}")).ok()
     async with subscribed(http_url, b) as session:
-        # 4..9 were missed; 10 arrives live.
-        watcher = asyncio.ensure_future(collect(session, room, 7, after=3))
-        await asyncio.sleep(0.5)
+        # 4..9 were missed; 10 arrives live. The replay starts once the subscription is in
+        # place, so the last replayed message means the live one cannot be missed.
+        seen: list[int] = []
+        watcher = asyncio.ensure_future(collect(session, room, 7, after=3, into=seen))
+        await wait_until(lambda: asyncio.sleep(0, 9 in seen), timeout_s=30, message="the replay")
         (await send(http_url, a, room, "live")).ok()
         assert await asyncio.wait_for(watcher, 30) == list(range(4, 11))
 
 
 async def test_typing_and_presence_reach_the_other_members(
-    http_url: str, db: Database, settings: Settings
+    http_url: str, db: Database, settings: Settings, redis: Any
 ) -> None:
     a, b, outsider = await make_members(db, settings, 3)
     room = await room_of(http_url, a, b)
@@ -306,7 +254,7 @@ async def test_typing_and_presence_reach_the_other_members(
         assert {u["id"] for u in first["presence"]["online"]} == {a.id, b.id}
         changed = await asyncio.wait_for(anext(online), 30)
         assert {u["id"] for u in changed["presence"]["online"]} == {a.id, b.id}
-        await asyncio.sleep(0.3)
+        await redis_subscribed(redis, TYPING_CHANNEL.format(room))  # only a watches typing
         assert (await call(http_url, b, send_typing, room=room)).ok() == {"sendTyping": True}
         assert (await asyncio.wait_for(typed, 30))["typing"]["user"]["id"] == b.id
     assert (await call(http_url, outsider, send_typing, room=room)).codes == ["FORBIDDEN"]
@@ -320,7 +268,7 @@ async def test_a_slow_subscriber_is_cut_off_instead_of_stalling_the_room(
     channel = f"nova:test:slow:{uuid.uuid4().hex}"
     try:
         async with hub.listen(channel, max_queue=2) as slow, hub.listen(channel) as healthy:
-            await asyncio.sleep(0.2)
+            await redis_subscribed(redis, channel)
             for n in range(5):
                 await redis.publish(channel, str(n))
             await asyncio.wait_for(slow.gone.wait(), 10)

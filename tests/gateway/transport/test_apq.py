@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Monitor
 
 from deployments import cli
+from deployments.cli import operations
 from deployments.settings import Settings
 from gateway.transport.apq import (
     PERSISTED_QUERY_NOT_FOUND,
@@ -416,7 +417,7 @@ async def test_queries_add_registers_each_file_without_a_ttl(
 ) -> None:
     # `nova queries add` writes to the default keyspaces: unique documents keep this test's
     # keys apart from everyone else's there.
-    monkeypatch.setattr(cli, "_settings", lambda: settings)
+    monkeypatch.setattr(operations, "load_settings", lambda: settings)
     texts = [f"query Registered{uuid.uuid4().hex} {{ __typename }}" for _ in range(2)]
     files = [tmp_path / "registered.graphql", tmp_path / "other.graphql"]
     for path, text in zip(files, texts, strict=True):

@@ -12,6 +12,8 @@ import redis.asyncio as aioredis
 from deployments.settings import Settings
 from gateway.transport.hub import PubSubHub
 from storage.redis_client import make_redis
+from tests.conftest import wait_until
+from tests.support.subscriptions import redis_subscribed
 
 pytestmark = pytest.mark.stack
 
@@ -26,10 +28,14 @@ async def test_a_subscription_after_the_hub_connection_was_killed_still_works(
     first, second = (f"nova:test:hub:{uuid.uuid4().hex}" for _ in range(2))
     try:
         async with hub.listen(first) as subscriber:
-            await asyncio.sleep(0.1)
+            await redis_subscribed(redis, first)
             await redis.publish(first, "one")
             assert await asyncio.wait_for(subscriber.queue.get(), 10) == "one"
-        await asyncio.sleep(1.2)  # the hub's reader stops once nobody listens
+        await wait_until(  # the hub's reader stops once nobody listens
+            lambda: asyncio.sleep(0, hub._reader is None or hub._reader.done()),
+            timeout_s=10,
+            message="the hub's reader stopped",
+        )
         # What a Redis restart does to the idle hub: the server drops its connection (the
         # one whose last command was the UNSUBSCRIBE above).
         clients = await redis.client_list()
@@ -39,7 +45,7 @@ async def test_a_subscription_after_the_hub_connection_was_killed_still_works(
             await redis.client_kill_filter(_id=client_id)
         await asyncio.sleep(1.1)  # idle long enough for the next command to PING first
         async with hub.listen(second) as subscriber:
-            await asyncio.sleep(0.1)
+            await redis_subscribed(redis, second)
             await redis.publish(second, "two")
             assert await asyncio.wait_for(subscriber.queue.get(), 10) == "two"
     finally:
@@ -67,7 +73,7 @@ async def test_subscribers_of_a_channel_share_each_decoded_message(settings: Set
             hub.listen(channel, decode=parse) as second,
             hub.listen(channel) as as_text,
         ):
-            await asyncio.sleep(0.1)
+            await redis_subscribed(redis, channel)
             await redis.publish(channel, "not a number")
             await redis.publish(channel, "7")
             one, two = [await asyncio.wait_for(s.queue.get(), 10) for s in (first, second)]

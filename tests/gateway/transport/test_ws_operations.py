@@ -21,7 +21,7 @@ from deployments.settings import Settings
 from gateway.limits.rate_limits import RateLimiter, budgets
 from storage.db import Database
 from storage.redis_client import make_redis
-from tests.gateway.schema.test_chat import operation, room_of, subscribed
+from tests.support.chat import operation, room_of, subscribed
 from tests.support.graphql import post, register
 from tests.support.social import call, make_members
 

@@ -14,8 +14,8 @@ from storage.db import Database
 from storage.events import Event
 from storage.kafka.runner import ConsumerRunner
 from tests.conftest import Consumers, Topics, applied, wait_until, write_events
-from tests.gateway.transport.test_metrics import metric_reaches, metric_sum, samples, scrape
 from tests.support.consumers import StalenessRecorder, joined, running
+from tests.support.metrics import metric_reaches, metric_sum, samples, scrape
 
 pytestmark = pytest.mark.stack
 

@@ -1,0 +1,62 @@
+"""A server the stack runs as a child process it tracks by pid file: started once, found
+running by its pid and its port, stopped with SIGTERM (then SIGKILL)."""
+
+from __future__ import annotations
+
+import subprocess
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from deployments.stack.processes import (
+    StackError,
+    pid_alive,
+    port_open,
+    terminate,
+    wait_for_port,
+)
+
+
+class Daemon(ABC):
+    """Subclasses say what to run (`command`) and what to prepare first (`prepare`)."""
+
+    what = "server"
+
+    def __init__(self, port: int, pid_file: Path, log_file: Path) -> None:
+        self.port = port
+        self.pid_file = pid_file
+        self.log_file = log_file
+
+    @abstractmethod
+    def command(self) -> list[str]:
+        """The server's command line."""
+
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Whatever must exist before the process starts (directories, config)."""
+
+    def running(self) -> bool:
+        return pid_alive(self.pid_file) is not None and port_open(self.port)
+
+    def start(self) -> None:
+        if self.running():
+            return
+        if port_open(self.port):
+            raise StackError(f"port {self.port} is taken by another process")
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        with self.log_file.open("ab") as log_handle:
+            process = subprocess.Popen(
+                self.command(),
+                stdout=log_handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        wait_for_port(self.port, what=self.what, timeout_s=15, log_file=self.log_file)
+
+    def stop(self) -> None:
+        pid = pid_alive(self.pid_file)
+        if pid is not None:
+            terminate(pid)
+        self.pid_file.unlink(missing_ok=True)

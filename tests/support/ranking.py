@@ -1,0 +1,75 @@
+"""Ranking as a data scientist and a client meet it: models registered and routed, ranked
+feed pages, and a viewer following authors who posted."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from pathlib import Path
+from typing import Any
+
+from deployments.settings import Settings
+from ranking.models import logistic_regression
+from ranking.registry import register, route
+from ranking.schema import NAMES
+from storage.db import Database
+from tests.support.social import FOLLOW, Member, call, create_post, make_members
+
+RANKED = """
+query($first: Int, $after: String) {
+  feed(first: $first, after: $after, mode: RANKED) {
+    edges { cursor score modelVersion node { id text author { id } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+LATEST = "query { feed(first: 50) { edges { node { id } } } }"
+WAIT_S = 30
+
+
+def label(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def weights(**named: float) -> list[float]:
+    return [named.get(name, 0.0) for name in NAMES]
+
+
+async def add_model(
+    db: Database, settings: Settings, tmp_path: Path, version: str, **named: float
+) -> None:
+    path = tmp_path / f"{version}.npz"
+    path.write_bytes(logistic_regression(weights(**named), 0.0, NAMES).to_bytes())
+    await register(
+        db,
+        Path(settings.model_store),
+        path,
+        name=settings.ranking_model,
+        version=version,
+        created_by="tests",
+    )
+
+
+async def serve_only(db: Database, settings: Settings, version: str) -> None:
+    await route(
+        db, settings.ranking_model, {version: 100.0}, by="tests", store=Path(settings.model_store)
+    )
+
+
+async def ranked(http_url: str, member: Member, first: int = 50, after: str | None = None) -> Any:
+    return (await call(http_url, member, RANKED, first=first, after=after)).ok()["feed"]
+
+
+async def followed_posts(
+    db: Database, settings: Settings, http_url: str, texts: list[str]
+) -> tuple[Member, list[Member], list[dict[str, Any]]]:
+    """A viewer following one author per text, each of whom posted that text."""
+    viewer, *authors = await make_members(db, settings, 1 + len(texts), prefix="rk")
+    for author in authors:
+        (await call(http_url, viewer, FOLLOW, id=author.id)).ok()
+    posts = [await create_post(http_url, a, t) for a, t in zip(authors, texts, strict=True)]
+    return viewer, authors, posts
+
+
+def sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
