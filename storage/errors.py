@@ -25,6 +25,12 @@ class Unavailable(NovaError):
     def __init__(self, part: str, detail: str) -> None:
         super().__init__(f"{part} unavailable: {detail}")
         self.part = part
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[Unavailable], tuple[str, str]]:
+        # Ray pickles an actor's or replica's exception to hand it to the caller; the
+        # default (`type(self)(*self.args)`) would call this with one argument.
+        return type(self), (self.part, self.detail)
 
 
 class Conflict(NovaError):
