@@ -12,8 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.settings import ActorSettings
 from gateway.settings import GatewaySettings
-from storage.settings import Bounds, LayeredSettings, env_name, setting
+from ranking.settings import RankingSettings
+from storage.settings import Bounds, LayeredSettings, StorageSettings, env_name, setting
 
 PORT = Bounds(ge=1, le=65_535)
 
@@ -93,10 +95,6 @@ def default_state_root() -> Path:
 
 def settings_table() -> str:
     """The configuration table, one section per layer: variable, default, meaning."""
-    from actors.settings import ActorSettings
-    from ranking.settings import RankingSettings
-    from storage.settings import StorageSettings
-
     layers: list[tuple[str, type[LayeredSettings]]] = [
         ("Storage (`storage.settings`)", StorageSettings),
         ("Ranking (`ranking.settings`)", RankingSettings),

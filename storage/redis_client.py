@@ -9,6 +9,9 @@ from urllib.parse import urlparse
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from storage.errors import classify
 from storage.settings import StorageSettings
@@ -40,6 +43,11 @@ def make_redis(settings: StorageSettings) -> aioredis.Redis:
     busy: a burst of concurrent operations on one replica (80 pipelined WebSocket
     mutations, each charging two rate limits and checking revocation) made commands fail,
     and the rate limiter fail open. Waiting briefly is what a burst needs.
+
+    A command whose pooled connection the server has closed (Redis restarted while the
+    connection sat idle) is sent once more on a new connection, as redis-py's own clients
+    do, instead of failing the request that drew the stale connection. Timeouts are not
+    retried: every wait stays bounded by `redis_timeout_s`.
     """
     options: dict[str, Any] = {}
     if urlparse(settings.redis_url).scheme == "redis":  # rediss:// and unix:// keep theirs
@@ -51,6 +59,7 @@ def make_redis(settings: StorageSettings) -> aioredis.Redis:
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=30,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         decode_responses=False,
         **options,
     )

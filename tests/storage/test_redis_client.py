@@ -1,4 +1,5 @@
-"""The hiredis command packer sends exactly what redis-py's own packer sends."""
+"""Nova's Redis clients: the hiredis command packer sends exactly what redis-py's own packer
+sends, bursts wait for a pooled connection, and a connection the server closed is replaced."""
 
 from __future__ import annotations
 
@@ -54,3 +55,24 @@ async def test_a_burst_beyond_the_pool_waits_for_connections_instead_of_failing(
         assert sorted(replies) == list(range(1, 201))
     finally:
         await client.aclose()
+
+
+@pytest.mark.stack
+async def test_a_pooled_connection_the_server_closed_is_replaced_not_failed(
+    settings: Settings,
+) -> None:
+    """What every process meets after Redis restarts: its idle pooled connections are
+    dead. The next command goes out on a new connection instead of failing."""
+    client = make_redis(settings)
+    admin = make_redis(settings)
+    try:
+        name = f"test-stale-{uuid.uuid4().hex[:8]}"
+        await client.client_setname(name)  # the one pooled connection now has a name
+        victims = [c["id"] for c in await admin.client_list() if c.get("name") == name]
+        assert len(victims) == 1
+        await admin.client_kill_filter(_id=victims[0])
+        assert await client.ping()
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
