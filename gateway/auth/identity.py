@@ -128,7 +128,7 @@ class Identity:
         )
         refresh, session = self._new_session(client)
         try:
-            # The account, its events, its verification token and its first session
+            # The account, its events, its verification token and the session it opens
             # commit together, and only once the access token is signed.
             return await self._accounts.register(
                 NewAccount(user_id, username, email, password_hash),

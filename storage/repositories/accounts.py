@@ -143,7 +143,7 @@ class AccountStore:
         sign: Callable[[UserRecord], Awaitable[T]],
     ) -> T:
         """Insert the account, its `created` event, its email-verification token and its
-        first session, then `sign` the session's access token, all in one transaction.
+        opening session, then `sign` the session's access token, all in one transaction.
         A taken username or email raises `AlreadyExists` naming the unique index."""
         async with self._db.transaction() as conn:
             row = await conn.fetchrow(
