@@ -11,7 +11,7 @@ from ray import exceptions as ray_errors
 
 from actors.directory import shard_name
 from actors.remote import NAMESPACE
-from storage.errors import NovaError, Unavailable
+from storage.errors import NovaError, Unavailable, classify
 from storage.tasks import Backoff
 
 _ACTOR_GONE = (ray_errors.RayActorError, ray_errors.ActorUnavailableError)
@@ -40,10 +40,12 @@ class ShardCaller:
                     getattr(handle, method).remote(*args), self._timeout_s
                 )
             except ray_errors.RayTaskError as exc:
+                # The shard's own exception, classified by its cause (a Redis outage stays
+                # an outage, whatever class Ray raised it as).
                 cause = exc.cause
                 if isinstance(cause, NovaError):
                     raise cause from None
-                raise
+                raise classify(exc, shard_name(self._kind, index)) from exc
             except TimeoutError:
                 raise Unavailable(shard_name(self._kind, index), "timed out") from None
             except (*_ACTOR_GONE, ValueError) as exc:
@@ -52,6 +54,9 @@ class ShardCaller:
                 if loop.time() >= deadline:
                     raise Unavailable(shard_name(self._kind, index), str(exc)) from exc
                 await backoff.sleep()
+            except ray_errors.RayError as exc:
+                # An exception that could not be unpickled, a lost worker or object.
+                raise classify(exc, shard_name(self._kind, index)) from exc
 
     def _handle(self, index: int) -> Any:
         handle = self._handles.get(index)

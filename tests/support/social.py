@@ -99,3 +99,22 @@ async def create_post(http_url: str, member: Member, text: str) -> dict[str, Any
         "createPost"
     ]
     return created
+
+
+FEED_IDS = "query { feed(first: 50) { edges { node { id } } } }"
+
+
+async def feed_ids(http_url: str, member: Member) -> list[str]:
+    """The ids of the newest 50 posts of `member`'s home feed."""
+    edges = (await call(http_url, member, FEED_IDS)).ok()["feed"]["edges"]
+    return [edge["node"]["id"] for edge in edges]
+
+
+async def fanout_dead_letters(db: Database, post_ids: list[str]) -> list[Any]:
+    """Dead letters of the fan-out consumer that carry one of these posts."""
+    rows: list[Any] = await db.fetch(
+        "SELECT event_id, topic, error FROM dead_letters"
+        " WHERE consumer = 'timeline-fanout' AND event->'payload'->>'post_id' = ANY($1::text[])",
+        post_ids,
+    )
+    return rows
