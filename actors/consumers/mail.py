@@ -4,7 +4,9 @@ a notice when a password was changed (`identity.password.changed`, no token in i
 Identity writes `identity.password_reset.requested` / `identity.email_verification.requested`
 events through the outbox with the one-time token sealed (`storage.secrets.Sealer`), so
 neither the outbox nor Kafka holds a usable token; only this consumer opens it, right before
-sending. Payload: `{"user_id", "email", "username", "token_sealed", "expires_at"}`.
+sending. Payload: `{"user_id", "token_sealed", "expires_at"}`. Events carry no address: the
+consumer looks the account's email and username up in PostgreSQL when it sends (whoever can
+read the broker reads its events), and sends nothing for an account that no longer exists.
 
 Delivery is at-least-once. The message is sent inside `apply`, i.e. before the ledger's
 transaction commits: a crash (or a later event of the same batch failing) between the send
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -36,8 +39,9 @@ import aiosmtplib
 from actors.settings import ActorSettings
 from storage.db import Connection
 from storage.errors import ConfigError, PoisonEvent, Unavailable
-from storage.events import Event
+from storage.events import Event, payload_id
 from storage.kafka.consumer import Consumer
+from storage.repositories.users import fetch_user
 from storage.secrets import Sealer
 from storage.settings import env_name
 
@@ -96,14 +100,20 @@ class SmtpTarget:
 class _Request:
     """A validated event payload (the raw token is only ever held here, never logged)."""
 
-    user_id: str
-    email: str
-    username: str
+    user_id: uuid.UUID
     token: str
     expires_at: datetime
 
     def __repr__(self) -> str:
-        return f"_Request(user_id={self.user_id!r}, expires_at={self.expires_at.isoformat()})"
+        return f"_Request(user_id={self.user_id}, expires_at={self.expires_at.isoformat()})"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Whom a mail goes to: the account's address and the name it is greeted by."""
+
+    email: str
+    username: str
 
 
 _KINDS: dict[str, tuple[str, str, str]] = {
@@ -145,9 +155,13 @@ class MailConsumer(Consumer[ActorSettings]):
         if self._sealer is None:
             raise ConfigError("MailConsumer.apply called before start()")
         if event.type == PASSWORD_CHANGED:
-            notice = self.render_notice(event, now=datetime.now(UTC))
+            user_id = payload_id(event.payload, "user_id")
+            to = await self._recipient(conn, user_id, event)
+            if to is None:
+                return
+            notice = self.render_notice(event, to, now=datetime.now(UTC))
             await self._send(notice, event)
-            log.info("mail: sent %s (event %s)", event.type, event.event_id)
+            log.info("mail: sent %s to user %s (event %s)", event.type, user_id, event.event_id)
             return
         if event.type not in _KINDS:
             raise PoisonEvent(f"mail: unexpected event type {event.type!r}")
@@ -162,22 +176,45 @@ class MailConsumer(Consumer[ActorSettings]):
                 event.event_id,
             )
             return
-        message = self.render(event, request, now=now)
+        recipient = await self._recipient(conn, request.user_id, event)
+        if recipient is None:
+            return
+        message = self.render(event, request, recipient, now=now)
         await self._send(message, event)
         log.info("mail: sent %s to user %s (event %s)", event.type, request.user_id, event.event_id)
 
+    async def recipient(self, conn: Connection, user_id: uuid.UUID) -> Recipient | None:
+        """The account's address and username, read in the ledger's transaction; None if
+        the account no longer exists."""
+        user = await fetch_user(conn, user_id)
+        return None if user is None else Recipient(user.email, user.username)
+
+    async def _recipient(
+        self, conn: Connection, user_id: uuid.UUID, event: Event
+    ) -> Recipient | None:
+        found = await self.recipient(conn, user_id)
+        if found is None:
+            log.info(
+                "mail: %s for user %s, whose account is gone; not sent (event %s)",
+                event.type,
+                user_id,
+                event.event_id,
+            )
+            return None
+        email = found.email.strip()
+        if not _ADDRESS.match(email):
+            raise PoisonEvent(f"mail: the address of user {user_id} is not an email address")
+        return Recipient(email, _one_line(found.username))
+
     def _parse(self, event: Event, sealer: Sealer) -> _Request:
         payload = event.payload
+        user_id = payload_id(payload, "user_id")
         fields: dict[str, str] = {}
-        for key in ("user_id", "email", "username", "token_sealed", "expires_at"):
+        for key in ("token_sealed", "expires_at"):
             value = payload.get(key)
-            # Only the username may be empty: the greeting then goes without it.
-            if not isinstance(value, str) or (not value and key != "username"):
+            if not isinstance(value, str) or not value:
                 raise PoisonEvent(f"mail: payload field {key!r} is missing or not a string")
             fields[key] = value
-        email = fields["email"].strip()
-        if not _ADDRESS.match(email):
-            raise PoisonEvent(f"mail: {email!r} is not an email address")
         try:
             expires_at = datetime.fromisoformat(fields["expires_at"])
         except ValueError as exc:
@@ -192,21 +229,17 @@ class MailConsumer(Consumer[ActorSettings]):
             raise PoisonEvent("mail: the sealed token is not ASCII") from exc
         if not token or not token.isprintable() or any(c.isspace() for c in token):
             raise PoisonEvent("mail: the sealed token is empty or holds whitespace")
-        return _Request(
-            user_id=fields["user_id"],
-            email=email,
-            username=_one_line(fields["username"]),
-            token=token,
-            expires_at=expires_at,
-        )
+        return _Request(user_id=user_id, token=token, expires_at=expires_at)
 
-    def render(self, event: Event, request: _Request, *, now: datetime) -> EmailMessage:
+    def render(
+        self, event: Event, request: _Request, to: Recipient, *, now: datetime
+    ) -> EmailMessage:
         """The plain-text message for `event`; the link and the `Code: ` line hold the token."""
         subject, path, intro = _KINDS[event.type]
         link = f"{self.settings.public_url.rstrip('/')}{path}?token={quote(request.token, safe='')}"
         expires = request.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        greeting = f"Hello {request.username}" if request.username else "Hello"
-        message = self._headed(request.email, subject, event, now)
+        greeting = f"Hello {to.username}" if to.username else "Hello"
+        message = self._headed(to.email, subject, event, now)
         message.set_content(
             f"{greeting},\n\n"
             f"{intro}\n\n"
@@ -218,16 +251,11 @@ class MailConsumer(Consumer[ActorSettings]):
         )
         return message
 
-    def render_notice(self, event: Event, *, now: datetime) -> EmailMessage:
+    def render_notice(self, event: Event, to: Recipient, *, now: datetime) -> EmailMessage:
         """'Your password was changed': sent to the account's address, with no link in it
         (a notice people learn to click is a phishing template)."""
-        payload = event.payload
-        email, username = payload.get("email"), payload.get("username")
-        if not isinstance(email, str) or not _ADDRESS.match(email.strip()):
-            raise PoisonEvent(f"mail: {email!r} is not an email address")
-        name = _one_line(username) if isinstance(username, str) else ""
-        greeting = f"Hello {name}" if name else "Hello"
-        message = self._headed(email.strip(), "Your Nova password was changed", event, now)
+        greeting = f"Hello {to.username}" if to.username else "Hello"
+        message = self._headed(to.email, "Your Nova password was changed", event, now)
         message.set_content(
             f"{greeting},\n\n"
             "The password of your Nova account was changed, and every other device signed "

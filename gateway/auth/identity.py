@@ -8,6 +8,7 @@ errors (`InvalidInput`, `Unauthenticated`, ...) that the schema maps onto GraphQ
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -88,6 +89,25 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# Takes one attempt from a rate-limit budget for a subject (`attempt_subject`), raising
+# when it is spent; the schema passes the gateway's, with the budget chosen.
+Charge = Callable[[str], Awaitable[None]]
+
+
+async def _free(subject: str) -> None:
+    """No budget: tools and tests that sign in without rate limits."""
+
+
+def attempt_subject(account: UserRecord | None, login: str) -> str:
+    """Whose budget an attempt to sign in or reset a password as `login` takes from: the
+    account it names, however spelled (PostgreSQL's `lower()` decides which account that
+    is, and folds case differently from Python: `İ`); else the login itself, normalized
+    (NFKC, case-folded), so an unknown name has one budget too."""
+    if account is not None:
+        return f"user:{account.id}"
+    return "name:" + unicodedata.normalize("NFKC", login.strip()).casefold()[:254]
+
+
 class Identity:
     """The identity service one gateway replica uses."""
 
@@ -140,11 +160,17 @@ class Identity:
         except AlreadyExists as exc:
             raise _taken(exc) from exc
 
-    async def login(self, login: str, password: str, client: ClientInfo) -> AuthResult:
+    async def login(
+        self, login: str, password: str, client: ClientInfo, *, charge: Charge = _free
+    ) -> AuthResult:
+        """Sign in by email or username. `charge(subject)` takes an attempt from the
+        budget of the account the login names (`attempt_subject`), before the password is
+        checked: every spelling PostgreSQL takes for the same account shares its budget."""
         login = login.strip()
         if not login or len(login) > 254:
             raise Unauthenticated("invalid login or password")
         found = await self._accounts.find_for_login(login, by_email="@" in login)
+        await charge(attempt_subject(found.user if found is not None else None, login))
         stored_hash = found.password_hash if found is not None else None
         # Always verify (against a decoy when there is no account): equal timing.
         if not await self._passwords.verify(stored_hash, password) or found is None:
@@ -232,13 +258,19 @@ class Identity:
 
     # -- one-time tokens -------------------------------------------------------------
 
-    async def request_password_reset(self, email: str) -> None:
-        """Mail a reset token if the account exists; silent either way (no enumeration)."""
+    async def request_password_reset(self, email: str, *, charge: Charge = _free) -> None:
+        """Mail a reset token if the account exists; silent either way (no enumeration).
+        `charge(subject)` takes a request from the budget of the account the address
+        names (`attempt_subject`), whichever way it is spelled."""
         try:
-            email = normalize_email(email)
+            normalized = normalize_email(email)
         except InvalidInput:
+            await charge(attempt_subject(None, email))
             return
-        await self._accounts.issue_by_email(email, self._one_time(PASSWORD_RESET))
+        found = await self._accounts.find_for_login(normalized, by_email=True)
+        await charge(attempt_subject(found.user if found is not None else None, normalized))
+        if found is not None:
+            await self._accounts.issue_for(found.user.id, self._one_time(PASSWORD_RESET))
 
     async def request_email_verification(self, user_id: uuid.UUID) -> bool:
         """Mail a new verification token; False if the email is already verified."""
@@ -251,7 +283,8 @@ class Identity:
 
     def _one_time(self, purpose: str) -> OneTimeToken:
         """A new one-time token; it replaces older unused ones of the same purpose, and its
-        event carries the secret sealed to the mail consumer."""
+        event carries the secret sealed to the mail consumer, and the account's id: the
+        consumer looks the address up (anyone who can read the broker reads its events)."""
         ttl_s = (
             self._settings.password_reset_ttl_s
             if purpose == PASSWORD_RESET
@@ -263,8 +296,6 @@ class Identity:
         def event(user: UserRecord) -> Event:
             payload: dict[str, Any] = {
                 "user_id": str(user.id),
-                "email": user.email,
-                "username": user.username,
                 "token_sealed": self._sealer.seal(token.encode()),
                 "expires_at": expires_at.isoformat(),
             }

@@ -115,10 +115,15 @@ class IdentityMutation:
     @strawberry.mutation(description="Sign in with email or username and password.")
     async def login(self, info: NovaInfo, input: LoginInput) -> AuthPayload:
         ctx = info.context
+        runtime = ctx.runtime
+
         # Attempts per account slow password guessing against one account from many IPs.
-        account = input.login.strip().lower()[:254]
-        await ctx.runtime.charge(ctx.runtime.budgets.login, f"login:{account}")
-        result = await ctx.runtime.identity.login(input.login, input.password, ctx.client)
+        async def charge(subject: str) -> None:
+            await runtime.charge(runtime.budgets.login, f"login:{subject}")
+
+        result = await runtime.identity.login(
+            input.login, input.password, ctx.client, charge=charge
+        )
         return AuthPayload.from_result(result)
 
     @strawberry.mutation(description="Exchange a refresh token for a new pair (it rotates).")
@@ -132,9 +137,12 @@ class IdentityMutation:
 
     @strawberry.mutation(description="Mail a reset link if the account exists; always true.")
     async def request_password_reset(self, info: NovaInfo, email: str) -> bool:
-        ctx = info.context
-        await ctx.runtime.charge(ctx.runtime.budgets.login, f"reset:{email.strip().lower()[:254]}")
-        await ctx.runtime.identity.request_password_reset(email)
+        runtime = info.context.runtime
+
+        async def charge(subject: str) -> None:
+            await runtime.charge(runtime.budgets.login, f"reset:{subject}")
+
+        await runtime.identity.request_password_reset(email, charge=charge)
         return True
 
     @strawberry.mutation(description="Set a new password with a reset token; ends all sessions.")

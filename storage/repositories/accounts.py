@@ -197,15 +197,13 @@ class AccountStore:
             )
         return None if row is None else from_row(Credentials, row)
 
-    async def issue_by_email(self, email: str, token: OneTimeToken) -> bool:
-        """Store `token` for the account with this email, if there is one."""
+    async def issue_for(self, user_id: uuid.UUID, token: OneTimeToken) -> bool:
+        """Store `token` for the account `user_id`, if it still exists."""
         async with self._db.transaction() as conn:
-            row = await conn.fetchrow(
-                f"SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)", email
-            )
-            if row is None:
+            user = await fetch_user(conn, user_id)
+            if user is None:
                 return False
-            await issue_one_time(conn, from_row(UserRecord, row), token)
+            await issue_one_time(conn, user, token)
         return True
 
     async def issue_verification(self, user_id: uuid.UUID, token: OneTimeToken) -> Verification:

@@ -29,15 +29,22 @@ import ray
 from aiosmtpd.handlers import Mailbox
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from actors.consumers.mail import EMAIL_VERIFICATION, PASSWORD_RESET, MailConsumer, SmtpTarget
+from actors.consumers.mail import (
+    EMAIL_VERIFICATION,
+    PASSWORD_RESET,
+    MailConsumer,
+    Recipient,
+    SmtpTarget,
+)
 from deployments.settings import Settings
 from deployments.stack import Layout, Stack
-from storage.db import Database
+from storage.db import Connection, Database
 from storage.errors import ConfigError, PoisonEvent, Unavailable
 from storage.events import Event
 from storage.outbox.rows import add_event
 from storage.secrets import Sealer, new_secret_key
 from tests.conftest import Consumers, Topics, wait_until
+from tests.support.graphql import post, register
 from tests.support.mailbox import (
     OUTAGE_TOPIC,
     extract_token,
@@ -46,6 +53,7 @@ from tests.support.mailbox import (
     wait_for_mail,
 )
 
+RESET_REQUEST = "mutation($e: String!) { requestPasswordReset(email: $e) }"
 # The production consumer may still be joining its group when the first test writes.
 DELIVERY_TIMEOUT_S = 60.0
 
@@ -58,7 +66,6 @@ def _request_event(
     sealer: Sealer,
     *,
     kind: str = PASSWORD_RESET,
-    email: str,
     token: str,
     user_id: str | None = None,
     expires_in: timedelta = timedelta(hours=1),
@@ -70,12 +77,22 @@ def _request_event(
         aggregate_id=user,
         payload={
             "user_id": user,
-            "email": email,
-            "username": "ada",
             "token_sealed": sealer.seal(token.encode()),
             "expires_at": (datetime.now(UTC) + expires_in).isoformat(),
         },
     )
+
+
+async def _account(db: Database, email: str, username: str = "") -> str:
+    """An account with this address (the consumer looks it up by the event's user id)."""
+    user_id = uuid.uuid4()
+    await db.fetchval(
+        "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, 'x')",
+        user_id,
+        username or f"ada_{user_id.hex[:12]}",
+        email,
+    )
+    return str(user_id)
 
 
 async def _write(db: Database, event: Event, *, topic: str | None = None) -> None:
@@ -146,8 +163,10 @@ async def test_requested_event_is_mailed_with_its_token(
     db: Database, stack: Stack, settings: Settings, kind: str, subject: str, path: str
 ) -> None:
     to = _address("reset" if kind == PASSWORD_RESET else "verify")
+    username = f"ada_{uuid.uuid4().hex[:12]}"
+    user = await _account(db, to, username)
     token = f"tok-{uuid.uuid4().hex}"
-    event = _request_event(Sealer.from_settings(settings), kind=kind, email=to, token=token)
+    event = _request_event(Sealer.from_settings(settings), kind=kind, token=token, user_id=user)
     await _write(db, event)
     message = await wait_for_mail(
         stack.layout.mail_dir, to=to, subject_contains=subject, timeout_s=DELIVERY_TIMEOUT_S
@@ -158,22 +177,20 @@ async def test_requested_event_is_mailed_with_its_token(
     assert str(event.event_id) in message["Message-ID"]
     body = message.get_content()
     assert f"{settings.public_url}{path}?token={token}" in body
-    assert "ada" in body
+    assert f"Hello {username}," in body
 
 
 @pytest.mark.stack
 async def test_expired_token_is_not_mailed(db: Database, stack: Stack, settings: Settings) -> None:
     sealer = Sealer.from_settings(settings)
-    user = str(uuid.uuid4())  # one user: both events share a partition, so they keep order
-    stale, fresh = _address("expired"), _address("valid")
-    expired = _request_event(
-        sealer, email=stale, token="old", user_id=user, expires_in=-timedelta(minutes=1)
-    )
-    valid = _request_event(sealer, email=fresh, token="new", user_id=user)
+    to = _address("expiry")
+    user = await _account(db, to)  # one user: both events share a partition, keeping order
+    expired = _request_event(sealer, token="old", user_id=user, expires_in=-timedelta(minutes=1))
+    valid = _request_event(sealer, token="new", user_id=user)
     await _write(db, expired)
     await _write(db, valid)
     message = await wait_for_mail(
-        stack.layout.mail_dir, to=fresh, subject_contains="Reset", timeout_s=DELIVERY_TIMEOUT_S
+        stack.layout.mail_dir, to=to, subject_contains="Reset", timeout_s=DELIVERY_TIMEOUT_S
     )
     assert extract_token(message) == "new"
     # The expired event was consumed (it is in the ledger), and sent nothing.
@@ -182,7 +199,7 @@ async def test_expired_token_is_not_mailed(db: Database, stack: Stack, settings:
         expired.event_id,
     )
     assert handled == 1
-    assert matching(stack.layout.mail_dir, to=stale) == []
+    assert {extract_token(m) for m in matching(stack.layout.mail_dir, to=to)} == {"new"}
 
 
 @pytest.mark.stack
@@ -192,7 +209,8 @@ async def test_mail_waits_out_an_smtp_outage_and_is_not_dead_lettered(
     await topics.create(OUTAGE_TOPIC, partitions=1)
     handle = consumers.start("tests.support.mailbox:OutageMailConsumer")
     to = _address("outage")
-    event = _request_event(Sealer.from_settings(settings), email=to, token="after-outage")
+    user = await _account(db, to)
+    event = _request_event(Sealer.from_settings(settings), token="after-outage", user_id=user)
     await _write(db, event, topic=OUTAGE_TOPIC)
 
     async def retrying() -> Any:
@@ -211,6 +229,64 @@ async def test_mail_waits_out_an_smtp_outage_and_is_not_dead_lettered(
         "SELECT count(*) FROM dead_letters WHERE consumer = 'test-mail-outage'"
     )
     assert letters == 0
+
+
+async def _read_as_an_outsider(
+    settings: Settings, topics: tuple[str, ...], key: str, *, timeout_s: float = 60.0
+) -> dict[str, bytes]:
+    """What anyone on the machine reads off the broker: a plain client, no group, from
+    the start of each topic; the value of the first record per topic keyed `key`."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=10_000,
+    )
+    found: dict[str, bytes] = {}
+    await consumer.start()
+    try:
+        await consumer.topics()  # the cluster's metadata, with every topic's partitions
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(found) < len(topics) and asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            for records in batches.values():
+                for record in records:
+                    if record.key is not None and record.key.decode() == key:
+                        found.setdefault(record.topic, record.value or b"")
+    finally:
+        await consumer.stop()
+    assert set(found) == set(topics), f"only {sorted(found)} carried {key} in {timeout_s}s"
+    return found
+
+
+@pytest.mark.stack
+async def test_identity_events_on_the_broker_carry_no_email_address(
+    http_url: str, stack: Stack, settings: Settings
+) -> None:
+    account = await register(http_url)  # mails a verification link
+    assert (await post(http_url, RESET_REQUEST, {"e": account.email})).ok()
+    values = await _read_as_an_outsider(settings, (EMAIL_VERIFICATION, PASSWORD_RESET), account.id)
+    for topic, value in values.items():
+        assert account.email.encode() not in value, f"{topic} carries the address: {value!r}"
+        assert b'"email"' not in value, f"{topic}: {value!r}"
+    # The mail consumer found the address itself.
+    for subject in ("Verify", "Reset"):
+        message = await wait_for_mail(
+            stack.layout.mail_dir,
+            to=account.email,
+            subject_contains=subject,
+            timeout_s=DELIVERY_TIMEOUT_S,
+        )
+        assert account.username in message.get_content()
 
 
 # -- the consumer against SMTP servers run by the test -------------------------------------
@@ -259,8 +335,22 @@ def consumer_settings() -> Callable[[str], Settings]:
 
 
 def _no_conn() -> asyncpg.Connection:
-    # MailConsumer never touches the ledger's connection.
+    # `_OneAccount` looks nothing up: the ledger's connection is not touched.
     return cast(asyncpg.Connection, None)
+
+
+ADA = Recipient("a@example.test", "ada")
+
+
+class _OneAccount(MailConsumer):
+    """The consumer with every event's account answered without PostgreSQL."""
+
+    def __init__(self, settings: Settings, to: Recipient | None) -> None:
+        super().__init__(settings)
+        self._to = to
+
+    async def recipient(self, conn: Connection, user_id: uuid.UUID) -> Recipient | None:
+        return self._to
 
 
 def _closed_port() -> int:
@@ -269,8 +359,8 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _started(settings: Settings) -> MailConsumer:
-    consumer = MailConsumer(settings)
+async def _started(settings: Settings, to: Recipient | None = ADA) -> MailConsumer:
+    consumer = _OneAccount(settings, to)
     await consumer.start()
     return consumer
 
@@ -283,7 +373,7 @@ async def test_sent_message_carries_the_link_code_and_a_stable_message_id(
         settings = consumer_settings(f"smtp://127.0.0.1:{port}")
         consumer = await _started(settings)
         token = f"secret-{uuid.uuid4().hex}"
-        event = _request_event(Sealer.from_settings(settings), email="a@example.test", token=token)
+        event = _request_event(Sealer.from_settings(settings), token=token)
         with caplog.at_level(logging.DEBUG):
             await consumer.apply(event, _no_conn())
             await consumer.apply(event, _no_conn())  # a redelivery
@@ -305,7 +395,7 @@ async def test_smtp_down_or_silent_is_unavailable_so_the_runner_retries(
     consumer_settings: Callable[[str], Settings],
 ) -> None:
     settings = consumer_settings(f"smtp://127.0.0.1:{_closed_port()}")
-    event = _request_event(Sealer.from_settings(settings), email="a@example.test", token="t")
+    event = _request_event(Sealer.from_settings(settings), token="t")
     refused = await _started(settings)
     with pytest.raises(Unavailable, match="smtp unavailable") as exc_info:
         await refused.apply(event, _no_conn())
@@ -336,10 +426,8 @@ async def test_refused_recipient_is_dead_lettered_deferred_one_retried(
         recorder = _Recorder(reply)
         async with _smtp_server(recorder) as port:
             settings = consumer_settings(f"smtp://127.0.0.1:{port}")
-            consumer = await _started(settings)
-            event = _request_event(
-                Sealer.from_settings(settings), email="gone@example.test", token="t"
-            )
+            consumer = await _started(settings, Recipient("gone@example.test", "ada"))
+            event = _request_event(Sealer.from_settings(settings), token="t")
             with pytest.raises(expected):
                 await consumer.apply(event, _no_conn())
 
@@ -351,15 +439,18 @@ async def test_expired_malformed_or_foreign_events(
     settings = consumer_settings(f"smtp://127.0.0.1:{_closed_port()}")
     consumer = await _started(settings)
     sealer = Sealer.from_settings(settings)
-    expired = _request_event(
-        sealer, email="a@example.test", token="t", expires_in=-timedelta(seconds=1)
-    )
+    expired = _request_event(sealer, token="t", expires_in=-timedelta(seconds=1))
     await consumer.apply(expired, _no_conn())  # skipped, no error
+    good = _request_event(sealer, token="t")
+    gone = await _started(settings, None)
+    await gone.apply(good, _no_conn())  # the account is gone: skipped, no error
 
-    good = _request_event(sealer, email="a@example.test", token="t")
+    injected = await _started(settings, Recipient("a@example.test\r\nBcc: x@example.test", "a"))
+    with pytest.raises(PoisonEvent):
+        await injected.apply(good, _no_conn())
     for broken in (
-        {"email": None},
-        {"email": "a@example.test\r\nBcc: x@example.test"},
+        {"user_id": None},
+        {"user_id": "not an id"},
         {"expires_at": "tomorrow"},
         {"token_sealed": "not sealed"},
         {"token_sealed": Sealer(new_secret_key()).seal(b"t")},

@@ -152,6 +152,71 @@ async def test_wrong_password_and_unknown_account_are_the_same_unauthenticated(
     assert wrong.errors[0]["message"] == unknown.errors[0]["message"]
 
 
+async def _spend_login_budget(http_url: str, login: str) -> None:
+    """Fail to sign in as `login` until the per-account budget refuses (bounded)."""
+    for _ in range(30):
+        reply = await post(
+            http_url, LOGIN, {"input": {"login": login, "password": "wrong password!"}}
+        )
+        if reply.codes == ["RATE_LIMITED"]:
+            return
+        assert reply.codes == ["UNAUTHENTICATED"], reply.body
+    raise AssertionError(f"30 failed logins as {login!r} were never rate limited")
+
+
+def _dotted_capital_i(text: str) -> str:
+    """`text` with its first `i` as U+0130: PostgreSQL's lower() reads it as `i`, Python's
+    lower() as `i` plus a combining dot."""
+    assert "i" in text
+    return text.replace("i", "\u0130", 1)
+
+
+async def test_login_budget_is_the_accounts_whatever_the_spelling(http_url: str) -> None:
+    account = await register(http_url, prefix="i")
+    await _spend_login_budget(http_url, account.username)
+    # Every other name for the same account shares its budget, even with the right password.
+    for login in (
+        account.username.upper(),
+        _dotted_capital_i(account.username),
+        account.email,
+        account.email.upper(),
+        _dotted_capital_i(account.email),
+    ):
+        reply = await post(
+            http_url, LOGIN, {"input": {"login": login, "password": account.password}}
+        )
+        assert reply.codes == ["RATE_LIMITED"], f"{login!r} got a fresh budget: {reply.body}"
+
+
+async def test_password_reset_budget_is_the_accounts_whatever_the_spelling(
+    http_url: str,
+) -> None:
+    account = await register(http_url, prefix="i")
+    for _ in range(30):
+        reply = await post(http_url, RESET_REQUEST, {"e": account.email})
+        if reply.codes == ["RATE_LIMITED"]:
+            break
+        assert reply.ok() == {"requestPasswordReset": True}
+    else:
+        raise AssertionError("30 reset requests were never rate limited")
+    for address in (account.email.upper(), _dotted_capital_i(account.email)):
+        reply = await post(http_url, RESET_REQUEST, {"e": address})
+        assert reply.codes == ["RATE_LIMITED"], f"{address!r} got a fresh budget: {reply.body}"
+
+
+async def test_a_login_with_a_nul_character_is_refused_in_novas_words(http_url: str) -> None:
+    account = await register(http_url)
+    for login in (f"{account.username}\u0000", f"{account.email}\u0000x"):
+        reply = await post(
+            http_url, LOGIN, {"input": {"login": login, "password": account.password}}
+        )
+        assert reply.status == 200
+        assert reply.codes in (["UNAUTHENTICATED"], ["BAD_USER_INPUT"]), reply.body
+        message = reply.errors[0]["message"]
+        for driver_words in ("0x00", "UTF8", "byte sequence", "escape sequence"):
+            assert driver_words not in message, message
+
+
 async def test_me_without_a_token_is_unauthenticated(http_url: str) -> None:
     reply = await post(http_url, ME)
     assert reply.status == 200
