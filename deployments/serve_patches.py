@@ -1,5 +1,6 @@
-"""Two narrow workarounds for Ray Serve 2.60: servers listening on every interface, and no
-signal to user code when a replica starts to stop.
+"""Narrow workarounds for Ray Serve 2.60: servers listening on every interface, an ingress
+that believes what clients say about their address, and no signal to user code when a
+replica starts to stop.
 
 Each Serve replica starts an inter-deployment gRPC server on `[::]:0`, and the proxy its
 gRPC ingress on `[::]:<port>` (both hard-coded). Other processes reach them at the node's
@@ -7,6 +8,9 @@ IP, so binding to that IP instead changes nothing for Serve and keeps a one-mach
 on 127.0.0.1. Replicas apply it in their constructors, which run before Serve starts
 their server; every worker of the embedded stack applies it at start
 (`deployments.grpc_preload`), which covers the proxy.
+
+`harden_serve_ingress` binds Serve's HAProxy to that host too, locks its admin socket to
+its owner, and makes it, not the client, say where a request came from.
 
 `before_graceful_shutdown` wraps the step where Serve starts stopping a replica, so the
 gateway can close its WebSockets with 1012 before Serve waits for them (`gateway.transport.drain`).
@@ -106,27 +110,64 @@ async def _awaited(hook: Callable[[], Awaitable[object]]) -> None:
     await hook()
 
 
-def bind_haproxy_to_node_ip() -> None:
-    """Keep the HAProxy that Serve runs in front of direct-ingress replicas off the wildcard.
+# What HAProxy's http frontend does first with every request: the client's address is the
+# connection's, whatever the client wrote.
+_CLIENT_ADDRESS_RULES = """
+    # The client's address is the connection's: what a client says about it is dropped.
+    http-request del-header forwarded
+    http-request del-header x-real-ip
+    http-request set-header x-forwarded-for %[src]"""
+_HTTP_FRONTEND_BIND = "bind {{ config.frontend_host }}:{{ config.frontend_port }}"
+_ADMIN_SOCKET = "stats socket {{ config.socket_path }} mode 666 level admin"
 
-    Serve 2.60's HAProxy template binds its Prometheus frontend to `:<port>` and its stats
-    page to `*:<port>`, every interface; its HTTP frontend already uses Serve's HTTP host.
-    The patched template binds all three to that host (127.0.0.1 here). Only when
-    `RAY_SERVE_ENABLE_HA_PROXY=1`: nothing else imports Serve's HAProxy module.
+
+def harden_serve_ingress() -> None:
+    """Make Serve's HTTP ingress in this process, and the HAProxy in front of it, safe to
+    face clients; every worker of the embedded stack applies it at start
+    (`deployments.grpc_preload`, under the name `bind_haproxy_to_node_ip`).
+
+    - HAProxy (when `RAY_SERVE_ENABLE_HA_PROXY=1`: nothing else imports Serve's HAProxy
+      module): its Prometheus frontend binds `:<port>` and its stats page `*:<port>`,
+      every interface, in Serve 2.60's template; they bind Serve's HTTP host (127.0.0.1
+      here) as its HTTP frontend does. Its admin socket, mode 666 at level admin (anyone
+      on the machine could reconfigure it), is mode 600. Its HTTP frontend drops the
+      `Forwarded`, `X-Real-IP` and `X-Forwarded-For` a client sends and sets
+      `X-Forwarded-For` to the address that connected: only the gateway decides whom to
+      believe (`gateway.transport.client_address`).
+    - The uvicorn servers Serve starts in this process (a replica's direct ingress, the
+      proxy) take a connection's address as it is: by default uvicorn replaces it with
+      `X-Forwarded-For` from any loopback peer, so a client on the machine that went
+      around HAProxy could name any address. Uvicorn reads `FORWARDED_ALLOW_IPS` when
+      Serve starts a server, after this.
     """
+    os.environ["FORWARDED_ALLOW_IPS"] = ""  # no peer is trusted: the gateway decides
     if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
         return
     from ray.serve._private import haproxy, haproxy_templates
 
     template: str = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
-    patched = template.replace(
-        "bind :{{ config.metrics_port }}",
-        "bind {{ config.frontend_host }}:{{ config.metrics_port }}",
-    ).replace(
-        "bind *:{{ config.stats_port }}", "bind {{ config.frontend_host }}:{{ config.stats_port }}"
+    patched = (
+        template.replace(
+            "bind :{{ config.metrics_port }}",
+            "bind {{ config.frontend_host }}:{{ config.metrics_port }}",
+        )
+        .replace(
+            "bind *:{{ config.stats_port }}",
+            "bind {{ config.frontend_host }}:{{ config.stats_port }}",
+        )
+        .replace(_ADMIN_SOCKET, _ADMIN_SOCKET.replace("mode 666", "mode 600"))
+        .replace(_HTTP_FRONTEND_BIND, _HTTP_FRONTEND_BIND + _CLIENT_ADDRESS_RULES)
     )
-    if patched.count("{{ config.frontend_host }}:") < 3:
-        log.warning("Serve's HAProxy template changed: its binds are not patched")
+    if (
+        patched.count("{{ config.frontend_host }}:") < 3
+        or "mode 666" in patched
+        or patched.count(_CLIENT_ADDRESS_RULES) != 1
+    ):
+        log.warning("Serve's HAProxy template changed: it is not patched")
         return
     haproxy_templates.HAPROXY_CONFIG_TEMPLATE = patched
     haproxy.HAPROXY_CONFIG_TEMPLATE = patched  # type: ignore[attr-defined]
+
+
+# The name `deployments.grpc_preload` calls it by.
+bind_haproxy_to_node_ip = harden_serve_ingress
