@@ -3,10 +3,11 @@ caches and admission. Extends the actors' (the gateway calls every shard)."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from actors.settings import ActorSettings
-from storage.settings import NOT_NEGATIVE, setting
+from storage.settings import NOT_NEGATIVE, env_name, setting
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class GatewaySettings(ActorSettings):
         100, "the cost of a list field given no `first` or `last`"
     )
     query_document_cache_size: int = setting(1_000, "parsed documents cached per replica")
+    query_document_cache_bytes: int = setting(
+        32 * 1_048_576,
+        "memory those documents may take, by estimate; documents that fail to parse or "
+        "validate are kept apart, in at most a quarter of it",
+    )
     max_request_bytes: int = setting(1_048_576, "largest request body (413 past it)")
     introspection: bool = setting(True, "whether the schema may be introspected")
     persisted_queries_only: bool = setting(
@@ -77,8 +83,16 @@ class GatewaySettings(ActorSettings):
     rate_limit_view_max_age_s: float = setting(
         2.0, "and while that view is at most this old (`gateway.limits.local_buckets`)"
     )
+    trusted_proxies: str | None = setting(
+        None,
+        "addresses or networks (comma-separated, e.g. `10.0.0.0/8,::1`) of the proxies in "
+        "front of the gateway, whose `X-Forwarded-For` names the client; a request from any "
+        "other address is the client's own. Unset: no proxy is trusted",
+    )
     trust_forwarded_for: bool = setting(
-        False, "honour X-Forwarded-For (only behind a proxy that sets it)"
+        False,
+        "trust the proxies on this machine (127.0.0.0/8 and ::1) when "
+        "`NOVA_TRUSTED_PROXIES` is unset",
     )
 
     # Per-replica caches: users (then Redis, then PostgreSQL), posts, per-viewer facts.
@@ -100,3 +114,18 @@ class GatewaySettings(ActorSettings):
     chat_subscriber_queue: int = setting(
         1_000, "messages a slow WebSocket subscriber may have waiting before it is disconnected"
     )
+
+    def check(self) -> None:
+        super().check()
+        for entry in proxy_networks(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{env_name('trusted_proxies')}: {entry!r} is not an address or network"
+                ) from None
+
+
+def proxy_networks(trusted_proxies: str | None) -> list[str]:
+    """The entries of `NOVA_TRUSTED_PROXIES`, as written."""
+    return [entry.strip() for entry in (trusted_proxies or "").split(",") if entry.strip()]

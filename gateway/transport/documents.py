@@ -2,8 +2,14 @@
 
 Parsing and validation depend only on the query text (the schema and limits are fixed per
 replica), so each distinct text is prepared once: clients repeat the same few documents,
-and a hostile one, rejected or not, costs a dictionary lookup the second time. The cache
-is a bounded LRU, because query texts come from the network.
+and a hostile one, rejected or not, costs a dictionary lookup the second time. Query
+texts come from the network, so the cache is an LRU bounded in entries and in bytes (an
+estimate: the text, twice, and the parsed tokens), and documents that fail live apart,
+in a quarter of the bytes: a flood of distinct bad documents evicts only other bad ones.
+
+What depends on the request is checked per request (`DocumentCache.check_operation`): the
+operation it selects, its variables, coerced, and its cost with their values (a page size
+in a variable costs what the same number written in the document costs).
 
 The HTTP endpoint prepares a request's document itself, refuses early on its errors or
 operation type, and executes it (`gateway.transport.execution.execute_prepared`); operations over
@@ -14,10 +20,12 @@ replaces with the cache.
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from graphql import (
     ASTValidationRule,
@@ -27,11 +35,13 @@ from graphql import (
     NameNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    get_variable_values,
     parse,
     specified_rules,
     validate,
 )
 from graphql import OperationType as GraphQLOperationType
+from graphql.validation.rules.overlapping_fields_can_be_merged import MAX_COMPLEXITY_BUDGET
 from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
@@ -39,13 +49,28 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
-from gateway.limits.query_limits import QUERY_TOO_COMPLEX, QueryLimits, limit_rules
+from gateway.errors import BAD_USER_INPUT
+from gateway.limits.query_limits import (
+    QUERY_TOO_COMPLEX,
+    QueryLimits,
+    document_depth,
+    limit_rules,
+    operation_cost,
+    operations,
+    too_complex,
+)
 
 GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 
-# graphql-core's message when fragments nest too deeply for its (recursive) rules.
-_NESTING_ABORTED = "Validation aborted."
+# graphql-core's message when fragments nest too deeply for its (recursive) rules, and
+# when comparing fields that share a response name spends its budget of comparisons.
+_ABORTED = "Validation aborted."
+# The estimated memory of a cached entry beyond its text: per parsed token, and per entry.
+_TOKEN_BYTES = 640
+_ENTRY_BYTES = 1024
+# Coercion errors reported for one request at most.
+_MAX_VARIABLE_ERRORS = 20
 
 # Strawberry adds these to every validation; the cache replaces strawberry's validation.
 _STRAWBERRY_RULES: tuple[type[ASTValidationRule], ...] = (
@@ -62,6 +87,15 @@ class PreparedDocument:
     errors: tuple[GraphQLError, ...]
 
 
+@dataclass(frozen=True)
+class CheckedOperation:
+    """The operation a request selects, its coerced variables, or why it cannot run."""
+
+    operation: OperationDefinitionNode | None
+    variables: dict[str, Any]
+    errors: tuple[GraphQLError, ...]
+
+
 def _with_code(error: GraphQLError, code: str, **extensions: object) -> GraphQLError:
     """Sets the code in place, so a GraphQLSyntaxError stays one (strawberry's
     graphql-transport-ws handler closes the socket on those, as it always has)."""
@@ -69,8 +103,57 @@ def _with_code(error: GraphQLError, code: str, **extensions: object) -> GraphQLE
     return error
 
 
+def _request_error(message: str, nodes: Any = None) -> GraphQLError:
+    """A request the client got wrong: coded, and carrying no exception to mask."""
+    return GraphQLError(message, nodes, extensions={"code": BAD_USER_INPUT})
+
+
+def _weight(query: str, prepared: PreparedDocument) -> int:
+    """About the memory an entry holds: its text (the key, and token values copied out of
+    it), the parsed tokens and nodes, the errors."""
+    tokens = 0
+    document = prepared.document
+    token = document.loc.start_token if document is not None and document.loc else None
+    while token is not None:
+        tokens += 1
+        token = token.next
+    return (
+        2 * sys.getsizeof(query) + _TOKEN_BYTES * tokens + _ENTRY_BYTES * (1 + len(prepared.errors))
+    )
+
+
+@dataclass
+class _Lru:
+    """`PreparedDocument`s by query text, bounded in entries and in (estimated) bytes."""
+
+    max_entries: int
+    max_bytes: int
+    bytes: int = 0
+    entries: OrderedDict[str, tuple[PreparedDocument, int]] = field(default_factory=OrderedDict)
+
+    def get(self, query: str) -> PreparedDocument | None:
+        entry = self.entries.get(query)
+        if entry is None:
+            return None
+        self.entries.move_to_end(query)
+        return entry[0]
+
+    def put(self, query: str, prepared: PreparedDocument, weight: int) -> None:
+        if self.max_entries < 1 or weight > self.max_bytes:
+            return  # kept by no one: too big for the whole budget
+        old = self.entries.pop(query, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self.entries[query] = (prepared, weight)
+        self.bytes += weight
+        while len(self.entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, evicted) = self.entries.popitem(last=False)
+            self.bytes -= evicted
+
+
 class DocumentCache:
-    """LRU of `PreparedDocument`s keyed by query text; failures are cached as well.
+    """LRU of `PreparedDocument`s keyed by query text, at most `maxsize` entries and
+    `limits.cache_bytes` bytes; failures are cached as well, apart, in a quarter of it.
 
     `prepare` never awaits, so it is atomic for asyncio; a lock guards the LRU bookkeeping
     for callers on other threads, and is not held while parsing or validating.
@@ -82,8 +165,9 @@ class DocumentCache:
         self._schema = schema
         self._limits = limits
         self._rules = (*specified_rules, *_STRAWBERRY_RULES, *limit_rules(limits))
-        self._maxsize = maxsize
-        self._entries: OrderedDict[str, PreparedDocument] = OrderedDict()
+        failures_bytes = limits.cache_bytes // 4
+        self._documents = _Lru(maxsize, limits.cache_bytes - failures_bytes)
+        self._failures = _Lru(maxsize, failures_bytes)
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
@@ -100,35 +184,92 @@ class DocumentCache:
     def misses(self) -> int:
         return self._misses
 
+    @property
+    def bytes(self) -> int:
+        """The estimated memory of every entry, documents and failures."""
+        return self._documents.bytes + self._failures.bytes
+
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._documents.entries) + len(self._failures.entries)
 
     def prepare(self, query: str) -> PreparedDocument:
         """The document for `query`, parsed and validated at most once while cached."""
         with self._lock:
-            cached = self._entries.get(query)
+            cached = self._documents.get(query) or self._failures.get(query)
             if cached is not None:
-                self._entries.move_to_end(query)
                 self._hits += 1
                 return cached
             self._misses += 1
         prepared = self._prepare(query)
+        weight = _weight(query, prepared)
         with self._lock:
-            self._entries[query] = prepared
-            while len(self._entries) > self._maxsize:
-                self._entries.popitem(last=False)
+            (self._failures if prepared.errors else self._documents).put(query, prepared, weight)
         return prepared
 
     def validate(self, document: DocumentNode) -> tuple[GraphQLError, ...]:
         """Standard, strawberry and limit rules; errors without a code get one."""
-        return tuple(self._coded(error) for error in validate(self._schema, document, self._rules))
+        errors = validate(self._schema, document, self._rules)
+        return tuple(self._coded(error, document) for error in errors)
 
-    def _coded(self, error: GraphQLError) -> GraphQLError:
+    def check_operation(
+        self,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+    ) -> CheckedOperation:
+        """For a valid `document`: the operation `operation_name` selects, `variables`
+        coerced to its definitions, and its cost with them held to the limit. Errors are
+        BAD_USER_INPUT, or QUERY_TOO_COMPLEX for the cost."""
+        chosen = [
+            op
+            for op in operations(document)
+            if operation_name is None or (op.name is not None and op.name.value == operation_name)
+        ]
+        if len(chosen) != 1:
+            message = (
+                f"no operation named {operation_name!r}"
+                if operation_name is not None
+                else "several operations: give operationName"
+            )
+            return CheckedOperation(None, {}, (_request_error(message),))
+        operation = chosen[0]
+        if not operation.variable_definitions:
+            return CheckedOperation(operation, {}, ())
+        coerced = get_variable_values(
+            self._schema,
+            operation.variable_definitions,
+            dict(variables or {}),
+            max_errors=_MAX_VARIABLE_ERRORS,
+        )
+        if isinstance(coerced, list):
+            errors = tuple(_request_error(error.message, error.nodes) for error in coerced)
+            return CheckedOperation(operation, {}, errors)
+        limits = self._limits
+        values = coerced.coerced
+        cost = operation_cost(self._schema, document, operation, limits.default_list_size, values)
+        if cost > limits.max_cost:
+            error = too_complex("cost", limits.max_cost, cost, operation)
+            return CheckedOperation(operation, values, (error,))
+        return CheckedOperation(operation, values, ())
+
+    def _coded(self, error: GraphQLError, document: DocumentNode) -> GraphQLError:
         if error.extensions and "code" in error.extensions:
             return error  # the limit rules and the introspection rule set their own
-        if isinstance(error, ValidationAbortedError) and error.message == _NESTING_ABORTED:
-            return _with_code(error, QUERY_TOO_COMPLEX, limit="depth", max=self._limits.max_depth)
+        if isinstance(error, ValidationAbortedError) and error.message == _ABORTED:
+            if self._too_deep(document):
+                limit = self._limits.max_depth
+                return _with_code(error, QUERY_TOO_COMPLEX, limit="depth", max=limit)
+            return too_complex("fieldComparisons", MAX_COMPLEXITY_BUDGET, None, None)
         return _with_code(error, GRAPHQL_VALIDATION_FAILED)
+
+    def _too_deep(self, document: DocumentNode) -> bool:
+        """Whether an aborted validation was for depth: graphql-core aborts alike for
+        nesting past its recursion limit and for a document whose fields would take too
+        many comparisons to check that they merge."""
+        try:
+            return document_depth(document) > self._limits.max_depth
+        except RecursionError:
+            return True
 
     def _prepare(self, query: str) -> PreparedDocument:
         try:
@@ -198,6 +339,11 @@ class PreparedDocuments(SchemaExtension):
         else:  # a document handed in by the caller or another extension: not cached
             assert context.graphql_document is not None
             errors = self._cache.validate(context.graphql_document)
+        if not errors and context.graphql_document is not None:
+            checked = self._cache.check_operation(
+                context.graphql_document, context.operation_name, context.variables
+            )
+            errors = checked.errors
         # An empty list tells strawberry validation already ran; errors end the request.
         context.pre_execution_errors = list(errors)
         yield

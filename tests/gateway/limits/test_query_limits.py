@@ -30,6 +30,8 @@ from gateway.limits.query_limits import (
     QueryLimits,
     document_cost,
     document_depth,
+    operation_cost,
+    operations,
 )
 from gateway.transport.documents import DocumentCache, PreparedDocument, prepared_documents
 
@@ -512,3 +514,148 @@ async def test_a_document_handed_in_is_still_validated_with_the_limits() -> None
     error = assert_refused(await schema.execute("{ item { id } }"), QUERY_TOO_COMPLEX)
     assert (error.extensions or {}).get("actual") == 11
     assert (cache.hits, cache.misses) == (0, 0)
+
+
+# --- Cost with the request's variables --------------------------------------------------
+
+
+def only_operation(query: str) -> tuple[Any, OperationDefinitionNode]:
+    document = parse(query)
+    [operation] = operations(document)
+    return document, operation
+
+
+def test_the_cost_of_an_operation_counts_its_variables_values() -> None:
+    document, operation = only_operation(
+        "query ($n: Int, $m: Int = 100) "
+        "{ items(first: $n) { children(first: $m) { child { id } } } }"
+    )
+    assert operation_cost(PLAIN._schema, document, operation, 100, {"n": 100, "m": 100}) == (
+        1 + 100 * (1 + 100 * 1)
+    )
+    assert operation_cost(PLAIN._schema, document, operation, 100, {"n": 2, "m": 3}) == 1 + 2 * 4
+    # null, or no value at all, leaves the argument's own default (or the default list size).
+    assert operation_cost(PLAIN._schema, document, operation, 100, {"n": None, "m": 3}) == (
+        1 + 100 * 4
+    )
+
+
+def test_the_cost_of_variables_goes_through_fragments() -> None:
+    document, operation = only_operation(
+        "query ($n: Int!) { item { ...P } } fragment P on Item { page(first: $n) { child { id } } }"
+    )
+    assert operation_cost(PLAIN._schema, document, operation, 100, {"n": 7}) == 1 + (1 + 7 * 1)
+
+
+def test_a_document_cheap_by_its_defaults_is_refused_for_its_variables() -> None:
+    cache = cache_for()
+    # `page` declares first = 10: by its defaults this costs 1 + 1 + 10 * (1 + 10 * 1).
+    query = "query ($n: Int!) { item { page(first: $n) { page(first: $n) { child { id } } } } }"
+    prepared = cache.prepare(query)
+    assert prepared.errors == ()
+    assert prepared.document is not None
+    cheap = cache.check_operation(prepared.document, None, {"n": 10})
+    assert cheap.errors == ()
+    assert cheap.variables == {"n": 10}
+    dear = cache.check_operation(prepared.document, None, {"n": 100})
+    [error] = dear.errors
+    assert error.extensions == {
+        "code": QUERY_TOO_COMPLEX,
+        "limit": "cost",
+        "max": 5000,
+        "actual": 1 + 1 + 100 * (1 + 100 * 1),
+    }
+
+
+def test_variables_that_do_not_coerce_are_bad_user_input() -> None:
+    cache = cache_for()
+    prepared = cache.prepare("query ($n: Int!) { items(first: $n) { id } }")
+    assert prepared.document is not None
+    for variables in ({"n": "many"}, {}, {"n": [[[1]]]}):
+        checked = cache.check_operation(prepared.document, None, variables)
+        assert checked.errors
+        assert {code_of(error) for error in checked.errors} == {"BAD_USER_INPUT"}
+
+
+def test_an_operation_that_cannot_be_selected_is_bad_user_input() -> None:
+    cache = cache_for()
+    prepared = cache.prepare("query A { item { id } } query B { items { id } }")
+    assert prepared.document is not None
+    for name in (None, "C"):
+        [error] = cache.check_operation(prepared.document, name, None).errors
+        assert code_of(error) == "BAD_USER_INPUT"
+    assert cache.check_operation(prepared.document, "B", None).errors == ()
+
+
+async def test_execute_refuses_an_operation_over_the_cost_limit_by_its_variables() -> None:
+    cache = cache_for()
+    query = "query ($n: Int!) { item { page(first: $n) { page(first: $n) { child { id } } } } }"
+    schema = schema_with(cache)
+    cheap = await schema.execute(query, variable_values={"n": 2})
+    assert cheap.errors is None
+    CALLS.clear()
+    error = assert_refused(
+        await schema.execute(query, variable_values={"n": 100}), QUERY_TOO_COMPLEX
+    )
+    assert (error.extensions or {}).get("limit") == "cost"
+
+
+async def test_a_subscription_over_the_cost_limit_by_its_variables_is_refused() -> None:
+    cache = cache_for()
+    query = (
+        "subscription ($n: Int!) { ticks { page(first: $n) { page(first: $n) { child { id } } } } }"
+    )
+    result = await first_result_with(schema_with(cache), query, {"n": 1000})
+    assert_refused(result, QUERY_TOO_COMPLEX)
+
+
+async def first_result_with(
+    schema: strawberry.Schema, query: str, variables: dict[str, Any]
+) -> ExecutionResult:
+    results = await schema.subscribe(query, variable_values=variables)
+    if isinstance(results, ExecutionResult):
+        return results
+    async for result in results:
+        assert isinstance(result, ExecutionResult)
+        return result
+    raise AssertionError("the stream ended without a result")
+
+
+# --- Validation too costly to finish ----------------------------------------------------
+
+
+def test_fields_too_many_to_compare_are_refused_as_such_not_as_depth() -> None:
+    roomy = QueryLimits(**{**LIMITS.__dict__, "max_tokens": 100_000})
+    prepared = cache_for(roomy).prepare("{ item { " + "id " * 900 + "} }")
+    error = the_error(prepared)
+    extensions = error.extensions or {}
+    assert extensions.get("code") == QUERY_TOO_COMPLEX
+    assert extensions.get("limit") == "fieldComparisons", extensions
+    assert error.message != "Validation aborted."
+
+
+# --- The cache's size, in bytes ---------------------------------------------------------
+
+
+def test_the_cache_holds_at_most_its_byte_budget() -> None:
+    budget = 400_000
+    cache = cache_for(QueryLimits(**{**LIMITS.__dict__, "cache_bytes": budget}), maxsize=10_000)
+    for n in range(60):
+        cache.prepare(f"{{ items(first: {n}) {{ id }} }} # {'x' * 20_000}")
+    assert 0 < cache.bytes <= budget
+    assert 0 < len(cache) < 60
+
+
+def test_a_document_bigger_than_the_budget_is_prepared_but_not_kept() -> None:
+    cache = cache_for(QueryLimits(**{**LIMITS.__dict__, "cache_bytes": 10_000}))
+    query = f"{{ item {{ id }} }} # {'x' * 50_000}"
+    assert cache.prepare(query).errors == ()
+    assert (len(cache), cache.bytes) == (0, 0)
+
+
+def test_failures_cannot_push_documents_that_work_out_of_the_cache() -> None:
+    cache = cache_for(maxsize=100)
+    good = cache.prepare("{ item { id } }")
+    for n in range(300):
+        cache.prepare(f"{{ nope{n} }} # {'x' * 5_000}")
+    assert cache.prepare("{ item { id } }") is good
