@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from graphql import GraphQLError
@@ -70,6 +71,32 @@ def code_for(error: BaseException) -> str | None:
         if isinstance(error, cls):
             return code
     return None
+
+
+def log_failed_operation(
+    errors: Sequence[GraphQLError], *, operation_name: str | None, operation_type: str | None
+) -> None:
+    """One line for an operation that failed: its type and name, and each error's code and
+    field path, under the request's trace id. Never the document, the errors' messages or
+    the variables: they hold what the client wrote (passwords, reset and refresh tokens),
+    and graphql-core's messages quote the values they refuse. Errors nobody coded are
+    logged with their traceback by `should_mask`."""
+    if not errors:
+        return
+    described = []
+    for error in errors:
+        code = (error.extensions or {}).get("code")
+        if code is None and error.original_error is not None:
+            code = code_for(error.original_error)
+        path = ".".join(str(key) for key in error.path or ())
+        described.append(f"{code or INTERNAL}{f' at {path}' if path else ''}")
+    log.info(
+        "%s %s failed (trace %s): %s",
+        operation_type or "operation",
+        operation_name or "(anonymous)",
+        trace_id_of(current_traceparent()),
+        "; ".join(described),
+    )
 
 
 def should_mask(error: GraphQLError) -> bool:

@@ -2,8 +2,10 @@
 `social`, `chat`, `notifications`, `ranking`), plus the spine's `serverTime` and `ticks`.
 
 Resolvers stay thin: they check who is asking, call a service and shape the answer. Errors
-are Nova errors, mapped onto `extensions.code` in `gateway.errors`. The order of the bases
-is the order of the fields in `schema.graphql`.
+are Nova errors, mapped onto `extensions.code` in `gateway.errors`; a failed operation is
+logged by its name and type, never with its document or variables
+(`gateway.errors.log_failed_operation`). The order of the bases is the order of the fields
+in `schema.graphql`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
-from gateway.errors import BAD_USER_INPUT, MaskUnexpectedErrors, user_error
+from gateway.errors import BAD_USER_INPUT, MaskUnexpectedErrors, log_failed_operation, user_error
 from gateway.schema.account import AccountMutation, AccountQuery
 from gateway.schema.chat import ChatMutation, ChatQuery, ChatSubscription
 from gateway.schema.identity import IdentityMutation, IdentityQuery
@@ -26,9 +30,13 @@ from gateway.schema.notifications import (
 )
 from gateway.schema.ranking import RankingMutation
 from gateway.schema.social import SocialMutation, SocialQuery, SocialSubscription
+from gateway.schema.types import NovaInfo
 from gateway.transport.execution import AcyclicExecutionContext
 
 MAX_TICKS = 1_000
+# A floor on the interval, and every tick after the first charged as a query: one request
+# cannot become a thousand messages at once.
+MIN_TICK_INTERVAL_MS = 10
 MAX_TICK_INTERVAL_MS = 10_000
 
 
@@ -59,24 +67,49 @@ class Mutation(
 @strawberry.type
 class Subscription(SocialSubscription, ChatSubscription, NotificationSubscription):
     @strawberry.subscription(description="Streams 1..count, one every intervalMs milliseconds.")
-    async def ticks(self, count: int, interval_ms: int = 100) -> AsyncGenerator[int, None]:
+    async def ticks(
+        self, info: NovaInfo, count: int, interval_ms: int = 100
+    ) -> AsyncGenerator[int, None]:
+        """The subscription itself was charged as a query; so is every further tick, to
+        the caller's IP and user budgets. A spent budget ends the stream RATE_LIMITED."""
         if not 1 <= count <= MAX_TICKS:
             raise user_error(f"count must be between 1 and {MAX_TICKS}", BAD_USER_INPUT)
-        if not 0 <= interval_ms <= MAX_TICK_INTERVAL_MS:
+        if not MIN_TICK_INTERVAL_MS <= interval_ms <= MAX_TICK_INTERVAL_MS:
             raise user_error(
-                f"intervalMs must be between 0 and {MAX_TICK_INTERVAL_MS}", BAD_USER_INPUT
+                f"intervalMs must be between {MIN_TICK_INTERVAL_MS} and {MAX_TICK_INTERVAL_MS}",
+                BAD_USER_INPUT,
             )
+        context = info.context
         for n in range(1, count + 1):
+            if n > 1:
+                await context.runtime.admit(context.client.ip, context.claims, mutation=False)
             yield n
             if n < count:
                 await asyncio.sleep(interval_ms / 1000)
 
 
+class NovaSchema(strawberry.Schema):
+    """Strawberry's schema, logging a failed operation without its document: strawberry's
+    own log line is the error printed with the lines of the document around it."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        name, kind = None, None
+        if execution_context is not None:
+            name = execution_context.operation_name
+            try:
+                kind = execution_context.operation_type.value
+            except RuntimeError:  # no operation to tell: it did not parse, or none matched
+                kind = None
+        log_failed_operation(errors, operation_name=name, operation_type=kind)
+
+
 def build_schema(
     extensions: list[Callable[[], SchemaExtension]] | None = None,
-) -> strawberry.Schema:
+) -> NovaSchema:
     """The schema; `extensions` run before error masking (document cache, limits)."""
-    return strawberry.Schema(
+    return NovaSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
