@@ -46,7 +46,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
         self._runtime = runtime
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        client = client_info(request, self._runtime.settings.trust_forwarded_for)
+        client = client_info(request, self._runtime.settings)
         return Context(runtime=self._runtime, client=client, request=request, response=response)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

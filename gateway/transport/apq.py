@@ -7,6 +7,10 @@ documents an operator registered (`nova queries add`) never expire, because clie
 only send hashes break the day a registered document disappears. In persisted-only mode
 (`NOVA_PERSISTED_QUERIES_ONLY`) only registered documents run; clients can neither send
 ad-hoc documents nor register new ones.
+
+Resolving a request's document writes nothing: a document a client sends with its hash is
+stored (`store_sent_query`) only once it parsed and validated and the caller was charged
+for it, so nobody can fill Redis with text that never runs.
 """
 
 from __future__ import annotations
@@ -222,6 +226,7 @@ async def resolve_query(
     persisted_only: bool,
 ) -> tuple[str, str | None]:
     """The document to run and its hash (None for an ad-hoc document), per Apollo APQ.
+    Stores nothing: see `store_sent_query`.
 
     Raises `PersistedQueryError` for protocol errors and `Unavailable` when a hash-only
     request can be answered by Redis alone and Redis is down.
@@ -259,16 +264,10 @@ async def resolve_query(
             raise PersistedQueryError(400, BAD_USER_INPUT, "query is not valid Unicode") from None
         if not matches:
             raise PersistedQueryError(400, BAD_USER_INPUT, "provided sha does not match query")
-        if persisted_only:
-            if not await store.is_registered(sha):
-                raise PersistedQueryError(
-                    400, PERSISTED_QUERY_REQUIRED, "this server only executes registered queries"
-                )
-            return query, sha
-        try:
-            await store.put(sha, query)
-        except NovaError as exc:  # the query is in hand; only later hash-only requests miss
-            log.warning("could not store persisted query %s: %s", sha[:12], exc)
+        if persisted_only and not await store.is_registered(sha):
+            raise PersistedQueryError(
+                400, PERSISTED_QUERY_REQUIRED, "this server only executes registered queries"
+            )
         return query, sha
 
     stored = await (store.get_registered(sha) if persisted_only else store.get(sha))
@@ -276,3 +275,23 @@ async def resolve_query(
         # Apollo clients match this message and code, then resend with the query.
         raise PersistedQueryError(200, PERSISTED_QUERY_NOT_FOUND, "PersistedQueryNotFound")
     return stored, sha
+
+
+async def store_sent_query(
+    store: PersistedQueryStore,
+    sent: object,
+    sha: str | None,
+    *,
+    persisted_only: bool,
+) -> None:
+    """Keep a document the client sent with its hash (`sent` is the request's `query`),
+    for later hash-only requests. Call it once the document parsed and validated and the
+    caller was charged. Hash-only requests, ad-hoc documents and persisted-only mode store
+    nothing; a store that fails is logged, since the request has its document in hand.
+    """
+    if persisted_only or sha is None or not isinstance(sent, str) or not sent:
+        return
+    try:
+        await store.put(sha, sent)
+    except NovaError as exc:  # only later hash-only requests miss
+        log.warning("could not store persisted query %s: %s", sha[:12], exc)

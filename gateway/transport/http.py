@@ -1,14 +1,22 @@
 """GraphQL over HTTP, as the GraphQL-over-HTTP spec describes, hardened for the open internet.
 
 One request goes: size and content-type checks → body → persisted query resolution →
-cached parse + validation + query limits → authentication → rate limits → execution.
+cached parse + validation + query limits → the operation, its variables coerced and its
+cost with them → authentication → rate limits → storing a persisted query → execution.
 Everything before execution is cheap and refuses early; nothing is executed for a
-request that fails a check.
+request that fails a check, and a document refused is charged to the client's address
+as a query would be.
 
-Status codes: 200 for executed operations (errors inside `errors`), 400 for requests
-that cannot be executed (malformed, unparseable, invalid, too complex), 401 for a bad
-token, 405 for a mutation over GET, 406/413/415 for transport problems, 429 for rate
-limits (with `Retry-After`), 503 when a dependency needed before execution is down.
+The response type is `application/graphql-response+json` unless the client's `Accept`
+prefers `application/json` (`*/*` and no `Accept` at all get the former, as
+graphql-http's audits expect). Status codes: 200 for executed operations (errors inside
+`errors`); for a request error (a document that does not parse or validate, an
+operation that cannot be selected, variables that do not coerce, a query over a limit),
+400 for `application/graphql-response+json` and 200 for `application/json`; 400 for
+requests that are malformed whatever the type, 401 for a bad token, 405 for a mutation
+over GET, 406/413/415 for transport problems, 429 for rate limits (with `Retry-After`),
+503 when a dependency needed before execution is down, and a coded 500 with the trace id
+for a bug.
 """
 
 from __future__ import annotations
@@ -19,13 +27,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode, OperationType
+from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.auth.identity import ClientInfo
 from gateway.errors import (
     BAD_USER_INPUT,
+    INTERNAL,
     RATE_LIMITED,
     UNAUTHENTICATED,
     UNAVAILABLE,
@@ -35,16 +43,20 @@ from gateway.errors import (
 )
 from gateway.runtime import GatewayRuntime
 from gateway.schema.context import Context
-from gateway.transport.apq import PersistedQueryError, resolve_query
-from gateway.transport.documents import PreparedDocument
+from gateway.transport.apq import PersistedQueryError, resolve_query, store_sent_query
+from gateway.transport.client_address import client_info
 from gateway.transport.execution import execute_prepared
 from gateway.transport.metrics import MUTATION, QUERY, REFUSED
+from gateway.transport.negotiation import GRAPHQL_RESPONSE, JSON, json_within, media_type
 from storage.errors import Unavailable
+from storage.tracing import current_traceparent, trace_id_of
+
+__all__ = ["GraphQLHTTP", "RequestRefused", "client_info"]
 
 log = logging.getLogger(__name__)
 
-GRAPHQL_RESPONSE = "application/graphql-response+json"
-JSON = "application/json"
+# How deeply `variables` and `extensions` may nest (an object or list in one is a level).
+MAX_JSON_DEPTH = 32
 
 
 class RequestRefused(Exception):
@@ -71,27 +83,19 @@ class RequestRefused(Exception):
         }
 
 
-def _media_type(request: Request) -> str:
-    """The response type: graphql-response+json when the client accepts it first."""
-    accept = request.headers.get("accept", "")
-    if not accept:
-        return JSON
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media == GRAPHQL_RESPONSE:
-            return GRAPHQL_RESPONSE
-        if media in {JSON, "application/*", "*/*"}:
-            return JSON
-    raise RequestRefused(406, f"responses are {GRAPHQL_RESPONSE} or {JSON}", BAD_USER_INPUT)
+def _loads(raw: str | bytes, name: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestRefused(400, f"{name} is not valid JSON", BAD_USER_INPUT) from None
+    except RecursionError:  # nesting past the interpreter's stack, before any limit
+        raise RequestRefused(400, f"{name} is nested too deeply", BAD_USER_INPUT) from None
 
 
 def _json_param(raw: str | None, name: str) -> Any:
     if raw is None or raw == "":
         return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        raise RequestRefused(400, f"{name} is not valid JSON", BAD_USER_INPUT) from None
+    return _loads(raw, name)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -130,10 +134,7 @@ async def _parse_params(request: Request, limit: int) -> dict[str, Any]:
     body = await _read_body(request, limit)
     if content_type == "application/graphql":
         return {"query": body.decode("utf-8", errors="replace")}
-    try:
-        params = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RequestRefused(400, "body is not valid JSON", BAD_USER_INPUT) from None
+    params = _loads(body, "body")
     if not isinstance(params, dict):
         raise RequestRefused(400, "body must be a JSON object (batching is off)", BAD_USER_INPUT)
     return params
@@ -147,30 +148,11 @@ def _check_types(params: Mapping[str, Any]) -> None:
     extensions = params.get("extensions")
     if extensions is not None and not isinstance(extensions, dict):
         raise RequestRefused(400, "extensions must be an object", BAD_USER_INPUT)
-
-
-def _operation(document: Any, operation_name: str | None) -> OperationType:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [op for op in operations if op.name and op.name.value == operation_name]
-    if len(operations) != 1:
-        detail = (
-            f"no operation named {operation_name!r}"
-            if operation_name
-            else ("several operations: give operationName")
-        )
-        raise RequestRefused(400, detail, BAD_USER_INPUT)
-    operation_type: OperationType = operations[0].operation
-    return operation_type
-
-
-def client_info(request: Request, trust_forwarded_for: bool) -> ClientInfo:
-    ip = request.client.host if request.client else None
-    if trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            ip = forwarded.split(",")[0].strip() or ip
-    return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent"))
+    for name in ("variables", "extensions"):
+        if not json_within(params.get(name), MAX_JSON_DEPTH):
+            raise RequestRefused(
+                400, f"{name} nest more than {MAX_JSON_DEPTH} levels deep", BAD_USER_INPUT
+            )
 
 
 def _error_body(errors: list[GraphQLError]) -> dict[str, Any]:
@@ -193,9 +175,14 @@ class GraphQLHTTP:
         return response
 
     async def _answer(self, request: Request) -> Response:
-        media = JSON
+        media = GRAPHQL_RESPONSE
         try:
-            media = _media_type(request)
+            accepted = media_type(request.headers.get("accept"))
+            if accepted is None:
+                raise RequestRefused(
+                    406, f"responses are {GRAPHQL_RESPONSE} or {JSON}", BAD_USER_INPUT
+                )
+            media = accepted
             return await self._handle(request, media)
         except RequestRefused as refused:
             return self._respond(refused.body(), refused.status, media, refused.headers)
@@ -216,14 +203,24 @@ class GraphQLHTTP:
                 media,
                 {"Retry-After": "1"},
             )
+        except Exception:  # a bug: answered coded, with the trace id its log line carries
+            trace = trace_id_of(current_traceparent())
+            log.exception("unexpected error answering a GraphQL request (trace %s)", trace)
+            extensions = {"code": INTERNAL, "traceId": trace}
+            return self._respond(
+                {"errors": [{"message": "Unexpected error.", "extensions": extensions}]},
+                500,
+                media,
+            )
 
     async def _handle(self, request: Request, media: str) -> Response:
+        """Refuse what the request cannot be, authenticate, charge, store, then execute."""
         runtime = self._runtime
         settings = runtime.settings
         params = await _parse_params(request, settings.max_request_bytes)
         _check_types(params)
         try:
-            query, _ = await resolve_query(
+            query, sha = await resolve_query(
                 runtime.persisted,
                 params.get("query"),
                 params.get("extensions"),
@@ -235,36 +232,46 @@ class GraphQLHTTP:
                 exc.status,
                 media,
             )
-        assert runtime.documents is not None
-        return await self._run(request, media, params, runtime.documents.prepare(query))
-
-    async def _run(
-        self,
-        request: Request,
-        media: str,
-        params: Mapping[str, Any],
-        prepared: PreparedDocument,
-    ) -> Response:
-        """Refuse what the document cannot be, authenticate, charge, then execute."""
-        runtime = self._runtime
-        settings = runtime.settings
-        if prepared.errors or prepared.document is None:
-            return self._respond(_error_body(list(prepared.errors)), 400, media)
+        documents = runtime.documents
+        assert documents is not None
+        client = client_info(request, settings)
+        prepared = documents.prepare(query)
+        errors = prepared.errors
         operation_name = params.get("operationName")
-        operation = _operation(prepared.document, operation_name)
-        if operation is OperationType.SUBSCRIPTION:
-            raise RequestRefused(
-                400, "subscriptions run over WebSocket (graphql-transport-ws)", BAD_USER_INPUT
+        checked = None
+        if prepared.document is not None and not errors:
+            checked = documents.check_operation(
+                prepared.document, operation_name, params.get("variables")
             )
-        if request.method == "GET" and operation is OperationType.MUTATION:
+            errors = checked.errors
+        if errors or checked is None or checked.operation is None or prepared.document is None:
+            # Refused before anything ran, and charged all the same: refusing costs work.
+            await runtime.admit(client.ip, None, mutation=False)
+            # A request error: graphql-response+json says so in the status, plain JSON
+            # clients (GraphQL over HTTP's legacy type) read it in the body only.
+            status = 400 if media == GRAPHQL_RESPONSE else 200
+            return self._respond(_error_body(list(errors)), status, media)
+        operation = checked.operation.operation
+        if operation is OperationType.SUBSCRIPTION or (
+            request.method == "GET" and operation is OperationType.MUTATION
+        ):
+            await runtime.admit(client.ip, None, mutation=False)
+            if operation is OperationType.SUBSCRIPTION:
+                raise RequestRefused(
+                    400, "subscriptions run over WebSocket (graphql-transport-ws)", BAD_USER_INPUT
+                )
             raise RequestRefused(
                 405, "mutations must use POST", BAD_USER_INPUT, headers={"Allow": "POST"}
             )
         request.state.operation = MUTATION if operation is OperationType.MUTATION else QUERY
-        client = client_info(request, settings.trust_forwarded_for)
         claims = await runtime.verify(request.headers.get("authorization"))
         await runtime.admit(client.ip, claims, mutation=operation is OperationType.MUTATION)
-
+        await store_sent_query(
+            runtime.persisted,
+            params.get("query"),
+            sha,
+            persisted_only=settings.persisted_queries_only,
+        )
         context = Context(runtime=runtime, client=client, claims=claims, request=request)
         result = await execute_prepared(
             self._schema,
@@ -272,6 +279,7 @@ class GraphQLHTTP:
             context=context,
             variables=params.get("variables"),
             operation_name=operation_name,
+            operation_type=operation.value,
         )
         return self._result(result, media)
 

@@ -17,6 +17,7 @@ from gateway.transport.apq import (
     PersistedQueryStore,
     query_hash,
     resolve_query,
+    store_sent_query,
 )
 from storage.errors import Unavailable
 
@@ -228,9 +229,24 @@ async def test_registered_query_is_served_by_hash_from_redis(redis: aioredis.Red
     sha = query_hash(query)
     first = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
     assert await resolve_query(first, query, _apq(sha), persisted_only=False) == (query, sha)
+    # The endpoint stores it once the document validated and the caller was charged.
+    await store_sent_query(first, query, sha, persisted_only=False)
     # A new store has an empty LRU, so this answer comes from Redis.
     second = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=prefix)
     assert await resolve_query(second, None, _apq(sha), persisted_only=False) == (query, sha)
+
+
+async def test_resolving_a_sent_document_stores_nothing(redis: aioredis.Redis) -> None:
+    store = PersistedQueryStore(redis, ttl_s=TTL_S, prefix=_prefix("apq"))
+    query = _query()
+    sha = query_hash(query)
+    assert await resolve_query(store, query, _apq(sha), persisted_only=False) == (query, sha)
+    assert await redis.exists(store.key(sha)) == 0
+    # Nor does storing what was not sent with its hash, or in persisted-only mode.
+    await store_sent_query(store, None, sha, persisted_only=False)
+    await store_sent_query(store, query, None, persisted_only=False)
+    await store_sent_query(store, query, sha, persisted_only=True)
+    assert await redis.exists(store.key(sha), store.registered_key(sha)) == 0
 
 
 async def test_stored_queries_have_a_ttl(redis: aioredis.Redis) -> None:
@@ -239,6 +255,7 @@ async def test_stored_queries_have_a_ttl(redis: aioredis.Redis) -> None:
     query = _query()
     sha = query_hash(query)
     await resolve_query(store, query, _apq(sha), persisted_only=False)
+    await store_sent_query(store, query, sha, persisted_only=False)
     assert 0 < await redis.ttl(store.key(sha)) <= TTL_S
     # A read refreshes the TTL (GETEX).
     await redis.expire(store.key(sha), 60)
@@ -340,6 +357,7 @@ async def test_persisted_only_does_not_run_apq_cached_queries(redis: aioredis.Re
     sha = query_hash(query)
     client_sent = replica()
     assert await resolve_query(client_sent, query, _apq(sha), persisted_only=False) == (query, sha)
+    await store_sent_query(client_sent, query, sha, persisted_only=False)
     served = replica()
     with pytest.raises(PersistedQueryError) as caught:
         await resolve_query(served, None, _apq(sha), persisted_only=True)
@@ -371,3 +389,4 @@ async def test_redis_down_hash_only_raises_unavailable_but_full_query_runs(
         await resolve_query(store, None, _apq(query_hash(_query())), persisted_only=False)
     # With the text in hand, a failed store is only logged.
     assert await resolve_query(store, query, _apq(sha), persisted_only=False) == (query, sha)
+    await store_sent_query(store, query, sha, persisted_only=False)
