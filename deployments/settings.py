@@ -43,6 +43,14 @@ class StackSettings(LayeredSettings):
         Bounds(ge=0, le=65_535),
     )
 
+    redis_max_memory_mb: int = setting(
+        1_024,
+        "the embedded Redis's memory limit (`maxmemory`, policy `noeviction`): past it Redis "
+        "refuses writes, which clients see as UNAVAILABLE and consumers retry, instead of "
+        "evicting rate limits, features or timelines",
+        Bounds(ge=16),
+    )
+
     def state_path(self, name: str = "nova") -> Path:
         """The state dir: the one set, or `name` under the default root."""
         return Path(self.state_dir) if self.state_dir else default_state_root() / name

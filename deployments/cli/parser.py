@@ -28,7 +28,7 @@ from deployments.cli.stack import (
     cmd_test,
     cmd_up,
 )
-from deployments.stack import LOCALHOST, StackError
+from deployments.stack import LOCALHOST, PRIVATE_UMASK, StackError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # What the command writes (the embedded stack's state, its own Ray driver logs, model
+    # artifacts) is its user's alone; the servers it starts inherit this.
+    os.umask(PRIVATE_UMASK)
     if "RAY_ADDRESS" not in os.environ:
         # The embedded Ray is on loopback. Ray reads this once, at its first import.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

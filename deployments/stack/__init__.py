@@ -4,11 +4,12 @@ server's lifecycle (postgres, redis_server, broker, smtp, ray_head), their layou
 
 from deployments.stack.embedded import URL_VARIABLES, Stack, read_env_file
 from deployments.stack.layout import Layout, dev_layout, layout_for_tests
-from deployments.stack.processes import LOCALHOST, StackError, port_open
+from deployments.stack.processes import LOCALHOST, PRIVATE_UMASK, StackError, port_open
 from deployments.stack.ray_head import SERVE_FAST_PATH, Ray
 
 __all__ = [
     "LOCALHOST",
+    "PRIVATE_UMASK",
     "SERVE_FAST_PATH",
     "URL_VARIABLES",
     "Layout",

@@ -1,5 +1,6 @@
 """A server the stack runs as a child process it tracks by pid file: started once, found
-running by its pid and its port, stopped with SIGTERM (then SIGKILL)."""
+running by its pid and its port, stopped with SIGTERM (then SIGKILL). It runs with the
+umask `PRIVATE_UMASK`; its log, pid file and directory are its owner's alone."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from deployments.stack.processes import (
+    PRIVATE_UMASK,
     StackError,
+    open_log,
     pid_alive,
     port_open,
+    private_dir,
+    private_file,
     terminate,
     wait_for_port,
 )
@@ -41,18 +46,19 @@ class Daemon(ABC):
             return
         if port_open(self.port):
             raise StackError(f"port {self.port} is taken by another process")
-        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.pid_file.parent)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.prepare()
-        with self.log_file.open("ab") as log_handle:
+        with open_log(self.log_file) as log_handle:
             process = subprocess.Popen(
                 self.command(),
                 stdout=log_handle,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                umask=PRIVATE_UMASK,
             )
-        self.pid_file.write_text(str(process.pid))
+        private_file(self.pid_file, str(process.pid))
         wait_for_port(self.port, what=self.what, timeout_s=15, log_file=self.log_file)
 
     def stop(self) -> None:

@@ -6,14 +6,16 @@ Each part is used through its URL (`NOVA_DATABASE_URL`, `NOVA_REDIS_URL`,
 are started here, each in its own directory under the state dir, on its own port, and only
 those are stopped by `nova stop`.
 
-The stack also provides `NOVA_SECRET_KEY` (generated once into the state dir unless set)
-and `NOVA_PUBLIC_URL` (the local HTTP port unless set), so links in mail work locally.
+The stack also provides `NOVA_SECRET_KEY` and `NOVA_GRPC_TOKEN` (each generated once into
+the state dir unless set) and `NOVA_PUBLIC_URL` (the local HTTP port unless set), so links
+in mail work locally.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +23,13 @@ from deployments.stack.broker import Broker
 from deployments.stack.debian import ensure_debian_packages
 from deployments.stack.layout import Layout
 from deployments.stack.postgres import Postgres
-from deployments.stack.processes import LOCALHOST, secret
+from deployments.stack.processes import (
+    LOCALHOST,
+    keep_private,
+    private_dir,
+    private_file,
+    secret,
+)
 from deployments.stack.ray_head import Ray
 from deployments.stack.redis_server import Redis
 from deployments.stack.smtp import Smtp
@@ -60,6 +68,7 @@ class Stack:
         self.ray = Ray(layout)
         self.smtp = Smtp(layout)
         self.secret_key_file = layout.path("secrets", "secret_key")
+        self.grpc_token_file = layout.path("secrets", "grpc_token")
         self._manifest = layout.path("embedded.json")
 
     def embedded(self) -> dict[str, bool]:
@@ -79,6 +88,8 @@ class Stack:
         env = {**self.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         if "NOVA_SECRET_KEY" not in env:
             env["NOVA_SECRET_KEY"] = secret(self.secret_key_file, _new_secret_key)
+        if "NOVA_GRPC_TOKEN" not in env:
+            env["NOVA_GRPC_TOKEN"] = secret(self.grpc_token_file)
         env.setdefault("NOVA_PUBLIC_URL", f"http://{LOCALHOST}:{self.layout.http_port}")
         env.setdefault("NOVA_MODEL_STORE", str(self.layout.state_dir / "models"))
         if embedded["smtp"]:
@@ -109,10 +120,10 @@ class Stack:
 
     def up(self) -> dict[str, str]:
         """Start the embedded parts (idempotent) and write the env file; return the env."""
-        self.layout.state_dir.mkdir(parents=True, exist_ok=True)
         embedded = self.embedded()
         if embedded["postgresql"] or embedded["redis"]:
             ensure_debian_packages()
+        self._keep_state_private(embedded)
         env = self.environment()
         if embedded["postgresql"]:
             self.postgres.start()
@@ -125,8 +136,25 @@ class Stack:
         if embedded["ray"]:
             self.ray.start(env)
         self._write_env_file(env)
-        self._manifest.write_text(json.dumps(embedded))
+        private_file(self._manifest, json.dumps(embedded))
         return env
+
+    def _keep_state_private(self, embedded: dict[str, bool]) -> None:
+        """The state dir and the logs dir are their owner's; as root, with an embedded
+        PostgreSQL (which runs as `postgres` and must reach its data dir and its log), that
+        user's group may pass through them, but not list or read them."""
+        group = None
+        if embedded["postgresql"] and os.geteuid() == 0:
+            group = pwd.getpwnam("postgres").pw_gid
+        private_dir(self.layout.state_dir, group=group)
+        logs = private_dir(self.layout.path("logs"), group=group)
+        for log in logs.iterdir():
+            if log.is_file() and log.stat().st_mode & 0o077:
+                log.chmod(0o600)  # written by an earlier release
+        for name in ("secrets", "broker", "smtp"):
+            if self.layout.path(name).exists():
+                private_dir(self.layout.path(name))
+                keep_private(self.layout.path(name))
 
     def _write_env_file(self, env: dict[str, str]) -> None:
         keys = [
@@ -140,6 +168,7 @@ class Stack:
             "NOVA_PUBLIC_URL",
             "NOVA_MODEL_STORE",
             "NOVA_SECRET_KEY",
+            "NOVA_GRPC_TOKEN",
         ]
         fd = os.open(self.layout.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:

@@ -14,7 +14,8 @@ from deployments.settings import TEST_PREFIX, StackSettings, StackSettingsForTes
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a stack keeps its state and which ports it uses (all below 32768)."""
+    """Where a stack keeps its state, which ports it uses (all below 32768), and how much
+    memory its Redis may hold."""
 
     name: str
     state_dir: Path
@@ -22,6 +23,7 @@ class Layout:
     http_port: int
     dashboard_port: int
     grpc_port: int
+    redis_max_memory_mb: int = StackSettings.redis_max_memory_mb
 
     @classmethod
     def of(cls, name: str, settings: StackSettings, default_dir: str) -> Layout:
@@ -32,6 +34,7 @@ class Layout:
             http_port=settings.http_port,
             dashboard_port=settings.dashboard_port,
             grpc_port=settings.grpc_port,
+            redis_max_memory_mb=settings.redis_max_memory_mb,
         )
 
     @property

@@ -1,5 +1,5 @@
 """The embedded PostgreSQL: initdb and pg_ctl as the `postgres` user, password auth on
-127.0.0.1, its data under the state dir."""
+127.0.0.1, its data under the state dir, 0700 and 0600 for that user."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from urllib.parse import quote
 
 from deployments.stack.debian import postgres_bin_dir
 from deployments.stack.layout import Layout
-from deployments.stack.processes import LOCALHOST, StackError, port_open, run, secret
+from deployments.stack.processes import (
+    LOCALHOST,
+    StackError,
+    port_open,
+    private_dir,
+    run,
+    secret,
+)
 
 
 class Postgres:
@@ -38,16 +45,19 @@ class Postgres:
         return str(bin_dir / name)
 
     def _prepare_dirs(self) -> None:
-        for directory in (self.data.parent, self.run_dir, self.log_file.parent):
-            directory.mkdir(parents=True, exist_ok=True)
+        # Its directories are its user's alone (PostgreSQL makes its data dir 0700 itself).
+        # As root, that user is `postgres`, which reaches them through the state dir and
+        # the logs dir: those let its group pass through (`Stack`), not list or read.
+        for directory in (self.data.parent, self.run_dir):
+            private_dir(directory)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.close(fd)
+        self.log_file.chmod(0o600)
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")
-            for path in (self.data.parent, self.run_dir):
+            for path in (self.data.parent, self.run_dir, self.log_file):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
-            self.log_file.touch()
-            os.chown(self.log_file, owner.pw_uid, owner.pw_gid)
-            # The postgres user must be able to reach the state dir.
-            self.layout.state_dir.chmod(0o755)
 
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists() and port_open(self.layout.pg_port)

@@ -1,6 +1,10 @@
-"""Running the stack's servers: commands with bounded waits, ports, pid files, secrets.
+"""Running the stack's servers: commands with bounded waits, ports, pid files, secrets,
+and keeping what they write to the machine's owner.
 
 Every failure is a `StackError` whose message names the part and shows the end of its log.
+Servers run with the umask `PRIVATE_UMASK`, so the files they create (a Redis AOF with
+cached user records, replica logs) are 0600 and their directories 0700; the stack's own
+files are made the same way (`private_dir`, `private_file`, `keep_private`).
 """
 
 from __future__ import annotations
@@ -10,13 +14,17 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 LOCALHOST = "127.0.0.1"
+# What the stack's servers create is their owner's alone: files 0600, directories 0700.
+PRIVATE_UMASK = 0o077
 
 
 class StackError(RuntimeError):
@@ -40,6 +48,7 @@ def run(
             env=env,
             check=False,
             stdin=subprocess.DEVNULL,
+            umask=PRIVATE_UMASK,
         )
     except subprocess.TimeoutExpired as exc:
         raise StackError(f"{what}: timed out after {timeout_s:.0f}s ({' '.join(cmd)})") from exc
@@ -79,12 +88,51 @@ def wait_for_port(port: int, *, what: str, timeout_s: float, log_file: Path) -> 
 def secret(path: Path, generate: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
     """Read a secret from its 0600 file, creating it with `generate()` on first use."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.parent.chmod(0o700)
+        private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(generate())
     return path.read_text().strip()
+
+
+def private_dir(path: Path, *, group: int | None = None) -> Path:
+    """Create `path` if need be and keep it to its owner: 0700, or 0710 owned by `group`
+    (which may then pass through it to what it owns below, but not list or read it)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if group is not None:
+        os.chown(path, -1, group)
+    path.chmod(0o710 if group is not None else 0o700)
+    return path
+
+
+def private_file(path: Path, text: str = "") -> Path:
+    """Write `text` to `path` as a 0600 file (an existing file is made 0600 too)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
+    return path
+
+
+def open_log(path: Path) -> BinaryIO:
+    """`path` opened for appending, created 0600 (a server's stdout and stderr go there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
+
+
+def keep_private(root: Path) -> None:
+    """Take group and other permissions off everything below `root` (`root` itself keeps
+    its mode): what an earlier release or a server's own chmod left open."""
+    if not root.is_dir():
+        return
+    for parent, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            path = Path(parent) / name
+            with contextlib.suppress(FileNotFoundError):  # gone while we looked
+                mode = path.lstat().st_mode
+                if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & 0o077:
+                    path.chmod(stat.S_IMODE(mode) & 0o700)
 
 
 def pid_alive(pid_file: Path) -> int | None:

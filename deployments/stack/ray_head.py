@@ -15,7 +15,10 @@ from deployments.stack.processes import (
     LOCALHOST,
     StackError,
     exists,
+    keep_private,
     port_open,
+    private_dir,
+    private_file,
     run,
     secret,
     venv_bin,
@@ -102,7 +105,7 @@ class Ray:
             return
         secret(self.token_file)
         self._wait_for_free_ports(timeout_s=30)
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.temp_dir)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         ports = [f"--{name}={port}" for name, port in self.layout.ray_ports().items()]
         cmd = [
@@ -118,8 +121,13 @@ class Ray:
             "--disable-usage-stats",
             *ports,
         ]
+        # Ray's processes inherit the stack's umask: their logs are 0600.
         output = run(cmd, what="ray start", timeout_s=180, env=env)
-        self.log_file.write_text(output)
+        private_file(self.log_file, output)
+        # The node makes its temp, session, socket and log dirs 0777 when it starts
+        # (`try_to_create_directory`); nothing of Ray's needs another user.
+        self.temp_dir.chmod(0o700)
+        keep_private(self.temp_dir)
 
     def _wait_for_free_ports(self, *, timeout_s: float) -> None:
         """A stack stopped a moment ago may still be releasing its ports."""

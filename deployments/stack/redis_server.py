@@ -1,8 +1,8 @@
-"""The embedded Redis: `requirepass` and AOF, its config and data under the state dir."""
+"""The embedded Redis: `requirepass`, AOF, a memory limit without eviction; its config and
+data under the state dir, its owner's alone."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from urllib.parse import quote
 
@@ -11,6 +11,9 @@ from deployments.stack.layout import Layout
 from deployments.stack.processes import (
     LOCALHOST,
     StackError,
+    keep_private,
+    private_dir,
+    private_file,
     run,
     secret,
     wait_for_port,
@@ -45,17 +48,24 @@ class Redis(Daemon):
     def start(self) -> None:
         if self.running():
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
+        # Files an earlier release left readable (the AOF holds cached user records).
+        keep_private(self.dir)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        if self.log_file.exists():
+            self.log_file.chmod(0o600)
         # The password goes in a 0600 config file, not on the command line (`ps` shows that).
-        fd = os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as conf:
-            conf.write(
-                f"bind {LOCALHOST}\nport {self.layout.redis_port}\nprotected-mode yes\n"
-                f"daemonize yes\npidfile {self.pid_file}\nlogfile {self.log_file}\n"
-                f'dir {self.dir}\nsave ""\nappendonly yes\nappendfsync everysec\n'
-                f"requirepass {secret(self.password_file)}\n"
-            )
-        # It daemonizes itself and writes its own pid file: run it to completion.
+        # No eviction: rate limits, features and timelines are never dropped to make room;
+        # past `maxmemory` writes fail (clients see UNAVAILABLE, consumers retry).
+        private_file(
+            self.conf,
+            f"bind {LOCALHOST}\nport {self.layout.redis_port}\nprotected-mode yes\n"
+            f"daemonize yes\npidfile {self.pid_file}\nlogfile {self.log_file}\n"
+            f'dir {self.dir}\nsave ""\nappendonly yes\nappendfsync everysec\n'
+            f"maxmemory {self.layout.redis_max_memory_mb}mb\nmaxmemory-policy noeviction\n"
+            f"requirepass {secret(self.password_file)}\n",
+        )
+        # It daemonizes itself and writes its own pid file: run it to completion (with the
+        # stack's umask, so its AOF and log are 0600).
         run(self.command(), what="Redis start", log_file=self.log_file)
         wait_for_port(self.layout.redis_port, what="Redis", timeout_s=15, log_file=self.log_file)

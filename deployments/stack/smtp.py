@@ -6,7 +6,7 @@ import sys
 
 from deployments.stack.daemon import Daemon
 from deployments.stack.layout import Layout
-from deployments.stack.processes import LOCALHOST
+from deployments.stack.processes import LOCALHOST, keep_private, private_dir
 
 
 class Smtp(Daemon):
@@ -33,8 +33,9 @@ class Smtp(Daemon):
         # A Maildir is these three directories; the handler only makes them if `mail_dir`
         # itself is missing.
         for sub in ("tmp", "new", "cur"):
-            (mail_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        mail_dir.chmod(0o700)
+            private_dir(mail_dir / sub)
+        private_dir(mail_dir)
+        keep_private(mail_dir)  # messages an earlier release delivered readable
 
     def command(self) -> list[str]:
         return [
