@@ -12,6 +12,7 @@ needs no redeploy.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 import uuid
@@ -21,6 +22,8 @@ from typing import Any, TypeVar
 import numpy as np
 from ray import serve
 from ray.util import metrics
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
 from deployments.serve_patches import bind_grpc_servers_to_node_ip
 from deployments.settings import Settings
@@ -172,8 +175,10 @@ class RankingService:
     """The `ranking` application's ingress: `Ranker.Rank` and `FeatureStore.GetFeatures`
     over Serve's gRPC ingress, for backends other than the gateway.
 
-    Clients send the metadata `application: ranking`. An empty model name means
-    `NOVA_RANKING_MODEL`; an empty version means the one the viewer's A/B bucket selects.
+    Clients send the metadata `application: ranking` and `authorization: Bearer <token>`
+    with `NOVA_GRPC_TOKEN`; a call without it is refused UNAUTHENTICATED (features say who
+    liked whom). An empty model name means `NOVA_RANKING_MODEL`; an empty version means the
+    one the viewer's A/B bucket selects. Over HTTP, the application's route answers 404.
     """
 
     async def __init__(  # type: ignore[misc] # Serve awaits it
@@ -181,6 +186,8 @@ class RankingService:
     ) -> None:
         bind_grpc_servers_to_node_ip()
         configure_logging(settings.log_level)
+        if not settings.grpc_token:
+            log.error("NOVA_GRPC_TOKEN is unset: every gRPC call to the ranking app is refused")
         self._settings = settings
         self._features = features
         self._ranker = ranker
@@ -190,9 +197,15 @@ class RankingService:
         )
         self._routes = RouteTable(self._db, refresh_s=settings.route_refresh_s)
 
+    async def __call__(self, request: Request) -> Response:
+        """Serve routes HTTP under the application's route prefix here: there is nothing."""
+        return PlainTextResponse("Not Found", status_code=404)
+
     async def GetFeatures(
         self, request: pb.FeaturesRequest, grpc_context: Any = None
     ) -> pb.FeaturesResponse:
+        if not _authenticated(grpc_context, self._settings.grpc_token):
+            return _refuse(grpc_context, _NO_TOKEN, pb.FeaturesResponse(), "UNAUTHENTICATED")
         post_ids, author_ids = list(request.post_ids), list(request.author_ids)
         problem = _check_request(request.viewer_id, post_ids, author_ids)
         if problem:
@@ -210,6 +223,8 @@ class RankingService:
         )
 
     async def Rank(self, request: pb.RankRequest, grpc_context: Any = None) -> pb.RankResponse:
+        if not _authenticated(grpc_context, self._settings.grpc_token):
+            return _refuse(grpc_context, _NO_TOKEN, pb.RankResponse(), "UNAUTHENTICATED")
         post_ids, author_ids = list(request.post_ids), list(request.author_ids)
         problem = _check_request(request.viewer_id, post_ids, author_ids)
         if problem:
@@ -245,6 +260,21 @@ class RankingService:
 
 MAX_RPC_POSTS = 2_000
 _Reply = TypeVar("_Reply")
+_NO_TOKEN = "send the metadata `authorization: Bearer <NOVA_GRPC_TOKEN>`"
+
+
+def _authenticated(context: Any, token: str | None) -> bool:
+    """Whether a gRPC caller presented the token. A call without a gRPC context came
+    through a deployment handle, from inside the Ray cluster (which authenticates it)."""
+    if context is None:
+        return True
+    if not token:
+        return False
+    presented = dict(context.invocation_metadata()).get("authorization", "")
+    scheme, _, value = str(presented).partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode(), token.encode()
+    )
 
 
 def _check_request(viewer_id: str, post_ids: list[str], author_ids: list[str]) -> str | None:

@@ -27,6 +27,13 @@ class RankingSettings(StorageSettings):
     )
     ranking_session_ttl_s: int = setting(1_800, "how long a ranked list is kept for paging")
     ranking_call_timeout_s: float = setting(2.0, "bound on a FeatureStore or Ranker call")
+    grpc_token: str | None = setting(
+        None,
+        "the secret callers of the gRPC ingress (`Ranker.Rank`, `FeatureStore.GetFeatures`) "
+        "present as the metadata `authorization: Bearer <token>`; others are refused "
+        "UNAUTHENTICATED, and every call is while it is unset (set it on a cluster; the "
+        "embedded stack generates one into its state dir)",
+    )
     feature_half_life_s: float = setting(
         86_400.0, "engagement counts in the online features halve this often"
     )
