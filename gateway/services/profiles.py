@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,8 +40,8 @@ def clean_profile(
         value = (display_name or "").strip() or None
         if value is not None and len(value) > MAX_DISPLAY_NAME:
             raise InvalidInput(f"displayName must be at most {MAX_DISPLAY_NAME} characters")
-        if value is not None and any(ord(c) < 32 for c in value):
-            raise InvalidInput("displayName must not contain control characters")
+        if value is not None:
+            check_visible(value, "displayName")
         fields["display_name"] = value
     if "bio" in given:
         value = (bio or "").strip() or None
@@ -57,6 +58,47 @@ def clean_profile(
                 raise InvalidInput(f"avatarUrl must be at most {MAX_AVATAR_URL} characters")
         fields["avatar_url"] = value
     return ProfileChanges(fields)
+
+
+# Characters that draw nothing or reorder what follows: control characters, format
+# characters (bidi embeddings, overrides, isolates and marks; zero-width spaces and
+# joiners; soft hyphens; tags), surrogates, private use, line and paragraph separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+_ZWJ = "\u200d"  # joins emoji into one (a family, a flag): kept between pictographs
+_ZWNJ = "\u200c"  # keeps letters apart in Persian and Indic words: kept between them
+
+
+def check_visible(text: str, what: str) -> None:
+    """Refuse text with characters that draw nothing or reorder the text around them
+    (`InvalidInput`): a name with U+202E shows as another name, one with U+200B looks
+    like a name it is not. A zero-width joiner is kept between emoji, and a zero-width
+    non-joiner between letters of scripts other than Latin, where they are spelling."""
+    for i, char in enumerate(text):
+        if unicodedata.category(char) not in _INVISIBLE:
+            continue
+        before = text[i - 1] if i > 0 else ""
+        after = text[i + 1] if i + 1 < len(text) else ""
+        if char == _ZWJ and _emoji_part(before) and _category(after) == "So":
+            continue
+        if char == _ZWNJ and _script_letter(before) and _script_letter(after):
+            continue
+        raise InvalidInput(
+            f"{what} must not contain invisible or direction-changing characters "
+            f"(U+{ord(char):04X} at position {i})"
+        )
+
+
+def _category(char: str) -> str:
+    return unicodedata.category(char) if char else ""
+
+
+def _emoji_part(char: str) -> bool:
+    """A pictograph, or what may end one (a skin tone, a variation selector)."""
+    return _category(char) in ("So", "Sk", "Mn")
+
+
+def _script_letter(char: str) -> bool:
+    return not char.isascii() and _category(char).startswith("L")
 
 
 @dataclass(frozen=True)
