@@ -58,7 +58,12 @@ class Conflict(NovaError):
 
 
 class AlreadyExists(NovaError):
-    """A uniqueness rule was violated."""
+    """A uniqueness rule was violated; `constraint` names the unique index when the
+    database told (for the caller to say which value is taken)."""
+
+    def __init__(self, message: str, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
 
 
 class NotFound(NovaError):
@@ -182,7 +187,8 @@ def _classify_driver(exc: BaseException, part: str) -> NovaError:
     from aiokafka import errors as kafka_errors
 
     if isinstance(exc, asyncpg.exceptions.UniqueViolationError):
-        return AlreadyExists(str(exc))
+        constraint = getattr(exc, "constraint_name", None)
+        return AlreadyExists("that already exists", constraint=constraint)
     if isinstance(
         exc,
         asyncpg.exceptions.SerializationError | asyncpg.exceptions.DeadlockDetectedError,

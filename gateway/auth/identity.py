@@ -340,8 +340,8 @@ async def grant_role(db: Database, login: str, role: str) -> UserRecord:
     return user
 
 
-def _taken(exc: BaseException) -> InvalidInput:
-    text = str(exc)
+def _taken(exc: AlreadyExists) -> InvalidInput:
+    text = f"{exc.constraint or ''} {exc}"
     if "users_username_key" in text:
         return InvalidInput("username is already taken")
     if "users_email_key" in text:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import pickle
 import traceback
+import uuid
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from tests.support.social import CREATE_POST, call, create_post, make_members
     [
         errors.Unavailable("redis", "timed out"),
         errors.Conflict("deadlock detected"),
-        errors.AlreadyExists("username is taken"),
+        errors.AlreadyExists("username is taken", constraint="users_username_key"),
         errors.NotFound("no such post"),
         errors.InvalidInput("text must not be empty"),
         errors.PoisonEvent("payload is not an object"),
@@ -159,6 +160,17 @@ async def test_text_postgresql_cannot_store_is_invalid_input_in_novas_words(db: 
         with pytest.raises(errors.InvalidInput) as caught:
             await db.fetchval(sql, value)
         _in_novas_words(str(caught.value))
+
+
+@pytest.mark.stack
+async def test_a_taken_value_names_its_constraint_not_the_drivers_text(db: Database) -> None:
+    taken = uuid.uuid4()
+    await db.fetchval("INSERT INTO test_fixes (event_id) VALUES ($1)", taken)
+    with pytest.raises(errors.AlreadyExists) as caught:
+        await db.fetchval("INSERT INTO test_fixes (event_id) VALUES ($1)", taken)
+    assert caught.value.constraint == "test_fixes_pkey"
+    assert "duplicate key" not in str(caught.value)
+    _in_novas_words(str(caught.value))
 
 
 TRACK = "mutation($e: [TrackedEventInput!]!) { trackEvents(events: $e) }"
