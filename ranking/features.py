@@ -14,6 +14,9 @@ Layout (one Redis, not Redis Cluster: the lookup reads many keys with one MGET):
   viewer's likes and comments on that author's posts, decayed.
 * `nova:f:fo:<user>` set — whom the user follows; `nova:f:fi:<user>` set — who follows the
   user (follow and mutual-follow features without one command per author).
+* `nova:f:once:<counter>:<post>:<person>` string — when that person last counted towards
+  that counter of the post, for counters that take one count per person per window
+  (clicks: a client's word, `bump_post_once`). Expires after the window.
 
 Decay: a counter's value v at time t is worth v·2^(-(now - t)/half_life) at `now`. Every
 update and every read applies it, so old engagement fades without a sweeper.
@@ -47,6 +50,7 @@ AUTHOR_ENGAGEMENTS = "nova:f:ae:"
 AFFINITY = "nova:f:x:"
 FOLLOWS = "nova:f:fo:"
 FOLLOWERS = "nova:f:fi:"
+ONCE = "nova:f:once:"
 
 RECORD_FIELDS = (
     "created", "length", "likes", "likes@", "comments", "comments@", "shares", "shares@",
@@ -97,6 +101,19 @@ redis.call('SETRANGE', KEYS[1], offset, struct.pack('<dd', value, now))
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return tostring(value)
 """
+
+# `_BUMP_RECORD` once per person and window: KEYS[2] holds when the person last counted
+# (event time); ARGV[6] is the window (s). Nothing changes when the person counted within
+# the window already, either side of this event (a backlog may come out of order).
+_BUMP_RECORD_ONCE = (
+    """
+local moment, window = tonumber(ARGV[3]), tonumber(ARGV[6])
+local last = tonumber(redis.call('GET', KEYS[2]))
+if last and math.abs(moment - last) < window then return nil end
+redis.call('SET', KEYS[2], tostring(moment), 'EX', math.max(1, math.ceil(window)))
+"""
+    + _BUMP_RECORD
+)
 
 RAW_COLUMNS = (
     *RECORD_FIELDS, "author_posts", "author_engagements", "affinity", "affinity@",
@@ -170,6 +187,34 @@ def bump_post(
 ) -> None:
     """Queue a decayed-counter update of a post record (an atomic script call) on `pipe`."""
     pipe.eval(_BUMP_RECORD, 1, POST + post, record_offset(counter), delta, at, half_life_s, ttl_s)
+
+
+def bump_post_once(
+    pipe: Pipeline,
+    post: str,
+    counter: str,
+    person: str,
+    delta: float,
+    *,
+    at: float,
+    half_life_s: float,
+    ttl_s: int,
+    window_s: float,
+) -> None:
+    """As `bump_post`, unless `person` counted towards this counter of the post within
+    `window_s` of `at` (event time): each person counts once per window."""
+    pipe.eval(
+        _BUMP_RECORD_ONCE,
+        2,
+        POST + post,
+        f"{ONCE}{counter}:{post}:{person}",
+        record_offset(counter),
+        delta,
+        at,
+        half_life_s,
+        ttl_s,
+        window_s,
+    )
 
 
 def _number(value: bytes | None) -> float:

@@ -5,6 +5,10 @@ A batch's Redis updates and its events' ledger keys go in one MULTI/EXEC
 reset — never counts an engagement twice, and a hot post's likes cost three Redis round
 trips per batch rather than per like. Decay uses the event's `occurred_at`, so a
 backlog applied late weighs what it weighed when it happened.
+
+Likes, comments and shares are rows in PostgreSQL, each counted. Clicks come from
+`trackEvents`, the client's word: a post's click count takes each person once per
+half-life (`ranking.features.bump_post_once`) and never the post's author.
 """
 
 from __future__ import annotations
@@ -147,10 +151,23 @@ class FeatureConsumer(BatchConsumer[ActorSettings]):
         if event.type == "analytics.events":
             if str(payload.get("kind")) != "CLICK":
                 return None
-            post = _id(payload, "post_id")
+            post, person = _id(payload, "post_id"), _id(payload, "user_id")
+            if payload.get("author_id") is not None and _id(payload, "author_id") == person:
+                return None  # clicks on one's own posts say nothing of them
 
             def clicked(pipe: Pipeline) -> None:
-                f.bump_post(pipe, post, "clicks", 1.0, at=at, half_life_s=half_life, ttl_s=post_ttl)
+                # A click is the client's word: each person counts once per half-life.
+                f.bump_post_once(
+                    pipe,
+                    post,
+                    "clicks",
+                    person,
+                    1.0,
+                    at=at,
+                    half_life_s=half_life,
+                    ttl_s=post_ttl,
+                    window_s=half_life,
+                )
 
             return clicked
 

@@ -4,10 +4,12 @@ user did with it (the ranked feed itself is `feed(mode: RANKED)` in `gateway.sch
 from __future__ import annotations
 
 import enum
+import uuid
+from collections.abc import Sequence
 
 import strawberry
 
-from gateway.schema.types import NovaInfo, parse_id
+from gateway.schema.types import NovaInfo, load_posts, parse_id
 from gateway.services.analytics import ClientEvent
 
 
@@ -48,4 +50,10 @@ class RankingMutation:
             )
             for event in events
         ]
-        return await info.context.runtime.analytics.track(claims.user_id, parsed)
+
+        async def visible(post_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+            """Of these posts, those the caller may see (live, not behind a block)."""
+            posts = await load_posts(info, list(post_ids))
+            return {p.record.id: p.record.author_id for p in posts if p is not None}
+
+        return await info.context.runtime.analytics.track(claims.user_id, parsed, visible)

@@ -4,6 +4,13 @@ Events go through the outbox (one transaction per call), so an acknowledged call
 lost. An impression of a ranked post carries the features the gateway served with it
 (`gateway.services.ranked_feed` kept them in Redis for a day), so training sees what the model saw.
 Impressions and views also mark the post seen for the ranked feed's candidate filter.
+
+An event is the client's word, so it is taken only for a post the caller may see now: an
+unknown id, a deleted post or one hidden by a block is dropped (the call answers how many
+were accepted, and `refused` counts the rest), so no one can make up engagement for posts
+or feature keys for ids. Each accepted event names the post's author, which is how the
+feature consumer leaves an author's clicks on their own posts out of its counts; it also
+counts one click per person and post per window (`actors.consumers.features`).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +33,9 @@ from storage.events import Event
 from storage.repositories.analytics import AnalyticsStore
 
 log = logging.getLogger(__name__)
+
+# Of these posts, those the caller may see now, each with its author.
+VisiblePosts = Callable[[Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, uuid.UUID]]]
 
 MAX_EVENTS = 100
 MAX_DWELL_MS = 24 * 3600 * 1000
@@ -55,13 +66,29 @@ class Analytics:
     def __init__(self, db: Database, redis: aioredis.Redis) -> None:
         self._store = AnalyticsStore(db)
         self._redis = redis
+        self.refused = 0  # events dropped: their post is unknown, gone or hidden
 
-    async def track(self, viewer: uuid.UUID, events: list[ClientEvent]) -> int:
-        """Validate every event (one bad event refuses the call), then write them all."""
+    async def track(
+        self, viewer: uuid.UUID, events: list[ClientEvent], visible: VisiblePosts
+    ) -> int:
+        """Validate every event (one bad event refuses the call), keep those about posts
+        the viewer may see (`visible`), write them all; how many were kept."""
         if not 1 <= len(events) <= MAX_EVENTS:
             raise InvalidInput(f"send between 1 and {MAX_EVENTS} events per call")
         for event in events:
             event.check()
+        authors = await visible(list(dict.fromkeys(e.post_id for e in events)))
+        kept_events = [e for e in events if e.post_id in authors]
+        if len(kept_events) < len(events):
+            self.refused += len(events) - len(kept_events)
+            log.debug(
+                "trackEvents of %s: %d events about posts it may not see dropped",
+                viewer,
+                len(events) - len(kept_events),
+            )
+        events = kept_events
+        if not events:
+            return 0
         served = await self._served(viewer, events)
         now = datetime.now(UTC).isoformat()
         records = []
@@ -79,6 +106,7 @@ class Analytics:
                     {
                         "user_id": str(viewer),
                         "post_id": str(event.post_id),
+                        "author_id": str(authors[event.post_id]),
                         "kind": event.kind,
                         "model_name": (kept or {}).get("m") if version else None,
                         "model_version": version,

@@ -153,6 +153,31 @@ async def test_deleted_comments_and_shares_are_taken_back(
     assert now["author_engagement_rate"] == pytest.approx(1.0)
 
 
+async def test_clicks_count_once_per_person_per_window_and_never_the_authors_own(
+    consumer: FeatureConsumer, lookup: FeatureLookup
+) -> None:
+    """A click is the client's word, so a post's click feature counts each person at most
+    once per window (the half-life) and never its author (`trackEvents` names the author)."""
+    viewer, other, author, post = (uuid.uuid4() for _ in range(4))
+
+    def click(user: uuid.UUID, at: float) -> Event:
+        return event(
+            "analytics.events", at, user_id=user, post_id=post, author_id=author, kind="CLICK"
+        )
+
+    await apply(
+        consumer,
+        *(click(viewer, T0 + n) for n in range(5)),
+        *(click(author, T0 + n) for n in range(3)),
+        click(other, T0),
+    )
+    assert (await row(lookup, viewer, post, T0 + 5))["post_clicks"] == pytest.approx(2.0, rel=1e-3)
+    # A window later the same person counts again (on top of what has decayed since).
+    await apply(consumer, click(viewer, T0 + DAY + 1), click(viewer, T0 + DAY + 2))
+    later = (await row(lookup, viewer, post, T0 + DAY + 2))["post_clicks"]
+    assert later == pytest.approx(2.0 * 2 ** (-(DAY + 2) / DAY) + 1.0, rel=1e-3)
+
+
 async def test_a_malformed_event_fails_its_batch_before_anything_is_written(
     consumer: FeatureConsumer, lookup: FeatureLookup
 ) -> None:

@@ -21,7 +21,7 @@ from storage.db import Database
 from storage.repositories.analytics import COLUMNS
 from tests.conftest import nova_cli, wait_until
 from tests.support.ranking import WAIT_S, add_model, followed_posts, label, ranked, serve_only
-from tests.support.social import call
+from tests.support.social import BLOCK, call, create_post, make_members
 
 pytestmark = pytest.mark.stack
 
@@ -160,6 +160,73 @@ async def test_bad_events_are_refused_and_nothing_is_logged(
         viewer.id,
     )
     assert outbox == 0
+
+
+async def test_events_count_only_for_posts_the_caller_may_see_and_clicks_once_per_user(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    """trackEvents is the client's word: it is taken only for posts the caller may see now
+    (an unknown id, a deleted post or one hidden by a block is dropped, and the answer
+    counts what was accepted), and a post's click feature counts each person once per
+    window, never its author."""
+    from ranking import features
+    from storage.kafka.ledger import RedisLedger
+    from storage.redis_client import make_redis
+
+    viewer, author, blocker, other = await make_members(db, deployed, 4, prefix="trk")
+    post = (await create_post(http_url, author, "clicked too often"))["id"]
+    hidden = (await create_post(http_url, blocker, "behind a block"))["id"]
+    elsewhere = (await create_post(http_url, other, "the author's last click"))["id"]
+    assert (await call(http_url, blocker, BLOCK, id=viewer.id)).ok()
+    unknown = str(uuid.uuid4())
+
+    def clicks(post_id: str, n: int) -> list[dict[str, Any]]:
+        return [{"kind": "CLICK", "postId": post_id}] * n
+
+    async def track(member: Any, events: list[dict[str, Any]]) -> int:
+        accepted: int = (await call(http_url, member, TRACK, events=events)).ok()["trackEvents"]
+        return accepted
+
+    assert await track(viewer, clicks(unknown, 1) + clicks(hidden, 1)) == 0
+    assert await track(viewer, clicks(post, 5) + clicks(unknown, 2)) == 5
+    for _ in range(3):  # the author, on their own post
+        assert await track(author, clicks(post, 100)) == 100
+    # Applied after the author's own clicks (one key, one partition, in order), and counted.
+    assert await track(author, clicks(elsewhere, 1)) == 1
+    assert await track(other, clicks(post, 1)) == 1
+
+    # What reached the outbox: the accepted events only.
+    rows = await db.fetch(
+        "SELECT event_id, aggregate_id, payload->>'post_id' AS post_id FROM outbox"
+        " WHERE topic = 'analytics.events' AND aggregate_id = ANY($1::text[])",
+        [viewer.id, author.id, other.id],
+    )
+    assert {r["post_id"] for r in rows} == {post, elsewhere}
+    assert len(rows) == 5 + 300 + 1 + 1
+    # The author's clicks on their own post change no feature (nor the ledger); the others
+    # are in the ranking-features ledger once applied.
+    counted = [r for r in rows if (r["aggregate_id"], r["post_id"]) != (author.id, post)]
+    redis = make_redis(deployed)
+    try:
+        ledger = RedisLedger(redis, ttl_s=60)
+
+        async def all_applied() -> bool:
+            keys = [ledger.key("ranking-features", r["event_id"]) for r in counted]
+            return bool(await redis.exists(*keys) == len(keys))
+
+        await wait_until(all_applied, timeout_s=WAIT_S, message="the clicks applied to features")
+
+        async def clicks_of(post_id: str) -> float:
+            record = cast(bytes, await redis.get(features.POST + post_id) or b"")
+            stored = record[features.record_offset("clicks") :][:8].ljust(8, b"\0")
+            value: float = struct.unpack("<d", stored)[0]
+            return value
+
+        assert await clicks_of(post) == pytest.approx(2.0, rel=1e-3), "one click per person"
+        assert await clicks_of(hidden) == 0
+        assert not await redis.exists(features.POST + unknown)  # no key for a made-up post
+    finally:
+        await redis.aclose()
 
 
 async def test_the_trainer_beats_a_random_ranker_and_the_report_counts_each_version(
