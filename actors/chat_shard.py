@@ -39,7 +39,10 @@ from storage.repositories.chat import (
 log = logging.getLogger(__name__)
 
 CHAT_CHANNEL = "nova:chat:{}"
-# A notice on the room channel, beside messages: this member has left.
+# Who is typing (user ids), and who comes and goes (`presence`): never stored.
+TYPING_CHANNEL = CHAT_CHANNEL + ":typing"
+PRESENCE_CHANNEL = CHAT_CHANNEL + ":presence"
+# A notice on each of the room's channels, beside what they carry: this member has left.
 LEFT_NOTICE = "left"
 
 
@@ -187,11 +190,14 @@ class ChatShard:
             raise NotAMember("you are not a member of this room")
         await self._store.leave(room_id, user_id)
         room.members.discard(user_id)
-        # Open subscriptions of the member end on this notice (`gateway.schema.chat`).
+        # The member's open subscriptions to the room (messages, typing, presence) end on
+        # this notice, and with them their presence in it (`gateway.schema.chat`).
+        notice = json.dumps({LEFT_NOTICE: str(user_id)})
         try:
-            await self._redis.publish(
-                CHAT_CHANNEL.format(room_id), json.dumps({LEFT_NOTICE: str(user_id)})
-            )
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel in (CHAT_CHANNEL, TYPING_CHANNEL, PRESENCE_CHANNEL):
+                    pipe.publish(channel.format(room_id), notice)
+                await pipe.execute()
         except Exception as exc:  # their next gap fill is refused instead (not a member)
             log.warning("chat leave notice not published: %s", classify(exc))
 

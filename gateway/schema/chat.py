@@ -1,145 +1,40 @@
 """GraphQL operations of chat: rooms, history, sending, read markers, and the live streams
-(`messageAdded` with gap-free replay, `typing`, `presence`)."""
+(`messageAdded` with gap-free replay, `typing`, `presence`).
+
+Blocks hold in every room: when a block stands between two members of a room (a direct
+room from before the block, or a group someone else put them in), neither sees the other
+through it. Their messages are left out of history, replay, live delivery, `lastMessage`
+and `unreadCount`; they are missing from `members`, `readUpTo` and `presence`; their typing
+is not shown. Everyone else in the room sees both. A member leaving ends their three live
+streams of the room (the shard's leave notice), and with them their presence in it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import uuid
-from collections.abc import AsyncGenerator, Hashable
-from datetime import datetime
-from typing import Any
+from collections.abc import AsyncGenerator
 
 import strawberry
 
 from actors.chat_shard import CHAT_CHANNEL
 from gateway.errors import BAD_USER_INPUT, user_error
-from gateway.schema.types import Connection, Edge, NovaInfo, User, load_user, load_users, parse_id
+from gateway.schema.chat_types import ChatRoom, Message, Presence, TypingEvent
+from gateway.schema.types import Connection, Edge, NovaInfo, parse_id
 from gateway.services.chat import (
     PRESENCE_CHANNEL,
     TYPING_CHANNEL,
     check_message,
+    left_notice,
     message_from_channel,
 )
-from storage.repositories.chat import Message as MessageRecord
-from storage.repositories.chat_rooms import RoomRecord
 
 REPLAY_PAGE = 200
 PRESENCE_RECHECK_S = 10.0  # `presence` re-reads who is online at least this often
 MAX_HISTORY = 100
 # graphql-transport-ws leaves 4000-4999 to applications; 4400-4499 are the protocol's.
 SLOW_SUBSCRIBER_CLOSE = 4508
-
-
-@strawberry.enum
-class ChatRoomKind(enum.Enum):
-    DIRECT = "direct"
-    GROUP = "group"
-
-
-@strawberry.type
-class Message:
-    id: strawberry.ID
-    room_id: strawberry.ID
-    text: str
-    seq: int
-    client_message_id: str
-    created_at: datetime
-    record: strawberry.Private[MessageRecord]
-    # Set on a live message that every subscriber of the room receives as this one object:
-    # its results are shared between them (`gateway.transport.shared_events`).
-    execution_memo: strawberry.Private[dict[Hashable, Any] | None] = None
-
-    @classmethod
-    def from_record(cls, record: MessageRecord) -> Message:
-        return cls(
-            id=strawberry.ID(str(record.id)),
-            room_id=strawberry.ID(str(record.room_id)),
-            text=record.text,
-            seq=record.seq,
-            client_message_id=record.client_message_id,
-            created_at=record.created_at,
-            record=record,
-        )
-
-    @strawberry.field
-    async def sender(self, info: NovaInfo) -> User | None:
-        return await load_user(info, self.record.sender_id)
-
-
-@strawberry.type
-class MemberRead:
-    seq: int
-    user_id: strawberry.Private[uuid.UUID]
-
-    @strawberry.field
-    async def user(self, info: NovaInfo) -> User | None:
-        return await load_user(info, self.user_id)
-
-
-@strawberry.type
-class ChatRoom:
-    id: strawberry.ID
-    kind: ChatRoomKind
-    name: str | None
-    created_at: datetime
-    last_seq: int
-    record: strawberry.Private[RoomRecord]
-
-    @classmethod
-    def from_record(cls, record: RoomRecord) -> ChatRoom:
-        return cls(
-            id=strawberry.ID(str(record.id)),
-            kind=ChatRoomKind(record.kind),
-            name=record.name,
-            created_at=record.created_at,
-            last_seq=record.last_seq,
-            record=record,
-        )
-
-    @strawberry.field
-    async def members(self, info: NovaInfo) -> list[User]:
-        markers = await info.context.runtime.chat.read_markers(self.record.id)
-        users = await load_users(info, [user_id for user_id, _ in markers])
-        return [user for user in users if user is not None]
-
-    @strawberry.field(description="How far each member has read (their last read seq).")
-    async def read_up_to(self, info: NovaInfo) -> list[MemberRead]:
-        markers = await info.context.runtime.chat.read_markers(self.record.id)
-        return [MemberRead(seq=seq, user_id=user_id) for user_id, seq in markers]
-
-    @strawberry.field
-    async def last_message(self, info: NovaInfo) -> Message | None:
-        viewer = info.context.require_user().user_id
-        last = await info.context.runtime.chat.shards.history(self.record.id, viewer, None, 1)
-        return Message.from_record(last[-1]) if last else None
-
-    @strawberry.field(description="Messages from others after your read marker.")
-    async def unread_count(self, info: NovaInfo) -> int:
-        viewer = info.context.require_user().user_id
-        return await info.context.runtime.chat.unread(self.record.id, viewer)
-
-
-@strawberry.type
-class TypingEvent:
-    room_id: strawberry.ID
-    user_id: strawberry.Private[uuid.UUID]
-
-    @strawberry.field
-    async def user(self, info: NovaInfo) -> User | None:
-        return await load_user(info, self.user_id)
-
-
-@strawberry.type
-class Presence:
-    room_id: strawberry.ID
-    user_ids: strawberry.Private[list[uuid.UUID]]
-
-    @strawberry.field(description="Members online in the room now.")
-    async def online(self, info: NovaInfo) -> list[User]:
-        users = await load_users(info, self.user_ids)
-        return [user for user in users if user is not None]
 
 
 @strawberry.input
@@ -195,8 +90,18 @@ class ChatQuery:
         page = await info.context.runtime.chat.shards.history(
             _room_id(room_id), viewer, before_seq, limit
         )
-        edges = [Edge(cursor=str(m.seq), node=Message.from_record(m)) for m in page]
-        return Connection.of(edges, False, has_previous_page=bool(page) and page[0].seq > 1)
+        hidden = await info.context.loaders.blocked()
+        edges = [
+            Edge(cursor=str(m.seq), node=Message.from_record(m))
+            for m in page
+            if m.sender_id not in hidden
+        ]
+        # Paging goes by seq: a page that hides messages is shorter, and its start cursor
+        # is the oldest seq looked at, so the next page starts before it.
+        connection = Connection.of(edges, False, has_previous_page=bool(page) and page[0].seq > 1)
+        if page:
+            connection.page_info.start_cursor = str(page[0].seq)
+        return connection
 
 
 def _seq_cursor(cursor: str) -> int:
@@ -279,9 +184,11 @@ class ChatSubscription:
         ):
             while True:  # replay what the client missed
                 replay = await runtime.chat.shards.after(room, viewer, next_seq - 1, REPLAY_PAGE)
+                hidden = await runtime.relations.hidden(viewer)
                 for message in replay:
                     next_seq = message.seq + 1
-                    yield Message.from_record(message)
+                    if message.sender_id not in hidden:
+                        yield Message.from_record(message)
                 if len(replay) < REPLAY_PAGE:
                     break
             while True:
@@ -295,10 +202,13 @@ class ChatSubscription:
                     continue
                 if published.seq < next_seq:
                     continue  # already sent (replay overlapped the live stream)
+                # Blocks as they stand now (the replica's cache, dropped on every change).
+                hidden = await runtime.relations.hidden(viewer)
                 info.context.reset_loaders()
                 if published.seq == next_seq:
                     next_seq += 1
-                    yield published  # the object every local subscriber of the room gets
+                    if published.record.sender_id not in hidden:
+                        yield published  # the object every local subscriber of the room gets
                     continue
                 # A publish was lost: fill the gap in order.
                 missing = await runtime.chat.shards.after(
@@ -307,7 +217,8 @@ class ChatSubscription:
                 for each in missing:
                     if each.seq >= next_seq:
                         next_seq = each.seq + 1
-                        yield Message.from_record(each)
+                        if each.sender_id not in hidden:
+                            yield Message.from_record(each)
 
     @strawberry.subscription(description="Who is typing in a room, as it happens.")
     async def typing(
@@ -319,8 +230,14 @@ class ChatSubscription:
         await runtime.chat.shards.member_room(room, viewer)
         async with runtime.hub.listen(TYPING_CHANNEL.format(room), max_queue=100) as subscriber:
             while True:
-                user = uuid.UUID(await subscriber.queue.get())
-                if user != viewer:
+                raw = await subscriber.queue.get()
+                left = left_notice(raw)
+                if left is not None:
+                    if left == viewer:
+                        return  # the viewer left the room
+                    continue
+                user = uuid.UUID(raw)
+                if user != viewer and user not in await runtime.relations.hidden(viewer):
                     yield TypingEvent(room_id=strawberry.ID(str(room)), user_id=user)
 
     @strawberry.subscription(description="Members online in a room now, then on each change.")
@@ -337,13 +254,16 @@ class ChatSubscription:
         ):
             last: list[uuid.UUID] | None = None
             while True:
-                online = await runtime.chat.online_users(room)
+                hidden = await runtime.relations.hidden(viewer)
+                online = [u for u in await runtime.chat.online_users(room) if u not in hidden]
                 if online != last:
                     last = online
                     info.context.reset_loaders()
                     yield Presence(room_id=strawberry.ID(str(room)), user_ids=online)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(subscriber.queue.get(), PRESENCE_RECHECK_S)
+                    change = await asyncio.wait_for(subscriber.queue.get(), PRESENCE_RECHECK_S)
+                    if left_notice(change) == viewer:
+                        return  # the viewer left the room: no longer online in it
 
 
 def _live_message(raw: bytes) -> Message | uuid.UUID:

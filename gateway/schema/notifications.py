@@ -13,7 +13,7 @@ from datetime import datetime
 import strawberry
 
 from actors.consumers.notifications import NOTIFY_CHANNEL
-from gateway.schema.chat import ChatRoom
+from gateway.schema.chat_types import ChatRoom
 from gateway.schema.types import (
     Connection,
     Edge,
@@ -78,6 +78,8 @@ class Notification:
 
     @strawberry.field(description="Who did it; null if their account is gone.")
     async def actor(self, info: NovaInfo) -> User | None:
+        if self.actor_id in await info.context.loaders.blocked():
+            return None  # hidden by a block made since
         return await load_user(info, self.actor_id)
 
     @strawberry.field(
@@ -155,5 +157,7 @@ class NotificationSubscription:
                     continue
                 if record.kind not in KINDS:  # from a newer release, mid-upgrade
                     continue
+                if record.actor_id in await info.context.runtime.relations.hidden(viewer):
+                    continue  # across a block (a message in a room both are in, say)
                 info.context.reset_loaders()  # fresh posts, users and blocks per push
                 yield Notification.from_record(record)

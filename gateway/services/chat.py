@@ -15,13 +15,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import datetime
 
 import redis.asyncio as aioredis
 
 from actors.chat_client import ChatClient
-from actors.chat_shard import CHAT_CHANNEL, LEFT_NOTICE
+from actors.chat_shard import LEFT_NOTICE
+from actors.chat_shard import PRESENCE_CHANNEL as PRESENCE_CHANNEL
+from actors.chat_shard import TYPING_CHANNEL as TYPING_CHANNEL
 from gateway.errors import Forbidden
 from gateway.services.profiles import page_size
 from storage.db import Database
@@ -36,8 +38,6 @@ MAX_CLIENT_MESSAGE_ID = 128
 MAX_ROOM_NAME = 100
 PRESENCE_TTL_S = 30
 PRESENCE_BEAT_S = 10.0  # well inside the TTL: two beats may fail before an entry lapses
-TYPING_CHANNEL = CHAT_CHANNEL + ":typing"
-PRESENCE_CHANNEL = CHAT_CHANNEL + ":presence"
 
 
 def check_message(text: str, client_message_id: str) -> None:
@@ -118,8 +118,11 @@ class Chat:
         markers = await self._rooms.read_markers(room_id)
         return [(marker.user_id, marker.read_up_to) for marker in markers]
 
-    async def unread(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
-        return await self._rooms.unread_count(room_id, user_id)
+    async def unread(
+        self, room_id: uuid.UUID, user_id: uuid.UUID, hidden: Collection[uuid.UUID] = ()
+    ) -> int:
+        """Messages of others after the user's read marker, not counting the `hidden`'s."""
+        return await self._rooms.unread_count(room_id, user_id, list(hidden))
 
     async def mark_read(self, room_id: uuid.UUID, user_id: uuid.UUID, seq: int) -> bool:
         if seq < 0:
@@ -213,3 +216,14 @@ def message_from_channel(raw: str) -> Message | uuid.UUID:
     if LEFT_NOTICE in data:
         return uuid.UUID(data[LEFT_NOTICE])
     return Message.from_json(data)
+
+
+def left_notice(raw: str) -> uuid.UUID | None:
+    """The member who left, if `raw` (from a room's typing or presence channel) is the
+    shard's notice of it; None for what those channels carry otherwise."""
+    if not raw.startswith("{"):
+        return None
+    try:
+        return uuid.UUID(json.loads(raw)[LEFT_NOTICE])
+    except (ValueError, KeyError, TypeError):
+        return None

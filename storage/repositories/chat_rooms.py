@@ -157,17 +157,22 @@ class RoomStore:
             )
         return from_rows(ReadMarker, rows)
 
-    async def unread_count(self, room_id: uuid.UUID, user_id: uuid.UUID) -> int:
-        """Messages of others after the user's read marker."""
+    async def unread_count(
+        self, room_id: uuid.UUID, user_id: uuid.UUID, excluding: Sequence[uuid.UUID] = ()
+    ) -> int:
+        """Messages of others after the user's read marker, not counting those sent by
+        `excluding` (members hidden from the user by a block)."""
         async with self._db.connection() as conn:
             count: int = await conn.fetchval(
                 """
                 SELECT count(*) FROM chat_messages c
                 JOIN chat_members m ON m.room_id = c.room_id AND m.user_id = $2
                 WHERE c.room_id = $1 AND c.seq > m.read_up_to AND c.sender_id <> $2
+                  AND c.sender_id <> ALL($3::uuid[])
                 """,
                 room_id,
                 user_id,
+                list(excluding),
             )
         return count
 

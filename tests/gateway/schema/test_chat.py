@@ -340,6 +340,51 @@ async def test_leaving_a_group_ends_the_members_live_subscription(
     assert seen == ["before"]
 
 
+async def test_leaving_a_group_ends_the_members_typing_and_presence_and_takes_them_offline(
+    http_url: str, db: Database, settings: Settings, redis: Any
+) -> None:
+    stayer, leaver, other = await make_members(db, settings, 3)
+    room = await room_of(http_url, stayer, leaver, other, name="typing and presence")
+    typing = "subscription($room: ID!) { typing(roomId: $room) { user { id } } }"
+    presence = "subscription($room: ID!) { presence(roomId: $room) { online { id } } }"
+    leave = "mutation($room: ID!) { leaveRoom(roomId: $room) }"
+    send_typing = "mutation($room: ID!) { sendTyping(roomId: $room) }"
+
+    async def drain(stream: Any, into: list[Any]) -> None:
+        async for result in stream:  # until the server completes the subscription
+            into.append(result)
+
+    async with subscribed(http_url, leaver) as theirs, subscribed(http_url, stayer) as mine:
+        typed: list[Any] = []
+        presences: list[Any] = []
+        watchers = [
+            asyncio.ensure_future(drain(theirs.subscribe(operation(typing, room=room)), typed)),
+            asyncio.ensure_future(
+                drain(theirs.subscribe(operation(presence, room=room)), presences)
+            ),
+        ]
+        await watching_room(redis, room, leaver.id)
+        await redis_subscribed(redis, TYPING_CHANNEL.format(room))
+        online = mine.subscribe(operation(presence, room=room))
+        seen = {u["id"] for u in (await asyncio.wait_for(anext(online), 30))["presence"]["online"]}
+        assert seen == {stayer.id, leaver.id}
+
+        assert (await call(http_url, leaver, leave, room=room)).ok() == {"leaveRoom": True}
+        # Both of the former member's streams are completed by the server...
+        done, _ = await asyncio.wait(watchers, timeout=30)
+        assert len(done) == 2, "the former member's typing or presence went on after leaveRoom"
+        # ...and the room no longer shows them online.
+        for _ in range(5):
+            update = await asyncio.wait_for(anext(online), 30)
+            seen = {u["id"] for u in update["presence"]["online"]}
+            if leaver.id not in seen:
+                break
+        assert seen == {stayer.id}
+        assert (await call(http_url, other, send_typing, room=room)).ok()
+    assert typed == []
+    assert (await call(http_url, leaver, send_typing, room=room)).codes == ["FORBIDDEN"]
+
+
 async def _seen(seen: list[str], text: str) -> bool:
     return text in seen
 
