@@ -16,6 +16,11 @@ answers; the others apply it when the announcement arrives, which Redis sends be
 answers the revoking replica. While a replica's subscription is down (Redis restarting,
 say) it is not trusted: requests check the keys in Redis, and when Redis cannot answer,
 the session row in PostgreSQL, so an outage never lets a revoked session in.
+
+What a token has open (a WebSocket and its subscriptions) must end with it: `watch`
+registers a callback that the mirror calls once when it learns of the token's revocation,
+from this replica's own revocations, the announcements of the others, or the whole set
+read again after a lost subscription.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -74,6 +79,10 @@ class Revocations:
         self._in_sync = False
         self._synced_once = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
+        # Live watches (`watch`): by handle, and the handles watching each member.
+        self._watches: dict[int, tuple[tuple[str, str], Callable[[], None]]] = {}
+        self._watching: dict[str, set[int]] = {}
+        self._next_watch = 0
         self.lost_sync = 0
 
     @property
@@ -104,6 +113,51 @@ class Revocations:
             if expires is not None and expires > now:
                 return True
         return False
+
+    def watch(self, claims: AccessClaims, on_revoked: Callable[[], None]) -> Callable[[], None]:
+        """Call `on_revoked` once, soon after this token or its session is revoked on any
+        replica (at once if the mirror knows it already); returns what stops the watch.
+
+        The callback runs in the mirror's task: it must not block (schedule work instead)."""
+        if self.known(claims):
+            on_revoked()
+            return lambda: None
+        self._next_watch += 1
+        handle = self._next_watch
+        members = (_jti_member(claims.jti), _session_member(claims.session_id))
+        self._watches[handle] = (members, on_revoked)
+        for member in members:
+            self._watching.setdefault(member, set()).add(handle)
+
+        def stop() -> None:
+            self._unwatch(handle)
+
+        return stop
+
+    def _unwatch(self, handle: int) -> Callable[[], None] | None:
+        entry = self._watches.pop(handle, None)
+        if entry is None:
+            return None
+        members, on_revoked = entry
+        for member in members:
+            handles = self._watching.get(member)
+            if handles is not None:
+                handles.discard(handle)
+                if not handles:
+                    del self._watching[member]
+        return on_revoked
+
+    def _revoked(self, member: str) -> None:
+        """Tell the watchers of `member`, each once (whichever member of its token comes
+        first), and forget them."""
+        for handle in list(self._watching.get(member, ())):
+            on_revoked = self._unwatch(handle)
+            if on_revoked is None:
+                continue
+            try:
+                on_revoked()
+            except Exception:
+                log.exception("a revocation watcher failed")
 
     async def check(self, claims: AccessClaims) -> None:
         """Raise `Unauthenticated` if the token or its session was revoked."""
@@ -173,6 +227,8 @@ class Revocations:
     def _remember(self, member: str, expires: float) -> None:
         """Keep the later expiry: an announcement and the set may both carry an entry."""
         self._mirror[member] = max(expires, self._mirror.get(member, 0.0))
+        if member in self._watching and expires > time.time():
+            self._revoked(member)
 
     def _prune(self) -> None:
         now = time.time()

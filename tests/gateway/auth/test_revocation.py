@@ -135,3 +135,28 @@ async def test_a_replica_that_lost_its_subscription_resyncs_from_the_set(
         await admin.aclose()
     await eventually(lambda: mirror.lost_sync == 1 and mirror.in_sync)
     assert mirror.known(missed) is True
+
+
+async def test_a_revocation_reaches_whoever_watches_its_token_on_every_replica(
+    replicas: Callable[..., Awaitable[Revocations]],
+) -> None:
+    """What ends a revoked token's open WebSockets: a watch on the token hears its own
+    revocation (by jti or by session) on any replica, once; other tokens' watches do not."""
+    here, there = await replicas(), await replicas()
+    session_token, jti_token, bystander, gone = claims(), claims(), claims(), claims()
+    heard: list[str] = []
+    there.watch(session_token, lambda: heard.append("session"))
+    there.watch(jti_token, lambda: heard.append("jti"))
+    there.watch(bystander, lambda: heard.append("bystander"))
+    stop = there.watch(gone, lambda: heard.append("unwatched"))
+    stop()
+    await here.revoke_sessions([session_token.session_id, gone.session_id])
+    await here.deny_token(jti_token)
+    await eventually(lambda: sorted(heard) == ["jti", "session"])
+    await here.revoke_sessions([session_token.session_id])  # again: heard once
+    await here.deny_token(bystander)
+    await eventually(lambda: "bystander" in heard)
+    assert sorted(heard) == ["bystander", "jti", "session"]
+    # Watching a token revoked already is heard at once.
+    there.watch(jti_token, lambda: heard.append("late"))
+    assert heard[-1] == "late"
