@@ -26,6 +26,8 @@ from gateway.transport.admission import InFlightLimit
 from gateway.transport.documents import DocumentCache, prepared_documents
 from gateway.transport.http import GraphQLHTTP, client_info
 from gateway.transport.tracing import TraceMiddleware
+from gateway.transport.ws_caps import SocketLeases
+from gateway.transport.ws_handler import NovaWebSocketHandler, WebSocketPolicy
 from gateway.transport.ws_operations import WebSocketOperationGuard
 from storage.errors import NovaError
 
@@ -39,11 +41,21 @@ _GRAPHQL_HTTP = frozenset({("/graphql", "GET"), ("/graphql", "POST")})
 class GraphQLWebSocket(GraphQL[Context, None]):
     """graphql-transport-ws on `/graphql`; the access token comes in `connection_init`.
     Queries and mutations may come this way too, held to HTTP's limits
-    (`gateway.transport.ws_operations`)."""
+    (`gateway.transport.ws_operations`). Each socket is held to the caps, the idle rule,
+    its token's revocation and a context per operation (`gateway.transport.ws_handler`),
+    and its frames to the request body limit (`gateway.transport.drain`)."""
 
-    def __init__(self, runtime: GatewayRuntime, schema: Any) -> None:
-        super().__init__(schema, subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL])
+    graphql_transport_ws_handler_class = NovaWebSocketHandler
+
+    def __init__(self, runtime: GatewayRuntime, schema: Any, policy: WebSocketPolicy) -> None:
+        # The handler counts operations per socket itself, with a coded error.
+        super().__init__(
+            schema,
+            subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+            max_subscriptions_per_connection=None,
+        )
         self._runtime = runtime
+        self.policy = policy
 
     async def get_context(self, request: Any, response: Any) -> Context:
         client = client_info(request, self._runtime.settings)
@@ -59,6 +71,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             receive,
             send,
             accept_headers=[(b"x-nova-replica", self._runtime.replica_id.encode())],
+            max_message_bytes=self._runtime.settings.max_request_bytes,
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
@@ -85,7 +98,12 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
     runtime.documents = documents
     schema = build_schema([prepared_documents(documents), WebSocketOperationGuard])
     http = GraphQLHTTP(runtime, schema)
-    websocket = GraphQLWebSocket(runtime, schema)
+    policy = WebSocketPolicy(
+        runtime.settings,
+        runtime.revocations,
+        SocketLeases(runtime.redis, replica=runtime.replica_id),
+    )
+    websocket = GraphQLWebSocket(runtime, schema, policy)
     admission = InFlightLimit(
         GraphQLEndpoint(http.handle),
         runtime.settings.gateway_max_in_flight,
@@ -115,6 +133,7 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         runtime.start_metrics()
         yield
+        await policy.close()
         await runtime.close()
 
     app = Starlette(

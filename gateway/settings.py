@@ -106,10 +106,16 @@ class GatewaySettings(ActorSettings):
     )
     viewer_cache_ttl_s: float = setting(60.0, "how long a replica keeps them")
     # WebSocket connections (graphql-transport-ws).
-    ws_max_per_ip: int = setting(200, "open WebSockets one client IP may hold")
-    ws_max_per_user: int = setting(20, "open WebSockets one signed-in user may hold")
+    ws_max_per_ip: int = setting(
+        200, "open WebSockets one client IP may hold, across all gateway replicas"
+    )
+    ws_max_per_user: int = setting(
+        20, "open WebSockets one signed-in user may hold, across all gateway replicas"
+    )
     ws_anonymous_idle_s: float = setting(
-        60.0, "an anonymous WebSocket with no operation running is closed after this"
+        60.0,
+        "an anonymous WebSocket (or one whose token was revoked) with no operation running "
+        "is closed after this",
     )
     chat_subscriber_queue: int = setting(
         1_000, "messages a slow WebSocket subscriber may have waiting before it is disconnected"

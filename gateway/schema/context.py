@@ -1,4 +1,4 @@
-"""What resolvers see as `info.context`: one per HTTP request or WebSocket connection."""
+"""What resolvers see as `info.context`: one per HTTP request or WebSocket operation."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ from storage.repositories.users import UserRecord
 
 @dataclass
 class Context:
-    """What resolvers see as `info.context`, one per request or WebSocket connection."""
+    """What resolvers see as `info.context`, one per request or WebSocket operation.
+
+    A WebSocket connection has one of its own, which `connection_init` signs in; each
+    operation on the socket runs with `for_operation()`, so its DataLoaders (posts,
+    counts, blocks, rooms) start empty and never serve what an earlier operation loaded."""
 
     runtime: GatewayRuntime
     client: ClientInfo
@@ -36,8 +40,20 @@ class Context:
             self._user_loader = self.runtime.users.loader()
         return self._user_loader
 
+    def for_operation(self) -> Context:
+        """A context for one operation on this connection: its client, token and socket,
+        with DataLoaders of its own."""
+        return Context(
+            runtime=self.runtime,
+            client=self.client,
+            claims=self.claims,
+            request=self.request,
+            response=self.response,
+            connection_params=self.connection_params,
+        )
+
     def reset_loaders(self) -> None:
-        """Forget what this context's DataLoaders cached (long-lived WebSocket contexts)."""
+        """Forget what this context's DataLoaders cached (a subscription, per event)."""
         self._loaders = None
         self._user_loader = None
 

@@ -12,7 +12,8 @@ So, per operation on a socket, before it executes:
 
 * the access token the socket was opened with must not have expired, nor been revoked;
   otherwise the operation fails with UNAUTHENTICATED, and the client reconnects with a
-  fresh token (subscriptions already running keep running);
+  fresh token (subscriptions already running keep running past the token's expiry; a
+  revocation ends them at once: `gateway.transport.ws_handler`);
 * the same budgets as HTTP are charged: per IP, and per user when signed in; mutations
   from the mutation budgets, queries and new subscriptions from the query budgets. A
   spent budget fails the operation with RATE_LIMITED and `retryAfter`.

@@ -3,13 +3,17 @@ with a real GraphQL client."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import websockets
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
+from websockets.typing import Subprotocol
 
 from tests.support.social import Member, call
 
@@ -62,6 +66,39 @@ async def subscribed(http_url: str, member: Member) -> AsyncIterator[Any]:
     )
     async with Client(transport=transport) as session:
         yield session
+
+
+@contextlib.asynccontextmanager
+async def raw_socket(http_url: str, token: str | None = None) -> AsyncIterator[Any]:
+    """A graphql-transport-ws connection as the wire shows it (the server's close frame
+    included), acknowledged; signed in with `token`, anonymous without."""
+    url = http_url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        payload = {"authorization": f"Bearer {token}"} if token else {}
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert ack["type"] == "connection_ack", ack
+        yield ws
+
+
+async def start(ws: Any, op_id: str, query: str, **variables: Any) -> None:
+    """Send a `subscribe` message (any operation) on a raw socket."""
+    payload = {"query": query, "variables": variables}
+    await ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": payload}))
+
+
+async def until_closed(ws: Any, timeout_s: float = 30) -> tuple[list[Any], Any]:
+    """Every message received until the server closes the socket, and its close frame
+    (None if the socket stayed open for `timeout_s`)."""
+    received: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                received.append(json.loads(await ws.recv()))
+    except websockets.ConnectionClosed as closed:
+        return received, closed.rcvd
+    except TimeoutError:
+        return received, None
 
 
 async def collect(

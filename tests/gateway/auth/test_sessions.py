@@ -3,14 +3,21 @@ one out, and changing the password (other sessions end, a notice is mailed)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deployments.settings import Settings
 from deployments.stack import Stack
+from storage.db import Database
+from tests.support.chat import ADDED, raw_socket, room_of, send, start
 from tests.support.graphql import LOGIN, Account, post, register
 from tests.support.mailbox import wait_for_mail
+from tests.support.social import Member, make_members
+from tests.support.subscriptions import watching_room
 
 pytestmark = pytest.mark.stack
 
@@ -187,3 +194,77 @@ async def test_changing_the_password_ends_other_sessions_and_mails_a_notice(
     body = notice.get_content()
     assert "signed out" in body
     assert "http" not in body, "a notice carries no link to click"
+
+
+LOGOUT = "mutation($t: String!) { logout(refreshToken: $t) }"
+NOTIFIED = "subscription { notificationAdded { id kind } }"
+
+
+@pytest.mark.parametrize("revocation", ["changePassword", "revokeSession", "logout"])
+async def test_a_revoked_sessions_live_subscriptions_end_at_once(
+    http_url: str, db: Database, deployed: Settings, redis: Any, revocation: str
+) -> None:
+    """A stolen token's open socket does not outlive the session it came from: when the
+    owner changes the password, signs that device out, or the device logs out, its running
+    `messageAdded` and `notificationAdded` end at once with UNAUTHENTICATED, nothing sent
+    afterwards reaches it, and whatever it asks next is refused."""
+    account = await register(http_url, prefix="stolen")
+    stolen = await sign_in(http_url, account, account.password, "Thief/1.0")
+    (friend,) = await make_members(db, deployed, 1, prefix="friend")
+    owner = Member(account.id, account.username, account.access_token)
+    room = await room_of(http_url, owner, friend)
+    async with raw_socket(http_url, stolen["accessToken"]) as ws:
+        await start(ws, "messages", ADDED, room=room)
+        await start(ws, "notifications", NOTIFIED)
+        await watching_room(redis, room, account.id)
+        (await send(http_url, friend, room, "before")).ok()
+        assert json.loads(await asyncio.wait_for(ws.recv(), 30))["payload"]["data"] == {
+            "messageAdded": {"seq": 1, "text": "before", "sender": {"id": friend.id}}
+        }
+
+        if revocation == "changePassword":
+            changed = await post(
+                http_url,
+                CHANGE,
+                {"current": account.password, "new": "a much better passphrase 42"},
+                token=account.access_token,
+            )
+            assert changed.ok() == {"changePassword": True}
+        elif revocation == "revokeSession":
+            listed = (await post(http_url, SESSIONS, token=account.access_token)).ok()
+            (thiefs,) = [
+                e["node"]["id"]
+                for e in listed["sessions"]["edges"]
+                if e["node"]["userAgent"] == "Thief/1.0"
+            ]
+            revoked = await post(http_url, REVOKE, {"id": thiefs}, token=account.access_token)
+            assert revoked.ok() == {"revokeSession": True}
+        else:
+            logout = await post(
+                http_url, LOGOUT, {"t": stolen["refreshToken"]}, token=stolen["accessToken"]
+            )
+            assert logout.ok() == {"logout": True}
+        (await send(http_url, friend, room, "after")).ok()
+
+        delivered: list[Any] = []
+        ended: dict[str, list[str]] = {}
+        try:
+            async with asyncio.timeout(30):
+                while len(ended) < 2:
+                    message = json.loads(await ws.recv())
+                    if message["type"] == "next":
+                        delivered.append(message["payload"]["data"])
+                    elif message["type"] == "error":
+                        ended[message["id"]] = [e["extensions"]["code"] for e in message["payload"]]
+        except TimeoutError:
+            pass
+        assert delivered == [], f"still delivering after {revocation}: {delivered}"
+        assert ended == {
+            "messages": ["UNAUTHENTICATED"],
+            "notifications": ["UNAUTHENTICATED"],
+        }, f"subscriptions still running after {revocation}: {ended}"
+        await start(ws, "again", NOTIFIED)
+        again = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert (again["id"], again["type"]) == ("again", "next")
+        assert again["payload"]["data"] is None
+        assert [e["extensions"]["code"] for e in again["payload"]["errors"]] == ["UNAUTHENTICATED"]

@@ -13,7 +13,13 @@ import pytest
 import websockets
 
 from deployments.settings import Settings
-from gateway.transport.drain import SERVICE_RESTART, Message, WebSocketDrain
+from gateway.transport.drain import (
+    CURRENT_SOCKET,
+    MESSAGE_TOO_BIG,
+    SERVICE_RESTART,
+    Message,
+    WebSocketDrain,
+)
 from tests.support.graphql import post
 
 
@@ -121,6 +127,56 @@ async def test_a_handler_that_returns_while_its_close_is_sent_is_not_cancelled()
     release.set()
     await draining
     assert await asyncio.wait_for(task, 1) == "finished"
+
+
+async def test_a_frame_over_the_limit_closes_with_1009_and_reads_as_a_disconnect() -> None:
+    """The frame is never handed to the handler: it gets the client's disconnect instead,
+    after the close frame went out (and nothing it sends after that leaves)."""
+    seen: list[Message] = []
+
+    async def handler(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] != "websocket.disconnect":
+            seen.append(message)
+        seen.append(message)
+        await send({"type": "websocket.send", "text": "too late"})
+
+    drain, client = WebSocketDrain(), Client()
+    served = asyncio.create_task(
+        drain.serve(handler, client.receive, client.send, max_message_bytes=8)
+    )
+    client.inbox.put_nowait({"type": "websocket.receive", "text": "12345678"})
+    client.inbox.put_nowait({"type": "websocket.receive", "text": "é" * 5})  # 10 bytes
+    await asyncio.wait_for(served, 1)
+    assert seen == [
+        {"type": "websocket.receive", "text": "12345678"},
+        {"type": "websocket.disconnect", "code": MESSAGE_TOO_BIG},
+    ]
+    accept, close = client.received
+    assert accept["type"] == "websocket.accept"
+    assert (close["type"], close["code"]) == ("websocket.close", MESSAGE_TOO_BIG)
+
+
+async def test_one_socket_closed_with_its_own_code_ends_its_handler_quietly() -> None:
+    drain, client = WebSocketDrain(), Client()
+    opened: list[Any] = []
+
+    async def handler(receive: Any, send: Any) -> None:
+        opened.append(CURRENT_SOCKET.get())
+        await echo(receive, send)
+
+    served = asyncio.create_task(drain.serve(handler, client.receive, client.send))
+    await client.has_received(1)
+    (socket,) = opened
+    await socket.close(4403, "access token was revoked")
+    await asyncio.wait_for(served, 1)
+    assert [m["type"] for m in client.received] == ["websocket.accept", "websocket.close"]
+    assert (client.received[1]["code"], client.received[1]["reason"]) == (
+        4403,
+        "access token was revoked",
+    )
+    assert len(drain) == 0
 
 
 # -- through Serve: a redeploy replaces every gateway replica -------------------------------

@@ -21,9 +21,10 @@ from deployments.settings import Settings
 from gateway.limits.rate_limits import RateLimiter, budgets
 from storage.db import Database
 from storage.redis_client import make_redis
+from tests.conftest import wait_until
 from tests.support.chat import operation, room_of, subscribed
 from tests.support.graphql import post, register
-from tests.support.social import call, make_members
+from tests.support.social import BLOCK, POST, call, create_post, make_members
 
 pytestmark = pytest.mark.stack
 
@@ -177,3 +178,54 @@ async def test_bad_input_over_the_socket_is_refused_and_changes_nothing(
     assert payload.get("data") is None
     assert codes(payload) == ["BAD_USER_INPUT"]
     assert (await call(http_url, bob, HISTORY, room=room)).ok()["messages"]["edges"] == []
+
+
+POST_TEXT = "query($id: ID!) { post(id: $id) { id text } }"
+LIKE_POST = "mutation($id: ID!) { likePost(postId: $id) { id likeCount } }"
+DELETE_POST = "mutation($id: ID!) { deletePost(id: $id) }"
+
+
+async def test_each_operation_on_a_socket_sees_the_blocks_and_deletions_made_before_it(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    """An open socket is no snapshot: a post deleted, or its author's block, since the
+    socket's last operation shows in its next one (DataLoaders live for one operation)."""
+    reader, author = await make_members(db, deployed, 2, prefix="wsfresh")
+    deleted = await create_post(http_url, author, "deleted while the socket is open")
+    blocked = await create_post(http_url, author, "hidden by a block while the socket is open")
+    asked = 0
+
+    async def ask(ws: Any, document: str, post_id: str) -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        ids = await send_with(ws, f"q{asked}", document, {"id": post_id})
+        return (await results(ws, ids))[f"q{asked}"]
+
+    async with socket(http_url, reader.token) as ws:
+        for each in (deleted, blocked):
+            assert (await ask(ws, POST_TEXT, each["id"]))["data"]["post"]["text"] == each["text"]
+        assert (await call(http_url, author, DELETE_POST, id=deleted["id"])).ok()
+
+        async def gone(post_id: str) -> bool:
+            return (await ask(ws, POST_TEXT, post_id))["data"]["post"] is None
+
+        await wait_until(
+            lambda: gone(deleted["id"]),
+            timeout_s=10,
+            message="the socket to stop serving a deleted post",
+        )
+        assert (await call(http_url, author, BLOCK, id=reader.id)).ok()
+        await wait_until(
+            lambda: gone(blocked["id"]),
+            timeout_s=10,
+            message="the socket to hide a post across a new block",
+        )
+        assert codes(await ask(ws, LIKE_POST, blocked["id"])) == ["NOT_FOUND"]
+    # The refused like changed nothing.
+    assert (await call(http_url, author, POST, id=blocked["id"])).ok()["post"]["likeCount"] == 0
+
+
+async def send_with(ws: Any, op_id: str, query: str, variables: dict[str, Any]) -> set[str]:
+    payload = {"query": query, "variables": variables}
+    await ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": payload}))
+    return {op_id}
