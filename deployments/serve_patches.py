@@ -7,7 +7,7 @@ gRPC ingress on `[::]:<port>` (both hard-coded). Other processes reach them at t
 IP, so binding to that IP instead changes nothing for Serve and keeps a one-machine stack
 on 127.0.0.1. Replicas apply it in their constructors, which run before Serve starts
 their server; every worker of the embedded stack applies it at start
-(`deployments.grpc_preload`), which covers the proxy.
+(`deployments.worker_preload`), which covers the proxy.
 
 `harden_serve_ingress` binds Serve's HAProxy to that host too, locks its admin socket to
 its owner, and makes it, not the client, say where a request came from.
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def bind_grpc_servers_to_node_ip() -> None:
     """Make every `grpc.aio` server in this process bind the node's IP, not a wildcard.
 
-    Replicas call it in their constructors; `deployments.grpc_preload` calls it at worker
+    Replicas call it in their constructors; `deployments.worker_preload` calls it at worker
     start, which covers the proxy's gRPC ingress.
     """
     from grpc.aio import _server
@@ -124,7 +124,7 @@ _ADMIN_SOCKET = "stats socket {{ config.socket_path }} mode 666 level admin"
 def harden_serve_ingress() -> None:
     """Make Serve's HTTP ingress in this process, and the HAProxy in front of it, safe to
     face clients; every worker of the embedded stack applies it at start
-    (`deployments.grpc_preload`, under the name `bind_haproxy_to_node_ip`).
+    (`deployments.worker_preload`).
 
     - HAProxy (when `RAY_SERVE_ENABLE_HA_PROXY=1`: nothing else imports Serve's HAProxy
       module): its Prometheus frontend binds `:<port>` and its stats page `*:<port>`,
@@ -167,7 +167,3 @@ def harden_serve_ingress() -> None:
         return
     haproxy_templates.HAPROXY_CONFIG_TEMPLATE = patched
     haproxy.HAPROXY_CONFIG_TEMPLATE = patched  # type: ignore[attr-defined]
-
-
-# The name `deployments.grpc_preload` calls it by.
-bind_haproxy_to_node_ip = harden_serve_ingress

@@ -92,7 +92,7 @@ class Ray:
             # Every Ray worker imports this first: Python gRPC servers in workers (Serve's
             # gRPC ingress, replicas' internal servers) then bind the node's address
             # (127.0.0.1 here) instead of every interface. Read by the raylet at start.
-            "RAY_preload_python_modules": "deployments.grpc_preload",
+            "RAY_preload_python_modules": "deployments.worker_preload",
             **SERVE_FAST_PATH,
             **self.layout.serve_ingress(),
         }

@@ -65,12 +65,9 @@ class Sessions:
         notice = Event(
             PASSWORD_CHANGED,
             str(user_id),
-            {
-                "user_id": str(user_id),
-                "email": account.email,
-                "username": account.username,
-                "changed_at": datetime.now(UTC).isoformat(),
-            },
+            # Ids only: anyone who can read the broker reads this (the mail consumer looks
+            # the address up).
+            {"user_id": str(user_id), "changed_at": datetime.now(UTC).isoformat()},
         )
         ended = await self._sessions.change_password(
             user_id,

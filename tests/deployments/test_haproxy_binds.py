@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from deployments.serve_patches import bind_haproxy_to_node_ip
+from deployments.serve_patches import harden_serve_ingress
 
 
 def test_every_haproxy_bind_uses_the_serve_host(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,7 +17,7 @@ def test_every_haproxy_bind_uses_the_serve_host(monkeypatch: pytest.MonkeyPatch)
         haproxy_templates, "HAPROXY_CONFIG_TEMPLATE", haproxy_templates.HAPROXY_CONFIG_TEMPLATE
     )
     monkeypatch.setattr(haproxy, "HAPROXY_CONFIG_TEMPLATE", haproxy.HAPROXY_CONFIG_TEMPLATE)  # type: ignore[attr-defined]
-    bind_haproxy_to_node_ip()
+    harden_serve_ingress()
     patched = haproxy.HAPROXY_CONFIG_TEMPLATE  # type: ignore[attr-defined]
     for template in (patched, haproxy_templates.HAPROXY_CONFIG_TEMPLATE):
         binds = re.findall(r"^\s*bind (.+)$", template, flags=re.MULTILINE)
@@ -33,5 +33,5 @@ def test_nothing_is_patched_without_haproxy(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
     before = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
-    bind_haproxy_to_node_ip()
+    harden_serve_ingress()
     assert haproxy_templates.HAPROXY_CONFIG_TEMPLATE is before

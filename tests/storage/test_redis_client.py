@@ -75,4 +75,3 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_not_failed(
     finally:
         await client.aclose()
         await admin.aclose()
-

@@ -31,6 +31,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from actors.consumers.mail import (
     EMAIL_VERIFICATION,
+    PASSWORD_CHANGED,
     PASSWORD_RESET,
     MailConsumer,
     Recipient,
@@ -274,12 +275,17 @@ async def test_identity_events_on_the_broker_carry_no_email_address(
 ) -> None:
     account = await register(http_url)  # mails a verification link
     assert (await post(http_url, RESET_REQUEST, {"e": account.email})).ok()
-    values = await _read_as_an_outsider(settings, (EMAIL_VERIFICATION, PASSWORD_RESET), account.id)
+    change = "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }"  # noqa: E501
+    changed = {"c": account.password, "n": f"{account.password} again"}
+    assert (await post(http_url, change, changed, token=account.access_token)).ok()
+    topics = (EMAIL_VERIFICATION, PASSWORD_RESET, PASSWORD_CHANGED)
+    values = await _read_as_an_outsider(settings, topics, account.id)
     for topic, value in values.items():
         assert account.email.encode() not in value, f"{topic} carries the address: {value!r}"
+        assert account.username.encode() not in value, f"{topic} carries the name: {value!r}"
         assert b'"email"' not in value, f"{topic}: {value!r}"
     # The mail consumer found the address itself.
-    for subject in ("Verify", "Reset"):
+    for subject in ("Verify", "Reset", "password was changed"):
         message = await wait_for_mail(
             stack.layout.mail_dir,
             to=account.email,

@@ -32,7 +32,7 @@ WELCOME = [
     "Zoë Ångström",
     "עדה לאבלייס",  # Hebrew, right to left by itself
     "مرحبا",
-    "می\u200cخواهم",  # Persian, ZWNJ between letters
+    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian, ZWNJ between letters
     "family \U0001f468\u200d\U0001f469\u200d\U0001f467",  # emoji joined by ZWJ
     "\u2764\ufe0f heart",  # with a variation selector
 ]
