@@ -7,7 +7,7 @@ of layout (the old `nova:f:p:*` and `nova:f:a:*` hashes are removed). What it wr
 * follows and followers sets, from `follows`;
 * a record for each post created within `feature_post_ttl_s`: author, creation time, text
   length, and likes, comments, shares and clicks decayed to now, as the consumer would
-  have left them;
+  have left them (clicks: each person's first in every half-life, never the author's);
 * each author's posts and the engagements their posts received (plain counts);
 * each viewer's affinity to authors, from likes and comments within
   `feature_affinity_ttl_s`, decayed to now.
@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from ranking import features as f
 from ranking.settings import RankingSettings
 from storage.db import Database
-from storage.repositories.features import FeatureSourceStore
+from storage.repositories.features import FeatureSnapshot, FeatureSourceStore
 
 CHUNK = 2_000
 _OLD_LAYOUT = ("nova:f:p:*", "nova:f:a:*")
@@ -80,6 +80,7 @@ async def rebuild(
                 offset = f.record_offset(counter.counter)
                 struct.pack_into("<dd", record, offset, counter.value, moment)
                 report.counters[counter.counter] = report.counters.get(counter.counter, 0) + 1
+        await _replay_clicks(source, records, moment, half_life, since_post, report)
         for post_id, record in records.items():
             writer.pipe.set(f.POST + post_id, bytes(record), ex=settings.feature_post_ttl_s)
             await writer.flush_if_full()
@@ -114,6 +115,34 @@ async def rebuild(
             report.old_keys_removed += await redis.unlink(key)
     report.seconds = round(time.monotonic() - started, 2)
     return report
+
+
+async def _replay_clicks(
+    source: FeatureSnapshot,
+    records: dict[str, bytearray],
+    moment: float,
+    half_life: float,
+    since: float,
+    report: RebuildReport,
+) -> None:
+    """Clicks as the consumer counts them (`ranking.features.bump_post_once`): a person's
+    click counts unless one of theirs on the post counted within a half-life before it."""
+    offset = f.record_offset("clicks")
+    totals: dict[str, float] = {}
+    last: tuple[str, str, float] | None = None  # post, person, when their last one counted
+    async for click in source.clicks(since, prefetch=CHUNK):
+        same_person = last is not None and last[:2] == (click.post_id, click.person)
+        if same_person and last is not None and click.at - last[2] < half_life:
+            continue
+        last = (click.post_id, click.person, click.at)
+        totals[click.post_id] = totals.get(click.post_id, 0.0) + 2.0 ** (
+            -max(0.0, moment - click.at) / half_life
+        )
+    for post_id, value in totals.items():
+        record = records.get(post_id)
+        if record is not None:
+            struct.pack_into("<dd", record, offset, value, moment)
+            report.counters["clicks"] = report.counters.get("clicks", 0) + 1
 
 
 class _Writer:

@@ -34,13 +34,22 @@ WITH recent AS (
     UNION ALL SELECT post_id, 'comments', created_at FROM comments WHERE deleted_at IS NULL
     UNION ALL SELECT shared_post_id, 'shares', created_at FROM posts
               WHERE shared_post_id IS NOT NULL AND deleted_at IS NULL
-    UNION ALL SELECT post_id, 'clicks', occurred_at FROM analytics_events WHERE kind = 'CLICK'
 )
 SELECT e.post_id::text AS post_id, e.counter,
        sum(power(2.0, -greatest(0, $1 - extract(epoch FROM e.created_at)) / $2))::float8
            AS value
 FROM engagement e JOIN recent r ON r.id = e.post_id
 GROUP BY e.post_id, e.counter
+"""
+# Clicks on recent posts by anyone but the author, by post and person in time order: the
+# consumer counts each person once per window, which the rebuild replays (`Click`).
+_CLICKS = """
+SELECT a.post_id::text AS post_id, a.user_id::text AS person,
+       extract(epoch FROM a.occurred_at)::float8 AS at
+FROM analytics_events a JOIN posts p ON p.id = a.post_id
+WHERE a.kind = 'CLICK' AND p.deleted_at IS NULL AND p.created_at >= to_timestamp($1)
+  AND a.user_id <> p.author_id
+ORDER BY a.post_id, a.user_id, a.occurred_at
 """
 _AUTHORS = """
 SELECT p.author_id::text AS author_id,
@@ -89,8 +98,15 @@ class RecentPost:
 @dataclass(frozen=True)
 class DecayedCounter:
     post_id: str
-    counter: str  # likes | comments | shares | clicks
+    counter: str  # likes | comments | shares
     value: float
+
+
+@dataclass(frozen=True)
+class Click:
+    post_id: str
+    person: str
+    at: float  # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -125,10 +141,16 @@ class FeatureSnapshot:
     async def decayed_counters(
         self, now: float, half_life_s: float, since: float
     ) -> list[DecayedCounter]:
-        """Each recent post's likes, comments, shares and clicks, every one weighted by
+        """Each recent post's likes, comments and shares, every one weighted by
         `2^-(age / half_life_s)` at `now` (epoch s)."""
         rows = await self._conn.fetch(_COUNTERS, now, half_life_s, since)
         return from_rows(DecayedCounter, rows)
+
+    async def clicks(self, since: float, *, prefetch: int) -> AsyncIterator[Click]:
+        """Clicks on posts created at or after `since`, not by their author, ordered by
+        post, person and time."""
+        async for row in self._conn.cursor(_CLICKS, since, prefetch=prefetch):
+            yield from_row(Click, row)
 
     async def authors(self, *, prefetch: int) -> AsyncIterator[AuthorTotals]:
         async for row in self._conn.cursor(_AUTHORS, prefetch=prefetch):

@@ -340,6 +340,17 @@ async def test_a_rebuild_from_postgresql_gives_what_the_consumer_would_have(
             "INSERT INTO follows (follower_id, followee_id) VALUES ($1, $2)",
             [(viewer.uuid, author.uuid), (author.uuid, viewer.uuid)],
         )
+        # The viewer's first click counts, the second (within a half-life) does not, and
+        # the author's own never does: as the consumer counts them.
+        await conn.executemany(
+            "INSERT INTO analytics_events (event_id, user_id, post_id, kind, occurred_at)"
+            " VALUES ($1, $2, $3, 'CLICK', to_timestamp($4))",
+            [
+                (uuid.uuid4(), viewer.uuid, post, now - 3600),
+                (uuid.uuid4(), viewer.uuid, post, now - 1800),
+                (uuid.uuid4(), author.uuid, post, now),
+            ],
+        )
     redis = make_redis(deployed)
     try:
         stale = f"nova:f:p:{uuid.uuid4()}"  # the layout before records
@@ -357,6 +368,7 @@ async def test_a_rebuild_from_postgresql_gives_what_the_consumer_would_have(
     assert rebuilt["post_likes"] == pytest.approx(0.5, rel=1e-4)  # a day old: half
     assert rebuilt["post_comments"] == pytest.approx(1.0, rel=1e-4)
     assert rebuilt["post_shares"] == pytest.approx(1.0, rel=1e-4)
+    assert rebuilt["post_clicks"] == pytest.approx(2 ** (-1 / 24), rel=1e-4)  # an hour old
     assert rebuilt["author_engagement_rate"] == pytest.approx(3.0)  # like, comment, share
     assert rebuilt["viewer_author_affinity"] == pytest.approx(0.5 + 2.0, rel=1e-4)
     assert rebuilt["viewer_follows_author"] == rebuilt["mutual_follow"] == 1
