@@ -98,11 +98,8 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
     runtime.documents = documents
     schema = build_schema([prepared_documents(documents), WebSocketOperationGuard])
     http = GraphQLHTTP(runtime, schema)
-    policy = WebSocketPolicy(
-        runtime.settings,
-        runtime.revocations,
-        SocketLeases(runtime.redis, replica=runtime.replica_id),
-    )
+    runtime.socket_leases = SocketLeases(runtime.redis, replica=runtime.replica_id)
+    policy = WebSocketPolicy(runtime.settings, runtime.revocations, runtime.socket_leases)
     websocket = GraphQLWebSocket(runtime, schema, policy)
     admission = InFlightLimit(
         GraphQLEndpoint(http.handle),

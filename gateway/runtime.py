@@ -47,6 +47,7 @@ from gateway.transport.health import KafkaProbe, Readiness
 from gateway.transport.hub import PubSubHub
 from gateway.transport.metrics import GatewayMetrics
 from gateway.transport.shared_events import STATS as SHARED_EVENTS
+from gateway.transport.ws_caps import SocketLeases
 from storage.db import Database
 from storage.errors import Unavailable
 from storage.redis_client import make_redis
@@ -95,6 +96,7 @@ class GatewayRuntime:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     websockets: WebSocketDrain = field(default_factory=WebSocketDrain)
     admission: InFlightLimit | None = None  # set by the app around `/graphql` over HTTP
+    socket_leases: SocketLeases | None = None  # set by the app: the WebSocket caps
 
     @classmethod
     async def start(
@@ -304,6 +306,10 @@ class GatewayRuntime:
             "subscription_event_executed": SHARED_EVENTS.executed,
             "subscription_event_shared": SHARED_EVENTS.reused,
             "subscriber_overflow": self.hub.dropped,
+            "analytics_event_refused": self.analytics.refused,
+            "websocket_cap_unenforced": (
+                self.socket_leases.unenforced if self.socket_leases is not None else 0
+            ),
         }
         in_flight = self.admission.in_flight if self.admission is not None else 0
         gauges = {"websockets": len(self.websockets), "http_requests": in_flight}
