@@ -27,32 +27,8 @@ from graphql import (
 )
 
 from gateway.errors import FORBIDDEN
-from gateway.limits.measures import (
-    CEILING,
-    document_aliases,
-    document_cost,
-    document_depth,
-    operation_cost,
-    operation_costs,
-    operation_depths,
-    operations,
-)
+from gateway.limits.measures import document_aliases, operation_costs, operation_depths
 from gateway.settings import GatewaySettings
-
-__all__ = [
-    "CEILING",
-    "QUERY_TOO_COMPLEX",
-    "QueryLimits",
-    "document_aliases",
-    "document_cost",
-    "document_depth",
-    "limit_rules",
-    "operation_cost",
-    "operation_costs",
-    "operation_depths",
-    "operations",
-    "too_complex",
-]
 
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 

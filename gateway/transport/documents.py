@@ -50,15 +50,8 @@ from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from gateway.errors import BAD_USER_INPUT
-from gateway.limits.query_limits import (
-    QUERY_TOO_COMPLEX,
-    QueryLimits,
-    document_depth,
-    limit_rules,
-    operation_cost,
-    operations,
-    too_complex,
-)
+from gateway.limits.measures import document_depth, operation_cost, operations
+from gateway.limits.query_limits import QUERY_TOO_COMPLEX, QueryLimits, limit_rules, too_complex
 
 GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"

@@ -24,15 +24,14 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 
 from deployments.settings import Settings
-from gateway.limits.query_limits import (
+from gateway.limits.measures import (
     CEILING,
-    QUERY_TOO_COMPLEX,
-    QueryLimits,
     document_cost,
     document_depth,
     operation_cost,
     operations,
 )
+from gateway.limits.query_limits import QUERY_TOO_COMPLEX, QueryLimits
 from gateway.transport.documents import DocumentCache, PreparedDocument, prepared_documents
 
 CALLS: list[str] = []
