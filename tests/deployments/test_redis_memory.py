@@ -5,7 +5,6 @@ errors (never a 500), and fan-out waits until there is room again instead of los
 from __future__ import annotations
 
 import uuid
-from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,9 +19,9 @@ from tests.support.social import (
     CREATE_POST,
     FOLLOW,
     LIKE,
+    all_fanned_out,
     call,
     create_post,
-    fanout_dead_letters,
     feed_ids,
     make_members,
 )
@@ -50,11 +49,6 @@ async def test_redis_has_a_memory_limit_and_evicts_nothing(
     config = await _config(redis, "maxmemory*")
     assert int(config["maxmemory"]) == deployed.redis_max_memory_mb * MIB, config
     assert config["maxmemory-policy"] == "noeviction", config
-
-
-async def _post_ids_in_redis(redis: aioredis.Redis, user: uuid.UUID) -> set[str]:
-    members = cast(list[bytes], await redis.zrange(timeline_key(user), 0, -1))
-    return {m.decode().partition(":")[0] for m in members}
 
 
 async def test_a_full_redis_gives_coded_errors_and_loses_no_post(
@@ -102,13 +96,4 @@ async def test_a_full_redis_gives_coded_errors_and_loses_no_post(
         assert "INTERNAL_SERVER_ERROR" not in reply.codes, (operation, reply.body)
         assert None not in [(e.get("extensions") or {}).get("code") for e in reply.errors]
     assert acknowledged, [reply.body for _, reply in replies]
-
-    async def all_in_redis() -> bool:
-        return set(acknowledged) <= await _post_ids_in_redis(redis, follower.uuid)
-
-    try:
-        await wait_until(all_in_redis, timeout_s=WAIT_S, message="the posts in Redis")
-    finally:
-        letters = await fanout_dead_letters(db, acknowledged)
-        assert not letters, f"a full Redis dead-lettered: {[dict(r) for r in letters]}"
-    assert set(acknowledged) <= set(await feed_ids(http_url, follower))
+    await all_fanned_out(http_url, db, redis, follower, acknowledged)

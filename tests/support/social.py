@@ -10,12 +10,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from actors.timeline_shard import timeline_key
 from deployments.settings import Settings
 from gateway.auth.tokens import KeyRing
 from storage.db import Database
 from storage.secrets import Sealer
+from tests.conftest import wait_until
 from tests.support.graphql import Reply, post, unique_name
 
 
@@ -101,6 +103,7 @@ async def create_post(http_url: str, member: Member, text: str) -> dict[str, Any
     return created
 
 
+FANOUT_WAIT_S = 60
 FEED_IDS = "query { feed(first: 50) { edges { node { id } } } }"
 
 
@@ -118,3 +121,26 @@ async def fanout_dead_letters(db: Database, post_ids: list[str]) -> list[Any]:
         post_ids,
     )
     return rows
+
+
+async def timeline_post_ids(redis: Any, user: uuid.UUID) -> set[str]:
+    """The posts in `user`'s home timeline as Redis holds it."""
+    members = cast(list[bytes], await redis.zrange(timeline_key(user), 0, -1))
+    return {m.decode().partition(":")[0] for m in members}
+
+
+async def all_fanned_out(
+    http_url: str, db: Database, redis: Any, follower: Member, acknowledged: list[str]
+) -> None:
+    """Every acknowledged post reaches the follower's timeline in Redis and their feed,
+    and none of them was dead-lettered on the way."""
+
+    async def in_redis() -> bool:
+        return set(acknowledged) <= await timeline_post_ids(redis, uuid.UUID(follower.id))
+
+    try:
+        await wait_until(in_redis, timeout_s=FANOUT_WAIT_S, message="the posts in Redis")
+    finally:
+        letters = await fanout_dead_letters(db, acknowledged)
+        assert not letters, f"dead-lettered: {[dict(r) for r in letters]}"
+    assert set(acknowledged) <= set(await feed_ids(http_url, follower))

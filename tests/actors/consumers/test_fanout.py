@@ -5,8 +5,7 @@ once it is back, and the outage dead-letters nothing."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import ray
@@ -23,8 +22,8 @@ from tests.conftest import wait_until
 from tests.support.social import (
     CREATE_POST,
     FOLLOW,
+    all_fanned_out,
     call,
-    fanout_dead_letters,
     feed_ids,
     make_members,
 )
@@ -39,11 +38,6 @@ async def _fanout_status() -> dict[str, Any]:
     handle = ray.get_actor(consumer_member_name(path, 0), namespace=NAMESPACE)
     status: dict[str, Any] = await asyncio.to_thread(ray.get, handle.status.remote(), timeout=30)
     return status
-
-
-async def _redis_timeline(redis: aioredis.Redis, user: uuid.UUID) -> set[str]:
-    members = cast(list[bytes], await redis.zrange(timeline_key(user), 0, -1))
-    return {m.decode().partition(":")[0] for m in members}
 
 
 async def test_posts_acknowledged_while_redis_is_down_reach_the_timeline_afterwards(
@@ -77,13 +71,4 @@ async def test_posts_acknowledged_while_redis_is_down_reach_the_timeline_afterwa
     finally:
         stack.redis.start()
     assert acknowledged, "no post was acknowledged while Redis was down"
-
-    async def all_in_redis() -> bool:
-        return set(acknowledged) <= await _redis_timeline(redis, follower.uuid)
-
-    try:
-        await wait_until(all_in_redis, timeout_s=WAIT_S, message="the posts in Redis")
-    finally:
-        letters = await fanout_dead_letters(db, acknowledged)
-        assert not letters, f"the outage dead-lettered: {[dict(r) for r in letters]}"
-    assert set(acknowledged) <= set(await feed_ids(http_url, follower))
+    await all_fanned_out(http_url, db, redis, follower, acknowledged)
