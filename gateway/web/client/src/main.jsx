@@ -1,2 +1,5 @@
+import { render } from "preact";
+import { App } from "./shell.jsx";
 import "./style.css";
-document.getElementById("app").textContent = "Nova";
+
+render(<App />, document.getElementById("app"));
