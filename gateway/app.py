@@ -1,4 +1,5 @@
-"""The gateway's ASGI application: `/graphql` (HTTP and WebSocket), JWKS, health endpoints."""
+"""The gateway's ASGI application: `/graphql` (HTTP and WebSocket), JWKS, health endpoints,
+and the web client (`gateway.web`): its pages, its assets, GraphiQL for browsers."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from gateway.transport.tracing import TraceMiddleware
 from gateway.transport.ws_caps import SocketLeases
 from gateway.transport.ws_handler import NovaWebSocketHandler, WebSocketPolicy
 from gateway.transport.ws_operations import WebSocketOperationGuard
+from gateway.web import DIST_DIR, Dist, WebSite, wants_graphiql
 from storage.errors import NovaError
 
 __all__ = ["GatewayRuntime", "create_app"]
@@ -107,6 +109,8 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
         on_shed=runtime.metrics.shed,
     )
     runtime.admission = admission
+    site = WebSite(Dist(DIST_DIR))
+    graphiql = GraphQLEndpoint(site.graphiql_page) if runtime.settings.graphiql else None
 
     async def jwks(_: Request) -> JSONResponse:
         await runtime.keys.refresh_if_stale()
@@ -143,11 +147,17 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
             Route("/.well-known/jwks.json", jwks),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            # The web client's routes; they end with a route matching its own paths.
+            *site.routes(),
         ],
         lifespan=lifespan,
     )
     app.add_middleware(TraceMiddleware)
-    return GraphQLFirst(TraceMiddleware(admission), app)
+    return GraphQLFirst(
+        TraceMiddleware(admission),
+        app,
+        graphiql=TraceMiddleware(graphiql) if graphiql is not None else None,
+    )
 
 
 class GraphQLEndpoint:
@@ -171,15 +181,25 @@ class GraphQLFirst:
     time for that one route, so it skips them. An exception escaping the endpoint (a
     bug: the endpoint answers every expected failure itself) is logged and answered with
     a coded 500, as Starlette's error middleware would, in JSON.
+
+    `graphiql`, when given, answers a browser's `GET /graphql` (`gateway.web.wants_graphiql`).
     """
 
-    def __init__(self, graphql: ASGIApp, app: ASGIApp) -> None:
+    def __init__(self, graphql: ASGIApp, app: ASGIApp, *, graphiql: ASGIApp | None = None) -> None:
         self._graphql = graphql
         self._app = app
+        self._graphiql = graphiql
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (scope["path"], scope["method"]) not in _GRAPHQL_HTTP:
             await self._app(scope, receive, send)
+            return
+        if (
+            self._graphiql is not None
+            and scope["method"] == "GET"
+            and wants_graphiql(Request(scope))
+        ):
+            await self._graphiql(scope, receive, send)
             return
         started = False
 

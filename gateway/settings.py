@@ -55,6 +55,12 @@ class GatewaySettings(ActorSettings):
     )
     max_request_bytes: int = setting(1_048_576, "largest request body (413 past it)")
     introspection: bool = setting(True, "whether the schema may be introspected")
+    graphiql: bool = setting(
+        True,
+        "serve GraphiQL at `/graphql` to browsers (a GET whose `Accept` ranks `text/html` "
+        "first and that carries no query); off, it gets the GraphQL endpoint's answer (406 or "
+        "400). Production: off",
+    )
     persisted_queries_only: bool = setting(
         False, "production: execute only registered query hashes (`nova queries add`)"
     )

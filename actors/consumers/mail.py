@@ -244,7 +244,7 @@ class MailConsumer(Consumer[ActorSettings]):
             f"{greeting},\n\n"
             f"{intro}\n\n"
             f"{link}\n\n"
-            "Or enter this code in the app:\n\n"
+            "An app that asks for a code instead takes this one:\n\n"
             f"Code: {request.token}\n\n"
             f"It expires at {expires}. If you did not ask for this, ignore this message.\n\n"
             "-- \nNova\n"

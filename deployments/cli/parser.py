@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start the embedded stack and deploy Nova")
     up.add_argument("--no-deploy", action="store_true", help="start the servers only")
+    up.add_argument("--no-web", action="store_true", help="do not build the web client (API only)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("stop", help="stop what `nova up` started").set_defaults(func=cmd_stop)
     sub.add_parser("status", help="what runs, and the outbox lag").set_defaults(func=cmd_status)

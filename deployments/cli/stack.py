@@ -13,7 +13,9 @@ from typing import Any
 
 from deployments.cli.common import REPO_ROOT, connect_ray, with_db
 from deployments.stack import LOCALHOST, Stack, dev_layout
-from deployments.stack.processes import venv_bin
+from deployments.stack.debian import ensure_chromium
+from deployments.stack.processes import StackError, venv_bin
+from deployments.web_build import ensure_web_client
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -23,14 +25,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     env = stack.up()
     for part, state in stack.status().items():
         print(f"  {part:<11} {state}", flush=True)
+    web = ""
     if not args.no_deploy:
+        web = _build_web_client(skip=args.no_web)
         _deploy(env, http_port=layout.http_port, grpc_port=layout.grpc_port)
     # Reset and verification mail lands here (a Maildir) when the SMTP server is embedded.
     mail = f"  Mail       {layout.mail_dir}  (Maildir)\n" if stack.embedded()["smtp"] else ""
     print(
         f"\nNova is up.\n"
+        f"  Web client http://{LOCALHOST}:{layout.http_port}/{web}\n"
         f"  GraphQL    http://{LOCALHOST}:{layout.http_port}/graphql"
-        "  (WebSocket on the same path)\n"
+        "  (WebSocket on the same path; GraphiQL for a browser)\n"
         f"  Readiness  http://{LOCALHOST}:{layout.http_port}/readyz\n"
         f"  gRPC       {LOCALHOST}:{layout.grpc_port}  (Ranker.Rank, FeatureStore.GetFeatures;"
         " metadata application=ranking)\n"
@@ -41,6 +46,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _build_web_client(*, skip: bool) -> str:
+    """Build the web client if its sources changed; a note for the banner. The API does
+    not need it: a failed build is reported, and the pages answer 503 until one works."""
+    if skip:
+        return "  (not built: --no-web)"
+    try:
+        ensure_web_client()
+    except StackError as exc:
+        print(f"the web client could not be built; the API is served without it:\n{exc}")
+        return "  (not built: see above)"
+    return ""
 
 
 def _deploy(
@@ -170,8 +188,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    """Lint, type-check, then the whole suite (its fixtures start the test stack)."""
+    """Lint, type-check, build the web client and install the browser its tests drive,
+    then the whole suite (its fixtures start the test stack)."""
     python = sys.executable
+    print("==> web client: build if changed; Chromium for the browser tests", flush=True)
+    ensure_web_client()
+    ensure_chromium()
     steps = [
         ("ruff", [python, "-m", "ruff", "check", "."]),
         ("mypy", [python, "-m", "mypy"]),

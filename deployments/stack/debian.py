@@ -1,12 +1,18 @@
-"""Debian packages the embedded stack needs: PostgreSQL and Redis, installed when missing."""
+"""Debian packages Nova needs, installed when missing (as root): PostgreSQL and Redis for
+the embedded stack, Node.js and npm to build the web client, Chromium for the browser
+tests."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from deployments.stack.processes import StackError, run
+
+# Debian's Chromium; browser tests launch it through Playwright, which never downloads one.
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def ensure_debian_packages() -> None:
@@ -16,15 +22,31 @@ def ensure_debian_packages() -> None:
         missing.append("postgresql")
     if shutil.which("redis-server") is None:
         missing.append("redis-server")
-    if not missing:
+    install_debian_packages(missing)
+
+
+def ensure_node() -> None:
+    """Install Debian's nodejs and npm if `node` or `npm` is missing (needs root)."""
+    commands = {"node": "nodejs", "npm": "npm"}
+    install_debian_packages([package for cmd, package in commands.items() if not shutil.which(cmd)])
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium if `/usr/bin/chromium` is missing (needs root)."""
+    install_debian_packages([] if CHROMIUM.exists() else ["chromium"])
+
+
+def install_debian_packages(packages: Sequence[str]) -> None:
+    """`apt-get install` these packages, after an `apt-get update`; nothing if none."""
+    if not packages:
         return
     if os.geteuid() != 0:
-        raise StackError(f"missing Debian packages {missing}: install them, or run as root")
+        raise StackError(f"missing Debian packages {list(packages)}: install them, or run as root")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    print(f"installing {' '.join(missing)} ...", flush=True)
+    print(f"installing {' '.join(packages)} ...", flush=True)
     run(["apt-get", "update", "-qq"], what="apt-get update", timeout_s=600, env=env)
     run(
-        ["apt-get", "install", "-y", "-qq", *missing],
+        ["apt-get", "install", "-y", "-qq", *packages],
         what="apt-get install",
         timeout_s=900,
         env=env,

@@ -44,6 +44,31 @@ def _specificity(media_range: str, media: str) -> int | None:
     return None
 
 
+def quality(accept: str | None, media: str) -> float:
+    """The quality `accept` gives `media`: that of the most specific range naming it, 0
+    when none does (and 1 for a missing `Accept`, which accepts anything)."""
+    if accept is None or not accept.strip():
+        return 1.0
+    matches = [
+        (specificity, -position, q)
+        for position, (media_range, q) in enumerate(_ranges(accept))
+        if (specificity := _specificity(media_range, media)) is not None
+    ]
+    return max(matches)[2] if matches else 0.0
+
+
+def names(accept: str | None, media: str) -> bool:
+    """Whether `accept` names `media` itself, not through a wildcard, with a quality above 0."""
+    return any(media_range == media and q > 0 for media_range, q in _ranges(accept or ""))
+
+
+def prefers_html(accept: str | None) -> bool:
+    """Whether `accept` (a browser's, typically) ranks `text/html` above both GraphQL
+    response types: a page is what it asks for."""
+    html = quality(accept, "text/html")
+    return html > 0 and all(html > quality(accept, media) for media in _TYPES)
+
+
 def media_type(accept: str | None) -> str | None:
     """The type to answer in, or None when `accept` allows neither (406)."""
     if accept is None or not accept.strip():

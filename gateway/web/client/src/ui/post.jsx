@@ -101,13 +101,13 @@ export function PostCard({ post, position = null, modelVersion = null, onChange,
       )}
       <footer class="actions">
         <button type="button" aria-pressed={post.viewerHasLiked} onClick={toggleLike}>
-          {post.viewerHasLiked ? "♥" : "♡"} <span>Like</span> <span class="count">{post.likeCount}</span>
+          <span aria-hidden="true">{post.viewerHasLiked ? "♥" : "♡"}</span> <span>Like</span> <span class="count">{post.likeCount}</span>
         </button>
         <a class="button" href={`/post/${post.id}`} onClick={(event) => (event.preventDefault(), open())}>
-          💬 <span>Comment</span> <span class="count">{post.commentCount}</span>
+          <span aria-hidden="true">💬</span> <span>Comment</span> <span class="count">{post.commentCount}</span>
         </a>
         <button type="button" onClick={share} disabled={busy || mine}>
-          ↻ <span>Share</span> <span class="count">{post.shareCount}</span>
+          <span aria-hidden="true">↻</span> <span>Share</span> <span class="count">{post.shareCount}</span>
         </button>
         {mine && (
           <button type="button" class="quiet" onClick={remove}>
