@@ -42,6 +42,7 @@ CHAT_CHANNEL = "nova:chat:{}"
 # Who is typing (user ids), and who comes and goes (`presence`): never stored.
 TYPING_CHANNEL = CHAT_CHANNEL + ":typing"
 PRESENCE_CHANNEL = CHAT_CHANNEL + ":presence"
+READ_CHANNEL = CHAT_CHANNEL + ":read"
 # A notice on each of the room's channels, beside what they carry: this member has left.
 LEFT_NOTICE = "left"
 
@@ -190,12 +191,13 @@ class ChatShard:
             raise NotAMember("you are not a member of this room")
         await self._store.leave(room_id, user_id)
         room.members.discard(user_id)
-        # The member's open subscriptions to the room (messages, typing, presence) end on
-        # this notice, and with them their presence in it (`gateway.schema.chat`).
+        # The member's open subscriptions to the room (messages, typing, presence, read
+        # markers) end on this notice, and with them their presence in it
+        # (`gateway.schema.chat`).
         notice = json.dumps({LEFT_NOTICE: str(user_id)})
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for channel in (CHAT_CHANNEL, TYPING_CHANNEL, PRESENCE_CHANNEL):
+                for channel in (CHAT_CHANNEL, TYPING_CHANNEL, PRESENCE_CHANNEL, READ_CHANNEL):
                     pipe.publish(channel.format(room_id), notice)
                 await pipe.execute()
         except Exception as exc:  # their next gap fill is refused instead (not a member)

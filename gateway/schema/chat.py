@@ -20,14 +20,16 @@ import strawberry
 
 from actors.chat_shard import CHAT_CHANNEL
 from gateway.errors import BAD_USER_INPUT, user_error
-from gateway.schema.chat_types import ChatRoom, Message, Presence, TypingEvent
+from gateway.schema.chat_types import ChatRoom, MemberRead, Message, Presence, TypingEvent
 from gateway.schema.types import Connection, Edge, NovaInfo, parse_id
 from gateway.services.chat import (
     PRESENCE_CHANNEL,
+    READ_CHANNEL,
     TYPING_CHANNEL,
     check_message,
     left_notice,
     message_from_channel,
+    read_marker,
 )
 
 REPLAY_PAGE = 200
@@ -239,6 +241,31 @@ class ChatSubscription:
                 user = uuid.UUID(raw)
                 if user != viewer and user not in await runtime.relations.hidden(viewer):
                     yield TypingEvent(room_id=strawberry.ID(str(room)), user_id=user)
+
+    @strawberry.subscription(
+        description="Members' read markers in a room as they move (`markRoomRead`), the "
+        "viewer's own included (their other devices); the room's `readUpTo` says where "
+        "they stand now."
+    )
+    async def room_read(
+        self, info: NovaInfo, room_id: strawberry.ID
+    ) -> AsyncGenerator[MemberRead, None]:
+        viewer = info.context.require_user().user_id
+        room = _room_id(room_id)
+        runtime = info.context.runtime
+        await runtime.chat.shards.member_room(room, viewer)
+        async with runtime.hub.listen(READ_CHANNEL.format(room), max_queue=100) as subscriber:
+            while True:
+                raw = await subscriber.queue.get()
+                if left_notice(raw) == viewer:
+                    return  # the viewer left the room
+                marker = read_marker(raw)
+                if marker is None:
+                    continue
+                user, seq = marker
+                if user not in await runtime.relations.hidden(viewer):
+                    info.context.reset_loaders()
+                    yield MemberRead(seq=seq, user_id=user)
 
     @strawberry.subscription(description="Members online in a room now, then on each change.")
     async def presence(

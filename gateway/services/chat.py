@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from actors.chat_client import ChatClient
 from actors.chat_shard import LEFT_NOTICE
 from actors.chat_shard import PRESENCE_CHANNEL as PRESENCE_CHANNEL
+from actors.chat_shard import READ_CHANNEL as READ_CHANNEL
 from actors.chat_shard import TYPING_CHANNEL as TYPING_CHANNEL
 from gateway.errors import Forbidden
 from gateway.services.profiles import page_size
@@ -133,6 +134,12 @@ class Chat:
             raise NotFound("room not found")
         if seq > last_seq:
             raise InvalidInput(f"seq {seq} is beyond the room's last message ({last_seq})")
+        # The marker is stored; watchers of the room hear of it live, at best effort (a
+        # missed one shows in the room's `readUpTo` when it is next read).
+        try:
+            await self._redis.publish(READ_CHANNEL.format(room_id), f"{user_id} {seq}")
+        except Exception as exc:
+            log.warning("read marker in room %s not published: %s", room_id, classify(exc))
         return True
 
     # -- ephemeral: typing and presence -------------------------------------------------
@@ -218,8 +225,17 @@ def message_from_channel(raw: str) -> Message | uuid.UUID:
     return Message.from_json(data)
 
 
+def read_marker(raw: str) -> tuple[uuid.UUID, int] | None:
+    """A member's read marker as `mark_read` publishes it: (member, seq); None otherwise."""
+    user, _, seq = raw.partition(" ")
+    try:
+        return uuid.UUID(user), int(seq)
+    except ValueError:
+        return None
+
+
 def left_notice(raw: str) -> uuid.UUID | None:
-    """The member who left, if `raw` (from a room's typing or presence channel) is the
+    """The member who left, if `raw` (from a room's typing, presence or read channel) is the
     shard's notice of it; None for what those channels carry otherwise."""
     if not raw.startswith("{"):
         return None

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 import ray
+from gql.transport.exceptions import TransportQueryError
 from websockets.typing import Subprotocol
 
 from actors.directory import shard_name, shard_of
 from actors.remote import CHAT, NAMESPACE
 from deployments.settings import Settings
-from gateway.services.chat import TYPING_CHANNEL
+from gateway.services.chat import READ_CHANNEL, TYPING_CHANNEL
 from gateway.transport.hub import PubSubHub
 from storage.db import Database
 from storage.redis_client import make_redis
@@ -258,6 +259,31 @@ async def test_typing_and_presence_reach_the_other_members(
         assert (await call(http_url, b, send_typing, room=room)).ok() == {"sendTyping": True}
         assert (await asyncio.wait_for(typed, 30))["typing"]["user"]["id"] == b.id
     assert (await call(http_url, outsider, send_typing, room=room)).codes == ["FORBIDDEN"]
+
+
+async def test_read_markers_reach_the_members_live_but_not_across_a_block(
+    http_url: str, db: Database, settings: Settings, redis: Any
+) -> None:
+    a, b, c = await make_members(db, settings, 3)
+    room = await room_of(http_url, a, b, c, name="read markers")
+    seq = (await send(http_url, a, room, "did you read this?", "r-1")).ok()["sendMessage"]["seq"]
+    watch = "subscription($room: ID!) { roomRead(roomId: $room) { seq user { id } } }"
+    mark = "mutation($room: ID!, $seq: Int!) { markRoomRead(roomId: $room, seq: $seq) }"
+    assert (await call(http_url, a, BLOCK, id=c.id)).ok()
+    async with subscribed(http_url, a) as watcher:
+        marks = watcher.subscribe(operation(watch, room=room))
+        first = asyncio.ensure_future(anext(marks))
+        await redis_subscribed(redis, READ_CHANNEL.format(room))
+        # c's marker is hidden from a (a block), b's arrives.
+        assert (await call(http_url, c, mark, room=room, seq=seq)).ok() == {"markRoomRead": True}
+        assert (await call(http_url, b, mark, room=room, seq=seq)).ok() == {"markRoomRead": True}
+        assert (await asyncio.wait_for(first, 30))["roomRead"] == {"seq": seq, "user": {"id": b.id}}
+    outsider = (await make_members(db, settings, 1))[0]
+    async with subscribed(http_url, outsider) as stranger:
+        with pytest.raises(TransportQueryError) as refused:
+            await anext(stranger.subscribe(operation(watch, room=room)))
+    assert refused.value.errors is not None
+    assert refused.value.errors[0]["extensions"]["code"] == "FORBIDDEN"
 
 
 async def test_a_slow_subscriber_is_cut_off_instead_of_stalling_the_room(
