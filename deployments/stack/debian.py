@@ -11,8 +11,20 @@ from pathlib import Path
 
 from deployments.stack.processes import StackError, run
 
-# Debian's Chromium; browser tests launch it through Playwright, which never downloads one.
+# Debian's Chromium; browser tests and bench/client.py launch it through Playwright, which
+# never downloads one, with these flags: headless, as root, and no network of its own (no
+# updates, sync or background fetches on a closed machine).
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 def ensure_debian_packages() -> None:

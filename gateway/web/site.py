@@ -44,15 +44,18 @@ _HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 _NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
 
-def content_security_policy(host: str | None) -> str:
+def content_security_policy(host: str | None, *, inline_styles: bool = False) -> str:
     """The pages' policy. `'self'` covers the page's own WebSocket in current browsers;
-    the explicit ws:/wss: sources cover those that read CSP level 2, where it does not."""
+    the explicit ws:/wss: sources cover those that read CSP level 2, where it does not.
+    `inline_styles` is for GraphiQL, whose editor injects `<style>` elements; scripts
+    stay this origin's only."""
     sockets = f" ws://{host} wss://{host}" if host and _HOST.match(host) else ""
+    styles = "style-src 'self' 'unsafe-inline'" if inline_styles else "style-src 'self'"
     return "; ".join(
         [
             "default-src 'self'",
             "script-src 'self'",
-            "style-src 'self'",
+            styles,
             "img-src 'self' data: https:",
             "font-src 'self' data:",
             f"connect-src 'self'{sockets}",
@@ -75,8 +78,10 @@ def wants_graphiql(request: Request) -> bool:
 
 
 def is_client_path(path: str) -> bool:
-    """A path the client routes itself: not the API's, no extension in its last segment."""
-    if path in _API_PATHS or path.startswith(_API_PREFIXES):
+    """A path the client routes itself: not the API's, no extension in its last segment,
+    no trailing slash (Starlette redirects `/chat/` to `/chat`; were `/favicon.ico/` a
+    client path, `/favicon.ico` would be redirected to it)."""
+    if path in _API_PATHS or path.startswith(_API_PREFIXES) or path.endswith("/"):
         return False
     return "." not in path.rpartition("/")[2]
 
@@ -112,7 +117,9 @@ class WebSite:
             media_type="text/html; charset=utf-8",
             headers={
                 "Cache-Control": "no-cache",
-                "Content-Security-Policy": content_security_policy(request.headers.get("host")),
+                "Content-Security-Policy": content_security_policy(
+                    request.headers.get("host"), inline_styles=page == "graphiql"
+                ),
                 "Referrer-Policy": "no-referrer",
                 **_NOSNIFF,
             },

@@ -49,6 +49,8 @@ def test_prefers_html(accept: str | None, expected: bool) -> None:
         ("/.well-known/jwks.json", False),
         ("/favicon.ico", False),
         ("/robots.txt", False),
+        ("/chat/", False),  # Starlette redirects it to /chat
+        ("/favicon.ico/", False),
     ],
 )
 def test_is_client_path(path: str, expected: bool) -> None:

@@ -107,6 +107,7 @@ export const MESSAGE_ADDED = `subscription Messages($roomId: ID!, $afterSeq: Int
 } ${MESSAGE}`;
 export const TYPING = `subscription Typing($roomId: ID!) { typing(roomId: $roomId) { user { id username displayName } } }`;
 export const PRESENCE = `subscription Presence($roomId: ID!) { presence(roomId: $roomId) { online { id username } } }`;
+export const ROOM_READ = `subscription RoomRead($roomId: ID!) { roomRead(roomId: $roomId) { seq user { id } } }`;
 
 export const NOTIFICATIONS = `query Notifications($after: String) {
   notifications(first: 30, after: $after) { edges { node { ...NotificationFields } } pageInfo { hasNextPage endCursor } }

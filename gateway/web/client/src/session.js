@@ -23,11 +23,13 @@ addEventListener("storage", (event) => {
 });
 
 export function saveAuth(payload) {
+  // A refresh names fewer of the user's fields than sign-in: keep the others.
+  const known = session.value?.user?.id === payload.user.id ? session.value.user : {};
   const next = {
     accessToken: payload.accessToken,
     refreshToken: payload.refreshToken,
     expiresAt: Date.now() + payload.expiresIn * 1000,
-    user: payload.user,
+    user: { ...known, ...payload.user },
   };
   localStorage.setItem(KEY, JSON.stringify(next));
   session.value = next;

@@ -1,11 +1,12 @@
 // The frame around every screen: navigation with the live notification badge, notices,
 // and which screen the address shows. Screens for signed-in people send others to log in.
 import { useEffect } from "preact/hooks";
-import { connection } from "./api.js";
+import { connection, query } from "./api.js";
 import { stopWatchingNotifications, unread, watchNotifications } from "./badge.js";
 import { dismiss, notices } from "./notices.js";
 import { navigate, onLinkClick, route } from "./router.js";
-import { session } from "./session.js";
+import { ME_QUERY } from "./gql.js";
+import { session, updateUser } from "./session.js";
 import { Login, ResetPassword, Signup, VerifyEmail } from "./views/auth.jsx";
 import { Chat } from "./views/chat.jsx";
 import { Home } from "./views/feed.jsx";
@@ -128,6 +129,12 @@ export function App() {
   useEffect(() => {
     if (!me) return undefined;
     watchNotifications();
+    // The account as its owner sees it (email and all): what sign-in returned may lack
+    // the owner-only fields, and another device may have changed the profile since.
+    query(ME_QUERY).then(
+      (data) => data.me && updateUser(data.me),
+      () => {},
+    );
     return stopWatchingNotifications;
   }, [me]);
   useEffect(() => {

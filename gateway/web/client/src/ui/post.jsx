@@ -104,7 +104,7 @@ export function PostCard({ post, position = null, modelVersion = null, onChange,
           <span aria-hidden="true">{post.viewerHasLiked ? "♥" : "♡"}</span> <span>Like</span> <span class="count">{post.likeCount}</span>
         </button>
         <a class="button" href={`/post/${post.id}`} onClick={(event) => (event.preventDefault(), open())}>
-          <span aria-hidden="true">💬</span> <span>Comment</span> <span class="count">{post.commentCount}</span>
+          <span>Comment</span> <span class="count">{post.commentCount}</span>
         </a>
         <button type="button" onClick={share} disabled={busy || mine}>
           <span aria-hidden="true">↻</span> <span>Share</span> <span class="count">{post.shareCount}</span>

@@ -10,6 +10,7 @@ import {
   NOTIFICATION_ADDED,
   OLDER_MESSAGES,
   PRESENCE,
+  ROOM_READ,
   PROFILE,
   ROOM_QUERY,
   ROOMS,
@@ -120,7 +121,7 @@ function RoomList({ currentId }) {
   );
 }
 
-function useRoomLive(roomId, lastSeq, onMessage) {
+function useRoomLive(roomId, lastSeq, onMessage, onRead) {
   const [typing, setTyping] = useState({});
   const [online, setOnline] = useState([]);
   useEffect(() => {
@@ -134,6 +135,9 @@ function useRoomLive(roomId, lastSeq, onMessage) {
         (data) => {
           const message = data.messageAdded;
           if (message.seq > variables.afterSeq) variables.afterSeq = message.seq;
+          // Their message is what they were typing.
+          const sender = message.sender?.id;
+          if (sender) setTyping(({ [sender]: _, ...others }) => others);
           onMessage(message);
         },
         (error) => notify(error.message ?? "The chat's live updates stopped.", { kind: "error" }),
@@ -145,6 +149,7 @@ function useRoomLive(roomId, lastSeq, onMessage) {
         setTimeout(() => setTyping((current) => ({ ...current })), TYPING_SHOWN_MS + 50);
       }),
       live(PRESENCE, { roomId }, (data) => setOnline(data.presence.online)),
+      live(ROOM_READ, { roomId }, (data) => onRead(data.roomRead)),
     ];
     return () => stops.forEach((stop) => stop());
   }, [roomId, lastSeq === null]);
@@ -187,7 +192,15 @@ function Room({ id }) {
       );
       return [...without, message].sort((a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity));
     });
-  const { typers, online } = useRoomLive(id, room ? room.lastSeq : null, add);
+  // A member's read marker moved: "Seen by" follows without a reload.
+  const read = (marker) =>
+    setRoom((current) =>
+      current && {
+        ...current,
+        readUpTo: [...current.readUpTo.filter((each) => each.user?.id !== marker.user?.id), marker],
+      },
+    );
+  const { typers, online } = useRoomLive(id, room ? room.lastSeq : null, add, read);
 
   // The newest message seen is read: scroll to it and tell the room.
   const newest = messages.filter((message) => message.seq).at(-1)?.seq ?? 0;

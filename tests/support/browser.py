@@ -1,0 +1,135 @@
+"""Debian's Chromium, headless, driven by Playwright: the web client as people use it.
+
+Playwright never downloads a browser here; it launches `/usr/bin/chromium` with the flags
+this machine needs (no background networking: the machine's network is closed). Screens
+are saved under `build/screenshots/` as the run's artifacts; the docs use them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright, expect
+
+from deployments.stack.debian import CHROMIUM, CHROMIUM_ARGS
+from tests.support.graphql import PASSWORD
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "build" / "screenshots"
+AXE = ROOT / "gateway" / "web" / "client" / "node_modules" / "axe-core" / "axe.min.js"
+# Long enough for a post to go outbox → Kafka → fan-out → socket on a loaded 2-core machine.
+LIVE_TIMEOUT_MS = 20_000
+
+_serial = itertools.count()
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[tuple[Playwright, Browser]]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS)
+        )
+        try:
+            yield playwright, browser
+        finally:
+            await browser.close()
+
+
+@dataclass
+class Person:
+    """Someone using the client in their own browser context (own storage and sockets)."""
+
+    context: BrowserContext
+    page: Page
+    username: str
+    email: str
+    password: str = PASSWORD
+    # Uncaught exceptions and Content-Security-Policy refusals in the person's pages.
+    problems: list[str] = field(default_factory=list)
+
+    async def goto(self, base_url: str, path: str) -> None:
+        await self.page.goto(base_url + path)
+
+    async def token(self) -> str:
+        stored = await self.page.evaluate("localStorage.getItem('nova.session')")
+        return str(json.loads(stored)["accessToken"])
+
+
+async def new_context(browser: Browser, base_url: str, **options: Any) -> BrowserContext:
+    context = await browser.new_context(base_url=base_url, **options)
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    expect.set_options(timeout=LIVE_TIMEOUT_MS)
+    return context
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}{next(_serial)}_{uuid.uuid4().hex[:8]}"
+
+
+async def sign_up(browser: Browser, base_url: str, prefix: str, **options: Any) -> Person:
+    """A new person signs up through the client's form and lands on their home feed."""
+    context = await new_context(browser, base_url, **options)
+    page = await context.new_page()
+    problems: list[str] = []
+    watch_for_problems(page, problems)
+    username = unique_name(prefix)
+    email = f"{username}@example.com"
+    await page.goto("/signup")
+    await page.get_by_label("Email", exact=True).fill(email)
+    await page.get_by_label("Username", exact=True).fill(username)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_role("button", name="Sign up").click()
+    await expect(page.get_by_role("heading", name="Home")).to_be_visible()
+    return Person(context, page, username, email, problems=problems)
+
+
+def watch_for_problems(page: Page, problems: list[str]) -> None:
+    """Collect the page's uncaught exceptions and the CSP's refusals into `problems`."""
+    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None
+        ),
+    )
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=False)
+    return path
+
+
+async def serious_accessibility_violations(page: Page) -> list[dict[str, Any]]:
+    """axe-core's violations of impact serious or critical on the page as it is now
+    (the context must bypass CSP: axe is injected as an inline script)."""
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("async () => await axe.run(document)")
+    return [
+        {
+            "id": violation["id"],
+            "impact": violation["impact"],
+            "help": violation["help"],
+            "targets": [node["target"] for node in violation["nodes"]][:5],
+        }
+        for violation in result["violations"]
+        if violation["impact"] in ("serious", "critical")
+    ]
+
+
+def link_in(body: str, path: str) -> str:
+    """The first link to `path` in a mail body."""
+    found = re.search(rf"https?://\S+{re.escape(path)}\?token=[^\s>]+", body)
+    assert found, f"no {path} link in the mail:\n{body}"
+    return found.group(0)
