@@ -6,10 +6,12 @@ token. Screenshots of the main screens are saved under `build/screenshots/`."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from deployments.stack import Stack
 from tests.support.browser import (
@@ -27,6 +29,11 @@ from tests.support.mailbox import wait_for_mail
 pytestmark = pytest.mark.stack
 
 NEW_PASSWORD = "a brand new passphrase"
+SEND_MESSAGE = """
+mutation($room: ID!, $text: String!, $cmid: String!) {
+  sendMessage(input: {roomId: $room, text: $text, clientMessageId: $cmid}) { seq }
+}
+"""
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +64,21 @@ async def _open_room_with(person: Person, other: Person) -> None:
         .click()
     )
     await expect(person.page.get_by_role("heading", name=other.username)).to_be_visible()
+
+
+async def _send(http_url: str, token: str, room: str, text: str) -> None:
+    """A message sent over the API, as another of the sender's devices would."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        reply = await client.post(
+            f"{http_url}/graphql",
+            json={
+                "query": SEND_MESSAGE,
+                "variables": {"room": room, "text": text, "cmid": str(uuid.uuid4())},
+            },
+            headers={"authorization": f"Bearer {token}"},
+        )
+    assert reply.status_code == 200, reply.text
+    assert "errors" not in reply.json(), reply.text
 
 
 async def _no_horizontal_scroll(page: Page) -> None:
@@ -124,6 +146,45 @@ async def test_two_people_follow_post_and_chat_live(browser: Browser, http_url: 
     finally:
         await author.context.close()
         await reader.context.close()
+
+
+async def test_a_chat_resumes_after_its_socket_drops_without_losing_a_message(
+    browser: Browser, http_url: str
+) -> None:
+    sender = await sign_up(browser, http_url, "sender")
+    watcher = await sign_up(browser, http_url, "watcher")
+    sockets: list[WebSocketRoute] = []
+
+    def through(route: WebSocketRoute) -> None:
+        route.connect_to_server()  # frames pass both ways untouched
+        sockets.append(route)
+
+    try:
+        await watcher.page.route_web_socket("**/graphql", through)
+        await sender.page.goto("/chat")
+        await sender.page.get_by_label("People").fill(watcher.username)
+        await sender.page.get_by_role("button", name="Start chat").click()
+        await expect(sender.page.get_by_role("heading", name=watcher.username)).to_be_visible()
+        room = sender.page.url.rpartition("/")[2]
+        await _send(http_url, await sender.token(), room, "before the drop")
+        await watcher.page.goto(f"/chat/{room}")
+        messages = watcher.page.get_by_role("list", name="Messages")
+        await expect(messages).to_contain_text("before the drop")
+
+        # The watcher's socket drops; what is sent meanwhile arrives once, in order, when
+        # the client reconnects and resubscribes after the last seq it showed.
+        await sockets[-1].close(code=1001, reason="going away")
+        token = await sender.token()
+        for n in range(3):
+            await _send(http_url, token, room, f"while away {n}")
+        await expect(messages.get_by_role("listitem")).to_have_count(4)
+        texts = await messages.locator(".text").all_inner_texts()
+        assert texts == ["before the drop", "while away 0", "while away 1", "while away 2"]
+        assert len(sockets) >= 2, "the client did not reconnect"
+        assert not sender.problems + watcher.problems
+    finally:
+        await sender.context.close()
+        await watcher.context.close()
 
 
 async def test_the_mailed_verification_link_verifies_the_account(
