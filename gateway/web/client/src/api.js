@@ -114,8 +114,33 @@ export class ApiError extends Error {
   }
 }
 
+let answered;
+/**
+ * Settles when the page's first request has been answered (or after a second): work the
+ * screen does not show yet (the badge, the live socket, the account's details) waits for
+ * it, so the screen's own data is not queued behind it on a busy server.
+ */
+export const firstAnswer = new Promise((resolve) => {
+  answered = resolve;
+  setTimeout(resolve, 1000);
+});
+
+/** Run `start` once the first answer is in; returns what stops it (before or after). */
+export function afterFirstAnswer(start) {
+  let stop = null;
+  let cancelled = false;
+  firstAnswer.then(() => {
+    if (!cancelled) stop = start() ?? null;
+  });
+  return () => {
+    cancelled = true;
+    stop?.();
+  };
+}
+
 async function run(promise) {
   const result = await promise;
+  answered();
   if (result.error) throw new ApiError(result.error);
   return result.data;
 }

@@ -1,7 +1,7 @@
 // The frame around every screen: navigation with the live notification badge, notices,
 // and which screen the address shows. Screens for signed-in people send others to log in.
 import { useEffect } from "preact/hooks";
-import { connection, query } from "./api.js";
+import { afterFirstAnswer, connection, query } from "./api.js";
 import { stopWatchingNotifications, unread, watchNotifications } from "./badge.js";
 import { dismiss, notices } from "./notices.js";
 import { navigate, onLinkClick, route } from "./router.js";
@@ -128,14 +128,16 @@ export function App() {
   const needsSession = !OPEN.has(route.value.name);
   useEffect(() => {
     if (!me) return undefined;
-    watchNotifications();
-    // The account as its owner sees it (email and all): what sign-in returned may lack
-    // the owner-only fields, and another device may have changed the profile since.
-    query(ME_QUERY).then(
-      (data) => data.me && updateUser(data.me),
-      () => {},
-    );
-    return stopWatchingNotifications;
+    return afterFirstAnswer(() => {
+      watchNotifications();
+      // The account as its owner sees it (email and all): what sign-in returned may lack
+      // the owner-only fields, and another device may have changed the profile since.
+      query(ME_QUERY).then(
+        (data) => data.me && updateUser(data.me),
+        () => {},
+      );
+      return stopWatchingNotifications;
+    });
   }, [me]);
   useEffect(() => {
     if (!me && needsSession) {

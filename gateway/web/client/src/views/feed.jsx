@@ -1,7 +1,7 @@
 // The home feed: compose, LATEST or RANKED, endless scrolling, and a banner for posts
 // that arrived since the page was loaded (`feedUpdated`).
 import { useCallback, useEffect, useState } from "preact/hooks";
-import { live, mutate, query } from "../api.js";
+import { afterFirstAnswer, live, mutate, query } from "../api.js";
 import { CREATE_POST, FEED, FEED_UPDATED, SUGGESTIONS } from "../gql.js";
 import { notify } from "../notices.js";
 import { ErrorText, newId, useScreen, useWhenVisible } from "../ui/common.jsx";
@@ -134,13 +134,15 @@ export function Home() {
 
   useEffect(
     () =>
-      live(FEED_UPDATED, {}, (data) => {
-        const id = data.feedUpdated.postId;
-        setEdges((current) => {
-          if (!current.some((edge) => edge.node.id === id)) setFresh((ids) => new Set(ids).add(id));
-          return current;
-        });
-      }),
+      afterFirstAnswer(() =>
+        live(FEED_UPDATED, {}, (data) => {
+          const id = data.feedUpdated.postId;
+          setEdges((current) => {
+            if (!current.some((edge) => edge.node.id === id)) setFresh((ids) => new Set(ids).add(id));
+            return current;
+          });
+        }),
+      ),
     [],
   );
 
