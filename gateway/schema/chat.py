@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import strawberry
 
@@ -228,19 +228,10 @@ class ChatSubscription:
     ) -> AsyncGenerator[TypingEvent, None]:
         viewer = info.context.require_user().user_id
         room = _room_id(room_id)
-        runtime = info.context.runtime
-        await runtime.chat.shards.member_room(room, viewer)
-        async with runtime.hub.listen(TYPING_CHANNEL.format(room), max_queue=100) as subscriber:
-            while True:
-                raw = await subscriber.queue.get()
-                left = left_notice(raw)
-                if left is not None:
-                    if left == viewer:
-                        return  # the viewer left the room
-                    continue
-                user = uuid.UUID(raw)
-                if user != viewer and user not in await runtime.relations.hidden(viewer):
-                    yield TypingEvent(room_id=strawberry.ID(str(room)), user_id=user)
+        async for raw in _while_member(info, room, TYPING_CHANNEL):
+            user = uuid.UUID(raw)
+            if user != viewer and user not in await info.context.runtime.relations.hidden(viewer):
+                yield TypingEvent(room_id=strawberry.ID(str(room)), user_id=user)
 
     @strawberry.subscription(
         description="Members' read markers in a room as they move (`markRoomRead`), the "
@@ -251,21 +242,15 @@ class ChatSubscription:
         self, info: NovaInfo, room_id: strawberry.ID
     ) -> AsyncGenerator[MemberRead, None]:
         viewer = info.context.require_user().user_id
-        room = _room_id(room_id)
-        runtime = info.context.runtime
-        await runtime.chat.shards.member_room(room, viewer)
-        async with runtime.hub.listen(READ_CHANNEL.format(room), max_queue=100) as subscriber:
-            while True:
-                raw = await subscriber.queue.get()
-                if left_notice(raw) == viewer:
-                    return  # the viewer left the room
-                marker = read_marker(raw)
-                if marker is None:
-                    continue
-                user, seq = marker
-                if user not in await runtime.relations.hidden(viewer):
-                    info.context.reset_loaders()
-                    yield MemberRead(seq=seq, user_id=user)
+        relations = info.context.runtime.relations
+        async for raw in _while_member(info, _room_id(room_id), READ_CHANNEL):
+            marker = read_marker(raw)
+            if marker is None:
+                continue
+            user, seq = marker
+            if user not in await relations.hidden(viewer):
+                info.context.reset_loaders()
+                yield MemberRead(seq=seq, user_id=user)
 
     @strawberry.subscription(description="Members online in a room now, then on each change.")
     async def presence(
@@ -291,6 +276,22 @@ class ChatSubscription:
                     change = await asyncio.wait_for(subscriber.queue.get(), PRESENCE_RECHECK_S)
                     if left_notice(change) == viewer:
                         return  # the viewer left the room: no longer online in it
+
+
+async def _while_member(info: NovaInfo, room: uuid.UUID, channel: str) -> AsyncIterator[str]:
+    """What is published on one of the room's ephemeral channels (typing, read markers),
+    for a member, until the shard's notice that they left it."""
+    viewer = info.context.require_user().user_id
+    runtime = info.context.runtime
+    await runtime.chat.shards.member_room(room, viewer)
+    async with runtime.hub.listen(channel.format(room), max_queue=100) as subscriber:
+        while True:
+            raw = await subscriber.queue.get()
+            left = left_notice(raw)
+            if left is None:
+                yield raw
+            elif left == viewer:
+                return
 
 
 def _live_message(raw: bytes) -> Message | uuid.UUID:

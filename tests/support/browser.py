@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    Playwright,
+    async_playwright,
+    expect,
+)
 
 from deployments.stack.debian import CHROMIUM, CHROMIUM_ARGS
 from tests.support.graphql import PASSWORD
@@ -89,6 +97,36 @@ async def sign_up(browser: Browser, base_url: str, prefix: str, **options: Any) 
     await page.get_by_role("button", name="Sign up").click()
     await expect(page.get_by_role("heading", name="Home")).to_be_visible()
     return Person(context, page, username, email, problems=problems)
+
+
+async def post(person: Person, text: str) -> None:
+    """Compose a post on the home screen; it shows at the top of the feed."""
+    await person.page.get_by_label("What's happening?").fill(text)
+    await person.page.get_by_role("button", name="Post", exact=True).click()
+    await expect(person.page.get_by_role("article").filter(has_text=text).first).to_be_visible()
+
+
+async def follow(person: Person, other: Person) -> None:
+    """Follow `other` from their profile."""
+    await person.page.goto(f"/u/{other.username}")
+    await person.page.get_by_role("button", name=f"Follow {other.username}").click()
+    await expect(
+        person.page.get_by_role("button", name=f"Unfollow {other.username}")
+    ).to_be_visible()
+
+
+async def open_in_feed(person: Person, text: str) -> Locator:
+    """The home feed, with the post holding `text` on it: there when the page loads, or
+    shown from the "new posts" banner when fan-out delivers it a moment later."""
+    page = person.page
+    card = page.get_by_role("region", name="Feed").get_by_role("article").filter(has_text=text)
+    banner = page.get_by_role("button", name=re.compile(r"new posts?: show$"))
+    await page.goto("/")
+    await expect(card.or_(banner).first).to_be_visible()
+    if not await card.count():
+        await banner.click()
+    await expect(card).to_be_visible()
+    return card
 
 
 def watch_for_problems(page: Page, problems: list[str]) -> None:

@@ -17,13 +17,14 @@ export function track(kind, postId, { position = null, modelVersion = null, dwel
   else if (!timer) timer = setTimeout(flush, FLUSH_MS);
 }
 
-export async function flush() {
+/** Send what is queued; `leaving`: the page is going away, so the request must outlive it. */
+export async function flush({ leaving = false } = {}) {
   clearTimeout(timer);
   timer = null;
   while (queue.length) {
     const events = queue.splice(0, BATCH);
     try {
-      await mutate(TRACK, { events });
+      await mutate(TRACK, { events }, leaving ? { fetchOptions: { keepalive: true } } : undefined);
     } catch {
       // Ranking data is best effort: a lost batch is not worth a person's attention.
     }
@@ -31,7 +32,7 @@ export async function flush() {
 }
 
 addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "hidden") flush();
+  if (document.visibilityState === "hidden") flush({ leaving: true });
 });
 
 const seen = new WeakSet();

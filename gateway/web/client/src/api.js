@@ -146,7 +146,8 @@ async function run(promise) {
 }
 
 export const query = (document, variables = {}) => run(client.query(document, variables).toPromise());
-export const mutate = (document, variables = {}) => run(client.mutation(document, variables).toPromise());
+export const mutate = (document, variables = {}, context = undefined) =>
+  run(client.mutation(document, variables, context).toPromise());
 
 /**
  * Subscribe over the socket; `onData` gets each result's data. Variables are read each

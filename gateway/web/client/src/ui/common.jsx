@@ -74,6 +74,41 @@ export function ErrorText({ error }) {
 }
 
 /** Run `load` when `deps` change; gives {data, error, loading, reload, setData}. */
+/**
+ * A form's submit: `run(event, action)` prevents the page load, marks the form busy and
+ * keeps the action's error for `ErrorText`, so every form behaves the same way.
+ */
+export function useAction() {
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const run = async (event, action) => {
+    event?.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await action();
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { error, busy, run };
+}
+
+/** `useAction` with the form's fields: `bind(name)` wires an input, `submit` gets the values. */
+export function useForm(initial) {
+  const [values, setValues] = useState(initial);
+  const action = useAction();
+  const bind = (name) => ({
+    name,
+    value: values[name],
+    onInput: (event) => setValues((current) => ({ ...current, [name]: event.currentTarget.value })),
+  });
+  const submit = (event, act) => action.run(event, () => act(values));
+  return { values, setValues, bind, error: action.error, busy: action.busy, submit };
+}
+
 export function useLoad(load, deps) {
   const [state, setState] = useState({ data: null, error: null, loading: true });
   const generation = useRef(0);

@@ -23,7 +23,9 @@ function Author({ user }) {
 export function PostCard({ post, position = null, modelVersion = null, onChange, onDelete }) {
   const ref = useRef(null);
   const [busy, setBusy] = useState(false);
-  useEffect(() => watchImpression(ref.current), [post.id]);
+  // An impression is a placement in a list (feed, profile, search); the post's own page
+  // is where a click leads, and reports dwell instead.
+  useEffect(() => (position === null ? undefined : watchImpression(ref.current)), [post.id, position]);
   const mine = session.value?.user?.id === post.author?.id;
   const open = () => {
     track("CLICK", post.id, { position, modelVersion });

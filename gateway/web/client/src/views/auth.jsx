@@ -5,31 +5,7 @@ import { LOGIN, REGISTER, REQUEST_RESET, RESET_PASSWORD, VERIFY_EMAIL } from "..
 import { notify } from "../notices.js";
 import { navigate, route } from "../router.js";
 import { saveAuth, session, updateUser } from "../session.js";
-import { ErrorText, Field, useScreen } from "../ui/common.jsx";
-
-function useForm(initial) {
-  const [values, setValues] = useState(initial);
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const bind = (name) => ({
-    name,
-    value: values[name],
-    onInput: (event) => setValues((current) => ({ ...current, [name]: event.currentTarget.value })),
-  });
-  async function submit(event, action) {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await action(values);
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  }
-  return { values, bind, error, busy, submit };
-}
+import { ErrorText, Field, useForm, useScreen } from "../ui/common.jsx";
 
 function signedIn(payload) {
   saveAuth(payload);

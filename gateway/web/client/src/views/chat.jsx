@@ -21,7 +21,7 @@ import {
 import { notify } from "../notices.js";
 import { navigate } from "../router.js";
 import { session } from "../session.js";
-import { displayName, ErrorText, newId, Time, useLoad, useScreen } from "../ui/common.jsx";
+import { displayName, ErrorText, newId, Time, useAction, useLoad, useScreen } from "../ui/common.jsx";
 
 const TYPING_EVERY_MS = 3000;
 const TYPING_SHOWN_MS = 4000;
@@ -37,13 +37,9 @@ function roomTitle(room) {
 function NewRoom() {
   const [names, setNames] = useState("");
   const [title, setTitle] = useState("");
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  async function submit(event) {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+  const { busy, error, run } = useAction();
+  const submit = (event) =>
+    run(event, async () => {
       const usernames = names.split(/[\s,]+/).map((name) => name.replace(/^@/, "")).filter(Boolean);
       const ids = [];
       for (const username of usernames) {
@@ -55,12 +51,7 @@ function NewRoom() {
       setNames("");
       setTitle("");
       navigate(`/chat/${data.createRoom.id}`);
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  }
+    });
   return (
     <form class="card" onSubmit={submit}>
       <h2>New chat</h2>

@@ -4,7 +4,7 @@ import { useCallback, useEffect, useState } from "preact/hooks";
 import { afterFirstAnswer, live, mutate, query } from "../api.js";
 import { CREATE_POST, FEED, FEED_UPDATED, SUGGESTIONS } from "../gql.js";
 import { notify } from "../notices.js";
-import { ErrorText, newId, useScreen, useWhenVisible } from "../ui/common.jsx";
+import { ErrorText, newId, useAction, useScreen, useWhenVisible } from "../ui/common.jsx";
 import { PostCard } from "../ui/post.jsx";
 import { UserRow } from "../ui/users.jsx";
 
@@ -13,27 +13,18 @@ const MODE_KEY = "nova.feedMode";
 
 function Compose({ onPosted }) {
   const [text, setText] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
   const [key, setKey] = useState(newId);
+  const { busy, error, run } = useAction();
 
-  async function submit(event) {
-    event.preventDefault();
-    if (!text.trim()) return;
-    setBusy(true);
-    setError(null);
-    try {
+  const submit = (event) =>
+    run(event, async () => {
+      if (!text.trim()) return;
       // The same key on a retry: a post is created once however often it is sent.
       const data = await mutate(CREATE_POST, { input: { text, idempotencyKey: key } });
       onPosted(data.createPost);
       setText("");
       setKey(newId());
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  }
+    });
 
   return (
     <form class="compose card" onSubmit={submit}>

@@ -3,27 +3,18 @@ import { useEffect, useState } from "preact/hooks";
 import { track } from "../analytics.js";
 import { mutate, query } from "../api.js";
 import { CREATE_COMMENT, POST_QUERY } from "../gql.js";
-import { Avatar, displayName, ErrorText, Time, useLoad, useScreen } from "../ui/common.jsx";
+import { Avatar, displayName, ErrorText, Time, useAction, useLoad, useScreen } from "../ui/common.jsx";
 import { PostCard } from "../ui/post.jsx";
 
 function CommentForm({ postId, onAdded }) {
   const [text, setText] = useState("");
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  async function submit(event) {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+  const { busy, error, run } = useAction();
+  const submit = (event) =>
+    run(event, async () => {
       const data = await mutate(CREATE_COMMENT, { postId, text });
       onAdded(data.createComment);
       setText("");
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  }
+    });
   return (
     <form class="card" onSubmit={submit}>
       <label for="comment-text">Add a comment</label>

@@ -4,41 +4,18 @@ import { mutate, query } from "../api.js";
 import { CHANGE_PASSWORD, RESEND_VERIFICATION, REVOKE_SESSION, SESSIONS, UPDATE_PROFILE } from "../gql.js";
 import { notify } from "../notices.js";
 import { session, updateUser } from "../session.js";
-import { ErrorText, Field, Time, useLoad, useScreen } from "../ui/common.jsx";
+import { ErrorText, Field, Time, useAction, useForm, useLoad, useScreen } from "../ui/common.jsx";
 import { signOut } from "../signout.js";
-
-function useAction() {
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const run = async (event, action) => {
-    event?.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await action();
-    } catch (failure) {
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
-  };
-  return { error, busy, run };
-}
 
 function ProfileForm() {
   const me = session.value.user;
-  const [values, setValues] = useState({ displayName: me.displayName ?? "", bio: me.bio ?? "", avatarUrl: me.avatarUrl ?? "" });
-  const action = useAction();
-  const bind = (name) => ({
-    value: values[name],
-    onInput: (event) => setValues((current) => ({ ...current, [name]: event.currentTarget.value })),
-  });
+  const form = useForm({ displayName: me.displayName ?? "", bio: me.bio ?? "", avatarUrl: me.avatarUrl ?? "" });
   return (
     <form
       class="card"
       aria-labelledby="profile-title"
       onSubmit={(event) =>
-        action.run(event, async () => {
+        form.submit(event, async (values) => {
           const input = {
             displayName: values.displayName.trim() || null,
             bio: values.bio.trim() || null,
@@ -50,11 +27,11 @@ function ProfileForm() {
       }
     >
       <h2 id="profile-title">Profile</h2>
-      <Field id="display-name" label="Display name" maxLength={50} {...bind("displayName")} />
-      <Field id="bio" label="Bio" multiline rows={3} maxLength={500} {...bind("bio")} />
-      <Field id="avatar-url" label="Avatar URL" type="url" {...bind("avatarUrl")} />
-      <ErrorText error={action.error} />
-      <button type="submit" class="primary" disabled={action.busy}>
+      <Field id="display-name" label="Display name" maxLength={50} {...form.bind("displayName")} />
+      <Field id="bio" label="Bio" multiline rows={3} maxLength={500} {...form.bind("bio")} />
+      <Field id="avatar-url" label="Avatar URL" type="url" {...form.bind("avatarUrl")} />
+      <ErrorText error={form.error} />
+      <button type="submit" class="primary" disabled={form.busy}>
         Save profile
       </button>
     </form>
