@@ -262,6 +262,9 @@ async def test_a_rejected_access_token_is_refreshed(browser: Browser, http_url: 
         # A token the server refuses (UNAUTHENTICATED), then one about to expire: each is
         # replaced through the refresh token, without sending the person to the login page.
         for forged_token, expires_at in (("not-a-token", 4_102_444_800_000), (None, 0)):
+            # Forged where the client does not run (a JSON document of the same origin), so
+            # nothing of the client's writes the session back meanwhile.
+            await person.page.goto("/healthz")
             stored = json.loads(await person.page.evaluate("localStorage['nova.session']"))
             sent = forged_token or stored["accessToken"]
             forged = {**stored, "accessToken": sent, "expiresAt": expires_at}

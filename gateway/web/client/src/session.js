@@ -36,8 +36,11 @@ export function saveAuth(payload) {
 }
 
 export function updateUser(user) {
-  if (!session.value) return;
-  const next = { ...session.value, user: { ...session.value.user, ...user } };
+  // What is stored may be newer than what this tab holds (another tab refreshed the
+  // tokens a moment ago): write the user into that, never stale tokens over it.
+  const current = load() ?? session.value;
+  if (!current) return;
+  const next = { ...current, user: { ...current.user, ...user } };
   localStorage.setItem(KEY, JSON.stringify(next));
   session.value = next;
 }
