@@ -62,3 +62,13 @@ class ActorSettings(RankingSettings):
     public_url: str = setting(
         "http://127.0.0.1:8000", "where clients reach Nova; links in mail point here"
     )
+
+    # Media processing (`actors.media`): Ray tasks leased from PostgreSQL's queue.
+    media_max_image_pixels: int = setting(
+        50_000_000, "larger images are refused before they are decoded (decompression bombs)"
+    )
+    media_lease_s: float = setting(
+        300.0, "how long a claim on a media job lasts before another processor may take it"
+    )
+    media_max_attempts: int = setting(3, "claims of one media job before it is FAILED")
+    media_concurrency: int = setting(2, "media tasks one processor runs at once")

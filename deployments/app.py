@@ -22,7 +22,14 @@ from actors.remote import ensure_shards, shard_counts
 from deployments.ranking import build_ranking_app
 from deployments.serve_patches import before_graceful_shutdown, bind_grpc_servers_to_node_ip
 from deployments.settings import Settings
-from deployments.workers import consumer_member_name, ensure_consumer, replace_relays, stop_worker
+from deployments.workers import (
+    MEDIA_PROCESSOR,
+    consumer_member_name,
+    ensure_consumer,
+    ensure_media_processor,
+    replace_relays,
+    stop_worker,
+)
 from gateway.app import GatewayRuntime, create_app
 from storage.db import Database
 from storage.kafka.clients import TopicAdmin
@@ -152,6 +159,8 @@ def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, i
     )
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     replace_relays(settings)
+    stop_worker(MEDIA_PROCESSOR)
+    ensure_media_processor(settings)
     for consumer in PRODUCTION_CONSUMERS:
         stop_worker(consumer_member_name(consumer, 0))
         ensure_consumer(settings, consumer)

@@ -1,9 +1,11 @@
-"""Ray actors for the background workers: outbox relays and Kafka consumers.
+"""Ray actors for the background workers: outbox relays, Kafka consumers, the media
+processor.
 
-They are detached, named actors (`nova-relay-0`, `nova-consumer-<name>-0`) in the `nova`
-namespace, restarted by Ray when their process dies (`max_restarts=-1`). Their loop starts
-in the constructor and runs under `supervise`, so it also restarts when it crashes inside a
-live process. All the logic lives in `storage.outbox.relay` and `storage.kafka.runner`; this module
+They are detached, named actors (`nova-relay-0`, `nova-consumer-<name>-0`,
+`nova-media-processor`) in the `nova` namespace, restarted by Ray when their process dies
+(`max_restarts=-1`). Their loop starts in the constructor and runs under `supervise`, so it
+also restarts when it crashes inside a live process. All the logic lives in
+`storage.outbox.relay`, `storage.kafka.runner` and `actors.media.processor`; this module
 only adapts it to Ray and exports its counters as Ray metrics.
 """
 
@@ -18,12 +20,14 @@ from typing import Any
 import ray
 from ray.util import metrics
 
+from actors.media.processor import MediaProcessor
 from deployments.settings import Settings
 from storage.db import Database
 from storage.kafka.consumer import Consumer
 from storage.kafka.runner import ConsumerRunner
 from storage.outbox.claims import outbox_lag
 from storage.outbox.relay import OutboxRelay
+from storage.redis_client import make_redis
 from storage.stalls import settle_heap, watch_process
 from storage.tasks import LoopHealth, supervise
 
@@ -191,6 +195,42 @@ def load_consumer(path: str, settings: Settings) -> Consumer[Any]:
         raise TypeError(f"{path} is not a storage.kafka.consumer.Consumer subclass")
     consumer: Consumer[Any] = cls(settings)
     return consumer
+
+
+MEDIA_PROCESSOR = "nova-media-processor"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)  # type: ignore[call-overload]
+class MediaProcessorActor:
+    """`actors.media.processor.MediaProcessor` in a detached actor; its media tasks are
+    Ray tasks of their own (one CPU each), so this actor only waits on them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._processor: MediaProcessor | None = None
+        self._health = LoopHealth()
+        self._task = supervise(MEDIA_PROCESSOR, self._run, self._health)
+
+    async def _run(self) -> None:
+        db = await Database.connect(self._settings, application_name=MEDIA_PROCESSOR)
+        redis = make_redis(self._settings)
+        try:
+            self._processor = MediaProcessor(db, redis, self._settings)
+            await self._processor.run()
+        finally:
+            await redis.aclose()
+            await db.close()
+
+    async def status(self) -> dict[str, Any]:
+        counts = self._processor.status() if self._processor else {}
+        return {**counts, "crashes": self._health.crashes, "last_crash": self._health.last_error}
+
+
+def ensure_media_processor(settings: Settings) -> Any:
+    """Start the media processor if it is not running (safe to call again)."""
+    return MediaProcessorActor.options(  # type: ignore[attr-defined]
+        name=MEDIA_PROCESSOR, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(settings)
 
 
 def relay_name(index: int) -> str:

@@ -26,6 +26,7 @@ from gateway.schema.root import schema as plain_schema
 from gateway.transport.admission import InFlightLimit
 from gateway.transport.documents import DocumentCache, prepared_documents
 from gateway.transport.http import GraphQLHTTP, client_info
+from gateway.transport.media_http import MediaRoutes
 from gateway.transport.tracing import TraceMiddleware
 from gateway.transport.ws_caps import SocketLeases
 from gateway.transport.ws_handler import NovaWebSocketHandler, WebSocketPolicy
@@ -147,6 +148,7 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
             Route("/.well-known/jwks.json", jwks),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *MediaRoutes(runtime.media, runtime.media.store).routes(),
             # The web client's routes; they end with a route matching its own paths.
             *site.routes(),
         ],

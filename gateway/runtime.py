@@ -31,6 +31,7 @@ from gateway.services.caches import Invalidations
 from gateway.services.chat import Chat
 from gateway.services.feed import Feed
 from gateway.services.graph import Graph
+from gateway.services.media import Media
 from gateway.services.notifications import Notifications
 from gateway.services.posts import Posts
 from gateway.services.profiles import Profiles
@@ -50,6 +51,7 @@ from gateway.transport.shared_events import STATS as SHARED_EVENTS
 from gateway.transport.ws_caps import SocketLeases
 from storage.db import Database
 from storage.errors import Unavailable
+from storage.media_store import DirectoryStore
 from storage.redis_client import make_redis
 from storage.secrets import Sealer
 
@@ -85,6 +87,7 @@ class GatewayRuntime:
     notifications: Notifications
     analytics: Analytics
     sessions: Sessions
+    media: Media
     # `feed(mode: RANKED)`; None without the FeatureStore and Ranker (then RANKED = LATEST).
     ranked: RankedFeed | None = None
     replica_id: str = field(
@@ -185,6 +188,7 @@ class GatewayRuntime:
             ),
             notifications=Notifications(db),
             sessions=Sessions(db, passwords, revocations),
+            media=Media(db, DirectoryStore(settings.media_store), redis, settings),
         )
 
     @property

@@ -54,6 +54,9 @@ class GatewaySettings(ActorSettings):
         "validate are kept apart, in at most a quarter of it",
     )
     max_request_bytes: int = setting(1_048_576, "largest request body (413 past it)")
+    media_max_image_bytes: int = setting(20_971_520, "largest image upload (20 MiB)")
+    media_max_video_bytes: int = setting(209_715_200, "largest video upload (200 MiB)")
+    media_upload_ttl_s: int = setting(900, "how long an upload URL may be used")
     introspection: bool = setting(True, "whether the schema may be introspected")
     graphiql: bool = setting(
         True,

@@ -259,6 +259,12 @@ class StorageSettings(LayeredSettings):
     stall_warn_ms: float = setting(
         200.0, "an event-loop stall this long is logged, with the GC pauses inside it"
     )
+    media_store: str = setting(
+        "/var/lib/nova/media",
+        "where uploads and their variants are kept: a directory every gateway replica and "
+        "media task reaches (a shared volume on a cluster; `<state dir>/media` on the "
+        "embedded stack)",
+    )
     secret_key: str | None = setting(
         None,
         "Fernet key (urlsafe base64 of 32 bytes) sealing secrets at rest: signing keys in "

@@ -92,6 +92,7 @@ class Stack:
             env["NOVA_GRPC_TOKEN"] = secret(self.grpc_token_file)
         env.setdefault("NOVA_PUBLIC_URL", f"http://{LOCALHOST}:{self.layout.http_port}")
         env.setdefault("NOVA_MODEL_STORE", str(self.layout.state_dir / "models"))
+        env.setdefault("NOVA_MEDIA_STORE", str(self.layout.state_dir / "media"))
         if embedded["smtp"]:
             env["NOVA_SMTP_URL"] = self.smtp.url
         if embedded["postgresql"]:

@@ -23,6 +23,7 @@ from gateway.errors import BAD_USER_INPUT, MaskUnexpectedErrors, log_failed_oper
 from gateway.schema.account import AccountMutation, AccountQuery
 from gateway.schema.chat import ChatMutation, ChatQuery, ChatSubscription
 from gateway.schema.identity import IdentityMutation, IdentityQuery
+from gateway.schema.media import MediaMutation, MediaQuery, MediaSubscription
 from gateway.schema.notifications import (
     NotificationMutation,
     NotificationQuery,
@@ -48,7 +49,15 @@ class SpineQuery:
 
 
 @strawberry.type
-class Query(SocialQuery, ChatQuery, NotificationQuery, AccountQuery, SpineQuery, IdentityQuery):
+class Query(
+    SocialQuery,
+    ChatQuery,
+    NotificationQuery,
+    MediaQuery,
+    AccountQuery,
+    SpineQuery,
+    IdentityQuery,
+):
     """Every query, by domain."""
 
 
@@ -58,6 +67,7 @@ class Mutation(
     ChatMutation,
     RankingMutation,
     NotificationMutation,
+    MediaMutation,
     AccountMutation,
     IdentityMutation,
 ):
@@ -65,7 +75,9 @@ class Mutation(
 
 
 @strawberry.type
-class Subscription(SocialSubscription, ChatSubscription, NotificationSubscription):
+class Subscription(
+    SocialSubscription, ChatSubscription, NotificationSubscription, MediaSubscription
+):
     @strawberry.subscription(description="Streams 1..count, one every intervalMs milliseconds.")
     async def ticks(
         self, info: NovaInfo, count: int, interval_ms: int = 100

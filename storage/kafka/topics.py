@@ -45,6 +45,9 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("chat.message.sent", 8, "room_id"),
     Topic("notification.sent", 8, "user_id"),
     Topic("analytics.events", 8, "user_id"),
+    Topic("media.uploaded", 4, "media_id"),
+    Topic("media.ready", 4, "media_id"),
+    Topic("media.failed", 4, "media_id"),
     Topic(DLQ_TOPIC, 4, "original key"),
     Topic(MARKER_TOPIC, 1, "marker"),
 )

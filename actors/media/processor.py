@@ -1,0 +1,151 @@
+"""The media processor: takes queued media from PostgreSQL and has Ray tasks process them.
+
+PostgreSQL is the queue (`storage.repositories.media`): a claim is a lease, so a
+processor that dies mid-job loses nothing (the lease runs out and a claim takes the job
+again), and a whole stack restarted resumes what was unfinished. Each claim counts an
+attempt; past `media_max_attempts` the media FAILS. A result is recorded with its event
+(`media.ready` or `media.failed`) in one transaction, and only by the current claim.
+Then `mediaUpdated` hears of it on Redis. `completeUpload` publishes on `JOBS_CHANNEL`, so
+a new job starts at once; otherwise the processor looks every `POLL_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import ray
+import redis.asyncio as aioredis
+
+from actors.media.tasks import image_task
+from actors.settings import ActorSettings
+from storage.db import Database
+from storage.errors import classify
+from storage.events import Event
+from storage.repositories.media import MediaRecord, MediaRepository, Processed
+
+log = logging.getLogger(__name__)
+
+JOBS_CHANNEL = "nova:media:jobs"
+UPDATED_CHANNEL = "nova:media:{}"
+POLL_S = 1.0
+
+
+class MediaProcessor:
+    def __init__(self, db: Database, redis: aioredis.Redis, settings: ActorSettings) -> None:
+        self._repo = MediaRepository(db)
+        self._redis = redis
+        self._settings = settings
+        self._running: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self.processed = 0
+        self.failed = 0
+        self.retried = 0
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        try:
+            while True:
+                free = self._settings.media_concurrency - len(self._running)
+                if free > 0:
+                    for job in await self._repo.claim(free, self._settings.media_lease_s):
+                        task = asyncio.create_task(self._process(job))
+                        self._running.add(task)
+                        task.add_done_callback(self._done)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_S)
+        finally:
+            listener.cancel()
+            for task in self._running:
+                task.cancel()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # a slot is free
+
+    async def _listen(self) -> None:
+        """Wake the loop when an upload is completed (best effort: it polls anyway)."""
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(JOBS_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._wake.set()
+            except Exception as exc:
+                log.warning("media job wake-ups lost for now: %s", classify(exc, "redis"))
+                await asyncio.sleep(POLL_S)
+
+    async def _process(self, job: MediaRecord) -> None:
+        if job.attempts > self._settings.media_max_attempts:
+            await self._finish(job, error=f"gave up after {job.attempts - 1} attempts")
+            return
+        try:
+            ref = image_task.remote(
+                self._settings.media_store, str(job.id), self._settings.media_max_image_pixels
+            )
+            result: dict[str, Any] = await asyncio.wait_for(ref, self._settings.media_lease_s)
+        except TimeoutError:
+            ray.cancel(ref, force=True)
+            log.warning("media %s: processing outlasted its lease; it will be retried", job.id)
+            self.retried += 1
+            await self._repo.release(job.id, job.attempts)
+            return
+        except Exception as exc:  # the task's worker or node died past its Ray retries
+            log.warning("media %s: processing failed, will retry: %s", job.id, exc)
+            self.retried += 1
+            await self._repo.release(job.id, job.attempts)
+            return
+        if "error" in result:
+            await self._finish(job, error=str(result["error"]))
+            return
+        await self._finish(
+            job,
+            processed=Processed(
+                width=result["width"],
+                height=result["height"],
+                blurhash=result["blurhash"],
+                variants=result["variants"],
+            ),
+        )
+
+    async def _finish(
+        self, job: MediaRecord, *, processed: Processed | None = None, error: str | None = None
+    ) -> None:
+        ready = processed is not None
+        event = Event(
+            type="media.ready" if ready else "media.failed",
+            aggregate_id=str(job.id),
+            payload={
+                "media_id": str(job.id),
+                "owner_id": str(job.owner_id),
+                "kind": job.kind,
+                **({} if ready else {"error": error}),
+            },
+        )
+        recorded = await self._repo.finish(
+            job.id, job.attempts, event=event, processed=processed, error=error
+        )
+        if not recorded:
+            return  # another claim took it over meanwhile; its result stands
+        if ready:
+            self.processed += 1
+        else:
+            self.failed += 1
+        try:
+            await self._redis.publish(
+                UPDATED_CHANNEL.format(job.id), "ready" if ready else "failed"
+            )
+        except Exception as exc:  # subscribers read the row on their next look
+            log.warning("media %s: update not published: %s", job.id, classify(exc, "redis"))
+
+    def status(self) -> dict[str, int]:
+        return {
+            "running": len(self._running),
+            "processed": self.processed,
+            "failed": self.failed,
+            "retried": self.retried,
+        }

@@ -1,0 +1,237 @@
+"""Media rows: an upload's life from its signed URL to READY or FAILED, and the processor's
+queue.
+
+Each step is one conditional UPDATE, so a step taken twice (a reused upload URL, a second
+completeUpload, a processor whose lease ran out) changes nothing the second time. The
+processor's claims are leases fenced by `attempts`: a result is recorded only by the
+claim that is current, so a slow worker that lost its lease cannot overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from storage.db import Database
+from storage.events import Event
+from storage.outbox.rows import add_event
+from storage.rows import columns, from_row, from_rows
+
+KINDS = ("image", "video")
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    kind: str
+    status: str
+    filename: str
+    declared_type: str
+    declared_size: int
+    upload_expires_at: datetime
+    created_at: datetime
+    attempts: int
+    variants: tuple[dict[str, Any], ...]
+    content_type: str | None = None
+    size: int | None = None
+    uploaded_at: datetime | None = None
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+    blurhash: str | None = None
+    error: str | None = None
+    processed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What processing made of a media: its size, placeholder and variants (each a dict of
+    name, format, content type, key, width and height)."""
+
+    width: int
+    height: int
+    blurhash: str | None
+    variants: list[dict[str, Any]]
+    duration_ms: int | None = None
+
+
+_COLUMNS = columns(MediaRecord)
+
+
+class MediaRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self,
+        *,
+        media_id: uuid.UUID,
+        owner_id: uuid.UUID,
+        kind: str,
+        filename: str,
+        declared_type: str,
+        declared_size: int,
+        upload_expires_at: datetime,
+    ) -> MediaRecord:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(
+                f"""
+                INSERT INTO media (id, owner_id, kind, filename, declared_type, declared_size,
+                                   upload_expires_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                RETURNING {_COLUMNS}
+                """,
+                media_id,
+                owner_id,
+                kind,
+                filename,
+                declared_type,
+                declared_size,
+                upload_expires_at,
+            )
+        return from_row(MediaRecord, row)
+
+    async def get(self, media_id: uuid.UUID) -> MediaRecord | None:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM media WHERE id = $1", media_id)
+        return from_row(MediaRecord, row) if row else None
+
+    async def begin_upload(self, media_id: uuid.UUID) -> MediaRecord | None:
+        """Take the upload URL's one use; None if it was used, has expired or is unknown."""
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(
+                f"""
+                UPDATE media SET uploaded_at = now()
+                WHERE id = $1 AND status = 'uploading' AND uploaded_at IS NULL
+                  AND upload_expires_at > now()
+                RETURNING {_COLUMNS}
+                """,
+                media_id,
+            )
+        return from_row(MediaRecord, row) if row else None
+
+    async def record_upload(self, media_id: uuid.UUID, size: int) -> None:
+        async with self._db.connection() as conn:
+            await conn.execute(
+                "UPDATE media SET size = $2 WHERE id = $1 AND status = 'uploading'",
+                media_id,
+                size,
+            )
+
+    async def reject(self, media_id: uuid.UUID, error: str) -> None:
+        """An upload that cannot be used (truncated, too large, not what it claims): FAILED,
+        so its URL and its completeUpload are refused from now on."""
+        async with self._db.connection() as conn:
+            await conn.execute(
+                """
+                UPDATE media SET status = 'failed', error = $2,
+                                 uploaded_at = coalesce(uploaded_at, now())
+                WHERE id = $1 AND status = 'uploading'
+                """,
+                media_id,
+                error,
+            )
+
+    async def queue(
+        self, media_id: uuid.UUID, owner_id: uuid.UUID, content_type: str, event: Event
+    ) -> MediaRecord | None:
+        """The owner's completed upload, queued for processing with `event` (one
+        transaction); None unless it is theirs, uploaded in full and not yet queued."""
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                f"""
+                UPDATE media SET status = 'processing', content_type = $3
+                WHERE id = $1 AND owner_id = $2 AND status = 'uploading' AND size IS NOT NULL
+                RETURNING {_COLUMNS}
+                """,
+                media_id,
+                owner_id,
+                content_type,
+            )
+            if row is None:
+                return None
+            await add_event(conn, event)
+        return from_row(MediaRecord, row)
+
+    async def claim(self, limit: int, lease_s: float) -> list[MediaRecord]:
+        """Up to `limit` queued media whose lease is free or has run out, leased to the
+        caller for `lease_s` seconds; each claim counts one attempt."""
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(
+                f"""
+                UPDATE media SET lease_until = now() + make_interval(secs => $2),
+                                 attempts = attempts + 1
+                WHERE id IN (
+                    SELECT id FROM media
+                    WHERE status = 'processing' AND (lease_until IS NULL OR lease_until < now())
+                    ORDER BY created_at
+                    LIMIT $1
+                    FOR UPDATE SKIP LOCKED
+                )
+                RETURNING {_COLUMNS}
+                """,
+                limit,
+                lease_s,
+            )
+        return from_rows(MediaRecord, rows)
+
+    async def finish(
+        self,
+        media_id: uuid.UUID,
+        attempt: int,
+        *,
+        event: Event,
+        processed: Processed | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record the claim `attempt`'s result, READY with `processed` or FAILED with
+        `error`, and its event; False if that claim is no longer current."""
+        async with self._db.transaction() as conn:
+            if processed is not None:
+                done = await conn.fetchval(
+                    """
+                    UPDATE media SET status = 'ready', width = $3, height = $4, blurhash = $5,
+                                     variants = $6, duration_ms = $7, lease_until = NULL,
+                                     processed_at = now()
+                    WHERE id = $1 AND status = 'processing' AND attempts = $2
+                    RETURNING true
+                    """,
+                    media_id,
+                    attempt,
+                    processed.width,
+                    processed.height,
+                    processed.blurhash,
+                    processed.variants,
+                    processed.duration_ms,
+                )
+            else:
+                done = await conn.fetchval(
+                    """
+                    UPDATE media SET status = 'failed', error = $3, lease_until = NULL,
+                                     processed_at = now()
+                    WHERE id = $1 AND status = 'processing' AND attempts = $2
+                    RETURNING true
+                    """,
+                    media_id,
+                    attempt,
+                    error or "processing failed",
+                )
+            if not done:
+                return False
+            await add_event(conn, event)
+        return True
+
+    async def release(self, media_id: uuid.UUID, attempt: int) -> None:
+        """Give a claim back early (a retriable failure): the next claim may take it now."""
+        async with self._db.connection() as conn:
+            await conn.execute(
+                """
+                UPDATE media SET lease_until = NULL
+                WHERE id = $1 AND status = 'processing' AND attempts = $2
+                """,
+                media_id,
+                attempt,
+            )
