@@ -24,6 +24,7 @@ from actors.settings import ActorSettings
 from storage.db import Database
 from storage.errors import classify
 from storage.events import Event
+from storage.media_store import DirectoryStore
 from storage.repositories.media import MediaRecord, MediaRepository, Processed
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 JOBS_CHANNEL = "nova:media:jobs"
 UPDATED_CHANNEL = "nova:media:{}"
 POLL_S = 1.0
+# Uploads never attached to a post are removed after a day, looked for this often.
+UNATTACHED_TTL_S = 86_400.0
+SWEEP_S = 600.0
+SWEEP_BATCH = 500
 
 
 class MediaProcessor:
@@ -43,9 +48,11 @@ class MediaProcessor:
         self.processed = 0
         self.failed = 0
         self.retried = 0
+        self.swept = 0
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen())
+        sweeper = asyncio.create_task(self._sweep_forever())
         try:
             while True:
                 free = self._settings.media_concurrency - len(self._running)
@@ -59,12 +66,33 @@ class MediaProcessor:
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
         finally:
             listener.cancel()
+            sweeper.cancel()
             for task in self._running:
                 task.cancel()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self._wake.set()  # a slot is free
+
+    async def sweep(self, older_than_s: float = UNATTACHED_TTL_S) -> int:
+        """Remove uploads never attached to anything within `older_than_s`: their rows and
+        their files. Returns how many went."""
+        store = DirectoryStore(self._settings.media_store)
+        removed = 0
+        for media_id in await self._repo.unattached(older_than_s, SWEEP_BATCH):
+            if await self._repo.forget(media_id):  # the row first: a post may take it still
+                await store.delete_media(media_id)
+                removed += 1
+        self.swept += removed
+        return removed
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log.warning("unattached media not swept: %s", classify(exc))
 
     async def _listen(self) -> None:
         """Wake the loop when an upload is completed (best effort: it polls anyway)."""
@@ -148,4 +176,5 @@ class MediaProcessor:
             "processed": self.processed,
             "failed": self.failed,
             "retried": self.retried,
+            "swept": self.swept,
         }

@@ -16,6 +16,7 @@ from strawberry.dataloader import DataLoader
 
 from storage.repositories.chat_rooms import RoomRecord
 from storage.repositories.counters import CounterRow
+from storage.repositories.media import MediaRecord
 from storage.repositories.posts import PostRecord
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class Loaders:
         self.viewer_likes: DataLoader[uuid.UUID, bool] = DataLoader(self._viewer_likes)
         self.follow_state: DataLoader[uuid.UUID, tuple[bool, bool]] = DataLoader(self._follow_state)
         self.rooms: DataLoader[uuid.UUID, RoomRecord | None] = DataLoader(self._rooms)
+        self.media: DataLoader[uuid.UUID, MediaRecord | None] = DataLoader(runtime.media.get_many)
 
     async def blocked(self) -> frozenset[uuid.UUID]:
         """Everyone hidden from the viewer (blocked either way); looked up once per

@@ -94,6 +94,11 @@ class CreatePostInput:
     idempotency_key: str | None = strawberry.field(
         default=None, description="Retrying with the same key returns the same post."
     )
+    media_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="Your completed uploads (PROCESSING or READY), in order: up to 4 "
+        "pictures or one video; with media, the text may be empty.",
+    )
 
 
 async def _visible_user(info: NovaInfo, user_id: uuid.UUID) -> None:
@@ -269,8 +274,9 @@ class SocialMutation:
     @strawberry.mutation(description="Publish a post.")
     async def create_post(self, info: NovaInfo, input: CreatePostInput) -> Post:
         claims = info.context.require_user()
+        media = [parse_id(m, "mediaIds") for m in input.media_ids or []]
         record = await info.context.runtime.posts.create(
-            claims.user_id, input.text, input.idempotency_key
+            claims.user_id, input.text, input.idempotency_key, media_ids=media
         )
         return Post.from_record(record)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -18,6 +18,9 @@ from gateway.schema.context import Context
 from storage.errors import InvalidInput
 from storage.repositories.posts import CommentRecord, PostRecord
 from storage.repositories.users import UserRecord
+
+if TYPE_CHECKING:  # the media module imports this one
+    from gateway.schema.media import Media
 
 NovaInfo = Info[Context, None]
 T = TypeVar("T")
@@ -171,6 +174,18 @@ class Post:
     @strawberry.field
     async def share_count(self, info: NovaInfo) -> int:
         return (await info.context.loaders.post_counts.load(self.record.id)).counts["shares"]
+
+    @strawberry.field(description="Its pictures or video, in order.")
+    async def media(
+        self, info: NovaInfo
+    ) -> list[Annotated[Media, strawberry.lazy("gateway.schema.media")]]:
+        from gateway.schema.media import Media
+
+        if not self.record.media_ids:
+            return []
+        records = await info.context.loaders.media.load_many(list(self.record.media_ids))
+        base = info.context.runtime.settings.public_url
+        return [Media.from_record(r, base) for r in records if r is not None]
 
     @strawberry.field(description="Whether you like this post; false when signed out.")
     async def viewer_has_liked(self, info: NovaInfo) -> bool:

@@ -205,6 +205,9 @@ class Media:
             log.debug("media job wake-up not published: %s", exc)
         return queued
 
+    async def get_many(self, ids: list[uuid.UUID]) -> list[MediaRecord | None]:
+        return await self._repo.get_many(ids)
+
     async def get_own(self, owner: uuid.UUID, media_id: uuid.UUID) -> MediaRecord:
         media = await self._repo.get(media_id)
         if media is None or media.owner_id != owner:

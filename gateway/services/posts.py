@@ -19,11 +19,13 @@ from storage.db import Database
 from storage.errors import InvalidInput
 from storage.events import Event
 from storage.repositories.counters import CounterRow
+from storage.repositories.media import MediaRepository
 from storage.repositories.posts import CommentRecord, PostRecord, PostStore
 
 MAX_POST_TEXT = 2_000
 MAX_COMMENT_TEXT = 2_000
 MAX_IDEMPOTENCY_KEY = 128
+MAX_POST_IMAGES = 4
 MODERATORS = frozenset({"moderator", "admin"})
 POSTS_CHANNEL = "nova:posts:changed"
 
@@ -63,6 +65,7 @@ class Posts:
         cache_ttl_s: float,
     ) -> None:
         self._store = PostStore(db)
+        self._media = MediaRepository(db)
         self._counters = counters
         self._invalidations = invalidations
         self.cache: LocalCache[uuid.UUID, PostRecord] = invalidations.cache(
@@ -78,10 +81,19 @@ class Posts:
         idempotency_key: str | None = None,
         *,
         shared_post_id: uuid.UUID | None = None,
+        media_ids: list[uuid.UUID] | None = None,
     ) -> PostRecord:
-        check_text(text, limit=MAX_POST_TEXT, what="text", allow_empty=shared_post_id is not None)
+        media_ids = media_ids or []
+        check_text(
+            text,
+            limit=MAX_POST_TEXT,
+            what="text",
+            allow_empty=shared_post_id is not None or bool(media_ids),
+        )
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidInput(f"idempotencyKey must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+        if media_ids:
+            await self._check_media(author_id, media_ids)
         written = await self._store.create(
             author_id,
             text,
@@ -90,11 +102,23 @@ class Posts:
             idempotency_key=idempotency_key,
             shared_post_id=shared_post_id,
             events=_created_events,
+            media_ids=media_ids,
         )
         if written is None:
             raise Forbidden("you cannot share this post")
         await self._counters.observe(written.counters)
         return written.post
+
+    async def _check_media(self, owner: uuid.UUID, media_ids: list[uuid.UUID]) -> None:
+        """Up to `MAX_POST_IMAGES` pictures or one video, each once. Whose they are and
+        whether they may be attached is settled where they are attached, atomically."""
+        if len(set(media_ids)) != len(media_ids):
+            raise InvalidInput("mediaIds: each media once")
+        kinds = [m.kind if m else None for m in await self._media.get_many(media_ids)]
+        if "video" in kinds and len(kinds) > 1:
+            raise InvalidInput("mediaIds: one video, or up to 4 pictures, not both")
+        if len(kinds) > MAX_POST_IMAGES:
+            raise InvalidInput(f"mediaIds: at most {MAX_POST_IMAGES} pictures")
 
     async def update(self, post_id: uuid.UUID, editor_id: uuid.UUID, text: str) -> PostRecord:
         check_text(text, limit=MAX_POST_TEXT, what="text")

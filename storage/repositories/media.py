@@ -10,11 +10,15 @@ claim that is current, so a slow worker that lost its lease cannot overwrite a n
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from storage.db import Database
+from storage.errors import InvalidInput
 from storage.events import Event
 from storage.outbox.rows import add_event
 from storage.rows import columns, from_row, from_rows
@@ -44,6 +48,7 @@ class MediaRecord:
     blurhash: str | None = None
     error: str | None = None
     processed_at: datetime | None = None
+    attached_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,13 @@ class MediaRepository:
                 upload_expires_at,
             )
         return from_row(MediaRecord, row)
+
+    async def get_many(self, ids: list[uuid.UUID]) -> list[MediaRecord | None]:
+        """In the order of `ids`; None for an unknown one."""
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(f"SELECT {_COLUMNS} FROM media WHERE id = ANY($1)", ids)
+        found = {record.id: record for record in from_rows(MediaRecord, rows)}
+        return [found.get(media_id) for media_id in ids]
 
     async def get(self, media_id: uuid.UUID) -> MediaRecord | None:
         async with self._db.connection() as conn:
@@ -224,6 +236,29 @@ class MediaRepository:
             await add_event(conn, event)
         return True
 
+    async def unattached(self, older_than_s: float, limit: int) -> list[uuid.UUID]:
+        """Media never attached to anything, made more than `older_than_s` ago."""
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT id FROM media
+                WHERE attached_at IS NULL AND created_at < now() - make_interval(secs => $1)
+                ORDER BY created_at LIMIT $2
+                """,
+                older_than_s,
+                limit,
+            )
+        return [row["id"] for row in rows]
+
+    async def forget(self, media_id: uuid.UUID) -> bool:
+        """Delete a media row that is still unattached; False if it was attached since."""
+        async with self._db.connection() as conn:
+            deleted = await conn.fetchval(
+                "DELETE FROM media WHERE id = $1 AND attached_at IS NULL RETURNING true",
+                media_id,
+            )
+        return bool(deleted)
+
     async def release(self, media_id: uuid.UUID, attempt: int) -> None:
         """Give a claim back early (a retriable failure): the next claim may take it now."""
         async with self._db.connection() as conn:
@@ -235,3 +270,28 @@ class MediaRepository:
                 media_id,
                 attempt,
             )
+
+
+async def attach_media(
+    conn: asyncpg.Connection, owner_id: uuid.UUID, media_ids: Sequence[uuid.UUID]
+) -> None:
+    """Attach the owner's media to what the caller's transaction is writing (a post, a
+    message); `InvalidInput`, so the transaction aborts, unless every one is the owner's,
+    uploaded (PROCESSING or READY) and not attached before."""
+    attached = await conn.fetchval(
+        """
+        WITH taken AS (
+            UPDATE media SET attached_at = now()
+            WHERE id = ANY($1) AND owner_id = $2 AND status IN ('processing', 'ready')
+              AND attached_at IS NULL
+            RETURNING id
+        )
+        SELECT count(*) FROM taken
+        """,
+        list(media_ids),
+        owner_id,
+    )
+    if attached != len(set(media_ids)):
+        raise InvalidInput(
+            "mediaIds: each must be your own upload, completed, not failed and not used before"
+        )

@@ -22,6 +22,7 @@ from storage.outbox.rows import add_event, add_events
 from storage.repositories.counters import CounterRow, bump
 from storage.repositories.graph import blocked_either_way
 from storage.repositories.keysets import Bound, Keyed, bound_args
+from storage.repositories.media import attach_media
 from storage.rows import columns, from_row, from_rows
 
 
@@ -36,6 +37,7 @@ class PostRecord:
     created_at: datetime
     edited_at: datetime | None
     deleted: bool
+    media_ids: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class CommentRecord:
 
 POST_COLUMNS = (
     "id, author_id, text, tags, mentions, shared_post_id, created_at, edited_at,"
-    " deleted_at IS NOT NULL AS deleted"
+    " deleted_at IS NOT NULL AS deleted, media_ids"
 )
 COMMENT_COLUMNS = columns(CommentRecord)
 _COMMENT_COLUMNS_OF_C = columns(CommentRecord, "c")
@@ -123,6 +125,7 @@ class PostStore:
         idempotency_key: str | None,
         shared_post_id: uuid.UUID | None,
         events: PostEvents,
+        media_ids: Sequence[uuid.UUID] = (),
     ) -> PostWrite | None:
         """Insert a post (a share when `shared_post_id` is set) with its events; the post
         already written under `idempotency_key` if there is one. None: the author and the
@@ -138,11 +141,13 @@ class PostStore:
                 original = await live_post(conn, shared_post_id)
                 if await blocked_either_way(conn, author_id, original.author_id):
                     return None
+            if media_ids:
+                await attach_media(conn, author_id, media_ids)
             row = await conn.fetchrow(
                 f"""
                 INSERT INTO posts (id, author_id, text, tags, mentions, shared_post_id,
-                                   idempotency_key, search)
-                VALUES ($3, $4, $1, $2, $5, $6, $7, {SEARCH_VECTOR})
+                                   idempotency_key, search, media_ids)
+                VALUES ($3, $4, $1, $2, $5, $6, $7, {SEARCH_VECTOR}, $8)
                 ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL
                 DO NOTHING
                 RETURNING {POST_COLUMNS}
@@ -154,6 +159,7 @@ class PostStore:
                 list(mentions),
                 shared_post_id,
                 idempotency_key,
+                list(media_ids),
             )
             if row is None:  # a concurrent retry with the same key won
                 existing = await post_by_idempotency_key(conn, author_id, idempotency_key or "")

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import struct
-import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,78 +17,19 @@ from gateway.services.media import Media
 from storage.db import Database
 from storage.media_store import DirectoryStore
 from storage.redis_client import make_redis
-from tests.support.chat import operation, subscribed
-from tests.support.social import Member, call, make_members
+from tests.support.media import (
+    COMPLETE,
+    CREATE,
+    MEDIA,
+    create_upload,
+    jpeg,
+    png_claiming,
+    put,
+    until_done,
+)
+from tests.support.social import call, make_members
 
 pytestmark = pytest.mark.stack
-
-CREATE = """
-mutation($input: CreateUploadInput!) {
-  createUpload(input: $input) { id url headers { name value } expiresAt }
-}
-"""
-COMPLETE = "mutation($id: ID!) { completeUpload(id: $id) { id status } }"
-FIELDS = (
-    "id kind status width height blurhash error url variants { name url width height contentType }"
-)
-MEDIA = f"query($id: ID!) {{ media(id: $id) {{ {FIELDS} }} }}"
-UPDATED = f"subscription($id: ID!) {{ mediaUpdated(id: $id) {{ {FIELDS} }} }}"
-ORIENTATION = 0x0112
-GPS_IFD = 0x8825
-
-
-def jpeg(width: int, height: int, *, orientation: int | None = None) -> bytes:
-    """A photo as a phone takes it: EXIF with an orientation and a location."""
-    image = Image.new("RGB", (width, height), (200, 40, 40))
-    image.paste((40, 40, 200), (0, 0, width // 2, height // 4))  # marks the top-left
-    exif = Image.Exif()
-    exif[0x010F] = "NovaCam"  # Make
-    if orientation is not None:
-        exif[ORIENTATION] = orientation
-    exif[GPS_IFD] = {1: "N", 2: (48.0, 51.0, 24.0)}
-    out = io.BytesIO()
-    image.save(out, "JPEG", exif=exif.tobytes(), quality=90)
-    return out.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims `width` by `height`: a decompression bomb's disguise."""
-    out = io.BytesIO()
-    Image.new("RGB", (4, 4)).save(out, "PNG")
-    data = bytearray(out.getvalue())
-    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
-    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[12 : ihdr + 13]))
-    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
-    return bytes(data)
-
-
-async def create_upload(
-    http_url: str, member: Member, body: bytes, content_type: str = "image/jpeg"
-) -> dict[str, Any]:
-    reply = await call(
-        http_url,
-        member,
-        CREATE,
-        input={"filename": "photo.jpg", "contentType": content_type, "size": len(body)},
-    )
-    upload: dict[str, Any] = reply.ok()["createUpload"]
-    return upload
-
-
-async def put(upload: dict[str, Any], body: bytes, url: str | None = None) -> httpx.Response:
-    headers = {h["name"]: h["value"] for h in upload["headers"]}
-    async with httpx.AsyncClient(timeout=30) as client:
-        return await client.put(url or upload["url"], content=body, headers=headers)
-
-
-async def until_done(http_url: str, member: Member, media_id: str) -> dict[str, Any]:
-    """`mediaUpdated` until processing ends: its last answer."""
-    async with subscribed(http_url, member) as session:
-        last: dict[str, Any] = {}
-        async for result in session.subscribe(operation(UPDATED, id=media_id)):
-            last = result["mediaUpdated"]
-        return last
 
 
 def stored(settings: Settings, media_id: str) -> list[str]:

@@ -2,10 +2,12 @@
 const USER = `fragment UserFields on User {
   id username displayName bio avatarUrl followerCount followingCount viewerFollows followsViewer
 }`;
+const MEDIA = `id kind status width height blurhash error url variants { name url width height contentType }`;
 const POST = `fragment PostFields on Post {
   id text tags createdAt editedAt likeCount commentCount shareCount viewerHasLiked
   author { id username displayName avatarUrl }
-  sharedPost { id text createdAt author { id username displayName avatarUrl } }
+  media { ${MEDIA} }
+  sharedPost { id text createdAt author { id username displayName avatarUrl } media { ${MEDIA} } }
 }`;
 const ME = `fragment MeFields on User { id username displayName bio avatarUrl email emailVerified }`;
 const AUTH = `accessToken refreshToken expiresIn user { ...MeFields }`;
@@ -122,3 +124,9 @@ export const REVOKE_SESSION = `mutation Revoke($id: ID!) { revokeSession(id: $id
 export const CHANGE_PASSWORD = `mutation ChangePassword($currentPassword: String!, $newPassword: String!) {
   changePassword(currentPassword: $currentPassword, newPassword: $newPassword)
 }`;
+
+export const CREATE_UPLOAD = `mutation CreateUpload($input: CreateUploadInput!) {
+  createUpload(input: $input) { id url headers { name value } expiresAt }
+}`;
+export const COMPLETE_UPLOAD = `mutation CompleteUpload($id: ID!) { completeUpload(id: $id) { ${MEDIA} } }`;
+export const MEDIA_UPDATED = `subscription MediaUpdated($id: ID!) { mediaUpdated(id: $id) { ${MEDIA} } }`;

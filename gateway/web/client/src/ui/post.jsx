@@ -1,6 +1,7 @@
 // One post as every list shows it: author, text, and like, comment and share.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { track, watchImpression } from "../analytics.js";
+import { MediaGrid } from "./media.jsx";
 import { mutate } from "../api.js";
 import { DELETE_POST, LIKE, SHARE, UNLIKE } from "../gql.js";
 import { notify } from "../notices.js";
@@ -86,10 +87,12 @@ export function PostCard({ post, position = null, modelVersion = null, onChange,
         </a>
       </header>
       {post.text && <p class="text">{post.text}</p>}
+      <MediaGrid media={post.media} mine={mine} />
       {post.sharedPost && (
         <blockquote class="shared">
           <Author user={post.sharedPost.author} />
           <p class="text">{post.sharedPost.text}</p>
+          <MediaGrid media={post.sharedPost.media} />
         </blockquote>
       )}
       {post.tags?.length > 0 && (

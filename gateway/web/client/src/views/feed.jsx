@@ -1,8 +1,9 @@
 // The home feed: compose, LATEST or RANKED, endless scrolling, and a banner for posts
 // that arrived since the page was loaded (`feedUpdated`).
-import { useCallback, useEffect, useState } from "preact/hooks";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { afterFirstAnswer, live, mutate, query } from "../api.js";
 import { CREATE_POST, FEED, FEED_UPDATED, SUGGESTIONS } from "../gql.js";
+import { ACCEPTED, uploadPicture } from "../media.js";
 import { notify } from "../notices.js";
 import { ErrorText, newId, useAction, useScreen, useWhenVisible } from "../ui/common.jsx";
 import { PostCard } from "../ui/post.jsx";
@@ -11,18 +12,42 @@ import { UserRow } from "../ui/users.jsx";
 const PAGE = 20;
 const MODE_KEY = "nova.feedMode";
 
+const MAX_PICTURES = 4;
+
 function Compose({ onPosted }) {
   const [text, setText] = useState("");
   const [key, setKey] = useState(newId);
+  // Pictures being uploaded or uploaded: {key, name, progress, media, error}.
+  const [pictures, setPictures] = useState([]);
+  const picker = useRef(null);
   const { busy, error, run } = useAction();
+  const uploading = pictures.some((picture) => !picture.media && !picture.error);
+  const attached = pictures.filter((picture) => picture.media);
+
+  const change = (pictureKey, fields) =>
+    setPictures((current) => current.map((p) => (p.key === pictureKey ? { ...p, ...fields } : p)));
+
+  function add(files) {
+    const room = MAX_PICTURES - pictures.length;
+    for (const file of [...files].slice(0, Math.max(room, 0))) {
+      const pictureKey = newId();
+      setPictures((current) => [...current, { key: pictureKey, name: file.name, progress: 0 }]);
+      uploadPicture(file, (progress) => change(pictureKey, { progress })).then(
+        (media) => change(pictureKey, { media }),
+        (failure) => change(pictureKey, { error: failure.message }),
+      );
+    }
+  }
 
   const submit = (event) =>
     run(event, async () => {
-      if (!text.trim()) return;
+      if ((!text.trim() && attached.length === 0) || uploading) return;
       // The same key on a retry: a post is created once however often it is sent.
-      const data = await mutate(CREATE_POST, { input: { text, idempotencyKey: key } });
+      const input = { text, idempotencyKey: key, mediaIds: attached.map((p) => p.media.id) };
+      const data = await mutate(CREATE_POST, { input });
       onPosted(data.createPost);
       setText("");
+      setPictures([]);
       setKey(newId());
     });
 
@@ -37,9 +62,56 @@ function Compose({ onPosted }) {
         onInput={(event) => setText(event.currentTarget.value)}
         onKeyDown={(event) => event.key === "Enter" && (event.ctrlKey || event.metaKey) && submit(event)}
       />
+      {pictures.length > 0 && (
+        <ul class="uploads" aria-label="Pictures">
+          {pictures.map((picture) => (
+            <li key={picture.key}>
+              <span class="grow">{picture.name}</span>
+              {picture.error ? (
+                <span class="error">{picture.error}</span>
+              ) : picture.media ? (
+                <span class="muted">Uploaded</span>
+              ) : (
+                <progress max="1" value={picture.progress} aria-label={`Uploading ${picture.name}`} />
+              )}
+              <button
+                type="button"
+                class="quiet"
+                aria-label={`Remove ${picture.name}`}
+                onClick={() => setPictures((current) => current.filter((p) => p.key !== picture.key))}
+              >
+                ×
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
       <ErrorText error={error} />
-      <div class="row end">
-        <button type="submit" class="primary" disabled={busy || !text.trim()}>
+      <div class="row between">
+        <input
+          ref={picker}
+          id="compose-pictures"
+          type="file"
+          accept={ACCEPTED.join(",")}
+          multiple
+          hidden
+          onChange={(event) => {
+            add(event.currentTarget.files);
+            event.currentTarget.value = "";
+          }}
+        />
+        <button
+          type="button"
+          disabled={pictures.length >= MAX_PICTURES}
+          onClick={() => picker.current?.click()}
+        >
+          Add pictures
+        </button>
+        <button
+          type="submit"
+          class="primary"
+          disabled={busy || uploading || (!text.trim() && attached.length === 0)}
+        >
           Post
         </button>
       </div>

@@ -1,0 +1,209 @@
+"""Media benchmark: picture processing on Ray against the same code in one process, an
+upload to READY through the API, and what processing costs the API meanwhile.
+
+    cd /work/main && .venv/bin/python -m bench.media [--images 24 --uploads 20]
+
+Needs the dev stack started with `bench/bench.env` (see docs/benchmarks.md). All pictures
+are 2-megapixel JPEGs made here (1632 by 1224, a gradient with noise, as a photo
+compresses).
+
+- **Variants per second**: `--images` pictures through the media task as Ray tasks (one
+  CPU each, as the processor runs them), against `actors.media.images.process_image` called
+  one after another in this process on the same pictures (the floor without Ray).
+- **Upload → READY**: createUpload, the PUT, completeUpload, then `mediaUpdated` on a bare
+  graphql-transport-ws socket until READY; p50/p99 over `--uploads`.
+- **Isolation**: `me` latency while a burst of image tasks runs, against idle, in the
+  same run.
+
+Video (transcoding to HLS) is not measured: Nova does not process video yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+import numpy as np
+import websockets
+from PIL import Image
+
+from bench.harness import ratio, run_on_ray, summarize
+
+SCENARIO = "media"
+ME = "{ me { id } }"
+CREATE = """
+mutation($input: CreateUploadInput!) {
+  createUpload(input: $input) { id url headers { name value } }
+}
+"""
+COMPLETE = "mutation($id: ID!) { completeUpload(id: $id) { status } }"
+UPDATED = "subscription($id: ID!) { mediaUpdated(id: $id) { status } }"
+REGISTER = "mutation($input: RegisterInput!) { register(input: $input) { accessToken } }"
+
+
+class Args:
+    images = 24
+    uploads = 20
+
+
+def photo(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:1224, 0:1632]
+    base = np.stack([x * 255 // 1632, y * 255 // 1224, (x + y) * 255 // 2856], axis=-1)
+    noisy = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noisy, "RGB").save(out, "JPEG", quality=88)
+    return out.getvalue()
+
+
+async def gql(http: httpx.AsyncClient, token: str | None, query: str, **variables: Any) -> Any:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    reply = await http.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
+    body = reply.json()
+    if body.get("errors"):
+        raise RuntimeError(body["errors"])
+    return body["data"]
+
+
+def in_process(pictures: list[bytes]) -> float:
+    from actors.media.images import process_image
+
+    started = time.perf_counter()
+    for data in pictures:
+        process_image(data, max_pixels=50_000_000)
+    return len(pictures) / (time.perf_counter() - started)
+
+
+async def on_ray(pictures: list[bytes], store_root: str) -> float:
+    from actors.media.tasks import image_task
+    from storage.media_store import ORIGINAL, DirectoryStore, media_key
+
+    store = DirectoryStore(store_root)
+    ids = [uuid.uuid4() for _ in pictures]
+    for media_id, data in zip(ids, pictures, strict=True):
+        store.write(media_key(media_id, ORIGINAL), data)
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *[image_task.remote(store_root, str(media_id), 50_000_000) for media_id in ids]
+    )
+    elapsed = time.perf_counter() - started
+    assert all("error" not in result for result in results), results
+    for media_id in ids:
+        await store.delete_media(media_id)
+    return len(pictures) / elapsed
+
+
+async def upload_to_ready(http: httpx.AsyncClient, base: str, token: str, data: bytes) -> float:
+    started = time.perf_counter()
+    upload = (
+        await gql(
+            http,
+            token,
+            CREATE,
+            input={"filename": "photo.jpg", "contentType": "image/jpeg", "size": len(data)},
+        )
+    )["createUpload"]
+    url = httpx.URL(upload["url"])
+    headers = {h["name"]: h["value"] for h in upload["headers"]}
+    put = await http.put(url.raw_path.decode(), content=data, headers=headers)
+    assert put.status_code == 204, put.text
+    ws_url = base.replace("http", "ws", 1) + "/graphql"
+    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        )
+        await asyncio.wait_for(ws.recv(), 30)
+        await gql(http, token, COMPLETE, id=upload["id"])
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": UPDATED, "variables": {"id": upload["id"]}},
+                }
+            )
+        )
+        async for raw in ws:
+            message = json.loads(raw)
+            if message.get("type") == "next":
+                status = message["payload"]["data"]["mediaUpdated"]["status"]
+                if status in ("READY", "FAILED"):
+                    assert status == "READY", message
+                    return (time.perf_counter() - started) * 1000
+    raise RuntimeError("the subscription ended before READY")
+
+
+async def me_latency(http: httpx.AsyncClient, token: str, count: int) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await gql(http, token, ME)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+async def run(base: str) -> dict[str, Any]:
+    pictures = [photo(seed) for seed in range(Args.images)]
+    store_root = os.environ["NOVA_MEDIA_STORE"]
+    local_rate = in_process(pictures)
+    ray_rate = await on_ray(pictures, store_root)
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        name = f"bench_media_{uuid.uuid4().hex[:8]}"
+        token = (
+            await gql(
+                http,
+                None,
+                REGISTER,
+                input={
+                    "email": f"{name}@example.com",
+                    "username": name,
+                    "password": "correct horse battery",
+                },
+            )
+        )["register"]["accessToken"]
+        ready_ms = [
+            await upload_to_ready(http, base, token, pictures[n % len(pictures)])
+            for n in range(Args.uploads)
+        ]
+        idle = await me_latency(http, token, 200)
+        burst = asyncio.ensure_future(on_ray(pictures, store_root))
+        busy = await me_latency(http, token, 200)
+        await burst
+    idle_s, busy_s = summarize(idle), summarize(busy)
+    return {
+        "images": Args.images,
+        "variants_per_image": 6,
+        "in_process_images_per_s": round(local_rate, 2),
+        "ray_tasks_images_per_s": round(ray_rate, 2),
+        "upload_to_ready_ms": summarize(ready_ms),
+        "me_idle_ms": idle_s,
+        "me_while_processing_ms": busy_s,
+        "ratios": {
+            "ray_over_in_process_throughput": ratio(ray_rate, local_rate),
+            "me_p50_processing_over_idle": ratio(busy_s["p50"], idle_s["p50"]),
+            "me_p99_processing_over_idle": ratio(busy_s["p99"], idle_s["p99"]),
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=Args.images)
+    parser.add_argument("--uploads", type=int, default=Args.uploads)
+    parsed = parser.parse_args()
+    Args.images, Args.uploads = parsed.images, parsed.uploads
+    return run_on_ray(SCENARIO, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
