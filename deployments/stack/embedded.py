@@ -168,6 +168,7 @@ class Stack:
             "NOVA_HTTP_PORT",
             "NOVA_PUBLIC_URL",
             "NOVA_MODEL_STORE",
+            "NOVA_MEDIA_STORE",
             "NOVA_SECRET_KEY",
             "NOVA_GRPC_TOKEN",
         ]
