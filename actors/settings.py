@@ -72,3 +72,8 @@ class ActorSettings(RankingSettings):
     )
     media_max_attempts: int = setting(3, "claims of one media job before it is FAILED")
     media_concurrency: int = setting(2, "media tasks one processor runs at once")
+    media_delete_after_s: float = setting(
+        604_800.0,
+        "how long a deleted post's media is kept (a removal may yet be undone) before its "
+        "files and rows are deleted",
+    )

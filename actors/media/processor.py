@@ -75,14 +75,20 @@ class MediaProcessor:
         self._wake.set()  # a slot is free
 
     async def sweep(self, older_than_s: float = UNATTACHED_TTL_S) -> int:
-        """Remove uploads never attached to anything within `older_than_s`: their rows and
-        their files. Returns how many went."""
+        """Remove uploads never attached to anything within `older_than_s`, and the media
+        of posts deleted more than `NOVA_MEDIA_DELETE_AFTER_S` ago: rows, then files.
+        Returns how many went."""
         store = DirectoryStore(self._settings.media_store)
         removed = 0
         for media_id in await self._repo.unattached(older_than_s, SWEEP_BATCH):
             if await self._repo.forget(media_id):  # the row first: a post may take it still
                 await store.delete_media(media_id)
                 removed += 1
+        grace = self._settings.media_delete_after_s
+        for media_id in await self._repo.of_deleted_posts(grace, SWEEP_BATCH):
+            await self._repo.delete(media_id)
+            await store.delete_media(media_id)
+            removed += 1
         self.swept += removed
         return removed
 

@@ -250,6 +250,24 @@ class MediaRepository:
             )
         return [row["id"] for row in rows]
 
+    async def of_deleted_posts(self, older_than_s: float, limit: int) -> list[uuid.UUID]:
+        """Media of posts deleted more than `older_than_s` ago."""
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT DISTINCT m.id FROM posts p JOIN media m ON m.id = ANY(p.media_ids)
+                WHERE p.deleted_at < now() - make_interval(secs => $1)
+                LIMIT $2
+                """,
+                older_than_s,
+                limit,
+            )
+        return [row["id"] for row in rows]
+
+    async def delete(self, media_id: uuid.UUID) -> None:
+        async with self._db.connection() as conn:
+            await conn.execute("DELETE FROM media WHERE id = $1", media_id)
+
     async def forget(self, media_id: uuid.UUID) -> bool:
         """Delete a media row that is still unattached; False if it was attached since."""
         async with self._db.connection() as conn:

@@ -1,6 +1,6 @@
 """The media processor on the test stack: a job whose claimant died is taken again when its
 lease runs out, a job past its attempts fails with the reason, and uploads never attached
-are removed after a day."""
+are removed after a day, as a deleted post's are after the grace period."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from storage.media_store import ORIGINAL, DirectoryStore, media_key
 from storage.redis_client import make_redis
 from storage.repositories.media import MediaRepository
 from tests.conftest import wait_until
-from tests.support.media import jpeg
-from tests.support.social import make_members
+from tests.support.media import jpeg, uploaded_image
+from tests.support.social import call, make_members
 
 pytestmark = pytest.mark.stack
 
@@ -122,3 +122,39 @@ async def test_uploads_never_attached_are_removed_after_a_day(
     store = DirectoryStore(deployed.media_store)
     assert await store.size(media_key(uuid.UUID(old_unused), ORIGINAL)) is None
     assert await store.size(media_key(uuid.UUID(old_used), ORIGINAL)) is not None
+
+
+async def test_a_deleted_posts_media_is_removed_after_the_grace_period(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    (author,) = await make_members(db, deployed, 1)
+    kept_id = await uploaded_image(http_url, author)
+    gone_id = await uploaded_image(http_url, author)
+    create = 'mutation($media: [ID!]) { createPost(input: {text: "x", mediaIds: $media}) { id } }'
+    kept = (await call(http_url, author, create, media=[kept_id])).ok()["createPost"]["id"]
+    gone = (await call(http_url, author, create, media=[gone_id])).ok()["createPost"]["id"]
+    delete = "mutation($id: ID!) { deletePost(id: $id) }"
+    for post in (kept, gone):
+        assert (await call(http_url, author, delete, id=post)).ok()
+    grace = timedelta(seconds=deployed.media_delete_after_s + 60)
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE posts SET deleted_at = now() - $2::interval WHERE id = $1",
+            uuid.UUID(gone),
+            grace,
+        )
+    redis = make_redis(deployed)
+    try:
+        await MediaProcessor(db, redis, deployed).sweep()
+    finally:
+        await redis.aclose()
+    left = {
+        str(r["id"])
+        for r in await db.fetch(
+            "SELECT id FROM media WHERE id = ANY($1)", [uuid.UUID(kept_id), uuid.UUID(gone_id)]
+        )
+    }
+    assert left == {kept_id}  # deleted a moment ago: kept for the grace period
+    store = DirectoryStore(deployed.media_store)
+    assert await store.size(media_key(uuid.UUID(gone_id), "large.webp")) is None
+    assert await store.size(media_key(uuid.UUID(kept_id), "large.webp")) is not None
