@@ -222,8 +222,13 @@ class MediaProcessorActor:
             await db.close()
 
     async def status(self) -> dict[str, Any]:
-        counts = self._processor.status() if self._processor else {}
-        return {**counts, "crashes": self._health.crashes, "last_crash": self._health.last_error}
+        counts = self._processor.status() if self._processor else {"state": "starting"}
+        return {
+            "name": MEDIA_PROCESSOR,
+            **counts,
+            "crashes": self._health.crashes,
+            "last_crash": self._health.last_error,
+        }
 
 
 def ensure_media_processor(settings: Settings) -> Any:
