@@ -1,7 +1,7 @@
 // The home feed: compose, LATEST or RANKED, endless scrolling, and a banner for posts
 // that arrived since the page was loaded (`feedUpdated`).
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { afterFirstAnswer, live, mutate, query } from "../api.js";
+import { live, mutate, query } from "../api.js";
 import { CREATE_POST, FEED, FEED_UPDATED, SUGGESTIONS } from "../gql.js";
 import { ACCEPTED, uploadPicture } from "../media.js";
 import { notify } from "../notices.js";
@@ -195,17 +195,17 @@ export function Home() {
     load(null);
   }, [load]);
 
+  // Subscribed as the screen opens, with its first page: a post that arrives in between
+  // would otherwise show neither in the page nor in the banner.
   useEffect(
     () =>
-      afterFirstAnswer(() =>
-        live(FEED_UPDATED, {}, (data) => {
-          const id = data.feedUpdated.postId;
-          setEdges((current) => {
-            if (!current.some((edge) => edge.node.id === id)) setFresh((ids) => new Set(ids).add(id));
-            return current;
-          });
-        }),
-      ),
+      live(FEED_UPDATED, {}, (data) => {
+        const id = data.feedUpdated.postId;
+        setEdges((current) => {
+          if (!current.some((edge) => edge.node.id === id)) setFresh((ids) => new Set(ids).add(id));
+          return current;
+        });
+      }),
     [],
   );
 
