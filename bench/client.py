@@ -36,7 +36,7 @@ import httpx
 import websockets
 from playwright.async_api import Page, async_playwright
 
-from bench.harness import StackNotUp, load_stack_env, ratio, summarize
+from bench.harness import StackNotUp, graphql, load_stack_env, ratio, summarize
 from deployments.stack import dev_layout
 from deployments.stack.debian import CHROMIUM, CHROMIUM_ARGS
 from gateway.web import DIST_DIR
@@ -87,25 +87,10 @@ class Account:
         self.user_id, self.username, self.token = user_id, username, token
 
 
-async def call(http: httpx.AsyncClient, token: str | None, query: str, **variables: Any) -> Any:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    reply = await http.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=headers
-    )
-    body = reply.json()
-    if reply.status_code != 200 or body.get("errors"):
-        raise RuntimeError(f"{reply.status_code}: {reply.text[:300]}")
-    return body["data"]
-
-
 async def register(http: httpx.AsyncClient, prefix: str) -> Account:
     username = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    data = await call(
-        http,
-        None,
-        REGISTER,
-        input={"email": f"{username}@example.com", "username": username, "password": PASSWORD},
-    )
+    credentials = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}
+    data = await graphql(http, "", None, REGISTER, {"input": credentials})
     return Account(data["register"]["user"]["id"], username, data["register"]["accessToken"])
 
 
@@ -140,7 +125,7 @@ async def first_page(
     raw_ms: list[float] = []
     for _ in range(runs):
         started = time.perf_counter()
-        await call(http, reader.token, FEED, first=FIRST_PAGE)
+        await graphql(http, "", reader.token, FEED, {"first": FIRST_PAGE})
         raw_ms.append((time.perf_counter() - started) * 1000)
     # The browser's own floor: navigating to a document that runs nothing (`/healthz`,
     # through the same Serve proxy), to its load event.
@@ -188,9 +173,9 @@ async def new_posts(
     try:
         for n in range(1, runs + 1):
             started = time.time() * 1000
-            post_id = (await call(http, author.token, CREATE_POST, text=f"bench post {n}"))[
-                "createPost"
-            ]["id"]
+            post_id = (
+                await graphql(http, "", author.token, CREATE_POST, {"text": f"bench post {n}"})
+            )["createPost"]["id"]
 
             async def shown(count: int = n) -> float | None:
                 value = await page.evaluate(f"window.__bench.banner[{count}] ?? null")
@@ -227,12 +212,12 @@ async def run(runs: int) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         author = await register(http, "bench_author")
         reader = await register(http, "bench_reader")
-        await call(http, reader.token, FOLLOW, id=author.user_id)
+        await graphql(http, "", reader.token, FOLLOW, {"id": author.user_id})
         for n in range(FIRST_PAGE):
-            await call(http, author.token, CREATE_POST, text=f"first page post {n}")
+            await graphql(http, "", author.token, CREATE_POST, {"text": f"first page post {n}"})
 
         async def page_full() -> bool:
-            data = await call(http, reader.token, FEED, first=FIRST_PAGE)
+            data = await graphql(http, "", reader.token, FEED, {"first": FIRST_PAGE})
             return len(data["feed"]["edges"]) >= FIRST_PAGE
 
         await until(page_full, "the reader's first page", timeout_s=60)

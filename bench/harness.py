@@ -67,14 +67,19 @@ def load_stack_env() -> dict[str, str]:
 
 
 async def graphql(
-    http: Any, base_url: str, token: str, query: str, variables: Mapping[str, Any] | None = None
+    http: Any,
+    base_url: str,
+    token: str | None,
+    query: str,
+    variables: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """POST one operation with a bearer token (an `httpx.AsyncClient`); its `data`, or
+    """POST one operation with a bearer token, or anonymously when `token` is None (an
+    `httpx.AsyncClient`; `base_url` may be "" when the client has one); its `data`, or
     `RuntimeError` on an HTTP error or a GraphQL error."""
     reply = await http.post(
         f"{base_url}/graphql",
         json={"query": query, "variables": dict(variables or {})},
-        headers={"authorization": f"Bearer {token}"},
+        headers={"authorization": f"Bearer {token}"} if token is not None else {},
     )
     body = reply.json()
     if reply.status_code != 200 or "errors" in body:

@@ -35,7 +35,7 @@ import numpy as np
 import websockets
 from PIL import Image
 
-from bench.harness import ratio, run_on_ray, summarize
+from bench.harness import graphql, ratio, run_on_ray, summarize
 
 SCENARIO = "media"
 ME = "{ me { id } }"
@@ -62,17 +62,6 @@ def photo(seed: int) -> bytes:
     out = io.BytesIO()
     Image.fromarray(noisy, "RGB").save(out, "JPEG", quality=88)
     return out.getvalue()
-
-
-async def gql(http: httpx.AsyncClient, token: str | None, query: str, **variables: Any) -> Any:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    reply = await http.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=headers
-    )
-    body = reply.json()
-    if body.get("errors"):
-        raise RuntimeError(body["errors"])
-    return body["data"]
 
 
 def in_process(pictures: list[bytes]) -> float:
@@ -106,11 +95,12 @@ async def on_ray(pictures: list[bytes], store_root: str) -> float:
 async def upload_to_ready(http: httpx.AsyncClient, base: str, token: str, data: bytes) -> float:
     started = time.perf_counter()
     upload = (
-        await gql(
+        await graphql(
             http,
+            "",
             token,
             CREATE,
-            input={"filename": "photo.jpg", "contentType": "image/jpeg", "size": len(data)},
+            {"input": {"filename": "photo.jpg", "contentType": "image/jpeg", "size": len(data)}},
         )
     )["createUpload"]
     url = httpx.URL(upload["url"])
@@ -123,7 +113,7 @@ async def upload_to_ready(http: httpx.AsyncClient, base: str, token: str, data: 
             json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
         )
         await asyncio.wait_for(ws.recv(), 30)
-        await gql(http, token, COMPLETE, id=upload["id"])
+        await graphql(http, "", token, COMPLETE, {"id": upload["id"]})
         await ws.send(
             json.dumps(
                 {
@@ -151,7 +141,7 @@ async def me_latency(http: httpx.AsyncClient, token: str, count: int) -> list[fl
     latencies = []
     for _ in range(count):
         started = time.perf_counter()
-        await gql(http, token, ME)
+        await graphql(http, "", token, ME)
         elapsed = time.perf_counter() - started
         latencies.append(elapsed * 1000)
         await asyncio.sleep(max(0.0, 1 / ME_PER_S - elapsed))
@@ -166,14 +156,17 @@ async def run(base: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         name = f"bench_media_{uuid.uuid4().hex[:8]}"
         token = (
-            await gql(
+            await graphql(
                 http,
+                "",
                 None,
                 REGISTER,
-                input={
-                    "email": f"{name}@example.com",
-                    "username": name,
-                    "password": "correct horse battery",
+                {
+                    "input": {
+                        "email": f"{name}@example.com",
+                        "username": name,
+                        "password": "correct horse battery",
+                    }
                 },
             )
         )["register"]["accessToken"]

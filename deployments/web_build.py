@@ -14,16 +14,17 @@ node that serves the gateway on a Ray cluster needs a build of its own).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
 import re
-import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from deployments.stack.debian import ensure_node
-from deployments.stack.processes import StackError
+from deployments.stack.processes import StackError, run
 from gateway.web import CLIENT_DIR, DIST_DIR
 
 __all__ = ["ensure_web_client", "main", "source_hash"]
@@ -37,7 +38,6 @@ NPM_CI_TIMEOUT_S = 900
 BUILD_TIMEOUT_S = 300
 # esbuild 0.28, the bundler, needs it; Debian 12 ships Node.js 18.
 MIN_NODE_MAJOR = 18
-_OUTPUT_LINES = 40
 
 
 def source_hash(client: Path = CLIENT_DIR) -> str:
@@ -67,14 +67,15 @@ def ensure_web_client(client: Path = CLIENT_DIR) -> bool:
         lock_hash = hashlib.sha256((client / "package-lock.json").read_bytes()).hexdigest()
         modules = client / "node_modules"
         if _read(modules / INSTALL_STAMP) != lock_hash:
-            _run(
+            run(
                 ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                client,
                 what="npm ci",
+                cwd=client,
+                env={**os.environ, "npm_config_update_notifier": "false"},
                 timeout_s=NPM_CI_TIMEOUT_S,
             )
             (modules / INSTALL_STAMP).write_text(lock_hash + "\n")
-        _run(["node", "build.mjs"], client, what="node build.mjs", timeout_s=BUILD_TIMEOUT_S)
+        run(["node", "build.mjs"], what="node build.mjs", cwd=client, timeout_s=BUILD_TIMEOUT_S)
         (dist / BUILD_STAMP).write_text(wanted + "\n")
         return True
 
@@ -86,55 +87,26 @@ def _read(path: Path) -> str | None:
         return None
 
 
-class _locked:
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
     """An exclusive lock on the client directory (flock on the directory itself, so no
     file is left behind): two commands never build at once."""
-
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-        self._fd = -1
-
-    def __enter__(self) -> None:
-        self._fd = os.open(self._directory, os.O_RDONLY)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *_: object) -> None:
-        os.close(self._fd)  # closing releases the lock
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _check_node_version() -> None:
-    version = _run(["node", "--version"], Path.cwd(), what="node --version", timeout_s=30)
+    version = run(["node", "--version"], what="node --version", timeout_s=30)
     found = re.match(r"v(\d+)\.", version.strip())
     if found is None or int(found.group(1)) < MIN_NODE_MAJOR:
         raise StackError(
             f"the web client needs Node.js {MIN_NODE_MAJOR} or later to build; "
             f"`node --version` says {version.strip()!r}"
         )
-
-
-def _run(cmd: list[str], cwd: Path, *, what: str, timeout_s: float) -> str:
-    env = {**os.environ, "npm_config_update_notifier": "false"}
-    try:
-        done = subprocess.run(
-            cmd,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise StackError(f"{what} (in {cwd}): timed out after {timeout_s:.0f}s") from exc
-    except FileNotFoundError as exc:
-        raise StackError(f"{what}: {cmd[0]} is not installed") from exc
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip().splitlines()[-_OUTPUT_LINES:]
-        raise StackError(
-            f"{what} (in {cwd}) failed with exit {done.returncode}:\n" + "\n".join(output)
-        )
-    return done.stdout
 
 
 def main() -> int:

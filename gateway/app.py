@@ -148,7 +148,7 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
             Route("/.well-known/jwks.json", jwks),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            *MediaRoutes(runtime.media, runtime.media.store).routes(),
+            *MediaRoutes(runtime.media).routes(),
             # The web client's routes; they end with a route matching its own paths.
             *site.routes(),
         ],

@@ -25,6 +25,8 @@ from typing import BinaryIO
 LOCALHOST = "127.0.0.1"
 # What the stack's servers create is their owner's alone: files 0600, directories 0700.
 PRIVATE_UMASK = 0o077
+# How much of a failed command's output an error shows.
+_OUTPUT_LINES = 40
 
 
 class StackError(RuntimeError):
@@ -38,7 +40,10 @@ def run(
     log_file: Path | None = None,
     timeout_s: float = 120,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> str:
+    """`cmd`'s output; `StackError` with the end of its output (and of `log_file`) when it
+    fails, times out or is not installed."""
     try:
         done = subprocess.run(
             cmd,
@@ -46,16 +51,21 @@ def run(
             text=True,
             timeout=timeout_s,
             env=env,
+            cwd=cwd,
             check=False,
             stdin=subprocess.DEVNULL,
             umask=PRIVATE_UMASK,
         )
     except subprocess.TimeoutExpired as exc:
         raise StackError(f"{what}: timed out after {timeout_s:.0f}s ({' '.join(cmd)})") from exc
+    except FileNotFoundError as exc:
+        raise StackError(f"{what}: {cmd[0]} is not installed") from exc
     if done.returncode != 0:
+        output = (done.stderr.strip() or done.stdout.strip()).splitlines()[-_OUTPUT_LINES:]
         tail = log_tail(log_file) if log_file else ""
         raise StackError(
-            f"{what} failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}"
+            f"{what} failed (exit {done.returncode}): "
+            + "\n".join(output)
             + (f"\n--- {log_file} ---\n{tail}" if tail else "")
         )
     return done.stdout

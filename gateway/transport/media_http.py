@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway.services.media import Media, UploadRefused
 from storage.errors import InvalidInput
-from storage.media_store import ORIGINAL, DirectoryStore, media_key
+from storage.media_store import ORIGINAL, media_key
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 _TYPES = {
@@ -43,9 +43,9 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 class MediaRoutes:
-    def __init__(self, media: Media, store: DirectoryStore) -> None:
+    def __init__(self, media: Media) -> None:
         self._media = media
-        self._store = store
+        self._store = media.store
 
     def routes(self) -> list[BaseRoute]:
         return [

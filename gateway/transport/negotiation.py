@@ -16,9 +16,11 @@ JSON = "application/json"
 _TYPES = (GRAPHQL_RESPONSE, JSON)  # in order of preference on a tie
 
 
-def _ranges(accept: str) -> list[tuple[str, float]]:
+def weighted(header: str) -> list[tuple[str, float]]:
+    """An `Accept`-style header (`Accept`, `Accept-Encoding`) as (lower-cased value,
+    quality) pairs in the order given; a missing or unreadable `q` is 1 or 0."""
     ranges = []
-    for part in accept.split(","):
+    for part in header.split(","):
         media, *parameters = (piece.strip() for piece in part.split(";"))
         quality = 1.0
         for parameter in parameters:
@@ -51,7 +53,7 @@ def quality(accept: str | None, media: str) -> float:
         return 1.0
     matches = [
         (specificity, -position, q)
-        for position, (media_range, q) in enumerate(_ranges(accept))
+        for position, (media_range, q) in enumerate(weighted(accept))
         if (specificity := _specificity(media_range, media)) is not None
     ]
     return max(matches)[2] if matches else 0.0
@@ -59,7 +61,7 @@ def quality(accept: str | None, media: str) -> float:
 
 def names(accept: str | None, media: str) -> bool:
     """Whether `accept` names `media` itself, not through a wildcard, with a quality above 0."""
-    return any(media_range == media and q > 0 for media_range, q in _ranges(accept or ""))
+    return any(media_range == media and q > 0 for media_range, q in weighted(accept or ""))
 
 
 def prefers_html(accept: str | None) -> bool:
@@ -73,7 +75,7 @@ def media_type(accept: str | None) -> str | None:
     """The type to answer in, or None when `accept` allows neither (406)."""
     if accept is None or not accept.strip():
         return GRAPHQL_RESPONSE
-    ranges = _ranges(accept)
+    ranges = weighted(accept)
     best: tuple[float, int, int, int] | None = None
     chosen = None
     for preference, media in enumerate(_TYPES):

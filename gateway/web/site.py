@@ -20,13 +20,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from gateway.transport.negotiation import names, prefers_html
+from gateway.transport.negotiation import names, prefers_html, weighted
 from gateway.web.dist import Dist
 
 __all__ = ["WebSite", "content_security_policy", "wants_graphiql"]
@@ -158,7 +159,7 @@ class ClientPaths(BaseRoute):
             scope["type"] == "http"
             and scope["method"] in ("GET", "HEAD")
             and is_client_path(scope["path"])
-            and names(_accept(scope), "text/html")
+            and names(Headers(scope=scope).get("accept"), "text/html")
         ):
             return Match.FULL, {}
         return Match.NONE, {}
@@ -170,25 +171,7 @@ class ClientPaths(BaseRoute):
         await self._app(scope, receive, send)
 
 
-def _accept(scope: Scope) -> str | None:
-    for key, value in scope["headers"]:
-        if key == b"accept":
-            return bytes(value).decode("latin-1")
-    return None
-
-
 def _takes_gzip(accept_encoding: str | None) -> bool:
     """Whether `Accept-Encoding` allows gzip (named, or by `*`, with a quality above 0)."""
-    codings: dict[str, float] = {}
-    for part in (accept_encoding or "").split(","):
-        name, _, parameters = part.partition(";")
-        q = 1.0
-        key, _, value = parameters.strip().partition("=")
-        if key.strip().lower() == "q":
-            try:
-                q = float(value)
-            except ValueError:
-                q = 0.0
-        if name.strip():
-            codings[name.strip().lower()] = q
+    codings = dict(weighted(accept_encoding or ""))
     return codings.get("gzip", codings.get("*", 0.0)) > 0

@@ -84,17 +84,33 @@ async def until_done(http_url: str, member: Member, media_id: str) -> dict[str, 
         return last
 
 
+async def completed(
+    http_url: str, member: Member, body: bytes, content_type: str = "image/jpeg"
+) -> str:
+    """`body` uploaded and completed (queued for processing): the media's id."""
+    upload = await create_upload(http_url, member, body, content_type)
+    answer = await put(upload, body)
+    assert answer.status_code == 204, answer.text
+    assert (await call(http_url, member, COMPLETE, id=upload["id"])).ok()
+    media_id: str = upload["id"]
+    return media_id
+
+
+async def processed(
+    http_url: str, member: Member, body: bytes, content_type: str = "image/jpeg"
+) -> dict[str, Any]:
+    """`body` uploaded, completed and processed: the media as `mediaUpdated` ends it."""
+    media_id = await completed(http_url, member, body, content_type)
+    return await asyncio.wait_for(until_done(http_url, member, media_id), 60)
+
+
 async def uploaded_image(
     http_url: str, member: Member, width: int = 64, height: int = 48, *, ready: bool = True
 ) -> str:
     """A picture of the member's, uploaded and completed (and READY, if `ready`): its id."""
-    body = jpeg(width, height)
-    upload = await create_upload(http_url, member, body)
-    answer = await put(upload, body)
-    assert answer.status_code == 204, answer.text
-    assert (await call(http_url, member, COMPLETE, id=upload["id"])).ok()
-    if ready:
-        media = await asyncio.wait_for(until_done(http_url, member, upload["id"]), 60)
-        assert media["status"] == "READY", media
-    media_id: str = upload["id"]
+    if not ready:
+        return await completed(http_url, member, jpeg(width, height))
+    media = await processed(http_url, member, jpeg(width, height))
+    assert media["status"] == "READY", media
+    media_id: str = media["id"]
     return media_id

@@ -58,6 +58,15 @@ async def claimed_job(db: Database, settings: Settings, *, attempts: int, lease_
     return str(media_id)
 
 
+async def sweep(db: Database, settings: Settings) -> None:
+    """One sweep by a processor of the test's own (the deployed one sweeps every 10 min)."""
+    redis = make_redis(settings)
+    try:
+        await MediaProcessor(db, redis, settings).sweep()
+    finally:
+        await redis.aclose()
+
+
 async def finished(db: Database, media_id: str) -> Any:
     row = await db.fetchrow(
         "SELECT status, attempts, error, processed_at, variants FROM media WHERE id = $1",
@@ -106,11 +115,7 @@ async def test_uploads_never_attached_are_removed_after_a_day(
         await conn.execute(
             "UPDATE media SET attached_at = now() WHERE id = $1", uuid.UUID(old_used)
         )
-    redis = make_redis(deployed)
-    try:
-        await MediaProcessor(db, redis, deployed).sweep()
-    finally:
-        await redis.aclose()
+    await sweep(db, deployed)
     kept = {
         str(row["id"])
         for row in await db.fetch(
@@ -143,11 +148,7 @@ async def test_a_deleted_posts_media_is_removed_after_the_grace_period(
             uuid.UUID(gone),
             grace,
         )
-    redis = make_redis(deployed)
-    try:
-        await MediaProcessor(db, redis, deployed).sweep()
-    finally:
-        await redis.aclose()
+    await sweep(db, deployed)
     left = {
         str(r["id"])
         for r in await db.fetch(

@@ -24,6 +24,7 @@ from tests.support.media import (
     create_upload,
     jpeg,
     png_claiming,
+    processed,
     put,
     until_done,
 )
@@ -82,11 +83,7 @@ async def test_a_decompression_bomb_fails_with_its_reason(
     http_url: str, db: Database, deployed: Settings
 ) -> None:
     (owner,) = await make_members(db, deployed, 1)
-    body = png_claiming(20_000, 20_000)
-    upload = await create_upload(http_url, owner, body, "image/png")
-    assert (await put(upload, body)).status_code == 204
-    assert (await call(http_url, owner, COMPLETE, id=upload["id"])).ok()
-    media = await asyncio.wait_for(until_done(http_url, owner, upload["id"]), 60)
+    media = await processed(http_url, owner, png_claiming(20_000, 20_000), "image/png")
     assert media["status"] == "FAILED"
     assert "pixels" in media["error"]
     assert media["variants"] == []

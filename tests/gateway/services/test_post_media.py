@@ -3,18 +3,14 @@ not the author's, not uploaded, failed, used before, or too many."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from deployments.settings import Settings
 from storage.db import Database
 from tests.support.media import (
-    COMPLETE,
     create_upload,
     png_claiming,
-    put,
-    until_done,
+    processed,
     uploaded_image,
 )
 from tests.support.social import FOLLOW, call, make_members
@@ -56,11 +52,7 @@ async def test_media_that_cannot_be_attached_is_refused_and_nothing_is_posted(
     author, other = await make_members(db, deployed, 2)
     mine = await uploaded_image(http_url, author)
     theirs = await uploaded_image(http_url, other)
-    bomb = png_claiming(20_000, 20_000)
-    upload = await create_upload(http_url, author, bomb, "image/png")
-    assert (await put(upload, bomb)).status_code == 204
-    assert (await call(http_url, author, COMPLETE, id=upload["id"])).ok()
-    failed = await asyncio.wait_for(until_done(http_url, author, upload["id"]), 60)
+    failed = await processed(http_url, author, png_claiming(20_000, 20_000), "image/png")
     assert failed["status"] == "FAILED"
     not_uploaded = (await create_upload(http_url, author, b"x" * 10))["id"]
     many = [await uploaded_image(http_url, author, ready=False) for _ in range(5)]

@@ -10,7 +10,6 @@ import re
 import time
 import uuid
 
-import httpx
 import pytest
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
@@ -26,6 +25,7 @@ from tests.support.browser import (
     sign_up,
 )
 from tests.support.graphql import PASSWORD
+from tests.support.graphql import post as post_graphql
 from tests.support.mailbox import wait_for_mail
 
 pytestmark = pytest.mark.stack
@@ -50,17 +50,8 @@ async def _open_room_with(person: Person, other: Person) -> None:
 
 async def _send(http_url: str, token: str, room: str, text: str) -> None:
     """A message sent over the API, as another of the sender's devices would."""
-    async with httpx.AsyncClient(timeout=30) as client:
-        reply = await client.post(
-            f"{http_url}/graphql",
-            json={
-                "query": SEND_MESSAGE,
-                "variables": {"room": room, "text": text, "cmid": str(uuid.uuid4())},
-            },
-            headers={"authorization": f"Bearer {token}"},
-        )
-    assert reply.status_code == 200, reply.text
-    assert "errors" not in reply.json(), reply.text
+    variables = {"room": room, "text": text, "cmid": str(uuid.uuid4())}
+    (await post_graphql(http_url, SEND_MESSAGE, variables, token=token)).ok()
 
 
 async def _no_horizontal_scroll(page: Page) -> None:

@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from playwright.async_api import Browser, Request, Route, expect
 
@@ -18,6 +17,7 @@ from storage.db import Database
 from tests.conftest import wait_until
 from tests.support.browser import Person, follow, new_context, open_in_feed, post, sign_up
 from tests.support.graphql import PASSWORD
+from tests.support.graphql import post as post_graphql
 
 pytestmark = pytest.mark.stack
 
@@ -27,14 +27,8 @@ CREATE_POST = "mutation($text: String!) { createPost(input: {text: $text}) { id 
 async def _create_posts(http_url: str, person: Person, texts: list[str]) -> None:
     """Posts made over the API, as the author's other devices would."""
     token = await person.token()
-    async with httpx.AsyncClient(timeout=30) as client:
-        for text in texts:
-            reply = await client.post(
-                f"{http_url}/graphql",
-                json={"query": CREATE_POST, "variables": {"text": text}},
-                headers={"authorization": f"Bearer {token}"},
-            )
-            assert "errors" not in reply.json(), reply.text
+    for text in texts:
+        (await post_graphql(http_url, CREATE_POST, {"text": text}, token=token)).ok()
 
 
 async def test_comments_shares_followers_and_search(browser: Browser, http_url: str) -> None:
