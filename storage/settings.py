@@ -263,7 +263,17 @@ class StorageSettings(LayeredSettings):
         "/var/lib/nova/media",
         "where uploads and their variants are kept: a directory every gateway replica and "
         "media task reaches (a shared volume on a cluster; `<state dir>/media` on the "
-        "embedded stack)",
+        "embedded stack), or an S3 bucket, `s3://bucket[/prefix]` with optional "
+        "`?endpoint=http://host:port` (an S3-compatible server), `&region=` and "
+        "`&path_style=1` (`storage.media_store.open_store`)",
+    )
+    media_s3_access_key: str | None = setting(
+        None,
+        "access key of an `s3://` media store; unset: boto3's own credential chain (AWS's "
+        "variables, `~/.aws`, an instance role)",
+    )
+    media_s3_secret_key: str | None = setting(
+        None, "secret key that goes with `NOVA_MEDIA_S3_ACCESS_KEY`"
     )
     secret_key: str | None = setting(
         None,
