@@ -18,12 +18,17 @@ class ChatClient:
         return shard_of(room_id, self._caller.shards)
 
     async def send(
-        self, room_id: uuid.UUID, sender: uuid.UUID, text: str, client_message_id: str
+        self,
+        room_id: uuid.UUID,
+        sender: uuid.UUID,
+        text: str,
+        client_message_id: str,
+        media_ids: tuple[uuid.UUID, ...] = (),
     ) -> Message:
         """Idempotent by `client_message_id`, so a send cut off by a shard restart is
-        retried safely and answers with the original message."""
+        retried safely and answers with the original message (its media attached once)."""
         message: Message = await self._caller.call(
-            self._shard(room_id), "send", room_id, sender, text, client_message_id
+            self._shard(room_id), "send", room_id, sender, text, client_message_id, media_ids
         )
         return message
 

@@ -61,6 +61,7 @@ class _Pending:
     text: str
     client_message_id: str
     future: asyncio.Future[Message] = field(repr=False)
+    media_ids: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass
@@ -206,7 +207,12 @@ class ChatShard:
     # -- messages ----------------------------------------------------------------------
 
     async def send(
-        self, room_id: uuid.UUID, sender: uuid.UUID, text: str, client_message_id: str
+        self,
+        room_id: uuid.UUID,
+        sender: uuid.UUID,
+        text: str,
+        client_message_id: str,
+        media_ids: tuple[uuid.UUID, ...] = (),
     ) -> Message:
         room = await self._room(room_id)
         if sender not in room.members:
@@ -216,7 +222,7 @@ class ChatShard:
             self.stats.retries_absorbed += 1
             return known
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        room.pending.append(_Pending(sender, text, client_message_id, future))
+        room.pending.append(_Pending(sender, text, client_message_id, future, media_ids))
         if room.flusher is None or room.flusher.done():
             room.flusher = asyncio.create_task(self._flush(room))
         return await future
@@ -291,13 +297,13 @@ class ChatShard:
             pair = (a, b)  # a block between the two refuses the whole batch
         keys = list(dict.fromkeys((p.sender, p.client_message_id) for p in batch))
 
-        def compose(found: Mapping[MessageKey, Message]) -> list[Message]:
+        def compose(found: Mapping[MessageKey, Message], refused: set[MessageKey]) -> list[Message]:
             """Sequence the batch's new sends after `last_seq`, in arrival order (runs in
-            the commit's transaction, once the retries among them are known)."""
+            the commit's transaction, once the retries and refusals among them are known)."""
             self.stats.retries_absorbed += len(found)
             now = datetime.now(UTC)
             new: list[Message] = []
-            taken = set(found)
+            taken = set(found) | refused
             seq = room.last_seq
             for pending in batch:
                 key = (pending.sender, pending.client_message_id)
@@ -313,13 +319,15 @@ class ChatShard:
                         pending.text,
                         pending.client_message_id,
                         now,
+                        pending.media_ids,
                     )
                 )
                 taken.add(key)
             return new
 
+        media = {(p.sender, p.client_message_id): p.media_ids for p in batch if p.media_ids}
         committed = await self._store.commit_messages(
-            room.id, keys, unless_blocked=pair, compose=compose
+            room.id, keys, unless_blocked=pair, compose=compose, media=media
         )
         if committed is None:
             for pending in batch:
@@ -327,6 +335,10 @@ class ChatShard:
             return {}, refused
         stored = dict(committed.found)
         stored.update({(m.sender_id, m.client_message_id): m for m in committed.new})
+        for pending in batch:
+            reason = committed.refused.get((pending.sender, pending.client_message_id))
+            if reason is not None:
+                refused[id(pending)] = reason
         self.stats.commits += 1
         self.stats.messages += len(committed.new)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))

@@ -285,9 +285,15 @@ class ChatShardActor:
         return await asyncio.shield(self._started)
 
     async def send(
-        self, room_id: uuid.UUID, sender: uuid.UUID, text: str, client_message_id: str
+        self,
+        room_id: uuid.UUID,
+        sender: uuid.UUID,
+        text: str,
+        client_message_id: str,
+        media_ids: tuple[uuid.UUID, ...] = (),
     ) -> Message:
-        return await (await self._shard()).send(room_id, sender, text, client_message_id)
+        shard = await self._shard()
+        return await shard.send(room_id, sender, text, client_message_id, media_ids)
 
     async def after(
         self, room_id: uuid.UUID, user_id: uuid.UUID, after_seq: int, limit: int

@@ -71,7 +71,18 @@ class ActorSettings(RankingSettings):
         300.0, "how long a claim on a media job lasts before another processor may take it"
     )
     media_max_attempts: int = setting(3, "claims of one media job before it is FAILED")
-    media_concurrency: int = setting(2, "media tasks one processor runs at once")
+    media_concurrency: int = setting(
+        2,
+        "media tasks one processor runs at once (videos queue further in Ray, for the "
+        "`transcode` resource each node declares)",
+    )
+    media_max_video_duration_s: float = setting(600.0, "longer videos are refused")
+    media_transcode_threads: int = setting(
+        1, "ffmpeg threads per transcode: a transcode holds one CPU of Ray's"
+    )
+    media_transcode_timeout_s: float = setting(
+        1800.0, "bound on one video's transcode; past it the job is tried again"
+    )
     media_delete_after_s: float = setting(
         604_800.0,
         "how long a deleted post's media is kept (a removal may yet be undone) before its "

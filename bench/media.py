@@ -74,7 +74,7 @@ def in_process(pictures: list[bytes]) -> float:
 
 
 async def on_ray(pictures: list[bytes], store_root: str) -> float:
-    from actors.media.tasks import image_task
+    from actors.media.tasks import StoreSpec, image_task
     from storage.media_store import ORIGINAL, DirectoryStore, media_key
 
     store = DirectoryStore(store_root)
@@ -83,7 +83,7 @@ async def on_ray(pictures: list[bytes], store_root: str) -> float:
         store.write(media_key(media_id, ORIGINAL), data)
     started = time.perf_counter()
     results = await asyncio.gather(
-        *[image_task.remote(store_root, str(media_id), 50_000_000) for media_id in ids]
+        *[image_task.remote(StoreSpec(store_root), str(media_id), 50_000_000) for media_id in ids]
     )
     elapsed = time.perf_counter() - started
     assert all("error" not in result for result in results), results

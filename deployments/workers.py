@@ -25,6 +25,7 @@ from deployments.settings import Settings
 from storage.db import Database
 from storage.kafka.consumer import Consumer
 from storage.kafka.runner import ConsumerRunner
+from storage.media_store import open_store
 from storage.outbox.claims import outbox_lag
 from storage.outbox.relay import OutboxRelay
 from storage.redis_client import make_redis
@@ -232,7 +233,17 @@ class MediaProcessorActor:
 
 
 def ensure_media_processor(settings: Settings) -> Any:
-    """Start the media processor if it is not running (safe to call again)."""
+    """Start the media processor if it is not running (safe to call again), once the media
+    store has its bucket or directory."""
+    store = open_store(
+        settings.media_store,
+        access_key=settings.media_s3_access_key,
+        secret_key=settings.media_s3_secret_key,
+    )
+    try:
+        store.ensure_bucket()
+    finally:
+        store.close()
     return MediaProcessorActor.options(  # type: ignore[attr-defined]
         name=MEDIA_PROCESSOR, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote(settings)

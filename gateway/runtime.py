@@ -38,6 +38,7 @@ from gateway.services.profiles import Profiles
 from gateway.services.ranked_feed import RankedFeed
 from gateway.services.relations import ViewerRelations
 from gateway.services.search import Search
+from gateway.services.stories import Stories
 from gateway.services.users import UserCache
 from gateway.settings import GatewaySettings
 from gateway.transport.admission import InFlightLimit
@@ -51,7 +52,7 @@ from gateway.transport.shared_events import STATS as SHARED_EVENTS
 from gateway.transport.ws_caps import SocketLeases
 from storage.db import Database
 from storage.errors import Unavailable
-from storage.media_store import DirectoryStore
+from storage.media_store import open_store
 from storage.redis_client import make_redis
 from storage.secrets import Sealer
 
@@ -88,6 +89,7 @@ class GatewayRuntime:
     analytics: Analytics
     sessions: Sessions
     media: Media
+    stories: Stories
     # `feed(mode: RANKED)`; None without the FeatureStore and Ranker (then RANKED = LATEST).
     ranked: RankedFeed | None = None
     replica_id: str = field(
@@ -188,7 +190,17 @@ class GatewayRuntime:
             ),
             notifications=Notifications(db),
             sessions=Sessions(db, passwords, revocations),
-            media=Media(db, DirectoryStore(settings.media_store), redis, settings),
+            media=Media(
+                db,
+                open_store(
+                    settings.media_store,
+                    access_key=settings.media_s3_access_key,
+                    secret_key=settings.media_s3_secret_key,
+                ),
+                redis,
+                settings,
+            ),
+            stories=Stories(db, settings.story_lifetime_s),
         )
 
     @property

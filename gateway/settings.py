@@ -57,6 +57,15 @@ class GatewaySettings(ActorSettings):
     media_max_image_bytes: int = setting(20_971_520, "largest image upload (20 MiB)")
     media_max_video_bytes: int = setting(209_715_200, "largest video upload (200 MiB)")
     media_upload_ttl_s: int = setting(900, "how long an upload URL may be used")
+    story_lifetime_s: float = setting(
+        86_400.0, "how long a story is shown: it disappears from every read at its end"
+    )
+    media_url_ttl_s: int = setting(
+        3600,
+        "how long a signed download URL of private media (a message's, a story's) stays "
+        "valid, at least; it is rounded up so that URLs stay the same for a while and "
+        "clients can cache the files",
+    )
     introspection: bool = setting(True, "whether the schema may be introspected")
     graphiql: bool = setting(
         True,

@@ -32,6 +32,9 @@ from storage.kafka.clients import TopicAdmin
 from storage.kafka.topics import Topic, register_topics
 from storage.outbox.rows import add_event
 
+# The S3-API server (moto) the media store's S3 tests run against, started when one asks.
+pytest_plugins = ["tests.support.s3"]
+
 TEST_TABLES = """
 CREATE TABLE IF NOT EXISTS test_applied (
     seq        bigint GENERATED ALWAYS AS IDENTITY,

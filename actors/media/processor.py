@@ -19,13 +19,13 @@ from typing import Any
 import ray
 import redis.asyncio as aioredis
 
-from actors.media.tasks import image_task
+from actors.media.tasks import StoreSpec, image_task, video_task
 from actors.settings import ActorSettings
 from storage.db import Database
 from storage.errors import classify
 from storage.events import Event
-from storage.media_store import DirectoryStore
 from storage.repositories.media import MediaRecord, MediaRepository, Processed
+from storage.repositories.stories import StoryRepository
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,18 @@ POLL_S = 1.0
 UNATTACHED_TTL_S = 86_400.0
 SWEEP_S = 600.0
 SWEEP_BATCH = 500
+# Reads never show an ended story; its rows and files go this long after it ended.
+ENDED_STORY_GRACE_S = 3600.0
 
 
 class MediaProcessor:
     def __init__(self, db: Database, redis: aioredis.Redis, settings: ActorSettings) -> None:
         self._repo = MediaRepository(db)
+        self._stories = StoryRepository(db)
+        self._spec = StoreSpec(
+            settings.media_store, settings.media_s3_access_key, settings.media_s3_secret_key
+        )
+        self._store = self._spec.open()
         self._redis = redis
         self._settings = settings
         self._running: set[asyncio.Task[None]] = set()
@@ -75,10 +82,10 @@ class MediaProcessor:
         self._wake.set()  # a slot is free
 
     async def sweep(self, older_than_s: float = UNATTACHED_TTL_S) -> int:
-        """Remove uploads never attached to anything within `older_than_s`, and the media
-        of posts deleted more than `NOVA_MEDIA_DELETE_AFTER_S` ago: rows, then files.
-        Returns how many went."""
-        store = DirectoryStore(self._settings.media_store)
+        """Remove uploads never attached to anything within `older_than_s`, the media of
+        posts deleted more than `NOVA_MEDIA_DELETE_AFTER_S` ago, and stories (with their
+        media) an hour after they ended: rows, then files. Returns how many media went."""
+        store = self._store
         removed = 0
         for media_id in await self._repo.unattached(older_than_s, SWEEP_BATCH):
             if await self._repo.forget(media_id):  # the row first: a post may take it still
@@ -86,6 +93,11 @@ class MediaProcessor:
                 removed += 1
         grace = self._settings.media_delete_after_s
         for media_id in await self._repo.of_deleted_posts(grace, SWEEP_BATCH):
+            await self._repo.delete(media_id)
+            await store.delete_media(media_id)
+            removed += 1
+        for story_id, media_id in await self._stories.ended(ENDED_STORY_GRACE_S, SWEEP_BATCH):
+            await self._stories.forget(story_id)
             await self._repo.delete(media_id)
             await store.delete_media(media_id)
             removed += 1
@@ -113,15 +125,47 @@ class MediaProcessor:
                 log.warning("media job wake-ups lost for now: %s", classify(exc, "redis"))
                 await asyncio.sleep(POLL_S)
 
+    def _submit(self, job: MediaRecord) -> tuple[ray.ObjectRef[dict[str, Any]], float]:
+        """The Ray task for the job, and how long it may take."""
+        settings = self._settings
+        if job.kind == "video":
+            ref = video_task.remote(
+                self._spec,
+                str(job.id),
+                settings.media_max_video_duration_s,
+                settings.media_transcode_threads,
+                settings.media_transcode_timeout_s,
+            )
+            # Its own bound, and the time it may wait in Ray for a free transcode slot.
+            return ref, 2 * settings.media_transcode_timeout_s
+        ref = image_task.remote(self._spec, str(job.id), settings.media_max_image_pixels)
+        return ref, settings.media_lease_s
+
+    async def _outcome(
+        self, job: MediaRecord, ref: ray.ObjectRef[dict[str, Any]], timeout_s: float
+    ) -> dict[str, Any]:
+        """The task's result, renewing the job's lease while it runs, so that a long
+        transcode is not taken for a lost one; `TimeoutError` past `timeout_s`."""
+        lease_s = self._settings.media_lease_s
+        waiting = asyncio.ensure_future(ref)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    done, _ = await asyncio.wait({waiting}, timeout=lease_s / 3)
+                    if done:
+                        return waiting.result()
+                    if not await self._repo.extend(job.id, job.attempts, lease_s):
+                        raise TimeoutError("the job's claim was taken over")
+        finally:
+            waiting.cancel()
+
     async def _process(self, job: MediaRecord) -> None:
         if job.attempts > self._settings.media_max_attempts:
             await self._finish(job, error=f"gave up after {job.attempts - 1} attempts")
             return
         try:
-            ref = image_task.remote(
-                self._settings.media_store, str(job.id), self._settings.media_max_image_pixels
-            )
-            result: dict[str, Any] = await asyncio.wait_for(ref, self._settings.media_lease_s)
+            ref, timeout_s = self._submit(job)
+            result = await self._outcome(job, ref, timeout_s)
         except TimeoutError:
             ray.cancel(ref, force=True)
             log.warning("media %s: processing outlasted its lease; it will be retried", job.id)
@@ -143,6 +187,7 @@ class MediaProcessor:
                 height=result["height"],
                 blurhash=result["blurhash"],
                 variants=result["variants"],
+                duration_ms=result.get("duration_ms"),
             ),
         )
 

@@ -1,6 +1,6 @@
 """Debian packages Nova needs, installed when missing (as root): PostgreSQL and Redis for
-the embedded stack, Node.js and npm to build the web client, Chromium for the browser
-tests."""
+the embedded stack, ffmpeg for the media tasks that transcode video, Node.js and npm to
+build the web client, Chromium for the browser tests."""
 
 from __future__ import annotations
 
@@ -28,12 +28,15 @@ CHROMIUM_ARGS = (
 
 
 def ensure_debian_packages() -> None:
-    """Install Debian's postgresql and redis-server if they are missing (needs root)."""
+    """Install Debian's postgresql, redis-server and ffmpeg if they are missing (needs
+    root)."""
     missing = []
     if postgres_bin_dir() is None:
         missing.append("postgresql")
     if shutil.which("redis-server") is None:
         missing.append("redis-server")
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        missing.append("ffmpeg")
     install_debian_packages(missing)
 
 

@@ -4,12 +4,14 @@ the environment Serve's fast request path needs."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from actors.media import TRANSCODE
 from deployments.stack.layout import Layout
 from deployments.stack.processes import (
     LOCALHOST,
@@ -60,6 +62,12 @@ SERVE_FAST_PATH = {
         ("RAY_SERVE_LOG_TO_STDERR", "0"),
     )
 }
+
+
+def transcode_slots() -> int:
+    """Video transcodes this node runs at once (the `transcode` resource of
+    `actors.media.tasks`): half its cores, at least one, so the API keeps the rest."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 class Ray:
@@ -119,6 +127,7 @@ class Ray:
             "--include-dashboard=true",
             f"--temp-dir={self.temp_dir}",
             "--disable-usage-stats",
+            f"--resources={json.dumps({TRANSCODE: transcode_slots()})}",
             *ports,
         ]
         # Ray's processes inherit the stack's umask: their logs are 0600.

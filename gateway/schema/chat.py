@@ -50,9 +50,16 @@ class CreateRoomInput:
 @strawberry.input
 class SendMessageInput:
     room_id: strawberry.ID
-    text: str = strawberry.field(description="1-4,000 characters.")
+    text: str = strawberry.field(
+        description="Up to 4,000 characters; may be empty when the message carries media."
+    )
     client_message_id: str = strawberry.field(
         description="Chosen by the client; a retry with the same id returns the original."
+    )
+    media_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="Up to 4 pictures or 1 video: your own completed uploads "
+        "(PROCESSING or READY), not used before. Shown to the room's members only.",
     )
 
 
@@ -141,9 +148,13 @@ class ChatMutation:
     @strawberry.mutation(description="Send a message; idempotent by clientMessageId.")
     async def send_message(self, info: NovaInfo, input: SendMessageInput) -> Message:
         viewer = info.context.require_user().user_id
-        check_message(input.text, input.client_message_id)
+        media = tuple(parse_id(m, "mediaIds") for m in input.media_ids or [])
+        check_message(input.text, input.client_message_id, has_media=bool(media))
+        room = _room_id(input.room_id)
+        if media:
+            await info.context.runtime.media.check_selection(viewer, media)
         message = await info.context.runtime.chat.shards.send(
-            _room_id(input.room_id), viewer, input.text, input.client_message_id
+            room, viewer, input.text, input.client_message_id, media
         )
         return Message.from_record(message)
 

@@ -11,13 +11,16 @@ import enum
 import uuid
 from collections.abc import Hashable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
 from gateway.schema.types import NovaInfo, User, load_user, load_users
 from storage.repositories.chat import Message as MessageRecord
 from storage.repositories.chat_rooms import RoomRecord
+
+if TYPE_CHECKING:
+    from gateway.schema.media import Media
 
 LAST_MESSAGE_LOOKBACK = 20  # `lastMessage`: the newest visible among this many
 
@@ -56,6 +59,20 @@ class Message:
     @strawberry.field
     async def sender(self, info: NovaInfo) -> User | None:
         return await load_user(info, self.record.sender_id)
+
+    @strawberry.field(
+        description="Its pictures or video, in order; their URLs are signed and expire "
+        "(a message's media is private to the room)."
+    )
+    async def media(
+        self, info: NovaInfo
+    ) -> list[Annotated[Media, strawberry.lazy("gateway.schema.media")]]:
+        from gateway.schema.media import media_of
+
+        if not self.record.media_ids:
+            return []
+        records = await info.context.loaders.media.load_many(list(self.record.media_ids))
+        return [media_of(info, r) for r in records if r is not None]
 
 
 @strawberry.type

@@ -35,7 +35,11 @@ class MediaStatus(enum.Enum):
 
 @strawberry.type(description="One file processing made of a media.")
 class MediaVariant:
-    name: str = strawberry.field(description="thumb (150 px square), small (480), large (1080)")
+    name: str = strawberry.field(
+        description="A picture's: thumb (150 px square), small (480), large (1080). A "
+        "video's: hls (the master playlist) and one playlist per rendition (240p, 480p, "
+        "720p, as far as the source reaches)."
+    )
     url: str
     width: int
     height: int
@@ -56,17 +60,19 @@ class Media:
     error: str | None = strawberry.field(description="Why processing failed (FAILED).")
     variants: list[MediaVariant]
     url: str | None = strawberry.field(
-        description="The largest WebP variant, once READY; pick from `variants` to fit."
+        description="Once READY: a picture's largest WebP variant (pick from `variants` to "
+        "fit), a video's HLS master playlist."
     )
-    poster_url: str | None = strawberry.field(description="A video's poster frame.")
+    poster_url: str | None = strawberry.field(description="A video's poster frame (JPEG).")
 
     @classmethod
-    def from_record(cls, record: MediaRecord, public_url: str) -> Media:
-        base = public_url.rstrip("/")
+    def from_record(cls, record: MediaRecord, files_url: str) -> Media:
+        """`files_url`: where its files are, ending in `/` (`Media.files_url` of the
+        service: a public or a signed location)."""
         variants = [
             MediaVariant(
                 name=v["name"],
-                url=f"{base}/media/{record.id}/{v['file']}",
+                url=f"{files_url}{v['file']}",
                 width=v["width"],
                 height=v["height"],
                 content_type=v["content_type"],
@@ -74,12 +80,19 @@ class Media:
             for v in record.variants
             if v.get("name") != "poster"
         ]
-        largest = max(
-            (v for v in variants if v.content_type == "image/webp"),
-            key=lambda v: v.width * v.height,
-            default=None,
+        if record.kind == "video":
+            main = next((v for v in variants if v.name == "hls"), None)
+        else:
+            main = max(
+                (v for v in variants if v.content_type == "image/webp"),
+                key=lambda v: v.width * v.height,
+                default=None,
+            )
+        posters = [v for v in record.variants if v.get("name") == "poster"]
+        poster = next(
+            (v for v in posters if v.get("content_type") == "image/jpeg"),
+            posters[0] if posters else None,
         )
-        poster = next((v for v in record.variants if v.get("name") == "poster"), None)
         return cls(
             id=strawberry.ID(str(record.id)),
             kind=MediaKind(record.kind),
@@ -90,8 +103,8 @@ class Media:
             duration_ms=record.duration_ms,
             error=record.error,
             variants=variants,
-            url=largest.url if largest else None,
-            poster_url=f"{base}/media/{record.id}/{poster['file']}" if poster else None,
+            url=main.url if main else None,
+            poster_url=f"{files_url}{poster['file']}" if poster else None,
         )
 
 
@@ -113,14 +126,17 @@ class Upload:
 class CreateUploadInput:
     filename: str
     content_type: str = strawberry.field(
-        description="image/jpeg, image/png, image/webp or image/gif; the bytes must be "
-        "an image (judged by their content)"
+        description="image/jpeg, image/png, image/webp, image/gif, video/mp4, "
+        "video/quicktime or video/webm; the bytes must be of that kind, judged by their "
+        "content"
     )
     size: int = strawberry.field(description="Bytes; the PUT must send exactly this many.")
 
 
-def _media(info: NovaInfo, record: MediaRecord) -> Media:
-    return Media.from_record(record, info.context.runtime.settings.public_url)
+def media_of(info: NovaInfo, record: MediaRecord, *, until: datetime | None = None) -> Media:
+    """The GraphQL media of a record, its URLs public or signed as it requires (signed ones
+    valid at most `until`)."""
+    return Media.from_record(record, info.context.runtime.media.files_url(record, until=until))
 
 
 @strawberry.type
@@ -128,7 +144,7 @@ class MediaQuery:
     @strawberry.field(description="One of your media.")
     async def media(self, info: NovaInfo, id: strawberry.ID) -> Media:
         viewer = info.context.require_user().user_id
-        return _media(info, await info.context.runtime.media.get_own(viewer, parse_id(id)))
+        return media_of(info, await info.context.runtime.media.get_own(viewer, parse_id(id)))
 
 
 @strawberry.type
@@ -155,7 +171,7 @@ class MediaMutation:
     )
     async def complete_upload(self, info: NovaInfo, id: strawberry.ID) -> Media:
         viewer = info.context.require_user().user_id
-        return _media(info, await info.context.runtime.media.complete(viewer, parse_id(id)))
+        return media_of(info, await info.context.runtime.media.complete(viewer, parse_id(id)))
 
 
 @strawberry.type
@@ -172,11 +188,11 @@ class MediaSubscription:
         # Listen first, then read: an end published in between is not missed.
         async with runtime.hub.listen(UPDATED_CHANNEL.format(media_id), max_queue=10) as sub:
             record = await runtime.media.get_own(viewer, media_id)
-            yield _media(info, record)
+            yield media_of(info, record)
             while record.status not in ("ready", "failed"):
                 # A lost publish delays the answer by one recheck, never forever.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(sub.queue.get(), RECHECK_S)
                 record = await runtime.media.get_own(viewer, media_id)
                 if record.status in ("ready", "failed"):
-                    yield _media(info, record)
+                    yield media_of(info, record)

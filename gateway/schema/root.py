@@ -1,5 +1,6 @@
 """The GraphQL schema, composed from one module per domain (`identity`, `account`,
-`social`, `chat`, `notifications`, `ranking`), plus the spine's `serverTime` and `ticks`.
+`social`, `chat`, `notifications`, `media`, `stories`, `ranking`), plus the spine's
+`serverTime` and `ticks`.
 
 Resolvers stay thin: they check who is asking, call a service and shape the answer. Errors
 are Nova errors, mapped onto `extensions.code` in `gateway.errors`; a failed operation is
@@ -31,6 +32,7 @@ from gateway.schema.notifications import (
 )
 from gateway.schema.ranking import RankingMutation
 from gateway.schema.social import SocialMutation, SocialQuery, SocialSubscription
+from gateway.schema.stories import StoryMutation, StoryQuery
 from gateway.schema.types import NovaInfo
 from gateway.transport.execution import AcyclicExecutionContext
 
@@ -54,6 +56,7 @@ class Query(
     ChatQuery,
     NotificationQuery,
     MediaQuery,
+    StoryQuery,
     AccountQuery,
     SpineQuery,
     IdentityQuery,
@@ -68,6 +71,7 @@ class Mutation(
     RankingMutation,
     NotificationMutation,
     MediaMutation,
+    StoryMutation,
     AccountMutation,
     IdentityMutation,
 ):

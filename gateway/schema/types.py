@@ -179,13 +179,12 @@ class Post:
     async def media(
         self, info: NovaInfo
     ) -> list[Annotated[Media, strawberry.lazy("gateway.schema.media")]]:
-        from gateway.schema.media import Media
+        from gateway.schema.media import media_of
 
         if not self.record.media_ids:
             return []
         records = await info.context.loaders.media.load_many(list(self.record.media_ids))
-        base = info.context.runtime.settings.public_url
-        return [Media.from_record(r, base) for r in records if r is not None]
+        return [media_of(info, r) for r in records if r is not None]
 
     @strawberry.field(description="Whether you like this post; false when signed out.")
     async def viewer_has_liked(self, info: NovaInfo) -> bool:

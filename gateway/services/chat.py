@@ -41,9 +41,9 @@ PRESENCE_TTL_S = 30
 PRESENCE_BEAT_S = 10.0  # well inside the TTL: two beats may fail before an entry lapses
 
 
-def check_message(text: str, client_message_id: str) -> None:
-    if not text.strip():
-        raise InvalidInput("text must not be empty")
+def check_message(text: str, client_message_id: str, *, has_media: bool = False) -> None:
+    if not text.strip() and not has_media:
+        raise InvalidInput("text must not be empty (unless the message carries media)")
     if len(text) > MAX_TEXT:
         raise InvalidInput(f"text must be at most {MAX_TEXT} characters")
     if not 1 <= len(client_message_id) <= MAX_CLIENT_MESSAGE_ID:

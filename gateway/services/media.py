@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +30,7 @@ from gateway.settings import GatewaySettings
 from storage.db import Database
 from storage.errors import ConfigError, InvalidInput, NotFound
 from storage.events import Event
-from storage.media_store import ORIGINAL, DirectoryStore, TooLarge, media_key
+from storage.media_store import ORIGINAL, MediaStore, TooLarge, media_key
 from storage.repositories.media import MediaRecord, MediaRepository
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,14 @@ DECLARED_TYPES = {
     "image/png": "image",
     "image/webp": "image",
     "image/gif": "image",
+    "video/mp4": "video",
+    "video/quicktime": "video",
+    "video/webm": "video",
+    "video/x-matroska": "video",
 }
 MAX_FILENAME = 255
+PUBLIC_RECHECK_S = 30.0
+PUBLIC_CACHE_SIZE = 10_000
 
 
 class UploadRefused(InvalidInput):
@@ -61,7 +68,7 @@ class UploadTicket:
 
 class Media:
     def __init__(
-        self, db: Database, store: DirectoryStore, redis: aioredis.Redis, settings: GatewaySettings
+        self, db: Database, store: MediaStore, redis: aioredis.Redis, settings: GatewaySettings
     ) -> None:
         self._repo = MediaRepository(db)
         self._store = store
@@ -70,9 +77,12 @@ class Media:
         if not settings.secret_key:
             raise ConfigError("NOVA_SECRET_KEY is required to sign upload URLs")
         self._key = hashlib.sha256(b"nova media upload\0" + settings.secret_key.encode()).digest()
+        secret = settings.secret_key.encode()
+        self._download_key = hashlib.sha256(b"nova media download\0" + secret).digest()
+        self._public: dict[uuid.UUID, tuple[bool, float]] = {}
 
     @property
-    def store(self) -> DirectoryStore:
+    def store(self) -> MediaStore:
         return self._store
 
     # -- createUpload ----------------------------------------------------------------
@@ -102,6 +112,15 @@ class Media:
             declared_size=size,
             upload_expires_at=expires,
         )
+        direct = await self._store.presigned_put(
+            media_key(media.id, ORIGINAL),
+            media.declared_type,
+            size,
+            self._settings.media_upload_ttl_s,
+        )
+        if direct is not None:  # straight into the store; checked at completeUpload
+            url, headers = direct
+            return UploadTicket(media=media, url=url, headers=headers)
         return UploadTicket(
             media=media,
             url=self.upload_url(media.id, expires),
@@ -122,6 +141,48 @@ class Media:
     def _sign(self, media_id: uuid.UUID, expires: int) -> str:
         message = f"{media_id}.{expires}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    # -- download URLs ----------------------------------------------------------------
+
+    def files_url(self, media: MediaRecord, *, until: datetime | None = None) -> str:
+        """Where a media's files are fetched, ending in `/`: `/media/<id>/` for public
+        media (a post's: cacheable by anyone), else a signed path,
+        `/media/signed/<expires>/<signature>/<id>/`, that lets its holder fetch that media's
+        files until `expires`, or `until` if sooner (a story's end). The signature is in
+        the path, not the query, so the relative names inside an HLS playlist resolve to
+        signed URLs too; the expiry is rounded up to a quarter of the TTL, so a client
+        asking again within it gets the same URLs and keeps its cache."""
+        base = f"{self._settings.public_url.rstrip('/')}/media"
+        if media.public:
+            return f"{base}/{media.id}/"
+        ttl = self._settings.media_url_ttl_s
+        step = max(1, ttl // 4)
+        expires = -(-(int(time.time()) + ttl) // step) * step
+        if until is not None:
+            expires = min(expires, int(until.timestamp()))
+        return f"{base}/signed/{expires}/{self.download_signature(media.id, expires)}/{media.id}/"
+
+    def download_signature(self, media_id: uuid.UUID, expires: int) -> str:
+        message = f"{media_id}.{expires}".encode()
+        return hmac.new(self._download_key, message, hashlib.sha256).hexdigest()
+
+    def signed_download_valid(self, media_id: uuid.UUID, expires: int, signature: str) -> bool:
+        good = hmac.compare_digest(self.download_signature(media_id, expires), signature)
+        return good and time.time() < expires
+
+    async def is_public(self, media_id: uuid.UUID) -> bool:
+        """Whether a media's files may be fetched unsigned (a post's), remembered for
+        `PUBLIC_RECHECK_S`: downloads do not each cost a query."""
+        now = time.monotonic()
+        known = self._public.get(media_id)
+        if known is not None and now - known[1] < PUBLIC_RECHECK_S:
+            return known[0]
+        media = await self._repo.get(media_id)
+        public = media is not None and media.public
+        if len(self._public) >= PUBLIC_CACHE_SIZE:
+            self._public.clear()
+        self._public[media_id] = (public, now)
+        return public
 
     # -- the PUT ------------------------------------------------------------------------
 
@@ -169,6 +230,32 @@ class Media:
         await self._repo.record_upload(media_id, size)
         return media
 
+    async def _arrived_directly(self, media: MediaRecord) -> MediaRecord:
+        """An upload PUT straight into the store (a presigned URL) is judged here, as Nova's
+        own PUT route judges the bytes it receives: all of the declared size, and of the
+        declared kind by content; `UploadRefused`, with nothing kept, otherwise."""
+        key = media_key(media.id, ORIGINAL)
+        size = await self._store.size(key)
+        if size is None:
+            raise InvalidInput("nothing was uploaded to this upload's URL yet")
+        if await self._repo.begin_upload(media.id) is None:
+            raise InvalidInput("this upload was completed, refused or has expired")
+        if size != media.declared_size:
+            reason = f"{size} bytes arrived, not the declared {media.declared_size}"
+            await self._refuse(media, reason)
+            raise UploadRefused(reason, status=400, code="BAD_USER_INPUT")
+        found = sniff(await self._store.head(key, SNIFF_BYTES))
+        if found is None or found.kind.lower() != media.kind:
+            what = "no known type" if found is None else found.mime
+            await self._refuse(media, f"the bytes are {what}, not the declared {media.kind}")
+            raise UploadRefused(
+                f"the bytes are {what}, not the declared {media.declared_type}",
+                status=415,
+                code="UNSUPPORTED_MEDIA",
+            )
+        await self._repo.record_upload(media.id, size)
+        return await self.get_own(media.owner_id, media.id)
+
     async def _refuse(self, media: MediaRecord, reason: str) -> None:
         await self._repo.reject(media.id, reason)
         await self._store.delete_media(media.id)
@@ -182,7 +269,7 @@ class Media:
         if media.status == "failed":
             raise InvalidInput(f"this upload was refused: {media.error}")
         if media.size is None:
-            raise InvalidInput("nothing was uploaded to this upload's URL yet")
+            media = await self._arrived_directly(media)
         found = sniff(await self._store.head(media_key(media_id, ORIGINAL), SNIFF_BYTES))
         if found is None:  # checked when it arrived; the store lost or changed it since
             raise InvalidInput("the uploaded bytes are gone; upload again")
@@ -204,6 +291,10 @@ class Media:
         except Exception as exc:  # processors poll as well; this only saves them the wait
             log.debug("media job wake-up not published: %s", exc)
         return queued
+
+    async def check_selection(self, owner: uuid.UUID, media_ids: Sequence[uuid.UUID]) -> None:
+        """What a post or message may carry (`MediaRepository.check_selection`)."""
+        await self._repo.check_selection(owner, media_ids)
 
     async def get_many(self, ids: list[uuid.UUID]) -> list[MediaRecord | None]:
         return await self._repo.get_many(ids)

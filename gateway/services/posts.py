@@ -25,7 +25,6 @@ from storage.repositories.posts import CommentRecord, PostRecord, PostStore
 MAX_POST_TEXT = 2_000
 MAX_COMMENT_TEXT = 2_000
 MAX_IDEMPOTENCY_KEY = 128
-MAX_POST_IMAGES = 4
 MODERATORS = frozenset({"moderator", "admin"})
 POSTS_CHANNEL = "nova:posts:changed"
 
@@ -93,7 +92,7 @@ class Posts:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidInput(f"idempotencyKey must be 1-{MAX_IDEMPOTENCY_KEY} characters")
         if media_ids:
-            await self._check_media(author_id, media_ids)
+            await self._media.check_selection(author_id, media_ids)
         written = await self._store.create(
             author_id,
             text,
@@ -108,17 +107,6 @@ class Posts:
             raise Forbidden("you cannot share this post")
         await self._counters.observe(written.counters)
         return written.post
-
-    async def _check_media(self, owner: uuid.UUID, media_ids: list[uuid.UUID]) -> None:
-        """Up to `MAX_POST_IMAGES` pictures or one video, each once. Whose they are and
-        whether they may be attached is settled where they are attached, atomically."""
-        if len(set(media_ids)) != len(media_ids):
-            raise InvalidInput("mediaIds: each media once")
-        kinds = [m.kind if m else None for m in await self._media.get_many(media_ids)]
-        if "video" in kinds and len(kinds) > 1:
-            raise InvalidInput("mediaIds: one video, or up to 4 pictures, not both")
-        if len(kinds) > MAX_POST_IMAGES:
-            raise InvalidInput(f"mediaIds: at most {MAX_POST_IMAGES} pictures")
 
     async def update(self, post_id: uuid.UUID, editor_id: uuid.UUID, text: str) -> PostRecord:
         check_text(text, limit=MAX_POST_TEXT, what="text")

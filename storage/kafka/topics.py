@@ -36,6 +36,8 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("content.post.created", 8, "author_id"),
     Topic("content.post.updated", 8, "author_id"),
     Topic("content.post.deleted", 8, "author_id"),
+    Topic("content.story.created", 4, "author_id"),
+    Topic("content.story.deleted", 4, "author_id"),
     Topic("social.like.created", 8, "post_id"),
     Topic("social.like.deleted", 8, "post_id"),
     Topic("social.comment.created", 8, "post_id"),

@@ -9,15 +9,18 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from storage.db import Database
+from storage.errors import InvalidInput
 from storage.events import Event
 from storage.outbox.rows import add_events
 from storage.repositories.graph import blocked_either_way
+from storage.repositories.media import attach_media
 from storage.rows import columns, from_row, from_rows
 
 MAX_TEXT = 4_000
@@ -36,8 +39,9 @@ class Message:
     text: str
     client_message_id: str
     created_at: datetime
+    media_ids: tuple[uuid.UUID, ...] = ()
 
-    def to_json(self) -> dict[str, str | int]:
+    def to_json(self) -> dict[str, str | int | list[str]]:
         return {
             "id": str(self.id),
             "room_id": str(self.room_id),
@@ -46,10 +50,11 @@ class Message:
             "text": self.text,
             "client_message_id": self.client_message_id,
             "created_at": self.created_at.isoformat(),
+            "media_ids": [str(media_id) for media_id in self.media_ids],
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, str | int]) -> Message:
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
         return cls(
             uuid.UUID(str(data["id"])),
             uuid.UUID(str(data["room_id"])),
@@ -58,6 +63,7 @@ class Message:
             str(data["text"]),
             str(data["client_message_id"]),
             datetime.fromisoformat(str(data["created_at"])),
+            tuple(uuid.UUID(str(m)) for m in data.get("media_ids", ())),
         )
 
 
@@ -87,6 +93,8 @@ class Committed:
 
     found: dict[MessageKey, Message]
     new: list[Message]
+    # New sends whose media could not be attached: stored nothing, with the reason.
+    refused: dict[MessageKey, InvalidInput] = field(default_factory=dict)
 
 
 _MESSAGE_COLUMNS = columns(Message)
@@ -164,9 +172,18 @@ async def insert_messages(conn: asyncpg.Connection, messages: Sequence[Message])
     await conn.execute(
         """
         INSERT INTO chat_messages (id, room_id, seq, sender_id, text, client_message_id,
-                                   created_at)
-        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[],
-                             $6::text[], $7::timestamptz[])
+                                   created_at, media_ids)
+        SELECT m.id, m.room_id, m.seq, m.sender_id, m.text, m.client_message_id,
+               m.created_at, COALESCE(media.ids, '{}')
+        FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[],
+                    $6::text[], $7::timestamptz[])
+             WITH ORDINALITY AS m (id, room_id, seq, sender_id, text, client_message_id,
+                                   created_at, n)
+        LEFT JOIN LATERAL (
+            SELECT array_agg(pair.media_id ORDER BY pair.k) AS ids
+            FROM unnest($8::bigint[], $9::uuid[]) WITH ORDINALITY AS pair (n, media_id, k)
+            WHERE pair.n = m.n
+        ) media ON true
         """,
         [m.id for m in messages],
         [m.room_id for m in messages],
@@ -175,6 +192,8 @@ async def insert_messages(conn: asyncpg.Connection, messages: Sequence[Message])
         [m.text for m in messages],
         [m.client_message_id for m in messages],
         [m.created_at for m in messages],
+        [n for n, m in enumerate(messages, 1) for _ in m.media_ids],
+        [media_id for m in messages for media_id in m.media_ids],
     )
     last = messages[-1]
     await conn.execute(
@@ -277,20 +296,32 @@ class ChatStore:
         keys: Sequence[MessageKey],
         *,
         unless_blocked: tuple[uuid.UUID, uuid.UUID] | None,
-        compose: Callable[[Mapping[MessageKey, Message]], list[Message]],
+        compose: Callable[[Mapping[MessageKey, Message], set[MessageKey]], list[Message]],
+        media: Mapping[MessageKey, Sequence[uuid.UUID]] | None = None,
     ) -> Committed | None:
         """One group commit of a room's sends, in one transaction.
 
         None, with nothing written, when `unless_blocked` names a pair with a block either
         way (a direct room's two people). Otherwise the messages already stored under
-        `keys` are found, `compose` turns them into the new messages (the shard assigns
-        sequence numbers, so it must run inside this transaction, after the lookup), and
-        those are inserted with the room's `last_seq` and their outbox events."""
+        `keys` are found; each new send's `media` is attached to it (in a savepoint, so
+        media that cannot be attached refuses that send alone); `compose` turns what was
+        found and refused into the new messages (the shard assigns sequence numbers, so it
+        must run inside this transaction, after the lookup), and those are inserted with
+        the room's `last_seq` and their outbox events."""
         async with self._db.transaction() as conn:
             if unless_blocked is not None and await blocked_either_way(conn, *unless_blocked):
                 return None
             found = await find_retries(conn, room_id, keys)
-            new = compose(found)
+            refused: dict[MessageKey, InvalidInput] = {}
+            for key, media_ids in (media or {}).items():
+                if key in found or not media_ids:
+                    continue
+                try:
+                    async with conn.transaction():
+                        await attach_media(conn, key[0], media_ids, "message")
+                except InvalidInput as exc:
+                    refused[key] = exc
+            new = compose(found, set(refused))
             if new:
                 await insert_messages(conn, new)
-        return Committed(found, new)
+        return Committed(found, new, refused)

@@ -24,6 +24,7 @@ from storage.outbox.rows import add_event
 from storage.rows import columns, from_row, from_rows
 
 KINDS = ("image", "video")
+MAX_IMAGES = 4  # what one post or message may carry; or a single video
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,12 @@ class MediaRecord:
     error: str | None = None
     processed_at: datetime | None = None
     attached_at: datetime | None = None
+    attached_to: str | None = None  # "post" (public), "message" or "story" (private)
+
+    @property
+    def public(self) -> bool:
+        """Whether anyone may fetch its files without a signed URL: a post's media."""
+        return self.attached_to == "post"
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,22 @@ class MediaRepository:
             rows = await conn.fetch(f"SELECT {_COLUMNS} FROM media WHERE id = ANY($1)", ids)
         found = {record.id: record for record in from_rows(MediaRecord, rows)}
         return [found.get(media_id) for media_id in ids]
+
+    async def check_selection(self, owner: uuid.UUID, media_ids: Sequence[uuid.UUID]) -> None:
+        """`InvalidInput` unless `media_ids` is up to `MAX_IMAGES` pictures or one video,
+        each once and the owner's. Whether each may still be attached is settled where it
+        is attached (`attach_media`), atomically: a retried write finds its original there
+        instead of being refused here."""
+        if len(set(media_ids)) != len(media_ids):
+            raise InvalidInput("mediaIds: each media once")
+        records = await self.get_many(list(media_ids))
+        if any(m is None or m.owner_id != owner for m in records):
+            raise InvalidInput("mediaIds: each must be an upload of your own")
+        kinds = [m.kind for m in records if m is not None]
+        if "video" in kinds and len(kinds) > 1:
+            raise InvalidInput("mediaIds: one video, or up to 4 pictures, not both")
+        if len(kinds) > MAX_IMAGES:
+            raise InvalidInput(f"mediaIds: at most {MAX_IMAGES} pictures")
 
     async def get(self, media_id: uuid.UUID) -> MediaRecord | None:
         async with self._db.connection() as conn:
@@ -189,6 +212,22 @@ class MediaRepository:
                 lease_s,
             )
         return from_rows(MediaRecord, rows)
+
+    async def extend(self, media_id: uuid.UUID, attempt: int, lease_s: float) -> bool:
+        """Renew the claim `attempt`'s lease for `lease_s` from now (a long transcode);
+        False if that claim is no longer current."""
+        async with self._db.connection() as conn:
+            renewed = await conn.fetchval(
+                """
+                UPDATE media SET lease_until = now() + make_interval(secs => $3)
+                WHERE id = $1 AND status = 'processing' AND attempts = $2
+                RETURNING true
+                """,
+                media_id,
+                attempt,
+                lease_s,
+            )
+        return bool(renewed)
 
     async def finish(
         self,
@@ -291,15 +330,19 @@ class MediaRepository:
 
 
 async def attach_media(
-    conn: asyncpg.Connection, owner_id: uuid.UUID, media_ids: Sequence[uuid.UUID]
+    conn: asyncpg.Connection,
+    owner_id: uuid.UUID,
+    media_ids: Sequence[uuid.UUID],
+    attached_to: str,
 ) -> None:
-    """Attach the owner's media to what the caller's transaction is writing (a post, a
-    message); `InvalidInput`, so the transaction aborts, unless every one is the owner's,
-    uploaded (PROCESSING or READY) and not attached before."""
+    """Attach the owner's media to what the caller's transaction is writing (`attached_to`:
+    a post, a message, a story); `InvalidInput`, so the transaction (or its savepoint)
+    aborts, unless every one is the owner's, uploaded (PROCESSING or READY) and not
+    attached before."""
     attached = await conn.fetchval(
         """
         WITH taken AS (
-            UPDATE media SET attached_at = now()
+            UPDATE media SET attached_at = now(), attached_to = $3
             WHERE id = ANY($1) AND owner_id = $2 AND status IN ('processing', 'ready')
               AND attached_at IS NULL
             RETURNING id
@@ -308,6 +351,7 @@ async def attach_media(
         """,
         list(media_ids),
         owner_id,
+        attached_to,
     )
     if attached != len(set(media_ids)):
         raise InvalidInput(

@@ -142,7 +142,7 @@ class PostStore:
                 if await blocked_either_way(conn, author_id, original.author_id):
                     return None
             if media_ids:
-                await attach_media(conn, author_id, media_ids)
+                await attach_media(conn, author_id, media_ids, "post")
             row = await conn.fetchrow(
                 f"""
                 INSERT INTO posts (id, author_id, text, tags, mentions, shared_post_id,

@@ -31,7 +31,6 @@ from storage.media_store import (
 from storage.media_store.s3 import PART_BYTES
 from storage.media_store.s3_streams import MIN_PART_BYTES
 from tests.support.s3 import S3Server, free_port, unique_bucket
-from tests.support.s3 import s3_server as s3_server  # the fixture, found by its name here
 
 MiB = 1024 * 1024
 

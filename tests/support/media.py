@@ -1,12 +1,16 @@
-"""Uploading media as a client does: pictures made with Pillow (nothing downloaded), the
-signed URL, the PUT, completeUpload, and `mediaUpdated` until processing ends."""
+"""Uploading media as a client does: pictures made with Pillow and clips with ffmpeg's
+`testsrc` (nothing downloaded), the signed URL, the PUT, completeUpload, and
+`mediaUpdated` until processing ends."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import struct
+import subprocess
+import tempfile
 import zlib
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +26,8 @@ mutation($input: CreateUploadInput!) {
 """
 COMPLETE = "mutation($id: ID!) { completeUpload(id: $id) { id status } }"
 FIELDS = (
-    "id kind status width height blurhash error url variants { name url width height contentType }"
+    "id kind status width height blurhash error url durationMs posterUrl "
+    "variants { name url width height contentType }"
 )
 MEDIA = f"query($id: ID!) {{ media(id: $id) {{ {FIELDS} }} }}"
 UPDATED = f"subscription($id: ID!) {{ mediaUpdated(id: $id) {{ {FIELDS} }} }}"
@@ -54,6 +59,23 @@ def png_claiming(width: int, height: int) -> bytes:
     crc = zlib.crc32(bytes(data[12 : ihdr + 13]))
     data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
     return bytes(data)
+
+
+def mp4(seconds: float = 2.0, width: int = 640, height: int = 360, *, audio: bool = True) -> bytes:
+    """A clip of ffmpeg's test pattern (with a tone), as a phone would upload it."""
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work) / "clip.mp4"
+        inputs = ["-f", "lavfi", "-i", f"testsrc=size={width}x{height}:rate=25:duration={seconds}"]
+        if audio:
+            inputs += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *inputs, "-c:v", "libx264",
+             "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+             "-movflags", "+faststart", str(out)],
+            check=True,
+            timeout=60,
+        )  # fmt: skip
+        return out.read_bytes()
 
 
 async def create_upload(

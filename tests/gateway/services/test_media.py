@@ -58,6 +58,8 @@ async def test_a_photo_is_processed_into_variants_without_its_metadata(
     assert sizes[("small", "image/jpeg")] == (360, 480)
     assert sizes[("large", "image/webp")] == (810, 1080)
     assert media["url"].endswith("/large.webp")
+    # Not attached to a post yet: private, so its URLs are signed.
+    assert media["url"].startswith(f"{deployed.public_url}/media/signed/")
 
     async with httpx.AsyncClient(timeout=30) as client:
         large = await client.get(media["url"])
@@ -65,7 +67,7 @@ async def test_a_photo_is_processed_into_variants_without_its_metadata(
         original = await client.get(media["url"].replace("large.webp", "original"))
     assert large.status_code == 200
     assert large.headers["content-type"] == "image/webp"
-    assert large.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert large.headers["cache-control"].startswith("private, max-age=")
     assert (ranged.status_code, len(ranged.content)) == (206, 10)
     assert original.status_code == 404
     shown = Image.open(io.BytesIO(large.content))
