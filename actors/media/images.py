@@ -88,7 +88,7 @@ def process_image(data: bytes, *, max_pixels: int) -> ProcessedImage:
     upright, (width, height) = _decode(data, max_pixels)
     sized = _sized(_plain_srgb(upright))
     variants = [_encode(name, image, fmt) for name, image in sized.items() for fmt in FORMATS]
-    return ProcessedImage(width, height, _blurhash(sized["small"]), variants)
+    return ProcessedImage(width, height, blurhash_of(sized["small"]), variants)
 
 
 def _decode(data: bytes, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
@@ -194,10 +194,15 @@ def _scaled(size: tuple[int, int], long_side: int) -> tuple[int, int]:
 
 
 def _encode(name: str, image: Image.Image, fmt: Format) -> Variant:
+    return Variant(name, fmt, image.width, image.height, encoded(image, fmt))
+
+
+def encoded(image: Image.Image, fmt: Format) -> bytes:
+    """`image` in `fmt` as every variant is saved (a video's poster too)."""
     pillow_format, options = _SAVE[fmt]
     out = BytesIO()
     (image if fmt == "webp" else _on_white(image)).save(out, pillow_format, **options)
-    return Variant(name, fmt, image.width, image.height, out.getvalue())
+    return out.getvalue()
 
 
 def _on_white(image: Image.Image) -> Image.Image:
@@ -208,7 +213,8 @@ def _on_white(image: Image.Image) -> Image.Image:
     return flat
 
 
-def _blurhash(image: Image.Image) -> str:
+def blurhash_of(image: Image.Image) -> str:
+    """The placeholder a client paints while `image` loads."""
     small = _on_white(image.resize(_scaled(image.size, _BLURHASH_PX), Image.Resampling.BOX))
     pixels = small.get_flattened_data()
     width = small.width

@@ -31,7 +31,7 @@ from typing import Any
 
 from PIL import Image
 
-from actors.media.images import _SAVE, FORMATS, Format, _blurhash
+from actors.media.images import FORMATS, Format, blurhash_of, encoded
 
 SEGMENT_S = 4
 MAX_SIDE_PX = 8192
@@ -299,7 +299,7 @@ def process_video(
         width=found.width,
         height=found.height,
         duration_ms=found.duration_ms,
-        blurhash=_blurhash(frame),
+        blurhash=blurhash_of(frame),
         renditions=renditions,
         poster_width=frame.width,
         poster_height=frame.height,
@@ -393,7 +393,6 @@ def _frame_command(source: Path, found: Probe, seek_s: float, threads: int) -> l
 
 def _save_poster(frame: Image.Image, work_dir: Path, fmt: Format) -> VideoOutput:
     """With the settings of picture variants, so a poster looks like one."""
-    pillow_format, options = _SAVE[fmt]
     path = work_dir / f"poster.{fmt}"
-    frame.save(path, pillow_format, **options)
+    path.write_bytes(encoded(frame, fmt))
     return VideoOutput(path.name, path, f"image/{fmt}")
