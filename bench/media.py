@@ -1,7 +1,8 @@
 """Media benchmark: picture processing on Ray against the same code in one process, an
-upload to READY through the API, and what processing costs the API meanwhile.
+upload to READY through the API, a video to HLS against ffmpeg run directly, and what
+processing costs the API meanwhile.
 
-    cd /work/main && .venv/bin/python -m bench.media [--images 24 --uploads 20]
+    cd /work/main && .venv/bin/python -m bench.media [--images 24 --uploads 20 --videos 3]
 
 Needs the dev stack started with `bench/bench.env` (see docs/benchmarks.md). All pictures
 are 2-megapixel JPEGs made here (1632 by 1224, a gradient with noise, as a photo
@@ -12,10 +13,13 @@ compresses).
   one after another in this process on the same pictures (the floor without Ray).
 - **Upload → READY**: createUpload, the PUT, completeUpload, then `mediaUpdated` on a bare
   graphql-transport-ws socket until READY; p50/p99 over `--uploads`.
-- **Isolation**: `me` latency while a burst of image tasks runs, against idle, in the
-  same run.
-
-Video (transcoding to HLS) is not measured: Nova does not process video yet.
+- **Video → HLS**: a 10-second 1280x720 clip (ffmpeg's testsrc with a tone, H.264 and AAC
+  as a phone records) uploaded `--videos` times; completeUpload → READY (the transcode
+  task, queued for its `transcode` slot, with its store reads and writes) against the
+  very command the task runs (`actors.media.video.ffmpeg_command`, same threads) run
+  directly on the same clip, one after another.
+- **Isolation**: `me` latency while a burst of image tasks runs, and while a video
+  transcodes, against idle, in the same run.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ import asyncio
 import io
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,6 +59,35 @@ REGISTER = "mutation($input: RegisterInput!) { register(input: $input) { accessT
 class Args:
     images = 24
     uploads = 20
+    videos = 3
+
+
+def clip(work: Path) -> Path:
+    """A 10-second 720p clip, as a phone would upload it."""
+    out = work / "clip.mp4"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30:duration=10",
+         "-f", "lavfi", "-i", "sine=frequency=440:duration=10",
+         "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-movflags", "+faststart", str(out)],
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    return out
+
+
+def ffmpeg_directly(source: Path, work: Path, threads: int) -> float:
+    """Milliseconds for the transcode task's own ffmpeg command, run here."""
+    from actors.media.video import ffmpeg_command, plan_renditions, probe
+
+    found = probe(source)
+    command = ffmpeg_command(
+        source, work, found, plan_renditions(found.width, found.height), threads=threads
+    )
+    started = time.perf_counter()
+    subprocess.run(command, check=True, timeout=900)
+    return (time.perf_counter() - started) * 1000
 
 
 def photo(seed: int) -> bytes:
@@ -92,7 +128,10 @@ async def on_ray(pictures: list[bytes], store_root: str) -> float:
     return len(pictures) / elapsed
 
 
-async def upload_to_ready(http: httpx.AsyncClient, base: str, token: str, data: bytes) -> float:
+async def upload_to_ready(
+    http: httpx.AsyncClient, base: str, token: str, data: bytes, content_type: str = "image/jpeg"
+) -> tuple[float, float]:
+    """Milliseconds from createUpload to READY, and from completeUpload to READY."""
     started = time.perf_counter()
     upload = (
         await graphql(
@@ -100,7 +139,7 @@ async def upload_to_ready(http: httpx.AsyncClient, base: str, token: str, data: 
             "",
             token,
             CREATE,
-            {"input": {"filename": "photo.jpg", "contentType": "image/jpeg", "size": len(data)}},
+            {"input": {"filename": "upload", "contentType": content_type, "size": len(data)}},
         )
     )["createUpload"]
     url = httpx.URL(upload["url"])
@@ -113,6 +152,7 @@ async def upload_to_ready(http: httpx.AsyncClient, base: str, token: str, data: 
             json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
         )
         await asyncio.wait_for(ws.recv(), 30)
+        completed = time.perf_counter()
         await graphql(http, "", token, COMPLETE, {"id": upload["id"]})
         await ws.send(
             json.dumps(
@@ -129,7 +169,8 @@ async def upload_to_ready(http: httpx.AsyncClient, base: str, token: str, data: 
                 status = message["payload"]["data"]["mediaUpdated"]["status"]
                 if status in ("READY", "FAILED"):
                     assert status == "READY", message
-                    return (time.perf_counter() - started) * 1000
+                    now = time.perf_counter()
+                    return (now - started) * 1000, (now - completed) * 1000
     raise RuntimeError("the subscription ended before READY")
 
 
@@ -171,14 +212,33 @@ async def run(base: str) -> dict[str, Any]:
             )
         )["register"]["accessToken"]
         ready_ms = [
-            await upload_to_ready(http, base, token, pictures[n % len(pictures)])
+            (await upload_to_ready(http, base, token, pictures[n % len(pictures)]))[0]
             for n in range(Args.uploads)
         ]
         idle = await me_latency(http, token, 120)
         burst = asyncio.ensure_future(on_ray(pictures, store_root))
         busy = await me_latency(http, token, 120)
         await burst
+        with tempfile.TemporaryDirectory() as work:
+            source = clip(Path(work))
+            video = source.read_bytes()
+            threads = int(os.environ.get("NOVA_MEDIA_TRANSCODE_THREADS", "1"))
+            direct_ms = []
+            for n in range(Args.videos):
+                out = Path(work) / f"direct-{n}"
+                out.mkdir()
+                direct_ms.append(ffmpeg_directly(source, out, threads))
+        hls_ms = [
+            await upload_to_ready(http, base, token, video, "video/mp4") for _ in range(Args.videos)
+        ]
+        transcode = asyncio.ensure_future(upload_to_ready(http, base, token, video, "video/mp4"))
+        await asyncio.sleep(1.0)  # past the upload, into the transcode
+        transcoding = await me_latency(http, token, 120)
+        await transcode
     idle_s, busy_s = summarize(idle), summarize(busy)
+    direct_s = summarize(direct_ms)
+    processing_s = summarize([processing for _, processing in hls_ms])
+    transcoding_s = summarize(transcoding)
     return {
         "images": Args.images,
         "variants_per_image": 6,
@@ -187,7 +247,19 @@ async def run(base: str) -> dict[str, Any]:
         "upload_to_ready_ms": summarize(ready_ms),
         "me_idle_ms": idle_s,
         "me_while_processing_ms": busy_s,
+        "video": {
+            "clip": "10 s, 1280x720, 30 fps, H.264 + AAC",
+            "size_bytes": len(video),
+            "transcode_threads": threads,
+            "ffmpeg_directly_ms": direct_s,
+            "complete_to_ready_ms": processing_s,
+            "upload_to_ready_ms": summarize([total for total, _ in hls_ms]),
+        },
+        "me_while_transcoding_ms": transcoding_s,
         "ratios": {
+            "hls_ready_over_ffmpeg_directly_p50": ratio(processing_s["p50"], direct_s["p50"]),
+            "me_p50_transcoding_over_idle": ratio(transcoding_s["p50"], idle_s["p50"]),
+            "me_p99_transcoding_over_idle": ratio(transcoding_s["p99"], idle_s["p99"]),
             "ray_over_in_process_throughput": ratio(ray_rate, local_rate),
             "me_p50_processing_over_idle": ratio(busy_s["p50"], idle_s["p50"]),
             "me_p99_processing_over_idle": ratio(busy_s["p99"], idle_s["p99"]),
@@ -199,8 +271,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=Args.images)
     parser.add_argument("--uploads", type=int, default=Args.uploads)
+    parser.add_argument("--videos", type=int, default=Args.videos)
     parsed = parser.parse_args()
-    Args.images, Args.uploads = parsed.images, parsed.uploads
+    Args.images, Args.uploads, Args.videos = parsed.images, parsed.uploads, parsed.videos
     return run_on_ray(SCENARIO, run)
 
 
