@@ -32,6 +32,12 @@ class ChatClient:
         )
         return message
 
+    async def delete(self, room_id: uuid.UUID, message_id: uuid.UUID, sender: uuid.UUID) -> Message:
+        message: Message = await self._caller.call(
+            self._shard(room_id), "delete", room_id, message_id, sender
+        )
+        return message
+
     async def after(
         self, room_id: uuid.UUID, user_id: uuid.UUID, after_seq: int, limit: int = 200
     ) -> list[Message]:

@@ -43,6 +43,8 @@ CHAT_CHANNEL = "nova:chat:{}"
 TYPING_CHANNEL = CHAT_CHANNEL + ":typing"
 PRESENCE_CHANNEL = CHAT_CHANNEL + ":presence"
 READ_CHANNEL = CHAT_CHANNEL + ":read"
+# Messages deleted, as their tombstones (`messageDeleted`).
+DELETED_CHANNEL = CHAT_CHANNEL + ":deleted"
 # A notice on each of the room's channels, beside what they carry: this member has left.
 LEFT_NOTICE = "left"
 
@@ -75,6 +77,14 @@ class _Room:
     used_at: float
     pending: deque[_Pending] = field(default_factory=deque)
     flusher: asyncio.Task[None] | None = None
+
+    def replace(self, message: Message) -> None:
+        """Put a changed message (a tombstone) where the cache holds it, if it does."""
+        for index, held in enumerate(self.recent):
+            if held.id == message.id:
+                self.recent[index] = message
+                self.by_client_id[(message.sender_id, message.client_message_id)] = message
+                return
 
     def remember(self, message: Message, keep: int) -> None:
         self.recent.append(message)
@@ -198,7 +208,13 @@ class ChatShard:
         notice = json.dumps({LEFT_NOTICE: str(user_id)})
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for channel in (CHAT_CHANNEL, TYPING_CHANNEL, PRESENCE_CHANNEL, READ_CHANNEL):
+                for channel in (
+                    CHAT_CHANNEL,
+                    TYPING_CHANNEL,
+                    PRESENCE_CHANNEL,
+                    READ_CHANNEL,
+                    DELETED_CHANNEL,
+                ):
                     pipe.publish(channel.format(room_id), notice)
                 await pipe.execute()
         except Exception as exc:  # their next gap fill is refused instead (not a member)
@@ -226,6 +242,24 @@ class ChatShard:
         if room.flusher is None or room.flusher.done():
             room.flusher = asyncio.create_task(self._flush(room))
         return await future
+
+    async def delete(self, room_id: uuid.UUID, message_id: uuid.UUID, sender: uuid.UUID) -> Message:
+        """The sender deletes their message: it stays in the sequence as a tombstone, and
+        the room hears of it on `DELETED_CHANNEL`."""
+        room = await self._room(room_id)
+        if sender not in room.members:
+            raise NotAMember("you are not a member of this room")
+        tombstone = await self._store.delete_message(room_id, message_id, sender)
+        if tombstone is None:
+            raise NotFound("no such message of yours in this room")
+        room.replace(tombstone)
+        try:
+            await self._redis.publish(
+                DELETED_CHANNEL.format(room_id), json.dumps(tombstone.to_json())
+            )
+        except Exception as exc:  # history shows the tombstone; only the live notice is lost
+            log.warning("chat deletion not published: %s", classify(exc))
+        return tombstone
 
     async def after(
         self, room_id: uuid.UUID, user_id: uuid.UUID, after_seq: int, limit: int

@@ -85,6 +85,6 @@ class ActorSettings(RankingSettings):
     )
     media_delete_after_s: float = setting(
         604_800.0,
-        "how long a deleted post's media is kept (a removal may yet be undone) before its "
-        "files and rows are deleted",
+        "how long a deleted post's or message's media is kept (a removal may yet be undone) "
+        "before its files and rows are deleted",
     )

@@ -4,7 +4,8 @@
 - `images`: an uploaded image made safe to serve: oriented, stripped of metadata, resized
   into variants, with a blurhash (`process_image`, `ImageRejected`).
 - `video`: an uploaded video made into HLS renditions and a poster by ffmpeg
-  (`process_video`, `VideoRejected`).
+  (`process_video`, `VideoRejected`); `ffprobe`: what a video is, and running ffmpeg's
+  tools on untrusted files.
 - `tasks`: the Ray tasks running them against the media store.
 - `processor`: the actor that leases jobs from PostgreSQL and runs the tasks.
 """

@@ -83,8 +83,9 @@ class MediaProcessor:
 
     async def sweep(self, older_than_s: float = UNATTACHED_TTL_S) -> int:
         """Remove uploads never attached to anything within `older_than_s`, the media of
-        posts deleted more than `NOVA_MEDIA_DELETE_AFTER_S` ago, and stories (with their
-        media) an hour after they ended: rows, then files. Returns how many media went."""
+        posts and messages deleted more than `NOVA_MEDIA_DELETE_AFTER_S` ago, and stories
+        (with their media) an hour after they ended: rows, then files. Returns how many
+        media went."""
         store = self._store
         removed = 0
         for media_id in await self._repo.unattached(older_than_s, SWEEP_BATCH):
@@ -92,7 +93,9 @@ class MediaProcessor:
                 await store.delete_media(media_id)
                 removed += 1
         grace = self._settings.media_delete_after_s
-        for media_id in await self._repo.of_deleted_posts(grace, SWEEP_BATCH):
+        deleted = await self._repo.of_deleted_posts(grace, SWEEP_BATCH)
+        deleted += await self._repo.of_deleted_messages(grace, SWEEP_BATCH)
+        for media_id in deleted:
             await self._repo.delete(media_id)
             await store.delete_media(media_id)
             removed += 1

@@ -1,8 +1,7 @@
 """process_video: an uploaded video made into HLS renditions and a poster, by ffmpeg.
 
-Uploads are untrusted, and ffmpeg reads far more than video (a playlist or a concat script
-can make it open other files), so ffprobe and ffmpeg may use only the MP4/MOV and
-Matroska/WebM demuxers, on local files alone. ffprobe judges the upload before any transcoding.
+ffprobe judges the upload before any transcoding (`actors.media.ffprobe`, which also says
+how ffmpeg's tools are run on untrusted files).
 
 One ffmpeg run decodes the source once and encodes every rendition (H.264 main, AAC): each
 rung of the 240p/480p/720p ladder the source's short side reaches, or one at the source's
@@ -19,7 +18,6 @@ master playlist), `hls_<rung>.m3u8`, `hls_<rung>_<n>.ts`, `poster.jpeg`, `poster
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -27,14 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
+from actors.media.ffprobe import INPUT_LIMITS, Probe, run
+from actors.media.ffprobe import VideoRejected as VideoRejected
+from actors.media.ffprobe import probe as probe
 from actors.media.images import FORMATS, Format, blurhash_of, encoded
 
 SEGMENT_S = 4
-MAX_SIDE_PX = 8192
 POSTER_PX = 1080  # the long side
 POSTER_AT_S = 1.0
 AUDIO_BPS = 128_000
@@ -42,37 +41,10 @@ MASTER = "hls.m3u8"
 
 # (short side, video bit rate cap): the short side is the height of a landscape video.
 _LADDER = ((240, 400_000), (480, 1_200_000), (720, 2_800_000))
-_INPUT = ("-format_whitelist", "mov,matroska", "-protocol_whitelist", "file")
-_UNREADABLE = "not an MP4, MOV or WebM video that ffmpeg can read"
 _HLS_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
 _STDERR_CHARS = 200
 # Bandwidth, width, height and URI of each variant, in the order ffmpeg writes them.
 _STREAM_INF = re.compile(r"#EXT-X-STREAM-INF:BANDWIDTH=(\d+),.*RESOLUTION=(\d+)x(\d+).*\n(.*)")
-
-
-class VideoRejected(Exception):
-    """The upload is not a video Nova will serve; `reason` can be shown to its uploader."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What ffprobe says of a source; the size is upright, in square pixels."""
-
-    width: int
-    height: int
-    duration_ms: int
-    rotation: int  # degrees, 0 to 359, as the stream's display matrix states it
-    frame_rate: float
-    video_stream: int  # ffmpeg's index of the stream to use
-    audio_stream: int | None
-
-    @property
-    def has_audio(self) -> bool:
-        return self.audio_stream is not None
 
 
 @dataclass(frozen=True)
@@ -105,85 +77,6 @@ class ProcessedVideo:
     files: tuple[VideoOutput, ...]  # everything to store
 
 
-def probe(source: Path, *, timeout_s: float = 30.0) -> Probe:
-    """The source as ffprobe reads it; raises `VideoRejected` unless it is a usable video."""
-    args = ["ffprobe", "-v", "error", *_INPUT, "-of", "json", "-show_format", "-show_streams"]
-    done = _run([*args, f"file:{source}"], timeout_s)
-    if done.returncode != 0:
-        raise VideoRejected(_UNREADABLE)
-    info = json.loads(done.stdout.decode(errors="replace"))  # tags may be in any encoding
-    video, audio = (_first(info.get("streams", []), kind) for kind in ("video", "audio"))
-    if video is None:
-        raise VideoRejected("no video stream")
-    width, height = _display_size(video)
-    rotation = _rotation(video)
-    if rotation % 180 == 90:
-        width, height = height, width
-    return Probe(
-        width=width,
-        height=height,
-        duration_ms=_duration_ms(info.get("format", {}), video),
-        rotation=rotation,
-        frame_rate=_frame_rate(video),
-        video_stream=int(video["index"]),
-        audio_stream=None if audio is None else int(audio["index"]),
-    )
-
-
-def _first(streams: list[dict[str, Any]], codec_type: str) -> dict[str, Any] | None:
-    """The first stream of a type; cover art (an attached picture) is not video."""
-    for stream in streams:
-        cover = stream.get("disposition", {}).get("attached_pic") == 1
-        if stream.get("codec_type") == codec_type and not cover:
-            return stream
-    return None
-
-
-def _display_size(video: dict[str, Any]) -> tuple[int, int]:
-    width, height = int(video.get("width") or 0), int(video.get("height") or 0)
-    if width < 1 or height < 1:
-        raise VideoRejected(_UNREADABLE)
-    if max(width, height) > MAX_SIDE_PX:
-        raise VideoRejected(f"larger than {MAX_SIDE_PX} pixels on a side")
-    # Anamorphic video stores wide pixels: shown, it is wider than it is stored.
-    sar = _ratio(video.get("sample_aspect_ratio", ""))
-    if sar > 0:
-        width = min(MAX_SIDE_PX, max(1, round(width * sar)))
-    return width, height
-
-
-def _rotation(video: dict[str, Any]) -> int:
-    for side_data in video.get("side_data_list", []):
-        if "rotation" in side_data:
-            return round(float(side_data["rotation"])) % 360
-    # ffprobe before 5.0 reports it as a tag.
-    return round(float(video.get("tags", {}).get("rotate", 0))) % 360
-
-
-def _duration_ms(format_: dict[str, Any], video: dict[str, Any]) -> int:
-    duration_ms = round(float(format_.get("duration") or video.get("duration") or 0) * 1000)
-    if duration_ms <= 0:
-        raise VideoRejected("the video has no duration")
-    return duration_ms
-
-
-def _frame_rate(video: dict[str, Any]) -> float:
-    for key in ("avg_frame_rate", "r_frame_rate"):
-        rate = _ratio(video.get(key, ""))
-        if 0 < rate <= 1000:
-            return rate
-    return 30.0
-
-
-def _ratio(text: str) -> float:
-    """A ratio such as 30000/1001 or 16:9 as a number; 0 if it is not one."""
-    try:
-        num, den = (float(part) for part in re.split("[:/]", text))
-    except ValueError:
-        return 0.0
-    return num / den if den > 0 else 0.0
-
-
 def plan_renditions(width: int, height: int) -> tuple[Rendition, ...]:
     """The ladder's rungs an upright `width` x `height` source reaches, smallest first."""
     short = min(width, height)
@@ -213,7 +106,7 @@ def ffmpeg_command(
         raise ValueError(f"ffmpeg would take the % in {work_dir} for a pattern")
     graph = _filter_graph(probe, renditions)
     return [
-        *(*_ffmpeg_head(threads), *_INPUT, "-i", f"file:{source}", "-filter_complex", graph),
+        *(*_ffmpeg_head(threads), *INPUT_LIMITS, "-i", f"file:{source}", "-filter_complex", graph),
         *_maps(probe, renditions),
         *_encoder_args(probe, renditions, threads),
         *_hls_args(work_dir, renditions, probe.has_audio),
@@ -291,7 +184,7 @@ def process_video(
     work_dir.mkdir(parents=True, exist_ok=True)
     planned = plan_renditions(found.width, found.height)
     command = ffmpeg_command(source, work_dir, found, planned, threads=threads)
-    _check(_run(command, _left(deadline)), source, work_dir)
+    _check(run(command, _left(deadline)), source, work_dir)
     renditions, hls_files = _read_playlists(work_dir, planned)
     frame = _poster_frame(source, found, threads, deadline)
     posters = [_save_poster(frame, work_dir, fmt) for fmt in FORMATS]
@@ -305,13 +198,6 @@ def process_video(
         poster_height=frame.height,
         files=(*hls_files, *posters),
     )
-
-
-def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[bytes]:
-    try:
-        return subprocess.run(args, capture_output=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as e:
-        raise TimeoutError(f"{args[0]} did not finish within {timeout_s:.0f} s") from e
 
 
 def _left(deadline: float) -> float:
@@ -372,7 +258,7 @@ def _poster_frame(source: Path, found: Probe, threads: int, deadline: float) -> 
     (the audio may outlast the video)."""
     at_s = min(POSTER_AT_S, found.duration_ms / 2000)
     for seek_s in dict.fromkeys((at_s, 0.0)):
-        done = _run(_frame_command(source, found, seek_s, threads), _left(deadline))
+        done = run(_frame_command(source, found, seek_s, threads), _left(deadline))
         if done.returncode == 0 and done.stdout:
             with Image.open(BytesIO(done.stdout), formats=["PPM"]) as image:
                 return image.convert("RGB")
@@ -384,7 +270,7 @@ def _frame_command(source: Path, found: Probe, seek_s: float, threads: int) -> l
     width, height = (max(1, round(side * scale)) for side in (found.width, found.height))
     return [
         *_ffmpeg_head(threads),
-        *("-ss", f"{seek_s:.3f}", *_INPUT, "-i", f"file:{source}"),
+        *("-ss", f"{seek_s:.3f}", *INPUT_LIMITS, "-i", f"file:{source}"),
         *("-map", f"0:{found.video_stream}", "-frames:v", "1"),
         *("-vf", f"scale={width}:{height},setsar=1,format=rgb24"),
         *("-f", "image2pipe", "-c:v", "ppm", "pipe:1"),

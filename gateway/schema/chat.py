@@ -23,6 +23,7 @@ from gateway.errors import BAD_USER_INPUT, user_error
 from gateway.schema.chat_types import ChatRoom, MemberRead, Message, Presence, TypingEvent
 from gateway.schema.types import Connection, Edge, NovaInfo, parse_id
 from gateway.services.chat import (
+    DELETED_CHANNEL,
     PRESENCE_CHANNEL,
     READ_CHANNEL,
     TYPING_CHANNEL,
@@ -158,6 +159,20 @@ class ChatMutation:
         )
         return Message.from_record(message)
 
+    @strawberry.mutation(
+        description="Delete a message you sent: it stays in the room's sequence as a "
+        "tombstone (`deleted`, no text, no media) and its media is removed later. "
+        "Deleting again answers the same."
+    )
+    async def delete_message(
+        self, info: NovaInfo, room_id: strawberry.ID, id: strawberry.ID
+    ) -> Message:
+        viewer = info.context.require_user().user_id
+        tombstone = await info.context.runtime.chat.shards.delete(
+            _room_id(room_id), parse_id(id), viewer
+        )
+        return Message.from_record(tombstone)
+
     @strawberry.mutation(description="Mark messages up to `seq` as read.")
     async def mark_room_read(self, info: NovaInfo, room_id: strawberry.ID, seq: int) -> bool:
         viewer = info.context.require_user().user_id
@@ -232,6 +247,22 @@ class ChatSubscription:
                         next_seq = each.seq + 1
                         if each.sender_id not in hidden:
                             yield Message.from_record(each)
+
+    @strawberry.subscription(
+        description="Messages deleted in a room, as tombstones, as it happens (history and "
+        "`messageAdded` replays show them deleted too)."
+    )
+    async def message_deleted(
+        self, info: NovaInfo, room_id: strawberry.ID
+    ) -> AsyncGenerator[Message, None]:
+        viewer = info.context.require_user().user_id
+        async for raw in _while_member(info, _room_id(room_id), DELETED_CHANNEL):
+            tombstone = message_from_channel(raw)
+            if isinstance(tombstone, uuid.UUID):
+                continue
+            if tombstone.sender_id not in await info.context.runtime.relations.hidden(viewer):
+                info.context.reset_loaders()
+                yield Message.from_record(tombstone)
 
     @strawberry.subscription(description="Who is typing in a room, as it happens.")
     async def typing(

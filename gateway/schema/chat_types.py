@@ -39,6 +39,9 @@ class Message:
     seq: int
     client_message_id: str
     created_at: datetime
+    deleted: bool = strawberry.field(
+        description="Deleted by its sender: no text, no media (`deleteMessage`)."
+    )
     record: strawberry.Private[MessageRecord]
     # Set on a live message that every subscriber of the room receives as this one object:
     # its results are shared between them (`gateway.transport.shared_events`).
@@ -49,7 +52,8 @@ class Message:
         return cls(
             id=strawberry.ID(str(record.id)),
             room_id=strawberry.ID(str(record.room_id)),
-            text=record.text,
+            text="" if record.deleted_at else record.text,
+            deleted=record.deleted_at is not None,
             seq=record.seq,
             client_message_id=record.client_message_id,
             created_at=record.created_at,
@@ -69,7 +73,7 @@ class Message:
     ) -> list[Annotated[Media, strawberry.lazy("gateway.schema.media")]]:
         from gateway.schema.media import media_of
 
-        if not self.record.media_ids:
+        if not self.record.media_ids or self.record.deleted_at is not None:
             return []
         records = await info.context.loaders.media.load_many(list(self.record.media_ids))
         return [media_of(info, r) for r in records if r is not None]

@@ -21,6 +21,7 @@ from datetime import datetime
 import redis.asyncio as aioredis
 
 from actors.chat_client import ChatClient
+from actors.chat_shard import DELETED_CHANNEL as DELETED_CHANNEL
 from actors.chat_shard import LEFT_NOTICE
 from actors.chat_shard import PRESENCE_CHANNEL as PRESENCE_CHANNEL
 from actors.chat_shard import READ_CHANNEL as READ_CHANNEL

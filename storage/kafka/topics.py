@@ -45,6 +45,7 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("social.share.created", 8, "post_id"),
     Topic("social.share.deleted", 8, "post_id"),
     Topic("chat.message.sent", 8, "room_id"),
+    Topic("chat.message.deleted", 8, "room_id"),
     Topic("notification.sent", 8, "user_id"),
     Topic("analytics.events", 8, "user_id"),
     Topic("media.uploaded", 4, "media_id"),

@@ -40,8 +40,9 @@ class Message:
     client_message_id: str
     created_at: datetime
     media_ids: tuple[uuid.UUID, ...] = ()
+    deleted_at: datetime | None = None  # a tombstone: its text is gone, its media hidden
 
-    def to_json(self) -> dict[str, str | int | list[str]]:
+    def to_json(self) -> dict[str, str | int | list[str] | None]:
         return {
             "id": str(self.id),
             "room_id": str(self.room_id),
@@ -51,6 +52,7 @@ class Message:
             "client_message_id": self.client_message_id,
             "created_at": self.created_at.isoformat(),
             "media_ids": [str(media_id) for media_id in self.media_ids],
+            "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
         }
 
     @classmethod
@@ -64,6 +66,7 @@ class Message:
             str(data["client_message_id"]),
             datetime.fromisoformat(str(data["created_at"])),
             tuple(uuid.UUID(str(m)) for m in data.get("media_ids", ())),
+            datetime.fromisoformat(data["deleted_at"]) if data.get("deleted_at") else None,
         )
 
 
@@ -289,6 +292,53 @@ class ChatStore:
                 room_id,
                 user_id,
             )
+
+    async def delete_message(
+        self, room_id: uuid.UUID, message_id: uuid.UUID, sender: uuid.UUID
+    ) -> Message | None:
+        """Make the sender's message a tombstone (its text erased; its media kept on the
+        row for the sweep), with `chat.message.deleted` the first time; None if the room
+        has no such message of theirs. Deleting again answers the same tombstone."""
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                f"""
+                SELECT {_MESSAGE_COLUMNS} FROM chat_messages
+                WHERE room_id = $1 AND id = $2 AND sender_id = $3
+                FOR UPDATE
+                """,
+                room_id,
+                message_id,
+                sender,
+            )
+            if row is None:
+                return None
+            if row["deleted_at"] is not None:
+                return from_row(Message, row)
+            row = await conn.fetchrow(
+                f"""
+                UPDATE chat_messages SET deleted_at = clock_timestamp(), text = ''
+                WHERE room_id = $1 AND id = $2
+                RETURNING {_MESSAGE_COLUMNS}
+                """,
+                room_id,
+                message_id,
+            )
+            await add_events(
+                conn,
+                [
+                    Event(
+                        "chat.message.deleted",
+                        str(room_id),
+                        {
+                            "room_id": str(room_id),
+                            "message_id": str(message_id),
+                            "seq": row["seq"],
+                            "sender_id": str(sender),
+                        },
+                    )
+                ],
+            )
+        return from_row(Message, row)
 
     async def commit_messages(
         self,

@@ -303,6 +303,21 @@ class MediaRepository:
             )
         return [row["id"] for row in rows]
 
+    async def of_deleted_messages(self, older_than_s: float, limit: int) -> list[uuid.UUID]:
+        """Media of messages deleted more than `older_than_s` ago, still stored."""
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT DISTINCT m.id FROM chat_messages c JOIN media m ON m.id = ANY(c.media_ids)
+                WHERE c.deleted_at < now() - make_interval(secs => $1)
+                  AND cardinality(c.media_ids) > 0
+                LIMIT $2
+                """,
+                older_than_s,
+                limit,
+            )
+        return [row["id"] for row in rows]
+
     async def delete(self, media_id: uuid.UUID) -> None:
         async with self._db.connection() as conn:
             await conn.execute("DELETE FROM media WHERE id = $1", media_id)

@@ -16,6 +16,10 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from actors.media.processor import MediaProcessor
+from deployments.settings import Settings
+from storage.db import Database
+from storage.redis_client import make_redis
 from tests.support.chat import operation, subscribed
 from tests.support.social import Member, call
 
@@ -136,3 +140,12 @@ async def uploaded_image(
     assert media["status"] == "READY", media
     media_id: str = media["id"]
     return media_id
+
+
+async def sweep(db: Database, settings: Settings) -> None:
+    """One sweep by a processor of the test's own (the deployed one sweeps every 10 min)."""
+    redis = make_redis(settings)
+    try:
+        await MediaProcessor(db, redis, settings).sweep()
+    finally:
+        await redis.aclose()

@@ -10,14 +10,12 @@ from typing import Any
 
 import pytest
 
-from actors.media.processor import MediaProcessor
 from deployments.settings import Settings
 from storage.db import Database
 from storage.media_store import ORIGINAL, DirectoryStore, media_key
-from storage.redis_client import make_redis
 from storage.repositories.media import MediaRepository
 from tests.conftest import wait_until
-from tests.support.media import jpeg, uploaded_image
+from tests.support.media import jpeg, sweep, uploaded_image
 from tests.support.social import call, make_members
 
 pytestmark = pytest.mark.stack
@@ -56,15 +54,6 @@ async def claimed_job(db: Database, settings: Settings, *, attempts: int, lease_
             lease_s,
         )
     return str(media_id)
-
-
-async def sweep(db: Database, settings: Settings) -> None:
-    """One sweep by a processor of the test's own (the deployed one sweeps every 10 min)."""
-    redis = make_redis(settings)
-    try:
-        await MediaProcessor(db, redis, settings).sweep()
-    finally:
-        await redis.aclose()
 
 
 async def finished(db: Database, media_id: str) -> Any:

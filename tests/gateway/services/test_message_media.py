@@ -17,7 +17,7 @@ from storage.db import Database
 from storage.media_store import DirectoryStore
 from storage.redis_client import make_redis
 from tests.support.chat import operation, room_of, subscribed
-from tests.support.media import uploaded_image
+from tests.support.media import sweep, uploaded_image
 from tests.support.social import call, make_members
 
 pytestmark = pytest.mark.stack
@@ -161,3 +161,64 @@ async def test_media_that_cannot_be_attached_refuses_the_send_alone(
     assert not racing[2].errors
     seqs = [r.ok()["sendMessage"]["seq"] for r in racing if not r.errors]
     assert sorted(seqs) == [min(seqs), min(seqs) + 1]  # no gap in the room's seqs
+
+
+DELETE = """
+mutation($room: ID!, $id: ID!) { deleteMessage(roomId: $room, id: $id) {
+  id seq text deleted media { id } } }
+"""
+DELETED = "subscription($room: ID!) { messageDeleted(roomId: $room) { id seq deleted text } }"
+HISTORY_ALL = """
+query($room: ID!) {
+  messages(roomId: $room, last: 10) { edges { node { id seq text deleted media { id } } } }
+}
+"""
+
+
+async def test_a_deleted_message_becomes_a_tombstone_and_its_media_goes_later(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    sender, reader = await make_members(db, deployed, 2)
+    room = await room_of(http_url, sender, reader)
+    picture = await uploaded_image(http_url, sender)
+    sent = (await send(http_url, sender, room, [picture], text="oops")).ok()["sendMessage"]
+    after = (await send(http_url, sender, room, [], text="still here")).ok()["sendMessage"]
+
+    # Only its sender may delete it.
+    refused = await call(http_url, reader, DELETE, room=room, id=sent["id"])
+    assert refused.codes == ["NOT_FOUND"]
+    async with subscribed(http_url, reader) as session:
+        stream = session.subscribe(operation(DELETED, room=room))
+        heard = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.5)
+        gone = (await call(http_url, sender, DELETE, room=room, id=sent["id"])).ok()
+        notice = (await asyncio.wait_for(heard, 30))["messageDeleted"]
+    tombstone = gone["deleteMessage"]
+    assert (tombstone["text"], tombstone["deleted"], tombstone["media"]) == ("", True, [])
+    assert (notice["id"], notice["deleted"], notice["text"]) == (sent["id"], True, "")
+    again = (await call(http_url, sender, DELETE, room=room, id=sent["id"])).ok()
+    assert again["deleteMessage"]["seq"] == sent["seq"]  # deleting twice answers the same
+
+    history = (await call(http_url, reader, HISTORY_ALL, room=room)).ok()["messages"]["edges"]
+    shown = {edge["node"]["id"]: edge["node"] for edge in history}
+    assert shown[sent["id"]] == {
+        "id": sent["id"],
+        "seq": sent["seq"],
+        "text": "",
+        "deleted": True,
+        "media": [],
+    }
+    assert shown[after["id"]]["text"] == "still here"  # the sequence keeps no gap
+    async with db.connection() as conn:
+        text = await conn.fetchval(
+            "SELECT text FROM chat_messages WHERE id = $1", uuid.UUID(sent["id"])
+        )
+        assert text == ""  # erased, not hidden
+        await conn.execute(
+            "UPDATE chat_messages SET deleted_at = now() - interval '8 days' WHERE id = $1",
+            uuid.UUID(sent["id"]),
+        )
+    await sweep(db, deployed)
+    async with db.connection() as conn:
+        left = await conn.fetchval("SELECT count(*) FROM media WHERE id = $1", uuid.UUID(picture))
+    assert left == 0

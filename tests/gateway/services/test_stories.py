@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 
 from deployments.settings import Settings
 from storage.db import Database
-from tests.support.media import png_claiming, processed, uploaded_image
+from tests.support.media import png_claiming, processed, sweep, uploaded_image
 from tests.support.social import BLOCK, FOLLOW, Member, call, make_members
 
 pytestmark = pytest.mark.stack
@@ -208,3 +209,32 @@ async def test_a_story_needs_a_usable_media_and_short_text(
     assert (await call(http_url, other, DELETE, id=story["id"])).codes == ["NOT_FOUND"]
     assert (await call(http_url, author, DELETE, id=story["id"])).ok()["deleteStory"] is True
     assert (await call(http_url, author, MINE)).ok()["myStories"] == []
+
+
+async def test_an_ended_story_is_swept_with_its_views_and_media(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    author, follower = await make_members(db, deployed, 2)
+    assert (await call(http_url, follower, FOLLOW, id=author.id)).ok()
+    story = await story_of(http_url, author)
+    assert (await call(http_url, follower, VIEW, id=story["id"])).ok()
+    story_id, media_id = uuid.UUID(story["id"]), uuid.UUID(story["media"]["id"])
+    async with db.connection() as conn:
+        await conn.execute(
+            """
+            UPDATE stories SET created_at = now() - interval '26 hours',
+                               expires_at = now() - interval '2 hours'
+            WHERE id = $1
+            """,
+            story_id,
+        )
+    await sweep(db, deployed)
+    async with db.connection() as conn:
+        for table, column, key in (
+            ("stories", "id", story_id),
+            ("story_views", "story_id", story_id),
+            ("media", "id", media_id),
+        ):
+            count = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", key)
+            assert count == 0, table
+    assert not (Path(deployed.media_store) / str(media_id)).exists()

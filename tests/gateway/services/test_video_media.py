@@ -5,15 +5,29 @@ refused with a code."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import signal
+import uuid
 
 import httpx
 import pytest
 
 from deployments.settings import Settings
 from storage.db import Database
+from tests.conftest import wait_until
 from tests.support.chat import room_of
-from tests.support.media import create_upload, jpeg, mp4, processed, put, uploaded_image
+from tests.support.media import (
+    completed,
+    create_upload,
+    jpeg,
+    mp4,
+    processed,
+    put,
+    until_done,
+    uploaded_image,
+)
 from tests.support.social import FOLLOW, call, make_members
 
 pytestmark = pytest.mark.stack
@@ -126,3 +140,32 @@ async def test_a_damaged_or_mislabelled_video_is_refused_with_its_reason(
         i={"filename": "x.mp4", "contentType": "video/mp4", "size": 300 * 1024 * 1024},
     )
     assert too_big.codes == ["BAD_USER_INPUT"]
+
+
+async def test_a_transcode_whose_worker_dies_is_run_again_and_ends_ready(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    from ray.util.state import list_tasks
+
+    (owner,) = await make_members(db, deployed, 1)
+    media_id = await completed(http_url, owner, mp4(20.0, 1280, 720), "video/mp4")
+
+    async def transcoding_worker() -> int | None:
+        running = await asyncio.to_thread(
+            list_tasks,
+            filters=[
+                ("func_or_class_name", "=", "make_video_renditions"),
+                ("state", "=", "RUNNING"),
+            ],
+        )
+        return running[0].worker_pid if running and running[0].worker_pid else None
+
+    pid = await wait_until(transcoding_worker, timeout_s=60, message="a running transcode")
+    os.kill(pid, signal.SIGKILL)  # the worker is lost mid-transcode
+    media = await asyncio.wait_for(until_done(http_url, owner, media_id), 180)
+    assert media["status"] == "READY", media  # Ray ran the task again, which wrote it whole
+    async with db.connection() as conn:
+        attempts = await conn.fetchval(
+            "SELECT attempts FROM media WHERE id = $1", uuid.UUID(media_id)
+        )
+    assert attempts == 1  # retried within Ray: the job's claim held throughout
