@@ -47,6 +47,7 @@ READ_CHANNEL = CHAT_CHANNEL + ":read"
 DELETED_CHANNEL = CHAT_CHANNEL + ":deleted"
 # A notice on each of the room's channels, beside what they carry: this member has left.
 LEFT_NOTICE = "left"
+ROOM_CHANNELS = (CHAT_CHANNEL, TYPING_CHANNEL, PRESENCE_CHANNEL, READ_CHANNEL, DELETED_CHANNEL)
 
 
 class NotAMember(NovaError):
@@ -208,13 +209,7 @@ class ChatShard:
         notice = json.dumps({LEFT_NOTICE: str(user_id)})
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for channel in (
-                    CHAT_CHANNEL,
-                    TYPING_CHANNEL,
-                    PRESENCE_CHANNEL,
-                    READ_CHANNEL,
-                    DELETED_CHANNEL,
-                ):
+                for channel in ROOM_CHANNELS:
                     pipe.publish(channel.format(room_id), notice)
                 await pipe.execute()
         except Exception as exc:  # their next gap fill is refused instead (not a member)

@@ -33,6 +33,16 @@ class Forbidden(NovaError):
     """Authenticated, but not allowed to do this."""
 
 
+class CodedRefusal(InvalidInput):
+    """Bad input with a code of its own (`UNSUPPORTED_MEDIA`, `TOO_LARGE`, …) and the HTTP
+    status a plain route answers it with; over GraphQL its `code` is the error's code."""
+
+    def __init__(self, message: str, *, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
 class RateLimited(NovaError):
     """A rate limit budget is spent; `retry_after_s` says when to try again."""
 
@@ -67,6 +77,8 @@ def code_for(error: BaseException) -> str | None:
     """The client-facing code of an exception, or None for one that must be masked."""
     if isinstance(error, GraphQLError) and error.extensions and "code" in error.extensions:
         return str(error.extensions["code"])
+    if isinstance(error, CodedRefusal):
+        return error.code
     for cls, code in _CODES:
         if isinstance(error, cls):
             return code

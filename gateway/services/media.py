@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 
 from actors.media.processor import JOBS_CHANNEL
 from actors.media.sniff import SNIFF_BYTES, sniff
+from gateway.errors import CodedRefusal
 from gateway.settings import GatewaySettings
 from storage.db import Database
 from storage.errors import ConfigError, InvalidInput, NotFound
@@ -50,13 +51,8 @@ PUBLIC_RECHECK_S = 30.0
 PUBLIC_CACHE_SIZE = 10_000
 
 
-class UploadRefused(InvalidInput):
+class UploadRefused(CodedRefusal):
     """An upload URL or its bytes refused: `status` is the HTTP answer, `code` Nova's."""
-
-    def __init__(self, message: str, *, status: int, code: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -218,7 +214,14 @@ class Media:
                 status=400,
                 code="BAD_USER_INPUT",
             )
-        found = sniff(await self._store.head(key, SNIFF_BYTES))
+        await self._judge_content(media)
+        await self._repo.record_upload(media_id, size)
+        return media
+
+    async def _judge_content(self, media: MediaRecord) -> None:
+        """`UploadRefused` (nothing kept) unless the stored bytes are of the declared kind,
+        by their content."""
+        found = sniff(await self._store.head(media_key(media.id, ORIGINAL), SNIFF_BYTES))
         if found is None or found.kind.lower() != media.kind:
             what = "no known type" if found is None else found.mime
             await self._refuse(media, f"the bytes are {what}, not the declared {media.kind}")
@@ -227,8 +230,6 @@ class Media:
                 status=415,
                 code="UNSUPPORTED_MEDIA",
             )
-        await self._repo.record_upload(media_id, size)
-        return media
 
     async def _arrived_directly(self, media: MediaRecord) -> MediaRecord:
         """An upload PUT straight into the store (a presigned URL) is judged here, as Nova's
@@ -244,15 +245,7 @@ class Media:
             reason = f"{size} bytes arrived, not the declared {media.declared_size}"
             await self._refuse(media, reason)
             raise UploadRefused(reason, status=400, code="BAD_USER_INPUT")
-        found = sniff(await self._store.head(key, SNIFF_BYTES))
-        if found is None or found.kind.lower() != media.kind:
-            what = "no known type" if found is None else found.mime
-            await self._refuse(media, f"the bytes are {what}, not the declared {media.kind}")
-            raise UploadRefused(
-                f"the bytes are {what}, not the declared {media.declared_type}",
-                status=415,
-                code="UNSUPPORTED_MEDIA",
-            )
+        await self._judge_content(media)
         await self._repo.record_upload(media.id, size)
         return await self.get_own(media.owner_id, media.id)
 
