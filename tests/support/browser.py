@@ -20,6 +20,7 @@ from typing import Any
 from playwright.async_api import (
     Browser,
     BrowserContext,
+    FilePayload,
     Locator,
     Page,
     Playwright,
@@ -135,6 +136,37 @@ async def open_in_feed(person: Person, text: str) -> Locator:
         await banner.click()
     await expect(card).to_be_visible()
     return card
+
+
+def file_payload(name: str, mime_type: str, data: bytes) -> FilePayload:
+    """A file as a person picks it, for `Locator.set_input_files`."""
+    return {"name": name, "mimeType": mime_type, "buffer": data}
+
+
+async def start_chat(person: Person, other: Person) -> None:
+    """`person` starts a direct chat with `other` and is left in its room."""
+    await person.page.goto("/chat")
+    await person.page.get_by_label("People").fill(other.username)
+    await person.page.get_by_role("button", name="Start chat").click()
+    await expect(person.page.get_by_role("heading", name=other.username)).to_be_visible()
+
+
+async def open_room_with(person: Person, other: Person) -> None:
+    """`person` opens their direct chat with `other` from the room list."""
+    await person.page.goto("/chat")
+    await (
+        person.page.get_by_role("navigation", name="Chats")
+        .get_by_role("link", name=other.username)
+        .click()
+    )
+    await expect(person.page.get_by_role("heading", name=other.username)).to_be_visible()
+
+
+async def loaded_picture(picture: Locator) -> None:
+    """The <img> is visible and its bytes decoded (a blurhash placeholder is not enough)."""
+    await expect(picture).to_be_visible()
+    await expect(picture).to_have_js_property("complete", True)
+    assert await picture.evaluate("image => image.naturalWidth") > 0
 
 
 def watch_for_problems(page: Page, problems: list[str]) -> None:

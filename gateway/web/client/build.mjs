@@ -9,18 +9,19 @@ import { gzipSync } from "node:zlib";
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, "..", "dist");
 const assets = join(dist, "assets");
+// The first page's script and stylesheet, gzipped, may not grow past this: what the feed
+// does not need at once (hls.js, for one) is built apart and imported when needed.
+const FIRST_PAGE_GZIP_BUDGET = 48_000;
 
 await rm(dist, { recursive: true, force: true });
 await mkdir(assets, { recursive: true });
 
-const result = await build({
+const common = {
   absWorkingDir: here,
-  entryPoints: { app: "src/main.jsx", graphiql: "graphiql/main.jsx" },
   bundle: true,
   minify: true,
   sourcemap: "linked",
   format: "esm",
-  splitting: false,
   target: ["es2020", "chrome100", "firefox100", "safari15"],
   jsx: "automatic",
   // The client is Preact; graphiql/main.jsx names React with a @jsxImportSource pragma.
@@ -28,29 +29,52 @@ const result = await build({
   define: { "process.env.NODE_ENV": '"production"' },
   outdir: assets,
   entryNames: "[name]-[hash]",
+  chunkNames: "[name]-[hash]",
   assetNames: "[name]-[hash]",
   loader: { ".woff2": "file", ".woff": "file", ".ttf": "file", ".svg": "file" },
   metafile: true,
   legalComments: "linked",
   logLevel: "warning",
-});
+};
+// hls.js first, on its own: the app names its file (`LAZY_HLS_URL`) and imports it only
+// where it is needed. A chunk split off the app would share esbuild's helpers with it,
+// and the first page would load that shared chunk too.
+const lazy = await build({ ...common, entryPoints: { hls: "src/lazy/hls.js" } });
+const lazyHls = Object.keys(lazy.metafile.outputs).find((file) => file.endsWith(".js"));
+// The app and GraphiQL apart too: each page loads exactly one script.
+const builds = await Promise.all([
+  build({
+    ...common,
+    entryPoints: { app: "src/main.jsx" },
+    define: { ...common.define, LAZY_HLS_URL: JSON.stringify("/assets/" + basename(lazyHls)) },
+    external: ["/assets/*"],
+  }),
+  build({ ...common, entryPoints: { graphiql: "graphiql/main.jsx" } }),
+]);
+const outputs = Object.assign({}, lazy.metafile.outputs, ...builds.map((result) => result.metafile.outputs));
 
 // One entry per page: its script and stylesheet, named by content.
+const ENTRIES = { "src/main.jsx": "app", "graphiql/main.jsx": "graphiql" };
 const pages = {};
-for (const [file, output] of Object.entries(result.metafile.outputs)) {
-  if (!output.entryPoint) continue;
-  const page = output.entryPoint.startsWith("graphiql") ? "graphiql" : "app";
+for (const [file, output] of Object.entries(outputs)) {
+  const page = ENTRIES[output.entryPoint];
+  if (!page) continue; // loaded lazily
   pages[page] = { script: "/assets/" + basename(file) };
   if (output.cssBundle) pages[page].style = "/assets/" + basename(output.cssBundle);
 }
 
 const sizes = {};
-for (const file of Object.keys(result.metafile.outputs)) {
+for (const file of Object.keys(outputs)) {
   if (file.endsWith(".map")) continue;
   const bytes = await readFile(join(here, file));
   const gz = gzipSync(bytes, { level: 9 });
   await writeFile(join(here, file) + ".gz", gz);
   sizes[basename(file)] = { bytes: bytes.length, gzip: gz.length };
+}
+
+const firstPage = Object.values(pages.app).reduce((sum, path) => sum + sizes[basename(path)].gzip, 0);
+if (firstPage > FIRST_PAGE_GZIP_BUDGET) {
+  throw new Error(`the app page's script and stylesheet are ${firstPage} bytes gzipped, over the budget of ${FIRST_PAGE_GZIP_BUDGET}`);
 }
 
 for (const page of ["app", "graphiql"]) {

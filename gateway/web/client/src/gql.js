@@ -2,7 +2,7 @@
 const USER = `fragment UserFields on User {
   id username displayName bio avatarUrl followerCount followingCount viewerFollows followsViewer
 }`;
-const MEDIA = `id kind status width height blurhash error url variants { name url width height contentType }`;
+const MEDIA = `id kind status width height blurhash durationMs error url posterUrl variants { name url width height contentType }`;
 const POST = `fragment PostFields on Post {
   id text tags createdAt editedAt likeCount commentCount shareCount viewerHasLiked
   author { id username displayName avatarUrl }
@@ -13,12 +13,13 @@ const ME = `fragment MeFields on User { id username displayName bio avatarUrl em
 const AUTH = `accessToken refreshToken expiresIn user { ...MeFields }`;
 const MESSAGE = `fragment MessageFields on Message {
   id roomId text seq clientMessageId createdAt sender { id username displayName }
+  media { ${MEDIA} }
 }`;
 const ROOM = `fragment RoomFields on ChatRoom {
   id kind name lastSeq unreadCount
   members { id username displayName }
   readUpTo { seq user { id } }
-  lastMessage { ...MessageFields }
+  lastMessage { id text seq createdAt sender { id username displayName } media { id kind } }
 }`;
 const NOTIFICATION = `fragment NotificationFields on Notification {
   id kind createdAt read actorCount messageCount
@@ -89,7 +90,7 @@ export const SEARCH = `query Search($query: String!) {
   searchPosts(query: $query, first: 20) { edges { node { ...PostFields } } }
 } ${USER} ${POST}`;
 
-export const ROOMS = `query Rooms { chatRooms(first: 50) { edges { node { ...RoomFields } } } } ${ROOM} ${MESSAGE}`;
+export const ROOMS = `query Rooms { chatRooms(first: 50) { edges { node { ...RoomFields } } } } ${ROOM}`;
 export const ROOM_QUERY = `query Room($id: ID!) {
   chatRoom(id: $id) { ...RoomFields }
   messages(roomId: $id, last: 50) { edges { node { ...MessageFields } } pageInfo { hasPreviousPage startCursor } }
@@ -130,3 +131,23 @@ export const CREATE_UPLOAD = `mutation CreateUpload($input: CreateUploadInput!) 
 }`;
 export const COMPLETE_UPLOAD = `mutation CompleteUpload($id: ID!) { completeUpload(id: $id) { ${MEDIA} } }`;
 export const MEDIA_UPDATED = `subscription MediaUpdated($id: ID!) { mediaUpdated(id: $id) { ${MEDIA} } }`;
+
+const STORY = `fragment StoryFields on Story {
+  id text createdAt expiresAt seen viewCount
+  author { id username displayName avatarUrl }
+  media { ${MEDIA} }
+}`;
+export const STORIES = `query Stories {
+  storyFeed(first: 50) { hasUnseen author { id username displayName avatarUrl } stories { ...StoryFields } }
+  myStories { ...StoryFields }
+} ${STORY}`;
+export const CREATE_STORY = `mutation CreateStory($input: CreateStoryInput!) { createStory(input: $input) { ...StoryFields } } ${STORY}`;
+export const VIEW_STORY = `mutation ViewStory($id: ID!) { viewStory(id: $id) { id seen } }`;
+export const DELETE_STORY = `mutation DeleteStory($id: ID!) { deleteStory(id: $id) }`;
+export const STORY_VIEWERS = `query StoryViewers($storyId: ID!, $after: String) {
+  storyViewers(storyId: $storyId, first: 20, after: $after) {
+    edges { cursor node { viewedAt user { id username displayName avatarUrl } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+export const STORY_VIEW_COUNT = `query StoryViewCount($id: ID!) { story(id: $id) { id viewCount } }`;

@@ -21,10 +21,22 @@ import {
 import { notify } from "../notices.js";
 import { navigate } from "../router.js";
 import { session } from "../session.js";
+import { AttachButton, AttachmentList, useAttachments } from "../ui/attachments.jsx";
 import { displayName, ErrorText, newId, Time, useAction, useLoad, useScreen } from "../ui/common.jsx";
+import { MediaGrid } from "../ui/media.jsx";
 
 const TYPING_EVERY_MS = 3000;
 const TYPING_SHOWN_MS = 4000;
+const MESSAGE_MEDIA_SIZES = "(max-width: 700px) 80vw, 360px";
+
+/** A message as one line: its text, or what it carries. */
+function preview(message) {
+  if (message.text) return message.text;
+  const kinds = message.media?.map((media) => media.kind) ?? [];
+  if (kinds.includes("VIDEO")) return "Video";
+  if (kinds.length) return kinds.length === 1 ? "Picture" : `${kinds.length} pictures`;
+  return "";
+}
 
 function roomTitle(room) {
   if (!room) return "Chat";
@@ -103,7 +115,7 @@ function RoomList({ currentId }) {
                   {room.unreadCount}
                 </span>
               )}
-              {room.lastMessage && <span class="muted preview">{room.lastMessage.text}</span>}
+              {room.lastMessage && <span class="muted preview">{preview(room.lastMessage)}</span>}
             </a>
           </li>
         ))}
@@ -156,6 +168,8 @@ function Room({ id }) {
   const [older, setOlder] = useState(null);
   const [error, setError] = useState(null);
   const [text, setText] = useState("");
+  const attachments = useAttachments();
+  const composer = useRef(null);
   const lastTyping = useRef(0);
   const list = useRef(null);
   const me = session.value?.user?.id;
@@ -202,17 +216,25 @@ function Room({ id }) {
     }
   }, [newest, id]);
 
+  // Media is sent once processed: the room's other members get the message with its
+  // pictures or video ready to show (nothing tells them when processing ends).
+  const waiting = attachments.uploading || attachments.processing;
+  const sendable = (text.trim() || attachments.mediaIds.length > 0) && !waiting;
+
   async function send(event) {
     event.preventDefault();
+    if (!sendable) return;
     const body = text.trim();
-    if (!body) return;
+    const media = attachments.media;
     const clientMessageId = newId();
-    const pending = { id: clientMessageId, clientMessageId, text: body, seq: null, pending: true, sender: session.value.user, createdAt: new Date().toISOString() };
+    const pending = { id: clientMessageId, clientMessageId, text: body, media, seq: null, pending: true, sender: session.value.user, createdAt: new Date().toISOString() };
     setMessages((current) => [...current, pending]);
     setText("");
+    attachments.clear();
     try {
       // Retried with the same clientMessageId, a message is stored once.
-      const data = await mutate(SEND_MESSAGE, { input: { roomId: id, text: body, clientMessageId } });
+      const input = { roomId: id, text: body, clientMessageId, mediaIds: media.map((item) => item.id) };
+      const data = await mutate(SEND_MESSAGE, { input });
       add(data.sendMessage);
     } catch (failure) {
       setMessages((current) => current.map((m) => (m.clientMessageId === clientMessageId ? { ...m, failed: failure.message } : m)));
@@ -276,7 +298,8 @@ function Room({ id }) {
           {messages.map((message) => (
             <li key={message.clientMessageId ?? message.id} class={message.sender?.id === me ? "mine" : ""}>
               <span class="sender">{displayName(message.sender)}</span>
-              <p class="text">{message.text}</p>
+              {message.text && <p class="text">{message.text}</p>}
+              <MediaGrid media={message.media} sizes={MESSAGE_MEDIA_SIZES} />
               <span class="meta muted">
                 {message.failed ? `Not sent: ${message.failed}` : message.pending ? "Sending…" : <Time at={message.createdAt} />}
                 {message === myLast && seenBy(message).length > 0 && ` · Seen by ${seenBy(message).join(", ")}`}
@@ -288,14 +311,23 @@ function Room({ id }) {
       <p class="typing muted" aria-live="polite">
         {typers.length > 0 && `${typers.join(", ")} ${typers.length === 1 ? "is" : "are"} typing…`}
       </p>
-      <form class="row" onSubmit={send}>
-        <label for="message-text" class="visually-hidden">
-          Message
-        </label>
-        <input id="message-text" class="grow" autoComplete="off" value={text} onInput={onInput} placeholder="Message" />
-        <button type="submit" class="primary" disabled={!text.trim()}>
-          Send
-        </button>
+      <form class="composer" onSubmit={send} ref={composer}>
+        <AttachmentList attachments={attachments} />
+        <div class="row">
+          <AttachButton attachments={attachments} id="message-media" label="Attach pictures or a video" class="quiet" dropTarget={composer}>
+            <svg class="icon" viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">
+              <path d="M8 12.5l6.2-6.2a3 3 0 0 1 4.3 4.3l-7.8 7.8a5 5 0 0 1-7.1-7.1L11 3.9" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" />
+            </svg>
+            Attach
+          </AttachButton>
+          <label for="message-text" class="visually-hidden">
+            Message
+          </label>
+          <input id="message-text" class="grow" autoComplete="off" value={text} onInput={onInput} placeholder="Message" />
+          <button type="submit" class="primary" disabled={!sendable}>
+            Send
+          </button>
+        </div>
       </form>
     </section>
   );

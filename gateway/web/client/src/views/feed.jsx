@@ -3,56 +3,38 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { live, mutate, query } from "../api.js";
 import { CREATE_POST, FEED, FEED_UPDATED, SUGGESTIONS } from "../gql.js";
-import { ACCEPTED, uploadPicture } from "../media.js";
-import { notify } from "../notices.js";
+import { AttachButton, AttachmentList, useAttachments } from "../ui/attachments.jsx";
 import { ErrorText, newId, useAction, useScreen, useWhenVisible } from "../ui/common.jsx";
 import { PostCard } from "../ui/post.jsx";
 import { UserRow } from "../ui/users.jsx";
+import { StoriesRow } from "./stories.jsx";
 
 const PAGE = 20;
 const MODE_KEY = "nova.feedMode";
 
-const MAX_PICTURES = 4;
-
 function Compose({ onPosted }) {
   const [text, setText] = useState("");
   const [key, setKey] = useState(newId);
-  // Pictures being uploaded or uploaded: {key, name, progress, media, error}.
-  const [pictures, setPictures] = useState([]);
-  const picker = useRef(null);
+  const attachments = useAttachments();
+  const form = useRef(null);
   const { busy, error, run } = useAction();
-  const uploading = pictures.some((picture) => !picture.media && !picture.error);
-  const attached = pictures.filter((picture) => picture.media);
-
-  const change = (pictureKey, fields) =>
-    setPictures((current) => current.map((p) => (p.key === pictureKey ? { ...p, ...fields } : p)));
-
-  function add(files) {
-    const room = MAX_PICTURES - pictures.length;
-    for (const file of [...files].slice(0, Math.max(room, 0))) {
-      const pictureKey = newId();
-      setPictures((current) => [...current, { key: pictureKey, name: file.name, progress: 0 }]);
-      uploadPicture(file, (progress) => change(pictureKey, { progress })).then(
-        (media) => change(pictureKey, { media }),
-        (failure) => change(pictureKey, { error: failure.message }),
-      );
-    }
-  }
+  const empty = !text.trim() && attachments.mediaIds.length === 0;
 
   const submit = (event) =>
     run(event, async () => {
-      if ((!text.trim() && attached.length === 0) || uploading) return;
-      // The same key on a retry: a post is created once however often it is sent.
-      const input = { text, idempotencyKey: key, mediaIds: attached.map((p) => p.media.id) };
+      if (empty || attachments.uploading) return;
+      // The same key on a retry: a post is created once however often it is sent. Media
+      // still processing is posted as it is: the card turns to the picture or video live.
+      const input = { text, idempotencyKey: key, mediaIds: attachments.mediaIds };
       const data = await mutate(CREATE_POST, { input });
       onPosted(data.createPost);
       setText("");
-      setPictures([]);
+      attachments.clear();
       setKey(newId());
     });
 
   return (
-    <form class="compose card" onSubmit={submit}>
+    <form class="compose card" onSubmit={submit} ref={form}>
       <label for="compose-text">What's happening?</label>
       <textarea
         id="compose-text"
@@ -62,56 +44,11 @@ function Compose({ onPosted }) {
         onInput={(event) => setText(event.currentTarget.value)}
         onKeyDown={(event) => event.key === "Enter" && (event.ctrlKey || event.metaKey) && submit(event)}
       />
-      {pictures.length > 0 && (
-        <ul class="uploads" aria-label="Pictures">
-          {pictures.map((picture) => (
-            <li key={picture.key}>
-              <span class="grow">{picture.name}</span>
-              {picture.error ? (
-                <span class="error">{picture.error}</span>
-              ) : picture.media ? (
-                <span class="muted">Uploaded</span>
-              ) : (
-                <progress max="1" value={picture.progress} aria-label={`Uploading ${picture.name}`} />
-              )}
-              <button
-                type="button"
-                class="quiet"
-                aria-label={`Remove ${picture.name}`}
-                onClick={() => setPictures((current) => current.filter((p) => p.key !== picture.key))}
-              >
-                ×
-              </button>
-            </li>
-          ))}
-        </ul>
-      )}
+      <AttachmentList attachments={attachments} />
       <ErrorText error={error} />
       <div class="row between">
-        <input
-          ref={picker}
-          id="compose-pictures"
-          type="file"
-          accept={ACCEPTED.join(",")}
-          multiple
-          hidden
-          onChange={(event) => {
-            add(event.currentTarget.files);
-            event.currentTarget.value = "";
-          }}
-        />
-        <button
-          type="button"
-          disabled={pictures.length >= MAX_PICTURES}
-          onClick={() => picker.current?.click()}
-        >
-          Add pictures
-        </button>
-        <button
-          type="submit"
-          class="primary"
-          disabled={busy || uploading || (!text.trim() && attached.length === 0)}
-        >
+        <AttachButton attachments={attachments} id="compose-media" label="Add pictures or a video" dropTarget={form} />
+        <button type="submit" class="primary" disabled={busy || attachments.uploading || empty}>
           Post
         </button>
       </div>
@@ -236,6 +173,7 @@ export function Home() {
         </h1>
         <ModeSwitch mode={mode} onChange={changeMode} />
       </div>
+      <StoriesRow />
       <Compose
         onPosted={(post) => setEdges((current) => [{ cursor: "", node: post, score: null, modelVersion: null }, ...current])}
       />
