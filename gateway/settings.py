@@ -60,6 +60,11 @@ class GatewaySettings(ActorSettings):
     story_lifetime_s: float = setting(
         86_400.0, "how long a story is shown: it disappears from every read at its end"
     )
+    media_public_recheck_s: float = setting(
+        30.0,
+        "how long a replica trusts that a post's media is public before it looks again (a "
+        "deleted post's media stops being served within this)",
+    )
     media_url_ttl_s: int = setting(
         3600,
         "how long a signed download URL of private media (a message's, a story's) stays "

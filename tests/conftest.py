@@ -114,6 +114,8 @@ def app_settings(settings: Settings) -> Settings:
         rate_ip_mutations_burst=20_000,
         # Key rotations reach every replica's signer quickly enough to test.
         signing_key_refresh_s=2.0,
+        # A deleted post's pictures stop being served within a test's wait.
+        media_public_recheck_s=1.0,
     )
 
 

@@ -47,7 +47,6 @@ DECLARED_TYPES = {
     "video/x-matroska": "video",
 }
 MAX_FILENAME = 255
-PUBLIC_RECHECK_S = 30.0
 PUBLIC_CACHE_SIZE = 10_000
 
 
@@ -167,11 +166,11 @@ class Media:
         return good and time.time() < expires
 
     async def is_public(self, media_id: uuid.UUID) -> bool:
-        """Whether a media's files may be fetched unsigned (a post's), remembered for
-        `PUBLIC_RECHECK_S`: downloads do not each cost a query."""
+        """Whether a media's files may be fetched unsigned (a live post's), remembered for
+        `NOVA_MEDIA_PUBLIC_RECHECK_S`: downloads do not each cost a query."""
         now = time.monotonic()
         known = self._public.get(media_id)
-        if known is not None and now - known[1] < PUBLIC_RECHECK_S:
+        if known is not None and now - known[1] < self._settings.media_public_recheck_s:
             return known[0]
         media = await self._repo.get(media_id)
         public = media is not None and media.public

@@ -51,11 +51,12 @@ class MediaRecord:
     processed_at: datetime | None = None
     attached_at: datetime | None = None
     attached_to: str | None = None  # "post" (public), "message" or "story" (private)
+    hidden_at: datetime | None = None  # its post was deleted: served no more
 
     @property
     def public(self) -> bool:
-        """Whether anyone may fetch its files without a signed URL: a post's media."""
-        return self.attached_to == "post"
+        """Whether anyone may fetch its files without a signed URL: a live post's media."""
+        return self.attached_to == "post" and self.hidden_at is None
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,14 @@ class MediaRepository:
                 media_id,
                 attempt,
             )
+
+
+async def hide_media(conn: asyncpg.Connection, media_ids: Sequence[uuid.UUID]) -> None:
+    """Stop serving these media (their post is deleted), in the caller's transaction."""
+    await conn.execute(
+        "UPDATE media SET hidden_at = clock_timestamp() WHERE id = ANY($1) AND hidden_at IS NULL",
+        list(media_ids),
+    )
 
 
 async def attach_media(

@@ -22,7 +22,7 @@ from storage.outbox.rows import add_event, add_events
 from storage.repositories.counters import CounterRow, bump
 from storage.repositories.graph import blocked_either_way
 from storage.repositories.keysets import Bound, Keyed, bound_args
-from storage.repositories.media import attach_media
+from storage.repositories.media import attach_media, hide_media
 from storage.rows import columns, from_row, from_rows
 
 
@@ -225,6 +225,8 @@ class PostStore:
                 post_id,
                 actor_id,
             )
+            if current.media_ids:
+                await hide_media(conn, current.media_ids)
             rows: list[CounterRow] = []
             original_author: uuid.UUID | None = None
             if current.shared_post_id is not None:  # a share: the original counts one fewer

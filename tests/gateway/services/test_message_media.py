@@ -16,6 +16,7 @@ from gateway.services.media import Media
 from storage.db import Database
 from storage.media_store import DirectoryStore
 from storage.redis_client import make_redis
+from tests.conftest import wait_until
 from tests.support.chat import operation, room_of, subscribed
 from tests.support.media import sweep, uploaded_image
 from tests.support.social import call, make_members
@@ -39,7 +40,7 @@ subscription($room: ID!) { messageAdded(roomId: $room) { seq media { id url } } 
 """
 CREATE_POST = """
 mutation($media: [ID!]) { createPost(input: {text: "", mediaIds: $media}) {
-  media { id url } } }
+  id media { id url } } }
 """
 
 
@@ -222,3 +223,25 @@ async def test_a_deleted_message_becomes_a_tombstone_and_its_media_goes_later(
     async with db.connection() as conn:
         left = await conn.fetchval("SELECT count(*) FROM media WHERE id = $1", uuid.UUID(picture))
     assert left == 0
+
+
+DELETE_POST = "mutation($id: ID!) { deletePost(id: $id) }"
+
+
+async def test_a_deleted_posts_pictures_stop_being_served(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    (author,) = await make_members(db, deployed, 1)
+    media_id = await uploaded_image(http_url, author)
+    posted = (await call(http_url, author, CREATE_POST, media=[media_id])).ok()["createPost"]
+    url = posted["media"][0]["url"]
+    async with httpx.AsyncClient(timeout=30) as client:
+        assert (await client.get(url)).status_code == 200
+        assert (await call(http_url, author, DELETE_POST, id=posted["id"])).ok()
+
+        async def withdrawn() -> bool:
+            return (await client.get(url)).status_code == 404
+
+        await wait_until(withdrawn, timeout_s=10, message="the picture withdrawn")
+    async with db.connection() as conn:  # kept for the grace period, in case of a restore
+        assert await conn.fetchval("SELECT count(*) FROM media WHERE id = $1", uuid.UUID(media_id))
