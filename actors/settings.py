@@ -50,6 +50,22 @@ class ActorSettings(RankingSettings):
         "does not flood inboxes with old news)",
     )
     notification_live_s: int = setting(300, "only acts newer than this are pushed live")
+    notification_email_after_s: int = setting(
+        3600,
+        "users away this long (no WebSocket, no sign-in or token refresh, no feed read) get "
+        "their unread notifications by email, in a digest",
+    )
+    notification_digest_interval_s: int = setting(
+        3600, "one user gets at most one notification digest this often"
+    )
+    notification_digest_poll_s: float = setting(
+        60.0, "how often the digest job looks for users owed a digest"
+    )
+    notification_digest_batch: int = setting(100, "users one digest run mails at most")
+    notification_digest_max_items: int = setting(20, "notifications one digest lists at most")
+    unsubscribe_token_ttl_s: int = setting(
+        90 * 24 * 3600, "how long a mail's one-click unsubscribe link works"
+    )
 
     # Mail: the mail consumer delivers reset and verification messages.
     smtp_url: str = setting(

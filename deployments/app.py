@@ -24,9 +24,11 @@ from deployments.serve_patches import before_graceful_shutdown, bind_grpc_server
 from deployments.settings import Settings
 from deployments.workers import (
     MEDIA_PROCESSOR,
+    NOTIFICATION_DIGEST,
     consumer_member_name,
     ensure_consumer,
     ensure_media_processor,
+    ensure_notification_digest,
     replace_relays,
     stop_worker,
 )
@@ -161,6 +163,8 @@ def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, i
     replace_relays(settings)
     stop_worker(MEDIA_PROCESSOR)
     ensure_media_processor(settings)
+    stop_worker(NOTIFICATION_DIGEST)
+    ensure_notification_digest(settings)
     for consumer in PRODUCTION_CONSUMERS:
         stop_worker(consumer_member_name(consumer, 0))
         ensure_consumer(settings, consumer)

@@ -1,12 +1,13 @@
 """Ray actors for the background workers: outbox relays, Kafka consumers, the media
-processor.
+processor, the notification digest.
 
 They are detached, named actors (`nova-relay-0`, `nova-consumer-<name>-0`,
-`nova-media-processor`) in the `nova` namespace, restarted by Ray when their process dies
-(`max_restarts=-1`). Their loop starts in the constructor and runs under `supervise`, so it
-also restarts when it crashes inside a live process. All the logic lives in
-`storage.outbox.relay`, `storage.kafka.runner` and `actors.media.processor`; this module
-only adapts it to Ray and exports its counters as Ray metrics.
+`nova-media-processor`, `nova-notification-digest`) in the `nova` namespace, restarted by
+Ray when their process dies (`max_restarts=-1`). Their loop starts in the constructor and
+runs under `supervise`, so it also restarts when it crashes inside a live process. All the
+logic lives in `storage.outbox.relay`, `storage.kafka.runner`, `actors.media.processor` and
+`actors.notification_digest`; this module only adapts it to Ray and exports its counters
+as Ray metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import ray
 from ray.util import metrics
 
 from actors.media.processor import MediaProcessor
+from actors.notification_digest import DigestJob
 from deployments.settings import Settings
 from storage.db import Database
 from storage.kafka.consumer import Consumer
@@ -246,6 +248,48 @@ def ensure_media_processor(settings: Settings) -> Any:
         store.close()
     return MediaProcessorActor.options(  # type: ignore[attr-defined]
         name=MEDIA_PROCESSOR, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(settings)
+
+
+NOTIFICATION_DIGEST = "nova-notification-digest"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)  # type: ignore[call-overload]
+class NotificationDigestActor:
+    """`actors.notification_digest.DigestJob` in a detached actor: mails notification
+    digests to users who are away, every `NOVA_NOTIFICATION_DIGEST_POLL_S`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._job: DigestJob | None = None
+        self._health = LoopHealth()
+        self._task = supervise(NOTIFICATION_DIGEST, self._run, self._health)
+
+    async def _run(self) -> None:
+        db = await Database.connect(self._settings, application_name=NOTIFICATION_DIGEST)
+        redis = make_redis(self._settings)
+        try:
+            self._job = DigestJob(db, redis, self._settings)
+            await self._job.run()
+        finally:
+            await redis.aclose()
+            await db.close()
+
+    async def status(self) -> dict[str, Any]:
+        totals = self._job.totals if self._job else None
+        return {
+            "name": NOTIFICATION_DIGEST,
+            "mailed": totals.mailed if totals else 0,
+            "notifications": totals.notifications if totals else 0,
+            "crashes": self._health.crashes,
+            "last_crash": self._health.last_error,
+        }
+
+
+def ensure_notification_digest(settings: Settings) -> Any:
+    """Start the digest job if it is not running (safe to call again)."""
+    return NotificationDigestActor.options(  # type: ignore[attr-defined]
+        name=NOTIFICATION_DIGEST, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote(settings)
 
 

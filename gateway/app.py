@@ -28,11 +28,13 @@ from gateway.transport.documents import DocumentCache, prepared_documents
 from gateway.transport.http import GraphQLHTTP, client_info
 from gateway.transport.media_http import MediaRoutes
 from gateway.transport.tracing import TraceMiddleware
+from gateway.transport.unsubscribe_http import UnsubscribeRoutes
 from gateway.transport.ws_caps import SocketLeases
 from gateway.transport.ws_handler import NovaWebSocketHandler, WebSocketPolicy
 from gateway.transport.ws_operations import WebSocketOperationGuard
 from gateway.web import DIST_DIR, Dist, WebSite, wants_graphiql
 from storage.errors import NovaError
+from storage.unsubscribe_tokens import UnsubscribeTokens
 
 __all__ = ["GatewayRuntime", "create_app"]
 
@@ -111,6 +113,7 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
     )
     runtime.admission = admission
     site = WebSite(Dist(DIST_DIR))
+    unsubscribe_tokens = UnsubscribeTokens(runtime.settings.secret_key)
     graphiql = GraphQLEndpoint(site.graphiql_page) if runtime.settings.graphiql else None
 
     async def jwks(_: Request) -> JSONResponse:
@@ -149,6 +152,7 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *MediaRoutes(runtime.media).routes(),
+            *UnsubscribeRoutes(runtime.notifications, unsubscribe_tokens).routes(),
             # The web client's routes; they end with a route matching its own paths.
             *site.routes(),
         ],

@@ -19,6 +19,9 @@ A notification is dated by the act it reports (the event's `occurred_at`). Acts 
 as on the upgrade that adds this consumer, does not flood inboxes; and only acts of the
 last `NOVA_NOTIFICATION_LIVE_S` (300 s) are pushed live.
 
+Recipients' preferences (`notificationPreferences`) filter what is written: a kind switched
+off in the app, a muted user's acts and a muted room's messages write nothing.
+
 Rows are written in the consumer ledger's transaction, so a redelivered event never
 notifies twice, together with a `notification.sent` outbox event per row. Once the batch
 has committed, each new or grown row is published on `nova:notify:<user>`, where the
@@ -45,6 +48,7 @@ from storage.kafka.consumer import BatchConsumer
 from storage.outbox.rows import add_events
 from storage.presence import online_in_rooms
 from storage.redis_client import make_redis
+from storage.repositories.notification_preferences import preferences_of
 from storage.repositories.notifications import (
     NewNotification,
     NotificationRecord,
@@ -99,6 +103,7 @@ class NotificationConsumer(BatchConsumer[ActorSettings]):
         mentioned = await self._mentioned(conn, events)
         wanted = [n for event in events for n in self._notifications(event, mentioned)]
         wanted += await self._unseen_messages(conn, events)
+        wanted = await _preferred(conn, wanted)
         if not wanted:
             return
         written = await insert_notifications(conn, wanted)
@@ -184,6 +189,16 @@ class NotificationConsumer(BatchConsumer[ActorSettings]):
         if event.type == "chat.message.sent":
             return []  # `_unseen_messages`: they need the room's members and presence
         raise PoisonEvent(f"notifications: unexpected event type {event.type!r}")
+
+
+async def _preferred(conn: Connection, wanted: list[NewNotification]) -> list[NewNotification]:
+    """What the recipients' preferences let through: their kinds switched on in the app,
+    from nobody they muted, in no room they muted. One query per batch, in the ledger's
+    transaction, so a change applies from the next event on (no cache to go stale)."""
+    if not wanted:
+        return []
+    preferences = await preferences_of(conn, {n.user_id for n in wanted})
+    return [n for n in wanted if preferences[n.user_id].wants_in_app(n.kind, n.actor_id, n.room_id)]
 
 
 def _sent_message(event: Event) -> tuple[uuid.UUID, uuid.UUID, int, datetime]:

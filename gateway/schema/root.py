@@ -25,6 +25,10 @@ from gateway.schema.account import AccountMutation, AccountQuery
 from gateway.schema.chat import ChatMutation, ChatQuery, ChatSubscription
 from gateway.schema.identity import IdentityMutation, IdentityQuery
 from gateway.schema.media import MediaMutation, MediaQuery, MediaSubscription
+from gateway.schema.notification_preferences import (
+    NotificationPreferencesMutation,
+    NotificationPreferencesQuery,
+)
 from gateway.schema.notifications import (
     NotificationMutation,
     NotificationQuery,
@@ -55,6 +59,7 @@ class Query(
     SocialQuery,
     ChatQuery,
     NotificationQuery,
+    NotificationPreferencesQuery,
     MediaQuery,
     StoryQuery,
     AccountQuery,
@@ -70,6 +75,7 @@ class Mutation(
     ChatMutation,
     RankingMutation,
     NotificationMutation,
+    NotificationPreferencesMutation,
     MediaMutation,
     StoryMutation,
     AccountMutation,
