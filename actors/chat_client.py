@@ -38,6 +38,13 @@ class ChatClient:
         )
         return message
 
+    async def remove(self, room_id: uuid.UUID, message_id: uuid.UUID, sender: uuid.UUID) -> Message:
+        """A moderator's removal of `sender`'s message (no membership asked)."""
+        message: Message = await self._caller.call(
+            self._shard(room_id), "delete", room_id, message_id, sender, True
+        )
+        return message
+
     async def after(
         self, room_id: uuid.UUID, user_id: uuid.UUID, after_seq: int, limit: int = 200
     ) -> list[Message]:

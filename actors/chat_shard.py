@@ -238,11 +238,14 @@ class ChatShard:
             room.flusher = asyncio.create_task(self._flush(room))
         return await future
 
-    async def delete(self, room_id: uuid.UUID, message_id: uuid.UUID, sender: uuid.UUID) -> Message:
-        """The sender deletes their message: it stays in the sequence as a tombstone, and
-        the room hears of it on `DELETED_CHANNEL`."""
+    async def delete(
+        self, room_id: uuid.UUID, message_id: uuid.UUID, sender: uuid.UUID, moderator: bool = False
+    ) -> Message:
+        """The sender deletes their message (or a `moderator` removes it, whether or not
+        its sender is still a member): it stays in the sequence as a tombstone, and the
+        room hears of it on `DELETED_CHANNEL`."""
         room = await self._room(room_id)
-        if sender not in room.members:
+        if sender not in room.members and not moderator:
             raise NotAMember("you are not a member of this room")
         tombstone = await self._store.delete_message(room_id, message_id, sender)
         if tombstone is None:

@@ -295,8 +295,10 @@ class ChatShardActor:
         shard = await self._shard()
         return await shard.send(room_id, sender, text, client_message_id, media_ids)
 
-    async def delete(self, room_id: uuid.UUID, message_id: uuid.UUID, sender: uuid.UUID) -> Message:
-        return await (await self._shard()).delete(room_id, message_id, sender)
+    async def delete(
+        self, room_id: uuid.UUID, message_id: uuid.UUID, sender: uuid.UUID, moderator: bool = False
+    ) -> Message:
+        return await (await self._shard()).delete(room_id, message_id, sender, moderator)
 
     async def after(
         self, room_id: uuid.UUID, user_id: uuid.UUID, after_seq: int, limit: int

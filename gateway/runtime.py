@@ -27,11 +27,13 @@ from gateway.limits.local_buckets import LocalBuckets
 from gateway.limits.query_limits import QueryLimits
 from gateway.limits.rate_limits import Budget, Budgets, RateLimiter, budgets
 from gateway.services.analytics import Analytics
+from gateway.services.blocklist import Blocklist
 from gateway.services.caches import Invalidations
 from gateway.services.chat import Chat
 from gateway.services.feed import Feed
 from gateway.services.graph import Graph
 from gateway.services.media import Media
+from gateway.services.moderation import Moderation
 from gateway.services.notifications import Notifications
 from gateway.services.posts import Posts
 from gateway.services.profiles import Profiles
@@ -90,6 +92,7 @@ class GatewayRuntime:
     sessions: Sessions
     media: Media
     stories: Stories
+    moderation: Moderation
     # `feed(mode: RANKED)`; None without the FeatureStore and Ranker (then RANKED = LATEST).
     ranked: RankedFeed | None = None
     replica_id: str = field(
@@ -134,6 +137,9 @@ class GatewayRuntime:
             invalidations,
             cache_size=settings.post_cache_size,
             cache_ttl_s=settings.post_cache_ttl_s,
+            blocklist=Blocklist.of(
+                settings.moderation_blocked_words, settings.moderation_blocked_domains
+            ),
         )
         # Every cache is registered: subscribe to their invalidations before serving.
         await invalidations.start()
@@ -152,6 +158,7 @@ class GatewayRuntime:
             direct_reads=settings.timeline_direct_reads,
         )
         feed = Feed(db, timelines, relations, settings)
+        chat_shards = ChatClient(settings.chat_shards, timeout_s=settings.chat_call_timeout_s)
         ranked = None
         if features is not None and ranker is not None:
             ranked = RankedFeed(db, redis, feed, settings, features=features, ranker=ranker)
@@ -183,11 +190,7 @@ class GatewayRuntime:
             ranked=ranked,
             analytics=Analytics(db, redis),
             hub=PubSubHub(redis),
-            chat=Chat(
-                db,
-                redis,
-                ChatClient(settings.chat_shards, timeout_s=settings.chat_call_timeout_s),
-            ),
+            chat=Chat(db, redis, chat_shards),
             notifications=Notifications(db),
             sessions=Sessions(db, passwords, revocations),
             media=Media(
@@ -201,6 +204,9 @@ class GatewayRuntime:
                 settings,
             ),
             stories=Stories(db, settings.story_lifetime_s),
+            moderation=Moderation(
+                db, posts=posts, chat=chat_shards, revocations=revocations, users=users
+            ),
         )
 
     @property

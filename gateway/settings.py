@@ -97,6 +97,18 @@ class GatewaySettings(ActorSettings):
     rate_ip_mutations_burst: int = setting(80, "mutation burst per client IP")
     rate_login_per_s: float = setting(0.1, "login, reset and verification mails per account")
     rate_login_burst: int = setting(10, "their burst")
+    rate_reports_per_s: float = setting(0.01, "reports (`report`) per second per user (36 an hour)")
+    rate_reports_burst: int = setting(10, "report burst per user")
+    moderation_blocked_words: str | None = setting(
+        None,
+        "comma-separated words (case-insensitive, whole words) that hold a post or comment "
+        "for review instead of publishing it",
+    )
+    moderation_blocked_domains: str | None = setting(
+        None,
+        "comma-separated domains whose links (the domain or any subdomain) hold a post or "
+        "comment for review",
+    )
     rate_limit_headroom: float = setting(
         0.25,
         "a replica admits without waiting for Redis while its last view of the bucket keeps "

@@ -114,6 +114,9 @@ def app_settings(settings: Settings) -> Settings:
         rate_ip_mutations_burst=20_000,
         # Key rotations reach every replica's signer quickly enough to test.
         signing_key_refresh_s=2.0,
+        # Posts and comments with these are held for review (test_moderation).
+        moderation_blocked_words="heldword",
+        moderation_blocked_domains="held.example",
         # A deleted post's pictures stop being served within a test's wait.
         media_public_recheck_s=1.0,
     )

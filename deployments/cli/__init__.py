@@ -12,7 +12,8 @@ nova db migrate              apply pending migrations
 nova outbox replay --since T re-send events committed since T (consumers dedupe)
 nova dlq list | replay       inspect and replay dead letters
 nova keys rotate             add a JWT signing key
-nova users grant USER ROLE   give an account a role
+nova users grant | revoke USER ROLE   give an account a role, or take it (audited)
+nova audit [--json]          the audit log: moderation actions and role changes
 nova queries add FILE...     register documents for persisted-query-only mode
 nova models ...              register, list, route, roll back, report and train models
 nova features rebuild        recompute the online ranking features

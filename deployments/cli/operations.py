@@ -97,7 +97,10 @@ def cmd_users_grant(args: argparse.Namespace) -> int:
     settings = load_settings()
 
     async def run(db: Any) -> Any:
-        user = await grant_role(db, args.user, args.role)
+        revoke = getattr(args, "revoke", False)
+        user = await grant_role(
+            db, args.user, args.role, revoke=revoke, note=getattr(args, "note", None)
+        )
         redis = make_redis(settings)
         try:  # every gateway replica drops its cached copy
             cache = UserCache(

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from deployments.cli.audit import cmd_audit
 from deployments.cli.common import parse_since
 from deployments.cli.models import add_commands as add_model_commands
 from deployments.cli.models import add_feature_commands
@@ -103,7 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     grant = users.add_parser("grant", help="give an account a role")
     grant.add_argument("user", help="username or email")
     grant.add_argument("role", choices=["user", "moderator", "admin"])
-    grant.set_defaults(func=cmd_users_grant)
+    grant.add_argument("--note", help="why (kept in the audit log)")
+    grant.set_defaults(func=cmd_users_grant, revoke=False)
+    revoke = users.add_parser("revoke", help="take a role from an account")
+    revoke.add_argument("user", help="username or email")
+    revoke.add_argument("role", choices=["user", "moderator", "admin"])
+    revoke.add_argument("--note", help="why (kept in the audit log)")
+    revoke.set_defaults(func=cmd_users_grant, revoke=True)
+
+    audit = sub.add_parser("audit", help="the audit log: moderation actions and role changes")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit)
 
     queries = sub.add_parser("queries", help="persisted queries").add_subparsers(
         dest="queries_command", required=True

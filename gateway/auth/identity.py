@@ -20,7 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 from gateway.auth.passwords import Passwords, check_policy
 from gateway.auth.revocation import Revocations
 from gateway.auth.tokens import AccessClaims, KeyRing, new_opaque_token, token_digest
-from gateway.errors import Unauthenticated
+from gateway.errors import Forbidden, Unauthenticated
 from gateway.services.users import UserCache
 from gateway.settings import GatewaySettings
 from storage.db import Database
@@ -33,6 +33,8 @@ from storage.repositories.accounts import (
     OneTimeToken,
     Verification,
 )
+from storage.repositories.audit import Audit
+from storage.repositories.moderation import ModerationStore
 from storage.repositories.sessions import (
     Logout,
     NewSession,
@@ -124,6 +126,7 @@ class Identity:
     ) -> None:
         self._accounts = AccountStore(db)
         self._sessions = SessionStore(db)
+        self._suspensions = ModerationStore(db)
         self._settings = settings
         self._keys = keys
         self._passwords = passwords
@@ -175,6 +178,7 @@ class Identity:
         # Always verify (against a decoy when there is no account): equal timing.
         if not await self._passwords.verify(stored_hash, password) or found is None:
             raise Unauthenticated("invalid login or password")
+        await self._refuse_suspended(found.user.id)
         new_hash = None
         if self._passwords.needs_rehash(found.password_hash):
             new_hash = await self._passwords.hash(password)
@@ -182,6 +186,14 @@ class Identity:
         return await self._accounts.sign_in(
             found.user, new_hash=new_hash, session=session, sign=self._signer(session.id, refresh)
         )
+
+    async def _refuse_suspended(self, user_id: uuid.UUID) -> None:
+        until = await self._suspensions.suspended_until(user_id)
+        if until is None:
+            return
+        if until.year == datetime.max.year:
+            raise Forbidden("this account is suspended indefinitely")
+        raise Forbidden(f"this account is suspended until {until.isoformat()}")
 
     def _new_session(self, client: ClientInfo) -> tuple[str, NewSession]:
         """A session to open, and the secret of its first refresh token."""
@@ -330,11 +342,22 @@ class Identity:
 ROLES = ("user", "moderator", "admin")
 
 
-async def grant_role(db: Database, login: str, role: str) -> UserRecord:
-    """Operators' `nova users grant`: add a role to an account (effective in new tokens)."""
+async def grant_role(
+    db: Database, login: str, role: str, *, revoke: bool = False, note: str | None = None
+) -> UserRecord:
+    """Operators' `nova users grant` (or `revoke`): add (remove) a role to an account,
+    effective in new tokens, with a row in the audit log."""
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
-    user = await AccountStore(db).grant_role(login.strip(), role, by_email="@" in login)
+    action = "ROLE_REVOKED" if revoke else "ROLE_GRANTED"
+
+    def audit(user: UserRecord) -> Audit:
+        details = {"role": role, "roles": list(user.roles), "username": user.username}
+        return Audit(None, action, "USER", user.id, note, details)
+
+    user = await AccountStore(db).grant_role(
+        login.strip(), role, by_email="@" in login, revoke=revoke, audit=audit
+    )
     if user is None:
         raise InvalidInput(f"no account {login!r}")
     return user

@@ -25,6 +25,7 @@ from gateway.schema.account import AccountMutation, AccountQuery
 from gateway.schema.chat import ChatMutation, ChatQuery, ChatSubscription
 from gateway.schema.identity import IdentityMutation, IdentityQuery
 from gateway.schema.media import MediaMutation, MediaQuery, MediaSubscription
+from gateway.schema.moderation import ModerationMutation, ModerationQuery
 from gateway.schema.notification_preferences import (
     NotificationPreferencesMutation,
     NotificationPreferencesQuery,
@@ -62,6 +63,7 @@ class Query(
     NotificationPreferencesQuery,
     MediaQuery,
     StoryQuery,
+    ModerationQuery,
     AccountQuery,
     SpineQuery,
     IdentityQuery,
@@ -78,6 +80,7 @@ class Mutation(
     NotificationPreferencesMutation,
     MediaMutation,
     StoryMutation,
+    ModerationMutation,
     AccountMutation,
     IdentityMutation,
 ):

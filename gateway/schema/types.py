@@ -159,6 +159,13 @@ class Post:
             record=record,
         )
 
+    @strawberry.field(
+        description="Held for review by the blocklist: shown to its author only, published "
+        "if a moderator restores it."
+    )
+    def held(self) -> bool:
+        return self.record.held
+
     @strawberry.field
     async def author(self, info: NovaInfo) -> User | None:
         return await load_user(info, self.record.author_id)

@@ -12,6 +12,7 @@ import uuid
 
 from actors.counter_client import CounterClient
 from gateway.errors import Forbidden
+from gateway.services.blocklist import Blocklist
 from gateway.services.caches import Invalidations, LocalCache
 from gateway.services.pages import Page, page_of
 from gateway.services.profiles import decode_cursor, encode_cursor, page_size
@@ -62,8 +63,10 @@ class Posts:
         *,
         cache_size: int,
         cache_ttl_s: float,
+        blocklist: Blocklist | None = None,
     ) -> None:
         self._store = PostStore(db)
+        self._blocklist = blocklist or Blocklist()
         self._media = MediaRepository(db)
         self._counters = counters
         self._invalidations = invalidations
@@ -102,6 +105,7 @@ class Posts:
             shared_post_id=shared_post_id,
             events=_created_events,
             media_ids=media_ids,
+            held_for=self._blocklist.match(text),
         )
         if written is None:
             raise Forbidden("you cannot share this post")
@@ -116,7 +120,7 @@ class Posts:
             text,
             tags=extract_tags(text),
             mentions=extract_mentions(text),
-            event=lambda post: _post_event("content.post.updated", post),
+            event=lambda post: post_event("content.post.updated", post),
         )
         if post is None:
             raise Forbidden("only the author can edit a post")
@@ -133,6 +137,19 @@ class Posts:
         await self._counters.forget_post(post_id)
         await self._counters.observe(rows)
         return True
+
+    async def forget(self, post_ids: list[uuid.UUID]) -> None:
+        """Posts hidden or shown again by moderation: every replica drops its copy, and
+        their counter shards reload them."""
+        if not post_ids:
+            return
+        await self._invalidations.changed(self.cache, post_ids)
+        for post_id in post_ids:
+            await self._counters.forget_post(post_id)
+
+    async def observe_counters(self, rows: list[CounterRow]) -> None:
+        """Counter rows changed by another service's transaction (moderation)."""
+        await self._counters.observe(rows)
 
     async def fetch_many(self, ids: list[uuid.UUID]) -> list[PostRecord | None]:
         """Posts by id in the order asked; None for unknown or deleted ones."""
@@ -165,6 +182,7 @@ class Posts:
             event=lambda comment, post_author: _comment_event(
                 "social.comment.created", comment, post_author
             ),
+            held_for=self._blocklist.match(text),
         )
         if written is None:
             raise Forbidden("you cannot comment on this post")
@@ -200,7 +218,7 @@ class Posts:
 
 def _created_events(post: PostRecord, original: PostRecord | None) -> list[Event]:
     """A post's creation, and for a share the share of the original it counts on."""
-    events = [_post_event("content.post.created", post)]
+    events = [post_event("content.post.created", post)]
     if original is not None:
         events.append(_share_event("social.share.created", post, original.author_id))
     return events
@@ -208,14 +226,14 @@ def _created_events(post: PostRecord, original: PostRecord | None) -> list[Event
 
 def _deleted_events(post: PostRecord, original_author: uuid.UUID | None) -> list[Event]:
     """A post's deletion, and for a share (`original_author` set) the share's."""
-    events = [_post_event("content.post.deleted", post)]
+    events = [post_event("content.post.deleted", post)]
     if post.shared_post_id is not None:
         assert original_author is not None
         events.append(_share_event("social.share.deleted", post, original_author))
     return events
 
 
-def _post_event(kind: str, post: PostRecord) -> Event:
+def post_event(kind: str, post: PostRecord) -> Event:
     return Event(
         kind,
         str(post.author_id),

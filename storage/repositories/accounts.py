@@ -21,6 +21,7 @@ import asyncpg
 from storage.db import Database
 from storage.events import Event
 from storage.outbox.rows import add_event
+from storage.repositories.audit import Audit, add_audit
 from storage.repositories.sessions import NewSession, open_session, set_password
 from storage.repositories.users import USER_COLUMNS, UserRecord, fetch_user
 from storage.rows import from_row
@@ -38,6 +39,14 @@ SET roles = CASE WHEN $2 = ANY(roles) THEN roles ELSE array_append(roles, $2) EN
 WHERE lower({column}) = lower($1)
 RETURNING {columns}
 """
+
+_REVOKE_ROLE = """
+UPDATE users SET roles = array_remove(roles, $2), version = version + 1, updated_at = now()
+WHERE lower({column}) = lower($1)
+RETURNING {columns}
+"""
+
+Audited = Callable[[UserRecord], Audit]
 
 
 @dataclass(frozen=True)
@@ -253,9 +262,17 @@ class AccountStore:
             )
         return from_row(UserRecord, row)
 
-    async def grant_role(self, login: str, role: str, *, by_email: bool) -> UserRecord | None:
-        """Add `role` to the account `login` names; None if there is none."""
-        sql = _GRANT_ROLE.format(column="email" if by_email else "username", columns=USER_COLUMNS)
+    async def grant_role(
+        self, login: str, role: str, *, by_email: bool, revoke: bool, audit: Audited
+    ) -> UserRecord | None:
+        """Add (`revoke`: take) `role` to the account `login` names, with its audit row;
+        None if there is none."""
+        template = _REVOKE_ROLE if revoke else _GRANT_ROLE
+        sql = template.format(column="email" if by_email else "username", columns=USER_COLUMNS)
         async with self._db.transaction() as conn:
             row = await conn.fetchrow(sql, login, role)
-        return None if row is None else from_row(UserRecord, row)
+            if row is None:
+                return None
+            user = from_row(UserRecord, row)
+            await add_audit(conn, audit(user))
+        return user

@@ -23,6 +23,7 @@ from storage.repositories.counters import CounterRow, bump
 from storage.repositories.graph import blocked_either_way
 from storage.repositories.keysets import Bound, Keyed, bound_args
 from storage.repositories.media import attach_media, hide_media
+from storage.repositories.reports import insert_report
 from storage.rows import columns, from_row, from_rows
 
 
@@ -38,6 +39,7 @@ class PostRecord:
     edited_at: datetime | None
     deleted: bool
     media_ids: tuple[uuid.UUID, ...] = ()
+    held: bool = False  # by the blocklist, until a moderator publishes or removes it
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class CommentRecord:
 
 POST_COLUMNS = (
     "id, author_id, text, tags, mentions, shared_post_id, created_at, edited_at,"
-    " deleted_at IS NOT NULL AS deleted, media_ids"
+    " deleted_at IS NOT NULL AS deleted, media_ids,"
+    " moderation IS NOT DISTINCT FROM 'held' AS held"
 )
 COMMENT_COLUMNS = columns(CommentRecord)
 _COMMENT_COLUMNS_OF_C = columns(CommentRecord, "c")
@@ -109,6 +112,20 @@ async def post_by_idempotency_key(
     return from_row(PostRecord, row) if row is not None else None
 
 
+async def hold(
+    conn: asyncpg.Connection, target_type: str, target_id: uuid.UUID, entry: str
+) -> None:
+    """Queue held content for review: an automatic report (no reporter)."""
+    await insert_report(
+        conn,
+        reporter=None,
+        target_type=target_type,
+        target_id=target_id,
+        reason="OTHER",
+        note=f"blocklist: {entry}",
+    )
+
+
 class PostStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -126,11 +143,13 @@ class PostStore:
         shared_post_id: uuid.UUID | None,
         events: PostEvents,
         media_ids: Sequence[uuid.UUID] = (),
+        held_for: str | None = None,
     ) -> PostWrite | None:
         """Insert a post (a share when `shared_post_id` is set) with its events; the post
         already written under `idempotency_key` if there is one. None: the author and the
         shared post's author are blocked either way (nothing written). A shared post that
-        is gone raises `NotFound`."""
+        is gone raises `NotFound`. With `held_for` (the blocklist entry it matched), the
+        post is held: hidden, without events, and reported for review."""
         async with self._db.transaction() as conn:
             if idempotency_key is not None:
                 existing = await post_by_idempotency_key(conn, author_id, idempotency_key)
@@ -146,8 +165,10 @@ class PostStore:
             row = await conn.fetchrow(
                 f"""
                 INSERT INTO posts (id, author_id, text, tags, mentions, shared_post_id,
-                                   idempotency_key, search, media_ids)
-                VALUES ($3, $4, $1, $2, $5, $6, $7, {SEARCH_VECTOR}, $8)
+                                   idempotency_key, search, media_ids, deleted_at, moderation)
+                VALUES ($3, $4, $1, $2, $5, $6, $7, {SEARCH_VECTOR}, $8,
+                        CASE WHEN $9::text IS NULL THEN NULL ELSE clock_timestamp() END,
+                        CASE WHEN $9::text IS NULL THEN NULL ELSE 'held' END)
                 ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL
                 DO NOTHING
                 RETURNING {POST_COLUMNS}
@@ -160,12 +181,16 @@ class PostStore:
                 shared_post_id,
                 idempotency_key,
                 list(media_ids),
+                held_for,
             )
             if row is None:  # a concurrent retry with the same key won
                 existing = await post_by_idempotency_key(conn, author_id, idempotency_key or "")
                 assert existing is not None
                 return PostWrite(existing, [])
             post = from_row(PostRecord, row)
+            if held_for is not None:
+                await hold(conn, "POST", post.id, held_for)
+                return PostWrite(post, [])
             rows: list[CounterRow] = []
             if original is not None:
                 rows = await bump(conn, "post", {original.id: {"shares": 1}})
@@ -278,26 +303,40 @@ class PostStore:
     # -- comments ----------------------------------------------------------------------
 
     async def add_comment(
-        self, post_id: uuid.UUID, author_id: uuid.UUID, text: str, *, event: CommentEvent
+        self,
+        post_id: uuid.UUID,
+        author_id: uuid.UUID,
+        text: str,
+        *,
+        event: CommentEvent,
+        held_for: str | None = None,
     ) -> CommentWrite | None:
         """Comment on a live post, counting it and writing its event. None: the commenter
         and the post's author are blocked either way (nothing written); a deleted post
-        raises `NotFound`."""
+        raises `NotFound`. With `held_for`, the comment is held for review (hidden, not
+        counted, no event)."""
         async with self._db.transaction() as conn:
             post = await live_post(conn, post_id)
             if await blocked_either_way(conn, author_id, post.author_id):
                 return None
             row = await conn.fetchrow(
                 f"""
-                INSERT INTO comments (id, post_id, author_id, text) VALUES ($1, $2, $3, $4)
+                INSERT INTO comments (id, post_id, author_id, text, deleted_at, moderation)
+                VALUES ($1, $2, $3, $4,
+                        CASE WHEN $5::text IS NULL THEN NULL ELSE clock_timestamp() END,
+                        CASE WHEN $5::text IS NULL THEN NULL ELSE 'held' END)
                 RETURNING {COMMENT_COLUMNS}
                 """,
                 uuid.uuid4(),
                 post_id,
                 author_id,
                 text,
+                held_for,
             )
             comment = from_row(CommentRecord, row)
+            if held_for is not None:
+                await hold(conn, "COMMENT", comment.id, held_for)
+                return CommentWrite(comment, [])
             rows = await bump(conn, "post", {post_id: {"comments": 1}})
             await add_event(conn, event(comment, post.author_id))
         return CommentWrite(comment, rows)
