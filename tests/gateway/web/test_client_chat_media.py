@@ -46,6 +46,7 @@ async def test_a_picture_sent_in_chat_shows_in_the_other_members_open_room(
         picture = latest.get_by_role("img", name="Picture", exact=True)
         await loaded_picture(picture)
         assert "/media/signed/" in (await picture.get_attribute("src") or "")
+        await screenshot(receiver.page, "chat-with-picture")
 
         # Two pictures attached, one taken back, no text: the picture is the message.
         await media.set_input_files(
@@ -63,7 +64,6 @@ async def test_a_picture_sent_in_chat_shows_in_the_other_members_open_room(
         await loaded_picture(mine.get_by_role("img", name="Picture", exact=True))
         await expect(messages.get_by_role("listitem")).to_have_count(2)
         await loaded_picture(messages.get_by_role("img", name="Picture", exact=True).last)
-        await screenshot(receiver.page, "chat-with-picture")
 
         # The room list says what a message without text carried.
         await receiver.page.goto("/chat")

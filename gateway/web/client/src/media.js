@@ -1,7 +1,8 @@
 // Uploading pictures and videos as Nova's API asks: createUpload gives a signed URL, the
 // bytes go there in one PUT (XMLHttpRequest, for its progress events), completeUpload
-// queues them for processing, and `mediaUpdated` says when processing ends. The URL's path
-// is used on this page's own origin, whatever host the server names in it.
+// queues them for processing, and `mediaUpdated` says when processing ends. Nova's own
+// upload path is used on this page's origin, whatever host the server names in it; a URL
+// straight into the media store (S3's presigned PUT) is used as given.
 import { live, mutate } from "./api.js";
 import { COMPLETE_UPLOAD, CREATE_UPLOAD, MEDIA_UPDATED } from "./gql.js";
 
@@ -81,7 +82,8 @@ export async function upload(file, onProgress = () => {}) {
     input: { filename: file.name || (kind === "VIDEO" ? "video" : "picture"), contentType: file.type, size: file.size },
   });
   const url = new URL(createUpload.url);
-  await put(url.pathname + url.search, createUpload.headers, file, onProgress);
+  const target = url.pathname.includes("/media/uploads/") ? url.pathname + url.search : url.href;
+  await put(target, createUpload.headers, file, onProgress);
   onProgress(1);
   return (await mutate(COMPLETE_UPLOAD, { id: createUpload.id })).completeUpload;
 }
