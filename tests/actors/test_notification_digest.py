@@ -25,6 +25,7 @@ from storage.db import Database
 from storage.redis_client import make_redis
 from storage.repositories.notification_digests import DigestItem
 from storage.unsubscribe_tokens import BadToken, UnsubscribeTokens
+from tests.support.chat import operation, subscribed
 from tests.support.mailbox import matching, wait_for_mail
 from tests.support.notifications import COMMENT, MUTE_USER, consumed, preferences
 from tests.support.social import FOLLOW, LIKE, Member, call, create_post, make_members
@@ -173,6 +174,25 @@ async def test_the_unsubscribe_link_stops_digests_and_a_tampered_one_is_refused(
         )
     await _run_digest(db, settings)
     assert len(matching(stack.layout.mail_dir, to=address, subject_contains=SUBJECT)) == 1
+
+
+@pytest.mark.stack
+async def test_someone_with_a_websocket_open_is_not_away(
+    http_url: str, db: Database, deployed: Settings, stack: Stack
+) -> None:
+    me, fan = await make_members(db, deployed, 2, prefix="ws")
+    (await call(http_url, fan, FOLLOW, id=me.id)).ok()
+    await consumed(db, "graph.follow.created", follower_id=fan.id, followee_id=me.id)
+    await _away(db, me)
+    settings = _job_settings(deployed)
+    address = f"{me.username}@example.com"
+    async with subscribed(http_url, me) as session:
+        # A round trip on the socket: its lease is taken by now.
+        await session.execute(operation("query { unreadNotificationCount }"))
+        await _run_digest(db, settings)
+        assert matching(stack.layout.mail_dir, to=address, subject_contains=SUBJECT) == []
+    await _run_digest(db, settings)  # the socket's lease went with it
+    await wait_for_mail(stack.layout.mail_dir, to=address, subject_contains=SUBJECT)
 
 
 def test_tokens_sign_verify_and_refuse() -> None:
