@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from storage.db import Database
@@ -65,13 +65,18 @@ class Notifications:
         unknown = sorted(set(named) - set(KINDS))
         if unknown:
             raise InvalidInput(f"unknown notification kind {unknown[0]!r}")
-        current = await self._preferences.get(user_id)
-        in_app, email = set(current.in_app), set(current.email)
-        for choice in kinds:
-            (in_app.add if choice.in_app else in_app.discard)(choice.kind)
-            (email.add if choice.email else email.discard)(choice.kind)
-        enabled = current.email_enabled if email_digest is None else email_digest
-        return await self._preferences.save(user_id, in_app, email, enabled)
+
+        def change(current: Preferences) -> Preferences:
+            in_app, email = set(current.in_app), set(current.email)
+            for choice in kinds:
+                (in_app.add if choice.in_app else in_app.discard)(choice.kind)
+                (email.add if choice.email else email.discard)(choice.kind)
+            enabled = current.email_enabled if email_digest is None else email_digest
+            return replace(
+                current, in_app=frozenset(in_app), email=frozenset(email), email_enabled=enabled
+            )
+
+        return await self._preferences.update(user_id, change)
 
     async def mute_user(self, user_id: uuid.UUID, other: uuid.UUID, muted: bool) -> Preferences:
         if other == user_id:

@@ -9,8 +9,8 @@ query per batch (`preferences_of`), in its ledger's transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 import asyncpg
 
@@ -107,6 +107,20 @@ async def save_kinds(
     )
 
 
+async def lock_preferences(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    """Hold the user's row (written with the defaults if they had none) until commit."""
+    await conn.execute(
+        "INSERT INTO notification_preferences (user_id, in_app_kinds, email_kinds)"
+        " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        user_id,
+        sorted(DEFAULT_IN_APP),
+        sorted(DEFAULT_EMAIL),
+    )
+    await conn.execute(
+        "SELECT 1 FROM notification_preferences WHERE user_id = $1 FOR UPDATE", user_id
+    )
+
+
 async def user_exists(conn: asyncpg.Connection, user_id: uuid.UUID) -> bool:
     found: bool = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id)
     return found
@@ -172,24 +186,31 @@ class PreferenceStore:
         async with self._db.connection() as conn:
             return await muted_user_order(conn, user_id)
 
-    async def save(
-        self, user_id: uuid.UUID, in_app: Iterable[str], email: Iterable[str], email_enabled: bool
+    async def update(
+        self, user_id: uuid.UUID, change: Callable[[Preferences], Preferences]
     ) -> Preferences:
+        """Apply `change` to the current preferences under a row lock, so concurrent
+        changes (an update and an unsubscribe link, say) never undo each other."""
         async with self._db.transaction() as conn:
-            await save_kinds(conn, user_id, in_app, email, email_enabled)
+            await lock_preferences(conn, user_id)
+            wanted = change((await preferences_of(conn, [user_id]))[user_id])
+            await save_kinds(conn, user_id, wanted.in_app, wanted.email, wanted.email_enabled)
             return (await preferences_of(conn, [user_id]))[user_id]
 
     async def email_off(self, user_id: uuid.UUID, kind: str | None) -> bool:
         """Unsubscribe: email off altogether (`kind` None) or for one kind. False if the
         account is gone."""
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             if not await user_exists(conn, user_id):
                 return False
-            current = (await preferences_of(conn, [user_id]))[user_id]
-            email = current.email - {kind} if kind else current.email
-            enabled = current.email_enabled and kind is not None
-            await save_kinds(conn, user_id, current.in_app, email, enabled)
-            return True
+
+        def off(current: Preferences) -> Preferences:
+            if kind is None:
+                return replace(current, email_enabled=False)
+            return replace(current, email=current.email - {kind})
+
+        await self.update(user_id, off)
+        return True
 
     async def mute_user(self, user_id: uuid.UUID, other: uuid.UUID, muted: bool) -> bool:
         """False if `other` does not exist."""
