@@ -159,6 +159,10 @@ class GatewayRuntime:
         )
         feed = Feed(db, timelines, relations, settings)
         chat_shards = ChatClient(settings.chat_shards, timeout_s=settings.chat_call_timeout_s)
+        moderation = Moderation(
+            db, posts=posts, chat=chat_shards, revocations=revocations, users=users
+        )
+        identity.lift_ended_suspension = moderation.lift_ended
         ranked = None
         if features is not None and ranker is not None:
             ranked = RankedFeed(db, redis, feed, settings, features=features, ranker=ranker)
@@ -204,9 +208,7 @@ class GatewayRuntime:
                 settings,
             ),
             stories=Stories(db, settings.story_lifetime_s),
-            moderation=Moderation(
-                db, posts=posts, chat=chat_shards, revocations=revocations, users=users
-            ),
+            moderation=moderation,
         )
 
     @property

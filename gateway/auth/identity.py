@@ -127,6 +127,8 @@ class Identity:
         self._accounts = AccountStore(db)
         self._sessions = SessionStore(db)
         self._suspensions = ModerationStore(db)
+        # Set by the runtime: moderation's lifting of an ended suspension (its content back).
+        self.lift_ended_suspension: Callable[[uuid.UUID], Awaitable[None]] | None = None
         self._settings = settings
         self._keys = keys
         self._passwords = passwords
@@ -188,11 +190,17 @@ class Identity:
         )
 
     async def _refuse_suspended(self, user_id: uuid.UUID) -> None:
+        """Refuse a suspended account's login; lift a suspension whose time is up."""
         until = await self._suspensions.suspended_until(user_id)
         if until is None:
             return
+        # The driver answers 'infinity' with a naive `datetime.max`.
         if until.year == datetime.max.year:
             raise Forbidden("this account is suspended indefinitely")
+        if until <= _now():
+            if self.lift_ended_suspension is not None:
+                await self.lift_ended_suspension(user_id)
+            return
         raise Forbidden(f"this account is suspended until {until.isoformat()}")
 
     def _new_session(self, client: ClientInfo) -> tuple[str, NewSession]:

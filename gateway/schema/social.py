@@ -160,9 +160,18 @@ class SocialQuery:
         ids = await info.context.runtime.graph.suggestions(claims.user_id, first)
         return [user for user in await load_users(info, ids) if user is not None]
 
-    @strawberry.field(description="A post; null if it was deleted or you cannot see it.")
+    @strawberry.field(
+        description="A post; null if it was deleted or you cannot see it (your own post "
+        "held for review comes back, with `held: true`)."
+    )
     async def post(self, info: NovaInfo, id: strawberry.ID) -> Post | None:
-        return await load_post(info, parse_id(id))
+        post_id = parse_id(id)
+        found = await load_post(info, post_id)
+        viewer = info.context.viewer_id
+        if found is None and viewer is not None:
+            held = await info.context.runtime.posts.held(post_id, viewer)
+            return Post.from_record(held) if held is not None else None
+        return found
 
     @strawberry.field(description="A user's posts, newest first.")
     async def user_posts(

@@ -208,7 +208,7 @@ class Moderation:
                     "action": action,
                     "target_type": audit.target_type,
                     "target_id": str(audit.target_id),
-                    "moderator_id": str(audit.actor_id),
+                    "moderator_id": str(audit.actor_id) if audit.actor_id else None,
                     "note": audit.note,
                     "details": audit.details,
                 },
@@ -243,5 +243,19 @@ class Moderation:
         rows = await self._audit.page(before, first + 1)
         return rows[:first], len(rows) > first
 
-    async def suspended_until(self, user_id: uuid.UUID) -> datetime | None:
-        return await self._store.suspended_until(user_id)
+    async def lift_ended(self, user_id: uuid.UUID) -> None:
+        """Lift a suspension whose time is up, and bring back what it hid: at the account's
+        next login (an audit row with no actor)."""
+        audit = Audit(None, "UNSUSPEND", "USER", user_id, "the suspension ended", {})
+
+        async def change(conn: Any) -> Changed:
+            return await acts.unsuspend_user(conn, user_id, ended_only=True)
+
+        changed, _ = await self._store.act(
+            change,
+            events=lambda c: self._events(c, audit, "UNSUSPEND"),
+            audit=audit,
+            resolution="UNSUSPEND",
+        )
+        if changed.found:
+            await self._after("USER", user_id, changed)

@@ -147,6 +147,10 @@ class Posts:
         for post_id in post_ids:
             await self._counters.forget_post(post_id)
 
+    async def held(self, post_id: uuid.UUID, author_id: uuid.UUID) -> PostRecord | None:
+        """The author's own post while the blocklist holds it for review."""
+        return await self._store.held(post_id, author_id)
+
     async def observe_counters(self, rows: list[CounterRow]) -> None:
         """Counter rows changed by another service's transaction (moderation)."""
         await self._counters.observe(rows)

@@ -269,12 +269,16 @@ async def suspend_user(
     )
 
 
-async def unsuspend_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> Changed:
-    """Lift a suspension and bring back what it hid."""
+async def unsuspend_user(
+    conn: asyncpg.Connection, user_id: uuid.UUID, *, ended_only: bool = False
+) -> Changed:
+    """Lift a suspension (`ended_only`: only one whose time is up) and bring back what it
+    hid."""
     status = await conn.execute(
         "UPDATE users SET suspended_until = NULL, version = version + 1, updated_at = now()"
-        " WHERE id = $1",
+        " WHERE id = $1 AND (NOT $2 OR suspended_until <= now())",
         user_id,
+        ended_only,
     )
     if status.split()[-1] != "1":
         return Changed(found=False)
@@ -312,10 +316,10 @@ async def _comment_counts(
 
 
 async def suspended_until(conn: asyncpg.Connection, user_id: uuid.UUID) -> datetime | None:
-    """When the account's suspension ends, if it is suspended ('infinity', indefinitely,
-    comes back from the driver as the largest datetime)."""
+    """When the account's suspension ends or ended, if it has one not lifted yet
+    ('infinity', indefinitely, comes back from the driver as the largest datetime)."""
     value: datetime | None = await conn.fetchval(
-        "SELECT suspended_until FROM users WHERE id = $1 AND suspended_until > now()", user_id
+        "SELECT suspended_until FROM users WHERE id = $1", user_id
     )
     return value
 
@@ -340,11 +344,11 @@ class ModerationStore:
             if not changed.found:
                 return changed, 0
             await add_events(conn, events(changed))
-            assert audit.actor_id is not None
-            assert audit.target_id is not None
-            resolved = await resolve_reports(
-                conn, audit.target_type, audit.target_id, audit.actor_id, resolution
-            )
+            resolved = 0
+            if audit.actor_id is not None and audit.target_id is not None:  # not the system's
+                resolved = await resolve_reports(
+                    conn, audit.target_type, audit.target_id, audit.actor_id, resolution
+                )
             await add_audit(conn, audit)
         return changed, resolved
 

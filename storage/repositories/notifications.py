@@ -268,6 +268,12 @@ async def users_named(conn: asyncpg.Connection, usernames: list[str]) -> dict[st
     return {row["name"]: row["id"] for row in rows}
 
 
+# A notification about a post that moderation hides (removed, held, its author suspended)
+# is left out while it stays hidden.
+_NOT_MODERATED = """NOT EXISTS (SELECT 1 FROM posts p
+    WHERE p.id = notifications.post_id AND p.moderation IS NOT NULL)"""
+
+
 async def inbox_page(
     conn: asyncpg.Connection,
     user_id: uuid.UUID,
@@ -281,7 +287,7 @@ async def inbox_page(
     rows = await conn.fetch(
         f"""
         SELECT {_COLUMNS} FROM notifications
-        WHERE user_id = $1 AND kind = ANY($5::text[])
+        WHERE user_id = $1 AND kind = ANY($5::text[]) AND {_NOT_MODERATED}
           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
         ORDER BY created_at DESC, id DESC LIMIT $4
         """,
@@ -297,7 +303,7 @@ async def inbox_page(
 async def unread_count(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
     count: int = await conn.fetchval(
         "SELECT count(*) FROM notifications"
-        " WHERE user_id = $1 AND read_at IS NULL AND kind = ANY($2::text[])",
+        f" WHERE user_id = $1 AND read_at IS NULL AND kind = ANY($2::text[]) AND {_NOT_MODERATED}",
         user_id,
         list(KINDS),
     )

@@ -23,7 +23,7 @@ from storage.repositories.counters import CounterRow, bump
 from storage.repositories.graph import blocked_either_way
 from storage.repositories.keysets import Bound, Keyed, bound_args
 from storage.repositories.media import attach_media, hide_media
-from storage.repositories.reports import insert_report
+from storage.repositories.reports import hold
 from storage.rows import columns, from_row, from_rows
 
 
@@ -110,20 +110,6 @@ async def post_by_idempotency_key(
         key,
     )
     return from_row(PostRecord, row) if row is not None else None
-
-
-async def hold(
-    conn: asyncpg.Connection, target_type: str, target_id: uuid.UUID, entry: str
-) -> None:
-    """Queue held content for review: an automatic report (no reporter)."""
-    await insert_report(
-        conn,
-        reporter=None,
-        target_type=target_type,
-        target_id=target_id,
-        reason="OTHER",
-        note=f"blocklist: {entry}",
-    )
 
 
 class PostStore:
@@ -271,6 +257,16 @@ class PostStore:
                 list(ids),
             )
         return {post.id: post for post in from_rows(PostRecord, rows)}
+
+    async def held(self, post_id: uuid.UUID, author_id: uuid.UUID) -> PostRecord | None:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {POST_COLUMNS} FROM posts"
+                " WHERE id = $1 AND author_id = $2 AND moderation = 'held'",
+                post_id,
+                author_id,
+            )
+        return from_row(PostRecord, row) if row is not None else None
 
     async def by_author(self, author_id: uuid.UUID, after: Bound | None, limit: int) -> list[Keyed]:
         """An author's live posts, newest first, older than `after`."""

@@ -153,6 +153,20 @@ async def insert_report(
     return from_row(ReportRecord, row) if row is not None else None
 
 
+async def hold(
+    conn: asyncpg.Connection, target_type: str, target_id: uuid.UUID, entry: str
+) -> None:
+    """Queue held content for review: an automatic report (no reporter)."""
+    await insert_report(
+        conn,
+        reporter=None,
+        target_type=target_type,
+        target_id=target_id,
+        reason="OTHER",
+        note=f"blocklist: {entry}",
+    )
+
+
 async def resolve_reports(
     conn: asyncpg.Connection,
     target_type: str,

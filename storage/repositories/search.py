@@ -48,6 +48,7 @@ class SearchStore:
                     FROM users
                     WHERE (lower(username) % $1 OR lower(display_name) % $1
                            OR lower(username) LIKE $2)
+                      AND (suspended_until IS NULL OR suspended_until <= now())
                       AND NOT EXISTS (
                           SELECT 1 FROM blocks b
                           WHERE (b.blocker_id = users.id AND b.blocked_id = $4)

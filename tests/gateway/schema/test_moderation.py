@@ -13,6 +13,7 @@ import pytest
 from deployments.settings import Settings
 from storage.db import Database
 from tests.conftest import nova, wait_until
+from tests.gateway.services.test_stories import STORY, feed, story_of
 from tests.support.chat import raw_socket, room_of, send, start, until_closed
 from tests.support.graphql import LOGIN, post, register
 from tests.support.social import (
@@ -110,6 +111,13 @@ async def _queue(http_url: str, moderator: Member, status: str = "OPEN") -> list
     raise AssertionError("the queue did not end within 50 pages")
 
 
+async def _people(http_url: str, viewer: Member, query: str) -> list[str]:
+    found = await call(
+        http_url, viewer, "query($q: String!) { searchUsers(query: $q) { id } }", q=query
+    )
+    return [user["id"] for user in found.ok()["searchUsers"]]
+
+
 async def _moderator(db: Database, settings: Settings, role: str = "moderator") -> Member:
     (member,) = await make_members(db, settings, 1, prefix="mod", roles=("user", role))
     return member
@@ -181,6 +189,12 @@ async def test_the_queue_groups_orders_and_is_for_moderators_only(
     ranks = {"SELF_HARM": 3, "VIOLENCE": 3, "HATE": 2, "HARASSMENT": 2, "SEXUAL": 2}
     severities = [max(ranks.get(r, 1) for r in n["reasons"]) for n in queue]
     assert severities == sorted(severities, reverse=True)
+    # Page by page, one at a time, the same order.
+    first = (await call(http_url, moderator, QUEUE, first=1)).ok()["moderationQueue"]
+    cursor = first["pageInfo"]["endCursor"]
+    second = (await call(http_url, moderator, QUEUE, first=1, after=cursor)).ok()
+    paged = [first["edges"][0]["node"], second["moderationQueue"]["edges"][0]["node"]]
+    assert [n["targetId"] for n in paged] == [n["targetId"] for n in queue[:2]]
 
     dismissed = await _moderate(http_url, moderator, "POST", spam["id"], "DISMISS")
     assert dismissed["resolvedReports"] == 3
@@ -204,6 +218,16 @@ async def test_remove_and_restore_a_post(http_url: str, db: Database, settings: 
         return post_["id"] in await feed_ids(http_url, follower)
 
     await wait_until(in_feed, timeout_s=FANOUT_WAIT_S, message="the post in the feed")
+
+    async def notified() -> int:
+        reply = await call(http_url, author, "query { unreadNotificationCount }")
+        count: int = reply.ok()["unreadNotificationCount"]
+        return count
+
+    async def both_notified() -> bool:  # the follow's and the comment's
+        return await notified() == 2
+
+    await wait_until(both_notified, timeout_s=FANOUT_WAIT_S, message="the notifications")
     (await _report(http_url, reporter, "POST", post_["id"], "HATE")).ok()
 
     removed = await _moderate(http_url, moderator, "POST", post_["id"], "REMOVE")
@@ -217,6 +241,7 @@ async def test_remove_and_restore_a_post(http_url: str, db: Database, settings: 
         return post_["id"] not in await feed_ids(http_url, follower)
 
     await wait_until(out_of_feed, timeout_s=FANOUT_WAIT_S, message="the post out of the feed")
+    assert await notified() == 1  # the follow's: the post's is hidden with it
     # The author cannot delete it out of moderation's hands.
     deleted = await call(
         http_url, author, "mutation($id: ID!) { deletePost(id: $id) }", id=post_["id"]
@@ -232,6 +257,7 @@ async def test_remove_and_restore_a_post(http_url: str, db: Database, settings: 
     comments = (await call(http_url, follower, COMMENTS, id=post_["id"])).ok()
     assert len(comments["post"]["comments"]["edges"]) == 1
     await wait_until(in_feed, timeout_s=FANOUT_WAIT_S, message="the post back in the feed")
+    assert await notified() == 2
 
     rows = await db.fetch(
         "SELECT action, actor_id, note FROM audit_log WHERE target_id = $1 ORDER BY id",
@@ -286,12 +312,14 @@ async def test_suspend_and_unsuspend(http_url: str, db: Database, settings: Sett
     assert refused.codes == ["FORBIDDEN"]
     assert "suspended until" in refused.errors[0]["message"]
     assert (await call(http_url, viewer, POST, id=post_["id"])).ok() == {"post": None}
+    assert suspect.id not in await _people(http_url, viewer, suspect.username)
 
     lifted = await _moderate(http_url, moderator, "USER", suspect.id, "UNSUSPEND")
     assert lifted["state"] == "VISIBLE"
     assert lifted["suspendedUntil"] is None
     (await post(http_url, LOGIN, login)).ok()
     assert (await call(http_url, viewer, POST, id=post_["id"])).ok()["post"]["id"] == post_["id"]
+    assert suspect.id in await _people(http_url, viewer, suspect.username)
 
     indefinitely = await _moderate(http_url, moderator, "USER", suspect.id, "SUSPEND")
     assert indefinitely["suspendedUntil"].startswith("9999")
@@ -299,7 +327,20 @@ async def test_suspend_and_unsuspend(http_url: str, db: Database, settings: Sett
     assert "indefinitely" in refused.errors[0]["message"]
     warned = await call(http_url, moderator, MODERATE, type="POST", id=post_["id"], action="WARN")
     assert warned.codes == ["BAD_USER_INPUT"]
-    await _moderate(http_url, moderator, "USER", suspect.id, "UNSUSPEND")
+    # A suspension whose time is up ends at the next login, and its content comes back.
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE users SET suspended_until = now() - interval '1 second' WHERE id = $1",
+            suspect.uuid,
+        )
+    (await post(http_url, LOGIN, login)).ok()
+    assert (await call(http_url, viewer, POST, id=post_["id"])).ok()["post"]["id"] == post_["id"]
+    lifted_by = await db.fetchval(
+        "SELECT actor_id IS NULL FROM audit_log WHERE target_id = $1 AND action = 'UNSUSPEND'"
+        " ORDER BY id DESC LIMIT 1",
+        suspect.uuid,
+    )
+    assert lifted_by is True
 
 
 async def test_a_removed_message_shows_as_removed(
@@ -416,6 +457,8 @@ async def test_the_blocklist_holds_a_post_until_restored(
     held = created.ok()["createPost"]
     assert held["held"] is True
     assert (await call(http_url, follower, POST, id=held["id"])).ok() == {"post": None}
+    own = "query($id: ID!) { post(id: $id) { id held } }"
+    assert (await call(http_url, author, own, id=held["id"])).ok()["post"] == held
     queued = [n for n in await _queue(http_url, moderator) if n["targetId"] == held["id"]]
     assert queued[0]["reasons"] == ["OTHER"]
     assert queued[0]["state"] == "HELD"
@@ -441,3 +484,24 @@ async def test_the_blocklist_holds_a_post_until_restored(
     kept = await _moderate(http_url, moderator, "POST", linked["id"], "REMOVE")
     assert kept["state"] == "REMOVED"
     assert (await call(http_url, follower, POST, id=linked["id"])).ok() == {"post": None}
+
+
+async def test_remove_and_restore_a_story(http_url: str, db: Database, settings: Settings) -> None:
+    author, follower = await make_members(db, settings, 2, prefix="st")
+    moderator = await _moderator(db, settings)
+    (await call(http_url, follower, FOLLOW, id=author.id)).ok()
+    story = await story_of(http_url, author, "a story to report")
+    (await _report(http_url, follower, "STORY", story["id"], "SEXUAL")).ok()
+    queued = [n for n in await _queue(http_url, moderator) if n["targetId"] == story["id"]]
+    assert queued[0]["text"] == "a story to report"
+    assert len(queued[0]["mediaIds"]) == 1
+
+    await _moderate(http_url, moderator, "STORY", story["id"], "REMOVE")
+    assert (await call(http_url, follower, STORY, id=story["id"])).ok() == {"story": None}
+    assert story["id"] not in {
+        s["id"] for entry in await feed(http_url, follower) for s in entry["stories"]
+    }
+    await _moderate(http_url, moderator, "STORY", story["id"], "RESTORE")
+    assert (await call(http_url, follower, STORY, id=story["id"])).ok()["story"]["id"] == story[
+        "id"
+    ]
