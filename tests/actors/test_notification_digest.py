@@ -139,6 +139,15 @@ async def test_the_unsubscribe_link_stops_digests_and_a_tampered_one_is_refused(
     local = f"{http_url}/unsubscribe"
 
     async with httpx.AsyncClient(timeout=30) as client:
+        follows = _link(_text(message), "Stop emails about new followers:")
+        one_kind = await client.get(
+            local, params=parse_qs(urlsplit(follows).query), headers={"Accept": "application/json"}
+        )
+        assert one_kind.json()["kind"] == "FOLLOW", one_kind.text
+        found = await preferences(http_url, me)
+        assert found["emailDigest"] is True
+        assert {"kind": "FOLLOW", "inApp": True, "email": False} in found["kinds"]
+
         tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
         refused = await client.get(local, params={"token": tampered})
         assert refused.status_code == 403, refused.text
