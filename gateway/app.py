@@ -34,6 +34,7 @@ from gateway.transport.ws_handler import NovaWebSocketHandler, WebSocketPolicy
 from gateway.transport.ws_operations import WebSocketOperationGuard
 from gateway.web import DIST_DIR, Dist, WebSite, wants_graphiql
 from storage.errors import NovaError
+from storage.media_store import upload_origins
 from storage.unsubscribe_tokens import UnsubscribeTokens
 
 __all__ = ["GatewayRuntime", "create_app"]
@@ -112,7 +113,7 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
         on_shed=runtime.metrics.shed,
     )
     runtime.admission = admission
-    site = WebSite(Dist(DIST_DIR))
+    site = WebSite(Dist(DIST_DIR), upload_origins=upload_origins(runtime.settings.media_store))
     unsubscribe_tokens = UnsubscribeTokens(runtime.settings.secret_key)
     graphiql = GraphQLEndpoint(site.graphiql_page) if runtime.settings.graphiql else None
 

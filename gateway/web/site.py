@@ -18,6 +18,7 @@ client is not built, its pages answer 503 with a plain explanation.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -45,12 +46,17 @@ _HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 _NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
 
-def content_security_policy(host: str | None, *, inline_styles: bool = False) -> str:
+def content_security_policy(
+    host: str | None, *, inline_styles: bool = False, upload_origins: Sequence[str] = ()
+) -> str:
     """The pages' policy. `'self'` covers the page's own WebSocket in current browsers;
     the explicit ws:/wss: sources cover those that read CSP level 2, where it does not.
     `inline_styles` is for GraphiQL, whose editor injects `<style>` elements; scripts
-    stay this origin's only."""
+    stay this origin's only. `upload_origins`: where uploads go when not to Nova (an S3
+    bucket's presigned URLs). Video plays from `blob:` URLs when hls.js feeds the player
+    through Media Source Extensions."""
     sockets = f" ws://{host} wss://{host}" if host and _HOST.match(host) else ""
+    sockets += "".join(f" {origin}" for origin in upload_origins)
     styles = "style-src 'self' 'unsafe-inline'" if inline_styles else "style-src 'self'"
     return "; ".join(
         [
@@ -59,6 +65,7 @@ def content_security_policy(host: str | None, *, inline_styles: bool = False) ->
             styles,
             "img-src 'self' data: https:",
             "font-src 'self' data:",
+            "media-src 'self' blob:",
             f"connect-src 'self'{sockets}",
             "frame-ancestors 'none'",
             "base-uri 'none'",
@@ -90,8 +97,9 @@ def is_client_path(path: str) -> bool:
 class WebSite:
     """The routes for the client built into `dist`."""
 
-    def __init__(self, dist: Dist) -> None:
+    def __init__(self, dist: Dist, *, upload_origins: Sequence[str] = ()) -> None:
         self._dist = dist
+        self._upload_origins = tuple(upload_origins)
 
     def routes(self) -> list[BaseRoute]:
         """`/`, `/assets/<name>`, and (last, after every other route) the client's paths."""
@@ -119,7 +127,9 @@ class WebSite:
             headers={
                 "Cache-Control": "no-cache",
                 "Content-Security-Policy": content_security_policy(
-                    request.headers.get("host"), inline_styles=page == "graphiql"
+                    request.headers.get("host"),
+                    inline_styles=page == "graphiql",
+                    upload_origins=self._upload_origins,
                 ),
                 "Referrer-Policy": "no-referrer",
                 **_NOSNIFF,

@@ -40,6 +40,7 @@ __all__ = [
     "media_key",
     "open_store",
     "resolve_range",
+    "upload_origins",
 ]
 
 
@@ -61,3 +62,11 @@ def open_store(
         where = S3Location.parse(location, region=region)
         return S3Store(where, access_key=access_key, secret_key=secret_key)
     return DirectoryStore(location)
+
+
+def upload_origins(location: str) -> tuple[str, ...]:
+    """Origins other than Nova's own that browsers upload media to: a bucket's, for
+    presigned PUTs; none for a directory (uploads go through Nova)."""
+    if location.startswith(SCHEME):
+        return S3Location.parse(location).upload_origins()
+    return ()

@@ -59,6 +59,20 @@ class S3Location:
         """The object name of a media key."""
         return self.prefix + key
 
+    def upload_origins(self) -> tuple[str, ...]:
+        """Where a browser PUTs to by a presigned URL (for the pages' `connect-src`): the
+        endpoint, path style or virtual-hosted, or AWS's regional names for the bucket."""
+        if self.endpoint is None:
+            return (
+                f"https://{self.bucket}.s3.{self.region}.amazonaws.com",
+                f"https://s3.{self.region}.amazonaws.com",
+            )
+        parts = urlsplit(self.endpoint)
+        return (
+            f"{parts.scheme}://{parts.netloc}",
+            f"{parts.scheme}://{self.bucket}.{parts.netloc}",
+        )
+
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" + (
             f" at {self.endpoint}" if self.endpoint else ""

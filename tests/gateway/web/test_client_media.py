@@ -82,10 +82,9 @@ async def test_a_video_is_posted_and_plays_in_a_followers_feed(
 ) -> None:
     author = await sign_up(browser, http_url, "director")
     reader = await sign_up(browser, http_url, "audience")
-    # hls.js plays through Media Source Extensions from a blob: URL, which the pages'
-    # Content-Security-Policy refuses today (no media-src, so default-src 'self'): this
-    # person's context bypasses it, to show the client's side of that path works.
-    elsewhere = await sign_up(browser, http_url, "firefoxish", bypass_csp=True)
+    # A browser without HLS of its own: hls.js plays through Media Source Extensions from
+    # a blob: URL, which the pages' policy allows for media (`media-src 'self' blob:`).
+    elsewhere = await sign_up(browser, http_url, "firefoxish")
     try:
         await follow(reader, author)
         page = author.page

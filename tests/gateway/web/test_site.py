@@ -9,6 +9,8 @@ import httpx
 import pytest
 
 from gateway.web import DIST_DIR
+from gateway.web.site import content_security_policy
+from storage.media_store import upload_origins
 
 pytestmark = pytest.mark.stack
 
@@ -36,6 +38,7 @@ async def test_root_serves_the_app_page_with_its_security_headers(http_url: str)
     policy = response.headers["content-security-policy"]
     assert "script-src 'self'" in policy
     assert "frame-ancestors 'none'" in policy
+    assert "media-src 'self' blob:" in policy  # hls.js feeds the player from blob: URLs
     assert '<div id="app"' in response.text
     # No CDN: every script and stylesheet the page names is one of Nova's own assets.
     assert "https://" not in response.text
@@ -111,3 +114,13 @@ async def test_graphql_get_for_api_clients_is_unchanged(http_url: str) -> None:
     refused = await _get(f"{http_url}/graphql", accept="application/json")
     assert refused.status_code == 400
     assert (await _get(f"{http_url}/graphql", accept="image/png")).status_code == 406
+
+
+def test_uploads_to_a_bucket_are_allowed_by_the_pages_policy() -> None:
+    bucket = "s3://media/nova?endpoint=http://127.0.0.1:9000"
+    policy = content_security_policy("127.0.0.1:8000", upload_origins=upload_origins(bucket))
+    connect = next(part for part in policy.split("; ") if part.startswith("connect-src"))
+    assert "http://127.0.0.1:9000" in connect.split()
+    aws = upload_origins("s3://media?region=eu-west-1")
+    assert aws == ("https://media.s3.eu-west-1.amazonaws.com", "https://s3.eu-west-1.amazonaws.com")
+    assert upload_origins("/var/lib/nova/media") == ()  # uploads go through Nova
