@@ -505,3 +505,15 @@ async def test_remove_and_restore_a_story(http_url: str, db: Database, settings:
     assert (await call(http_url, follower, STORY, id=story["id"])).ok()["story"]["id"] == story[
         "id"
     ]
+
+
+async def test_reports_are_rate_limited_per_user(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    reporter, *targets = await make_members(db, settings, settings.rate_reports_burst + 2)
+    for target in targets[: settings.rate_reports_burst]:
+        (await _report(http_url, reporter, "USER", target.id)).ok()
+    refused = await _report(http_url, reporter, "USER", targets[-1].id)
+    assert refused.codes == ["RATE_LIMITED"]
+    assert refused.errors[0]["extensions"]["retryAfter"] > 0
+    assert await _reports_by(db, reporter) == settings.rate_reports_burst
