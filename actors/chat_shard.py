@@ -247,7 +247,7 @@ class ChatShard:
         room = await self._room(room_id)
         if sender not in room.members and not moderator:
             raise NotAMember("you are not a member of this room")
-        tombstone = await self._store.delete_message(room_id, message_id, sender)
+        tombstone = await self._store.delete_message(room_id, message_id, sender, moderator)
         if tombstone is None:
             raise NotFound("no such message of yours in this room")
         room.replace(tombstone)

@@ -40,7 +40,11 @@ class Message:
     client_message_id: str
     created_at: datetime
     deleted: bool = strawberry.field(
-        description="Deleted by its sender: no text, no media (`deleteMessage`)."
+        description="Deleted by its sender (`deleteMessage`) or removed by a moderator "
+        "(`removedByModeration`): no text, no media."
+    )
+    removed_by_moderation: bool = strawberry.field(
+        default=False, description="Removed by a moderator (`moderate`), not its sender."
     )
     record: strawberry.Private[MessageRecord]
     # Set on a live message that every subscriber of the room receives as this one object:
@@ -54,6 +58,7 @@ class Message:
             room_id=strawberry.ID(str(record.room_id)),
             text="" if record.deleted_at else record.text,
             deleted=record.deleted_at is not None,
+            removed_by_moderation=record.removed_at is not None,
             seq=record.seq,
             client_message_id=record.client_message_id,
             created_at=record.created_at,

@@ -192,7 +192,6 @@ class Moderation:
         room = uuid.UUID(row.snapshot["room_id"])
         sender = uuid.UUID(row.snapshot["sender_id"])
         await self._chat.remove(room, message_id, sender)
-        await self._store.mark_message_removed(message_id)
         return {"room_id": str(room), "seq": row.snapshot["seq"]}
 
     def _events(self, changed: Changed, audit: Audit, action: str) -> list[Event]:

@@ -41,6 +41,7 @@ class Message:
     created_at: datetime
     media_ids: tuple[uuid.UUID, ...] = ()
     deleted_at: datetime | None = None  # a tombstone: its text is gone, its media hidden
+    removed_at: datetime | None = None  # ...made by a moderator (`moderate`), not its sender
 
     def to_json(self) -> dict[str, str | int | list[str] | None]:
         return {
@@ -53,6 +54,7 @@ class Message:
             "created_at": self.created_at.isoformat(),
             "media_ids": [str(media_id) for media_id in self.media_ids],
             "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
+            "removed_at": self.removed_at.isoformat() if self.removed_at else None,
         }
 
     @classmethod
@@ -67,6 +69,7 @@ class Message:
             datetime.fromisoformat(str(data["created_at"])),
             tuple(uuid.UUID(str(m)) for m in data.get("media_ids", ())),
             datetime.fromisoformat(data["deleted_at"]) if data.get("deleted_at") else None,
+            datetime.fromisoformat(data["removed_at"]) if data.get("removed_at") else None,
         )
 
 
@@ -294,7 +297,7 @@ class ChatStore:
             )
 
     async def delete_message(
-        self, room_id: uuid.UUID, message_id: uuid.UUID, sender: uuid.UUID
+        self, room_id: uuid.UUID, message_id: uuid.UUID, sender: uuid.UUID, removed: bool = False
     ) -> Message | None:
         """Make the sender's message a tombstone (its text erased; its media kept on the
         row for the sweep), with `chat.message.deleted` the first time; None if the room
@@ -316,12 +319,14 @@ class ChatStore:
                 return from_row(Message, row)
             row = await conn.fetchrow(
                 f"""
-                UPDATE chat_messages SET deleted_at = clock_timestamp(), text = ''
+                UPDATE chat_messages SET deleted_at = clock_timestamp(), text = '',
+                    removed_at = CASE WHEN $3 THEN clock_timestamp() END
                 WHERE room_id = $1 AND id = $2
                 RETURNING {_MESSAGE_COLUMNS}
                 """,
                 room_id,
                 message_id,
+                removed,
             )
             await add_events(
                 conn,

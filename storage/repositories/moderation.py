@@ -162,14 +162,6 @@ async def restore_story(conn: asyncpg.Connection, story_id: uuid.UUID) -> Change
     return Changed(found=bool(await conn.fetchval("SELECT 1 FROM stories WHERE id = $1", story_id)))
 
 
-async def mark_message_removed(conn: asyncpg.Connection, message_id: uuid.UUID) -> None:
-    """Say that a message's tombstone is moderation's (the tombstone itself is the chat
-    shard's to make, so its room hears of it)."""
-    await conn.execute(
-        "UPDATE chat_messages SET removed_at = clock_timestamp() WHERE id = $1", message_id
-    )
-
-
 Change = Callable[[asyncpg.Connection], Awaitable[Changed]]
 
 
@@ -362,7 +354,3 @@ class ModerationStore:
     async def suspended_until(self, user_id: uuid.UUID) -> datetime | None:
         async with self._db.connection() as conn:
             return await suspended_until(conn, user_id)
-
-    async def mark_message_removed(self, message_id: uuid.UUID) -> None:
-        async with self._db.transaction() as conn:
-            await mark_message_removed(conn, message_id)

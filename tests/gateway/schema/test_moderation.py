@@ -69,7 +69,9 @@ SEARCH = "query($q: String!) { searchPosts(query: $q, first: 20) { edges { node 
 COMMENT = "mutation($id: ID!, $text: String!) { createComment(postId: $id, text: $text) { id } }"
 COMMENTS = "query($id: ID!) { post(id: $id) { comments(first: 20) { edges { node { id } } } } }"
 MESSAGES = """
-query($room: ID!) { messages(roomId: $room, last: 20) { edges { node { id text deleted } } } }
+query($room: ID!) {
+  messages(roomId: $room, last: 20) { edges { node { id text deleted removedByModeration } } }
+}
 """
 ME = "query { me { id } }"
 
@@ -370,10 +372,10 @@ async def test_a_removed_message_shows_as_removed(
         e["node"]
         for e in (await call(http_url, member, MESSAGES, room=room)).ok()["messages"]["edges"]
     ]
-    assert [(n["text"], n["deleted"]) for n in nodes] == [
-        ("before", False),
-        ("", True),
-        ("after", False),
+    assert [(n["text"], n["deleted"], n["removedByModeration"]) for n in nodes] == [
+        ("before", False, False),
+        ("", True, True),
+        ("after", False, False),
     ]
     # The report keeps its snapshot of that message alone.
     snapshot = json.loads(
