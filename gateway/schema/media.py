@@ -177,22 +177,22 @@ class MediaMutation:
 @strawberry.type
 class MediaSubscription:
     @strawberry.subscription(
-        description="Your media now, then when processing ends (READY or FAILED); it "
-        "completes then."
+        description="A media now, then when processing ends (READY or FAILED); it "
+        "completes then. Your own media, or a post's (which anyone may follow)."
     )
     async def media_updated(self, info: NovaInfo, id: strawberry.ID) -> AsyncGenerator[Media, None]:
         viewer = info.context.require_user().user_id
         media_id = parse_id(id)
         runtime = info.context.runtime
-        await runtime.media.get_own(viewer, media_id)
+        await runtime.media.get_followable(viewer, media_id)
         # Listen first, then read: an end published in between is not missed.
         async with runtime.hub.listen(UPDATED_CHANNEL.format(media_id), max_queue=10) as sub:
-            record = await runtime.media.get_own(viewer, media_id)
+            record = await runtime.media.get_followable(viewer, media_id)
             yield media_of(info, record)
             while record.status not in ("ready", "failed"):
                 # A lost publish delays the answer by one recheck, never forever.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(sub.queue.get(), RECHECK_S)
-                record = await runtime.media.get_own(viewer, media_id)
+                record = await runtime.media.get_followable(viewer, media_id)
                 if record.status in ("ready", "failed"):
                     yield media_of(info, record)

@@ -291,6 +291,14 @@ class Media:
     async def get_many(self, ids: list[uuid.UUID]) -> list[MediaRecord | None]:
         return await self._repo.get_many(ids)
 
+    async def get_followable(self, viewer: uuid.UUID, media_id: uuid.UUID) -> MediaRecord:
+        """A media whose processing the viewer may follow: their own, or a live post's
+        (public: its files are anyone's to fetch too)."""
+        media = await self._repo.get(media_id)
+        if media is None or (media.owner_id != viewer and not media.public):
+            raise NotFound("media not found")
+        return media
+
     async def get_own(self, owner: uuid.UUID, media_id: uuid.UUID) -> MediaRecord:
         media = await self._repo.get(media_id)
         if media is None or media.owner_id != owner:

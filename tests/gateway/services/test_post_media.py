@@ -3,7 +3,10 @@ not the author's, not uploaded, failed, used before, or too many."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from gql.transport.exceptions import TransportQueryError
 
 from deployments.settings import Settings
 from storage.db import Database
@@ -11,6 +14,7 @@ from tests.support.media import (
     create_upload,
     png_claiming,
     processed,
+    until_done,
     uploaded_image,
 )
 from tests.support.social import FOLLOW, call, make_members
@@ -76,3 +80,17 @@ async def test_media_that_cannot_be_attached_is_refused_and_nothing_is_posted(
     assert (await call(http_url, author, CREATE_POST, text="", media=[])).codes == [
         "BAD_USER_INPUT"
     ]
+
+
+async def test_a_reader_follows_a_posts_media_until_it_is_processed(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    author, reader = await make_members(db, deployed, 2)
+    processing = await uploaded_image(http_url, author, 64, 48, ready=False)
+    unposted = await uploaded_image(http_url, author, ready=False)
+    assert (await call(http_url, author, CREATE_POST, text="soon", media=[processing])).ok()
+    followed = await asyncio.wait_for(until_done(http_url, reader, processing), 60)
+    assert followed["status"] == "READY"
+    with pytest.raises(TransportQueryError) as refused:  # not a post's, not the reader's
+        await asyncio.wait_for(until_done(http_url, reader, unposted), 60)
+    assert (refused.value.errors or [{}])[0].get("extensions", {}).get("code") == "NOT_FOUND"

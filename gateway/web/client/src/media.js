@@ -89,7 +89,8 @@ export async function upload(file, onProgress = () => {}) {
 }
 
 /**
- * Follow one of the viewer's own media until processing ends: `onChange(media)` with each
+ * Follow a media until processing ends (the viewer's own, or a post's, which anyone may
+ * follow): `onChange(media)` with each
  * state `mediaUpdated` reports (READY or FAILED last). Returns what stops following.
  */
 export function whenProcessed(media, onChange) {

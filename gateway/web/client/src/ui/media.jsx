@@ -27,11 +27,14 @@ function placeholder(hash) {
 
 const blurStyle = (blur) => (blur ? { backgroundImage: `url(${blur})` } : undefined);
 
-/** The media as it is now: the owner's own turns READY without a reload. */
-export function useLiveMedia(given, mine) {
+/**
+ * The media as it is now: with `follow` (the owner's own, or a post's, which anyone may
+ * follow), media still processing turns READY without a reload.
+ */
+export function useLiveMedia(given, follow) {
   const [media, setMedia] = useState(given);
   useEffect(() => setMedia(given), [given]);
-  useEffect(() => (mine ? whenProcessed(media, setMedia) : undefined), [mine, media.id, media.status]);
+  useEffect(() => (follow ? whenProcessed(media, setMedia) : undefined), [follow, media.id, media.status]);
   return media;
 }
 
@@ -111,8 +114,8 @@ export function MediaView({ media, label, sizes, autoPlay, onEnded }) {
   return <Picture media={media} label={label} sizes={sizes} blur={blur} />;
 }
 
-function LiveMedia({ media: given, mine, ...shown }) {
-  const media = useLiveMedia(given, mine);
+function LiveMedia({ media: given, follow, ...shown }) {
+  const media = useLiveMedia(given, follow);
   return <MediaView media={media} {...shown} />;
 }
 
@@ -122,12 +125,12 @@ function labelOf(media, count, index) {
 }
 
 /** A post's or a message's media: 1 to 4 pictures in a grid, or one video. */
-export function MediaGrid({ media, mine = false, sizes = FEED_SIZES }) {
+export function MediaGrid({ media, follow = false, sizes = FEED_SIZES }) {
   if (!media?.length) return null;
   return (
     <div class={`media-grid n${Math.min(media.length, 4)}`}>
       {media.map((item, index) => (
-        <LiveMedia key={item.id} media={item} mine={mine} sizes={sizes} label={labelOf(item, media.length, index)} />
+        <LiveMedia key={item.id} media={item} follow={follow} sizes={sizes} label={labelOf(item, media.length, index)} />
       ))}
     </div>
   );

@@ -87,12 +87,12 @@ export function PostCard({ post, position = null, modelVersion = null, onChange,
         </a>
       </header>
       {post.text && <p class="text">{post.text}</p>}
-      <MediaGrid media={post.media} mine={mine} />
+      <MediaGrid media={post.media} follow />
       {post.sharedPost && (
         <blockquote class="shared">
           <Author user={post.sharedPost.author} />
           <p class="text">{post.sharedPost.text}</p>
-          <MediaGrid media={post.sharedPost.media} />
+          <MediaGrid media={post.sharedPost.media} follow />
         </blockquote>
       )}
       {post.tags?.length > 0 && (
