@@ -2,10 +2,11 @@
 
 A notification is *mailable* to its recipient while it is unread, no digest has carried it
 (`emailed_at`), its kind has email on, email is not switched off (an unsubscribe link), its
-actor and room are not muted and no block stands between the two. A user gets a digest
-when their address is verified, they have mailable notifications, they have been away (no
-session signed in or refreshed, no feed read, since `idle_before`) and their last digest
-is older than the interval.
+actor and room are not muted, no block stands between the two, and its post (if any) is
+not hidden by moderation (as in the inbox). A user gets a digest when their address is
+verified, they have mailable notifications, they have been away (no session signed in or
+refreshed, no feed read, since `idle_before`) and their last digest is older than the
+interval.
 
 A digest is one transaction per user: `claim` locks the user's digest row (another job
 running at the same time skips the user), the job sends the mail, then `record` marks the
@@ -36,6 +37,7 @@ AND (n.room_id IS NULL OR NOT EXISTS (SELECT 1 FROM notification_muted_rooms r
 AND NOT EXISTS (SELECT 1 FROM blocks b
                 WHERE (b.blocker_id = n.user_id AND b.blocked_id = n.actor_id)
                    OR (b.blocker_id = n.actor_id AND b.blocked_id = n.user_id))
+AND NOT EXISTS (SELECT 1 FROM posts mp WHERE mp.id = n.post_id AND mp.moderation IS NOT NULL)
 """
 
 
