@@ -291,12 +291,14 @@ class MediaRepository:
         return [row["id"] for row in rows]
 
     async def of_deleted_posts(self, older_than_s: float, limit: int) -> list[uuid.UUID]:
-        """Media of posts deleted more than `older_than_s` ago."""
+        """Media of posts deleted more than `older_than_s` ago; not those hidden by
+        moderation, which a moderator may yet restore."""
         async with self._db.connection() as conn:
             rows = await conn.fetch(
                 """
                 SELECT DISTINCT m.id FROM posts p JOIN media m ON m.id = ANY(p.media_ids)
                 WHERE p.deleted_at < now() - make_interval(secs => $1)
+                  AND p.moderation IS NULL
                 LIMIT $2
                 """,
                 older_than_s,
@@ -351,6 +353,11 @@ async def hide_media(conn: asyncpg.Connection, media_ids: Sequence[uuid.UUID]) -
         "UPDATE media SET hidden_at = clock_timestamp() WHERE id = ANY($1) AND hidden_at IS NULL",
         list(media_ids),
     )
+
+
+async def unhide_media(conn: asyncpg.Connection, media_ids: Sequence[uuid.UUID]) -> None:
+    """Serve these media again (their post is back), in the caller's transaction."""
+    await conn.execute("UPDATE media SET hidden_at = NULL WHERE id = ANY($1)", list(media_ids))
 
 
 async def attach_media(

@@ -23,6 +23,7 @@ from storage.events import Event
 from storage.outbox.rows import add_events
 from storage.repositories.audit import Audit, add_audit
 from storage.repositories.counters import CounterRow, bump
+from storage.repositories.media import hide_media, unhide_media
 from storage.repositories.posts import POST_COLUMNS, PostRecord
 from storage.repositories.reports import resolve_reports
 from storage.rows import from_row, from_rows
@@ -92,7 +93,9 @@ async def remove_post(conn: asyncpg.Connection, post_id: uuid.UUID, by: uuid.UUI
         post_id,
         by,
     )
-    return Changed(posts=[from_row(PostRecord, row)] if prior["live"] else [])
+    removed = from_row(PostRecord, row)
+    await hide_media(conn, removed.media_ids)
+    return Changed(posts=[removed] if prior["live"] else [])
 
 
 async def restore_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> Changed:
@@ -106,7 +109,10 @@ async def restore_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> Changed:
         post_id,
     )
     exists = row is not None or await conn.fetchval("SELECT 1 FROM posts WHERE id = $1", post_id)
-    return Changed(posts=[from_row(PostRecord, row)] if row else [], found=bool(exists))
+    restored = from_row(PostRecord, row) if row else None
+    if restored is not None:
+        await unhide_media(conn, restored.media_ids)
+    return Changed(posts=[restored] if restored else [], found=bool(exists))
 
 
 async def remove_comment(conn: asyncpg.Connection, comment_id: uuid.UUID) -> Changed:
@@ -254,8 +260,10 @@ async def suspend_user(
         """,
         user_id,
     )
+    hidden = from_rows(PostRecord, posts)
+    await hide_media(conn, [media_id for post in hidden for media_id in post.media_ids])
     return Changed(
-        posts=from_rows(PostRecord, posts),
+        posts=hidden,
         counters=await _comment_counts(conn, comments, -1),
         sessions=[row["id"] for row in sessions],
     )
@@ -293,9 +301,9 @@ async def unsuspend_user(
         " WHERE author_id = $1 AND moderation = 'suspended'",
         user_id,
     )
-    return Changed(
-        posts=from_rows(PostRecord, posts), counters=await _comment_counts(conn, comments, 1)
-    )
+    back = from_rows(PostRecord, posts)
+    await unhide_media(conn, [media_id for post in back for media_id in post.media_ids])
+    return Changed(posts=back, counters=await _comment_counts(conn, comments, 1))
 
 
 async def _comment_counts(

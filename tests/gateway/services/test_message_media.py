@@ -245,3 +245,29 @@ async def test_a_deleted_posts_pictures_stop_being_served(
         await wait_until(withdrawn, timeout_s=10, message="the picture withdrawn")
     async with db.connection() as conn:  # kept for the grace period, in case of a restore
         assert await conn.fetchval("SELECT count(*) FROM media WHERE id = $1", uuid.UUID(media_id))
+
+
+MODERATE = """
+mutation($id: ID!, $action: ModerationAction!) {
+  moderate(input: {targetType: POST, targetId: $id, action: $action, note: "t"}) { state }
+}
+"""
+
+
+async def test_a_post_removed_by_a_moderator_withholds_its_pictures_until_restored(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    (author,) = await make_members(db, deployed, 1)
+    (moderator,) = await make_members(db, deployed, 1, prefix="mod", roles=("user", "moderator"))
+    media_id = await uploaded_image(http_url, author)
+    posted = (await call(http_url, author, CREATE_POST, media=[media_id])).ok()["createPost"]
+    url = posted["media"][0]["url"]
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def served(status: int) -> bool:
+            return (await client.get(url)).status_code == status
+
+        assert (await call(http_url, moderator, MODERATE, id=posted["id"], action="REMOVE")).ok()
+        await wait_until(lambda: served(404), timeout_s=10, message="the picture withheld")
+        assert (await call(http_url, moderator, MODERATE, id=posted["id"], action="RESTORE")).ok()
+        await wait_until(lambda: served(200), timeout_s=10, message="the picture back")
