@@ -23,10 +23,12 @@ from deployments.ranking import build_ranking_app
 from deployments.serve_patches import before_graceful_shutdown, bind_grpc_servers_to_node_ip
 from deployments.settings import Settings
 from deployments.workers import (
+    DATA_EXPORT,
     MEDIA_PROCESSOR,
     NOTIFICATION_DIGEST,
     consumer_member_name,
     ensure_consumer,
+    ensure_data_export,
     ensure_media_processor,
     ensure_notification_digest,
     replace_relays,
@@ -163,6 +165,8 @@ def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, i
     replace_relays(settings)
     stop_worker(MEDIA_PROCESSOR)
     ensure_media_processor(settings)
+    stop_worker(DATA_EXPORT)
+    ensure_data_export(settings)
     stop_worker(NOTIFICATION_DIGEST)
     ensure_notification_digest(settings)
     for consumer in PRODUCTION_CONSUMERS:

@@ -25,6 +25,7 @@ from gateway.schema.root import build_schema
 from gateway.schema.root import schema as plain_schema
 from gateway.transport.admission import InFlightLimit
 from gateway.transport.documents import DocumentCache, prepared_documents
+from gateway.transport.export_http import ExportRoutes
 from gateway.transport.http import GraphQLHTTP, client_info
 from gateway.transport.media_http import MediaRoutes
 from gateway.transport.tracing import TraceMiddleware
@@ -153,6 +154,7 @@ def create_app(runtime: GatewayRuntime) -> ASGIApp:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *MediaRoutes(runtime.media).routes(),
+            *ExportRoutes(runtime.exports).routes(),
             *UnsubscribeRoutes(runtime.notifications, unsubscribe_tokens).routes(),
             # The web client's routes; they end with a route matching its own paths.
             *site.routes(),

@@ -30,6 +30,7 @@ from gateway.services.analytics import Analytics
 from gateway.services.blocklist import Blocklist
 from gateway.services.caches import Invalidations
 from gateway.services.chat import Chat
+from gateway.services.exports import DataExports
 from gateway.services.feed import Feed
 from gateway.services.graph import Graph
 from gateway.services.media import Media
@@ -93,6 +94,7 @@ class GatewayRuntime:
     media: Media
     stories: Stories
     moderation: Moderation
+    exports: DataExports
     # `feed(mode: RANKED)`; None without the FeatureStore and Ranker (then RANKED = LATEST).
     ranked: RankedFeed | None = None
     replica_id: str = field(
@@ -166,6 +168,11 @@ class GatewayRuntime:
         ranked = None
         if features is not None and ranker is not None:
             ranked = RankedFeed(db, redis, feed, settings, features=features, ranker=ranker)
+        store = open_store(
+            settings.media_store,
+            access_key=settings.media_s3_access_key,
+            secret_key=settings.media_s3_secret_key,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -197,18 +204,10 @@ class GatewayRuntime:
             chat=Chat(db, redis, chat_shards),
             notifications=Notifications(db),
             sessions=Sessions(db, passwords, revocations),
-            media=Media(
-                db,
-                open_store(
-                    settings.media_store,
-                    access_key=settings.media_s3_access_key,
-                    secret_key=settings.media_s3_secret_key,
-                ),
-                redis,
-                settings,
-            ),
+            media=Media(db, store, redis, settings),
             stories=Stories(db, settings.story_lifetime_s),
             moderation=moderation,
+            exports=DataExports(db, store, settings),
         )
 
     @property

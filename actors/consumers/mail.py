@@ -1,5 +1,6 @@
-"""The mail consumer: sends password-reset and email-verification messages over SMTP, and
-a notice when a password was changed (`identity.password.changed`, no token in it).
+"""The mail consumer: sends password-reset and email-verification messages over SMTP, a
+notice when a password was changed (`identity.password.changed`, no token in it), and the
+link to a data export once it is ready (`privacy.export.ready`).
 
 Identity writes `identity.password_reset.requested` / `identity.email_verification.requested`
 events through the outbox with the one-time token sealed (`storage.secrets.Sealer`), so
@@ -40,6 +41,7 @@ from actors.settings import ActorSettings
 from storage.db import Connection
 from storage.errors import ConfigError, PoisonEvent, Unavailable
 from storage.events import Event, payload_id
+from storage.export_links import ExportLinks
 from storage.kafka.consumer import Consumer
 from storage.repositories.users import fetch_user
 from storage.secrets import Sealer
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 PASSWORD_RESET = "identity.password_reset.requested"
 EMAIL_VERIFICATION = "identity.email_verification.requested"
 PASSWORD_CHANGED = "identity.password.changed"
+EXPORT_READY = "privacy.export.ready"
 
 # A conservative check: the SMTP server has the last word, this only keeps header injection
 # (CR/LF) and obvious garbage out of the envelope.
@@ -137,7 +140,12 @@ class MailConsumer(Consumer[ActorSettings]):
     """Renders and sends the one-time-token mail identity asks for."""
 
     name: ClassVar[str] = "mail"
-    topics: ClassVar[tuple[str, ...]] = (PASSWORD_RESET, EMAIL_VERIFICATION, PASSWORD_CHANGED)
+    topics: ClassVar[tuple[str, ...]] = (
+        PASSWORD_RESET,
+        EMAIL_VERIFICATION,
+        PASSWORD_CHANGED,
+        EXPORT_READY,
+    )
 
     def __init__(self, settings: ActorSettings) -> None:
         super().__init__(settings)
@@ -163,6 +171,9 @@ class MailConsumer(Consumer[ActorSettings]):
             await self._send(notice, event)
             log.info("mail: sent %s to user %s (event %s)", event.type, user_id, event.event_id)
             return
+        if event.type == EXPORT_READY:
+            await self._export_ready(event, conn)
+            return
         if event.type not in _KINDS:
             raise PoisonEvent(f"mail: unexpected event type {event.type!r}")
         request = self._parse(event, self._sealer)
@@ -182,6 +193,35 @@ class MailConsumer(Consumer[ActorSettings]):
         message = self.render(event, request, recipient, now=now)
         await self._send(message, event)
         log.info("mail: sent %s to user %s (event %s)", event.type, request.user_id, event.event_id)
+
+    async def _export_ready(self, event: Event, conn: Connection) -> None:
+        """'Your data is ready', with the archive's signed link (`storage.export_links`);
+        nothing once the link has expired."""
+        user_id = payload_id(event.payload, "user_id")
+        export_id = payload_id(event.payload, "export_id")
+        expires = event.payload.get("expires")
+        if not isinstance(expires, int):
+            raise PoisonEvent("mail: payload field 'expires' is missing or not an integer")
+        if expires <= datetime.now(UTC).timestamp():
+            return
+        to = await self._recipient(conn, user_id, event)
+        if to is None:
+            return
+        link = ExportLinks(self.settings.secret_key).url(
+            self.settings.public_url, export_id, expires
+        )
+        until = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        greeting = f"Hello {to.username}" if to.username else "Hello"
+        message = self._headed(to.email, "Your Nova data is ready", event, datetime.now(UTC))
+        message.set_content(
+            f"{greeting},\n\n"
+            "The archive of your Nova data that you asked for is ready. Download it here "
+            f"until {until}, when it is deleted:\n\n{link}\n\n"
+            "Anyone with this link can download your data: do not share it.\n\n"
+            "-- \nNova\n"
+        )
+        await self._send(message, event)
+        log.info("mail: sent %s to user %s (event %s)", event.type, user_id, event.event_id)
 
     async def recipient(self, conn: Connection, user_id: uuid.UUID) -> Recipient | None:
         """The account's address and username, read in the ledger's transaction; None if

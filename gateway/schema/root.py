@@ -1,5 +1,5 @@
 """The GraphQL schema, composed from one module per domain (`identity`, `account`,
-`social`, `chat`, `notifications`, `media`, `stories`, `ranking`), plus the spine's
+`social`, `chat`, `notifications`, `media`, `stories`, `ranking`, `exports`), plus the spine's
 `serverTime` and `ticks`.
 
 Resolvers stay thin: they check who is asking, call a service and shape the answer. Errors
@@ -23,6 +23,7 @@ from strawberry.types import ExecutionContext
 from gateway.errors import BAD_USER_INPUT, MaskUnexpectedErrors, log_failed_operation, user_error
 from gateway.schema.account import AccountMutation, AccountQuery
 from gateway.schema.chat import ChatMutation, ChatQuery, ChatSubscription
+from gateway.schema.exports import ExportMutation, ExportQuery
 from gateway.schema.identity import IdentityMutation, IdentityQuery
 from gateway.schema.media import MediaMutation, MediaQuery, MediaSubscription
 from gateway.schema.moderation import ModerationMutation, ModerationQuery
@@ -64,6 +65,7 @@ class Query(
     MediaQuery,
     StoryQuery,
     ModerationQuery,
+    ExportQuery,
     AccountQuery,
     SpineQuery,
     IdentityQuery,
@@ -81,6 +83,7 @@ class Mutation(
     MediaMutation,
     StoryMutation,
     ModerationMutation,
+    ExportMutation,
     AccountMutation,
     IdentityMutation,
 ):

@@ -52,6 +52,7 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("media.ready", 4, "media_id"),
     Topic("media.failed", 4, "media_id"),
     Topic("moderation.action", 4, "target_id"),
+    Topic("privacy.export.ready", 2, "user_id"),
     Topic(DLQ_TOPIC, 4, "original key"),
     Topic(MARKER_TOPIC, 1, "marker"),
 )
