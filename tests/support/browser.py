@@ -31,6 +31,8 @@ from playwright.async_api import (
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from deployments.stack.debian import CHROMIUM, CHROMIUM_ARGS
+from gateway.auth import identity
+from storage.db import Database
 from tests.support.graphql import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,3 +217,16 @@ def link_in(body: str, path: str) -> str:
     found = re.search(rf"https?://\S+{re.escape(path)}\?token=[^\s>]+", body)
     assert found, f"no {path} link in the mail:\n{body}"
     return found.group(0)
+
+
+async def grant_role(db: Database, person: Person, role: str) -> None:
+    """Give `person` a role as an operator does (`nova users grant`) and sign them in
+    again: roles reach new tokens, and the client reads them from the token."""
+    await identity.grant_role(db, person.username, role)
+    page = person.page
+    await page.evaluate("localStorage.removeItem('nova.session')")
+    await page.goto("/login")
+    await page.get_by_label("Email or username").fill(person.username)
+    await page.get_by_label("Password", exact=True).fill(person.password)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("heading", name="Home")).to_be_visible()

@@ -2,7 +2,7 @@
 // Run by deployments/web_build.py when the sources change; `npm run build` by hand.
 import { build } from "esbuild";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
@@ -41,17 +41,58 @@ const common = {
 // and the first page would load that shared chunk too.
 const lazy = await build({ ...common, entryPoints: { hls: "src/lazy/hls.js" } });
 const lazyHls = Object.keys(lazy.metafile.outputs).find((file) => file.endsWith(".js"));
+
+// Screens few people open (moderation, the report dialog) or that open below the fold
+// (notification settings),
+// built apart and imported by `ui/lazy.jsx` when first shown. They import Preact and the
+// app's own modules as usual; this plugin points those imports at the instances the app
+// lends them (`src/lazy/shared.js`), so one session, router and API client serve both.
+const LAZY_SCREENS = {
+  moderation: "src/views/moderation.jsx",
+  notificationSettings: "src/views/notification-settings.jsx",
+  report: "src/views/report-dialog.jsx",
+};
+const SHARED_PACKAGES = /^(preact|preact\/hooks|preact\/jsx-runtime|@preact\/signals)$/;
+const SHARED_FILES = new Set(["src/api.js", "src/notices.js", "src/router.js", "src/session.js", "src/ui/common.jsx"]);
+const fromApp = {
+  name: "from-app",
+  setup(builder) {
+    builder.onResolve({ filter: SHARED_PACKAGES }, (args) => ({ path: args.path, namespace: "app" }));
+    builder.onResolve({ filter: /^\.\.?\// }, (args) => {
+      const file = relative(here, resolve(args.resolveDir, args.path));
+      return SHARED_FILES.has(file) ? { path: file, namespace: "app" } : undefined;
+    });
+    builder.onLoad({ filter: /.*/, namespace: "app" }, (args) => ({
+      // A module the app does not lend fails loudly; a name it does not lend reads as
+      // undefined (esbuild copies a CommonJS module's names), which the browser tests catch.
+      contents: `const lent = globalThis.__novaShared?.[${JSON.stringify(args.path)}];
+if (!lent) throw new Error("src/lazy/shared.js does not lend ${args.path}");
+module.exports = lent;`,
+      loader: "js",
+    }));
+  },
+};
+const screens = await build({ ...common, entryPoints: LAZY_SCREENS, plugins: [fromApp] });
+const screenUrls = {};
+for (const [file, output] of Object.entries(screens.metafile.outputs)) {
+  const name = Object.keys(LAZY_SCREENS).find((key) => LAZY_SCREENS[key] === output.entryPoint);
+  if (name && file.endsWith(".js")) screenUrls[name] = "/assets/" + basename(file);
+}
 // The app and GraphiQL apart too: each page loads exactly one script.
 const builds = await Promise.all([
   build({
     ...common,
     entryPoints: { app: "src/main.jsx" },
-    define: { ...common.define, LAZY_HLS_URL: JSON.stringify("/assets/" + basename(lazyHls)) },
+    define: {
+      ...common.define,
+      LAZY_HLS_URL: JSON.stringify("/assets/" + basename(lazyHls)),
+      LAZY_SCREENS: JSON.stringify(screenUrls),
+    },
     external: ["/assets/*"],
   }),
   build({ ...common, entryPoints: { graphiql: "graphiql/main.jsx" } }),
 ]);
-const outputs = Object.assign({}, lazy.metafile.outputs, ...builds.map((result) => result.metafile.outputs));
+const outputs = Object.assign({}, lazy.metafile.outputs, screens.metafile.outputs, ...builds.map((result) => result.metafile.outputs));
 
 // One entry per page: its script and stylesheet, named by content.
 const ENTRIES = { "src/main.jsx": "app", "graphiql/main.jsx": "graphiql" };

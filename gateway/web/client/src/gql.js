@@ -12,7 +12,7 @@ const POST = `fragment PostFields on Post {
 const ME = `fragment MeFields on User { id username displayName bio avatarUrl email emailVerified }`;
 const AUTH = `accessToken refreshToken expiresIn user { ...MeFields }`;
 const MESSAGE = `fragment MessageFields on Message {
-  id roomId text seq clientMessageId createdAt sender { id username displayName }
+  id roomId text seq clientMessageId createdAt deleted sender { id username displayName }
   media { ${MEDIA} }
 }`;
 const ROOM = `fragment RoomFields on ChatRoom {
@@ -151,3 +151,6 @@ export const STORY_VIEWERS = `query StoryViewers($storyId: ID!, $after: String) 
   }
 }`;
 export const STORY_VIEW_COUNT = `query StoryViewCount($id: ID!) { story(id: $id) { id viewCount } }`;
+
+export const MUTE_USER = `mutation MuteUser($id: ID!) { muteUser(userId: $id) { emailDigest } }`;
+export const MUTE_ROOM = `mutation MuteRoom($id: ID!) { muteRoom(roomId: $id) { emailDigest } }`;

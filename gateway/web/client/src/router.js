@@ -13,6 +13,7 @@ const ROUTES = [
   ["chat", /^\/chat(?:\/(?<id>[^/]+))?$/],
   ["notifications", /^\/notifications$/],
   ["settings", /^\/settings$/],
+  ["moderation", /^\/moderation(?:\/(?<tab>resolved|log))?$/],
 ];
 
 function match(url) {

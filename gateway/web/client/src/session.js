@@ -92,3 +92,16 @@ export function refreshSession() {
   })();
   return inFlight;
 }
+
+/**
+ * The roles the access token carries, which is what the server authorizes by (`me.roles`
+ * comes from a cache that a role granted at the command line may not have reached yet).
+ */
+export function tokenRoles() {
+  try {
+    const claims = session.value.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(claims)).roles ?? [];
+  } catch {
+    return [];
+  }
+}

@@ -6,7 +6,7 @@ import { stopWatchingNotifications, unread, watchNotifications } from "./badge.j
 import { dismiss, notices } from "./notices.js";
 import { navigate, onLinkClick, route } from "./router.js";
 import { ME_QUERY } from "./gql.js";
-import { session, updateUser } from "./session.js";
+import { session, tokenRoles, updateUser } from "./session.js";
 import { Login, ResetPassword, Signup, VerifyEmail } from "./views/auth.jsx";
 import { Chat } from "./views/chat.jsx";
 import { Home } from "./views/feed.jsx";
@@ -15,6 +15,10 @@ import { PostPage } from "./views/post.jsx";
 import { Profile } from "./views/profile.jsx";
 import { Search } from "./views/search.jsx";
 import { Settings } from "./views/settings.jsx";
+import { Lazy } from "./ui/lazy.jsx";
+
+// Moderators and admins see the moderation screen (the server decides what they may do).
+const isModerator = () => tokenRoles().some((role) => role === "moderator" || role === "admin");
 
 const OPEN = new Set(["login", "signup", "verifyEmail", "resetPassword", "notFound"]);
 
@@ -50,6 +54,11 @@ function Nav() {
             <a href="/settings" aria-current={current("settings")}>
               Settings
             </a>
+            {isModerator() && (
+              <a href="/moderation" aria-current={current("moderation")}>
+                Moderation
+              </a>
+            )}
           </>
         ) : (
           <>
@@ -111,6 +120,8 @@ function Screen() {
       return <Notifications />;
     case "settings":
       return <Settings />;
+    case "moderation":
+      return <Lazy screen="moderation" component="Moderation" tab={params.tab} />;
     default:
       return (
         <section class="narrow card">

@@ -163,3 +163,25 @@ export function useScreen(title) {
   }, [title]);
   return heading;
 }
+
+/**
+ * A modal <dialog>, open while mounted (the browser keeps focus in it); Escape calls
+ * `onClose`, and focus goes back where it was when it closes.
+ */
+export function Dialog({ onClose, children, ...props }) {
+  const ref = useRef(null);
+  useEffect(() => {
+    const dialog = ref.current;
+    const opener = document.activeElement;
+    dialog.showModal();
+    return () => {
+      if (dialog.open) dialog.close();
+      opener?.focus?.();
+    };
+  }, []);
+  return (
+    <dialog ref={ref} onCancel={(event) => (event.preventDefault(), onClose())} {...props}>
+      {children}
+    </dialog>
+  );
+}

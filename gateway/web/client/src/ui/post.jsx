@@ -8,6 +8,7 @@ import { notify } from "../notices.js";
 import { navigate } from "../router.js";
 import { session } from "../session.js";
 import { Avatar, displayName, Time } from "./common.jsx";
+import { ReportButton } from "./report.jsx";
 
 function Author({ user }) {
   if (!user) return <span class="author">Deleted account</span>;
@@ -114,10 +115,12 @@ export function PostCard({ post, position = null, modelVersion = null, onChange,
         <button type="button" onClick={share} disabled={busy || mine}>
           <span aria-hidden="true">↻</span> <span>Share</span> <span class="count">{post.shareCount}</span>
         </button>
-        {mine && (
+        {mine ? (
           <button type="button" class="quiet" onClick={remove}>
             Delete
           </button>
+        ) : (
+          session.value && <ReportButton targetType="POST" targetId={post.id} what={`post by ${post.author?.username ?? "a deleted account"}`} />
         )}
       </footer>
     </article>

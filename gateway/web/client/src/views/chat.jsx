@@ -1,10 +1,12 @@
 // Chat: the rooms, and one room live: messages in seq order (resumed after a reconnect
 // from the last seq seen), typing, who is online, and read markers.
 import { useEffect, useRef, useState } from "preact/hooks";
+import { ReportButton } from "../ui/report.jsx";
 import { connection, live, mutate, query } from "../api.js";
 import {
   CREATE_ROOM,
   LEAVE_ROOM,
+  MUTE_ROOM,
   MARK_READ,
   MESSAGE_ADDED,
   NOTIFICATION_ADDED,
@@ -255,6 +257,15 @@ function Room({ id }) {
     setOlder(data.messages.pageInfo.hasPreviousPage ? data.messages.pageInfo.startCursor : null);
   }
 
+  async function muteRoom() {
+    try {
+      await mutate(MUTE_ROOM, { id });
+      notify("Chat muted: its messages will not notify you. Unmute it in Settings.");
+    } catch (failure) {
+      notify(failure.message, { kind: "error" });
+    }
+  }
+
   async function leave() {
     if (!confirm("Leave this chat?")) return;
     await mutate(LEAVE_ROOM, { roomId: id });
@@ -282,6 +293,9 @@ function Room({ id }) {
             {connection.value === "reconnecting" && " · Reconnecting…"}
           </p>
         </div>
+        <button type="button" class="quiet" onClick={muteRoom}>
+          Mute
+        </button>
         {room.kind === "GROUP" && (
           <button type="button" class="quiet" onClick={leave}>
             Leave
@@ -304,6 +318,9 @@ function Room({ id }) {
                 {message.failed ? `Not sent: ${message.failed}` : message.pending ? "Sending…" : <Time at={message.createdAt} />}
                 {message === myLast && seenBy(message).length > 0 && ` · Seen by ${seenBy(message).join(", ")}`}
               </span>
+              {message.seq && !message.deleted && message.sender?.id !== me && (
+                <ReportButton targetType="MESSAGE" targetId={message.id} what={`message from ${message.sender?.username ?? "a deleted account"}`} />
+              )}
             </li>
           ))}
         </ol>

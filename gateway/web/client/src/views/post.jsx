@@ -5,6 +5,8 @@ import { mutate, query } from "../api.js";
 import { CREATE_COMMENT, POST_QUERY } from "../gql.js";
 import { Avatar, displayName, ErrorText, Time, useAction, useLoad, useScreen } from "../ui/common.jsx";
 import { PostCard } from "../ui/post.jsx";
+import { ReportButton } from "../ui/report.jsx";
+import { session } from "../session.js";
 
 function CommentForm({ postId, onAdded }) {
   const [text, setText] = useState("");
@@ -98,6 +100,9 @@ export function PostPage({ id }) {
                       <strong>{displayName(comment.author)}</strong> <Time at={comment.createdAt} />
                     </p>
                     <p class="text">{comment.text}</p>
+                    {comment.author?.id !== session.value?.user?.id && (
+                      <ReportButton targetType="COMMENT" targetId={comment.id} what={`comment by ${comment.author?.username ?? "a deleted account"}`} />
+                    )}
                   </div>
                 </li>
               ))}

@@ -1,7 +1,10 @@
 // A person's page: who they are, follow, their posts, and their followers and following.
 import { useCallback, useState } from "preact/hooks";
-import { query } from "../api.js";
-import { FOLLOWERS, FOLLOWING, PROFILE, USER_POSTS } from "../gql.js";
+import { mutate, query } from "../api.js";
+import { notify } from "../notices.js";
+import { session } from "../session.js";
+import { ReportButton } from "../ui/report.jsx";
+import { FOLLOWERS, FOLLOWING, MUTE_USER, PROFILE, USER_POSTS } from "../gql.js";
 import { Avatar, displayName, ErrorText, useLoad, useScreen, useWhenVisible } from "../ui/common.jsx";
 import { PostCard } from "../ui/post.jsx";
 import { FollowButton, UserRow } from "../ui/users.jsx";
@@ -89,6 +92,24 @@ export function Profile({ username, tab }) {
               {user.bio && <p>{user.bio}</p>}
             </div>
             <FollowButton key={user.id} user={user} onChange={follows} />
+            {user.id !== session.value?.user?.id && (
+              <div class="row">
+                <button
+                  type="button"
+                  class="quiet"
+                  aria-label={`Mute ${user.username}`}
+                  onClick={() =>
+                    mutate(MUTE_USER, { id: user.id }).then(
+                      () => notify(`Muted @${user.username}: they will not notify you. Unmute them in Settings.`),
+                      (failure) => notify(failure.message, { kind: "error" }),
+                    )
+                  }
+                >
+                  Mute
+                </button>
+                <ReportButton targetType="USER" targetId={user.id} what={`@${user.username}`} />
+              </div>
+            )}
           </section>
           <nav class="tabs" aria-label="Profile sections">
             <a href={base} aria-current={!tab ? "page" : undefined}>

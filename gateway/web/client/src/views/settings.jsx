@@ -1,4 +1,4 @@
-// Settings: profile, email verification, sessions (sign any of them out), password.
+// Settings: profile, email verification, notifications, sessions (sign any of them out), password.
 import { useState } from "preact/hooks";
 import { mutate, query } from "../api.js";
 import { CHANGE_PASSWORD, RESEND_VERIFICATION, REVOKE_SESSION, SESSIONS, UPDATE_PROFILE } from "../gql.js";
@@ -6,6 +6,7 @@ import { notify } from "../notices.js";
 import { session, updateUser } from "../session.js";
 import { ErrorText, Field, Time, useAction, useForm, useLoad, useScreen } from "../ui/common.jsx";
 import { signOut } from "../signout.js";
+import { Lazy } from "../ui/lazy.jsx";
 
 function ProfileForm() {
   const me = session.value.user;
@@ -143,6 +144,7 @@ export function Settings() {
       </h1>
       <ProfileForm />
       <EmailStatus />
+      <Lazy screen="notificationSettings" component="NotificationSettings" />
       <Sessions />
       <PasswordForm />
       <section class="card">

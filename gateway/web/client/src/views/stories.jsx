@@ -10,8 +10,9 @@ import { CREATE_STORY, DELETE_STORY, STORIES, STORY_VIEW_COUNT, STORY_VIEWERS, V
 import { notify } from "../notices.js";
 import { session } from "../session.js";
 import { AttachButton, AttachmentList, useAttachments } from "../ui/attachments.jsx";
-import { Avatar, displayName, ErrorText, Time, useAction } from "../ui/common.jsx";
+import { Avatar, Dialog, displayName, ErrorText, Time, useAction } from "../ui/common.jsx";
 import { MediaView } from "../ui/media.jsx";
+import { ReportButton } from "../ui/report.jsx";
 
 const PICTURE_SHOWN_MS = 5000;
 const MAX_TEXT = 500;
@@ -28,28 +29,6 @@ const withSeen = (author, storyId) => {
   const stories = author.stories.map((story) => (story.id === storyId ? { ...story, seen: true } : story));
   return { ...author, stories, hasUnseen: stories.some((story) => !story.seen) };
 };
-
-/**
- * A modal <dialog>, open while mounted (the browser keeps focus in it); Escape calls
- * `onClose`, and focus goes back where it was when it closes.
- */
-function Dialog({ onClose, children, ...props }) {
-  const ref = useRef(null);
-  useEffect(() => {
-    const dialog = ref.current;
-    const opener = document.activeElement;
-    dialog.showModal();
-    return () => {
-      if (dialog.open) dialog.close();
-      opener?.focus?.();
-    };
-  }, []);
-  return (
-    <dialog ref={ref} onCancel={(event) => (event.preventDefault(), onClose())} {...props}>
-      {children}
-    </dialog>
-  );
-}
 
 function Viewers({ story }) {
   const [edges, setEdges] = useState([]);
@@ -105,6 +84,7 @@ function StoryViewer({ author, stories, start, mine, onSeen, onDone, onDeleted, 
   const reducedMotion = matchMedia("(prefers-reduced-motion: reduce)").matches;
   const [paused, setPaused] = useState(reducedMotion);
   const [showViewers, setShowViewers] = useState(false);
+  const [reporting, setReporting] = useState(false);
   const [viewCount, setViewCount] = useState({});
   const story = stories[Math.min(index, stories.length - 1)];
   const name = mine ? "Your story" : `${displayName(author)}'s story`;
@@ -129,8 +109,9 @@ function StoryViewer({ author, stories, start, mine, onSeen, onDone, onDeleted, 
   }, [story.id]);
 
   // A picture moves on after a few seconds; a video when it ends. Not while paused, nor
-  // while the author reads who viewed it, nor for people who asked for less motion.
-  const still = paused || showViewers;
+  // while the author reads who viewed it or someone reports it, nor for people who asked
+  // for less motion.
+  const still = paused || showViewers || reporting;
   useEffect(() => {
     if (still || story.media?.kind === "VIDEO") return undefined;
     const timer = setTimeout(() => go(1), PICTURE_SHOWN_MS);
@@ -138,7 +119,7 @@ function StoryViewer({ author, stories, start, mine, onSeen, onDone, onDeleted, 
   }, [story.id, still]);
 
   function onKeyDown(event) {
-    if (event.target.closest?.("input, textarea, video")) return;
+    if (event.target.closest?.("input, textarea, select, video, .report")) return;
     if (event.key === "ArrowRight") go(1);
     else if (event.key === "ArrowLeft") go(-1);
     else return;
@@ -200,6 +181,7 @@ function StoryViewer({ author, stories, start, mine, onSeen, onDone, onDeleted, 
             </button>
           </>
         )}
+        {!mine && <ReportButton targetType="STORY" targetId={story.id} what={`story by ${author.username}`} onOpen={setReporting} />}
         <button type="button" aria-label="Next story" onClick={() => go(1)}>
           ›
         </button>
