@@ -10,7 +10,9 @@ account. New exports are rate-limited (`BUDGET`). The archive is made by the exp
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from datetime import UTC, datetime
 
 from gateway.limits.rate_limits import Budget
 from gateway.settings import GatewaySettings
@@ -34,19 +36,21 @@ class DataExports:
 
     async def reusable(self, user_id: uuid.UUID) -> ExportRecord | None:
         """The export a request would answer with, if any: open, or READY and recent."""
-        return await self._repo.reusable(user_id, REUSE_READY_S)
+        found = await self._repo.reusable(user_id, REUSE_READY_S)
+        return _as_seen(found) if found is not None else None
 
     async def request(self, user_id: uuid.UUID) -> ExportRecord:
-        return await self._repo.request(user_id, REUSE_READY_S)
+        return _as_seen(await self._repo.request(user_id, REUSE_READY_S))
 
     async def get(self, viewer: uuid.UUID, export_id: uuid.UUID | None) -> ExportRecord | None:
         """The viewer's export `export_id`, or their latest; someone else's is NOT_FOUND."""
         if export_id is None:
-            return await self._repo.latest(viewer)
+            latest = await self._repo.latest(viewer)
+            return _as_seen(latest) if latest is not None else None
         record = await self._repo.get(export_id)
         if record is None or record.user_id != viewer:
             raise NotFound("no such data export")
-        return record
+        return _as_seen(record)
 
     def url(self, record: ExportRecord) -> str | None:
         """The signed link of a READY export, valid until it expires."""
@@ -64,3 +68,11 @@ class DataExports:
         if record is None or record.status != "ready":
             return None
         return await self._store.open_read(media_key(export_id, ARCHIVE))
+
+
+def _as_seen(record: ExportRecord) -> ExportRecord:
+    """EXPIRED from `expires_at` on, to the second, though the sweep that deletes the
+    archive runs only every few minutes."""
+    if record.status == "ready" and record.expires_at and record.expires_at <= datetime.now(UTC):
+        return dataclasses.replace(record, status="expired")
+    return record

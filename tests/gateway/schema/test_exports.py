@@ -166,6 +166,9 @@ async def test_a_tampered_or_expired_link_is_forbidden_and_the_sweep_expires_it(
             "UPDATE data_exports SET expires_at = now() - interval '1 second' WHERE id = $1",
             export_id,
         )
+    seen = await _export(http_url, ada, started["id"])  # expired to the second, unswept
+    assert seen["status"] == "EXPIRED"
+    assert seen["url"] is None
     assert await ExportWorker(db, deployed).sweep() >= 1
     gone = await _export(http_url, ada, started["id"])
     assert gone["status"] == "EXPIRED"
