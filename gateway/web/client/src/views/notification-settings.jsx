@@ -1,6 +1,7 @@
 // Settings → Notifications: each kind in the app and by email, the digest, and who and
 // which chats are muted (`notificationPreferences` and the mutations that change it).
 import { mutate, query } from "../api.js";
+import { session } from "../session.js";
 import { displayName, ErrorText, useAction, useLoad } from "../ui/common.jsx";
 
 // Built apart from the app (ui/lazy.jsx), this screen keeps its documents with it.
@@ -14,7 +15,9 @@ const UNMUTE_ROOM = `mutation UnmuteRoom($id: ID!) { unmuteRoom(roomId: $id) { $
 
 const KINDS = { FOLLOW: "New followers", LIKE: "Likes", COMMENT: "Comments", SHARE: "Shares", MENTION: "Mentions", MESSAGE: "Messages" };
 
-const roomName = (room) => room.name || room.members.map((member) => member.username).join(", ");
+// A direct chat is named by the others in it, as the chat screen names it.
+const roomName = (room) =>
+  room.name || room.members.filter((member) => member.id !== session.value?.user?.id).map((member) => member.username).join(", ");
 
 export function NotificationSettings() {
   const { data, error, setData, reload } = useLoad(() => query(PREFERENCES), []);
