@@ -1,7 +1,8 @@
 """Reports and moderation in the web client: a member reports a post from the feed (and
 is told so inline when reporting it again); a moderator opens /moderation, sees the post
 with its report, removes it, finds it among the resolved, and the reporter's feed no
-longer shows it. Someone without the role sees neither the link nor the queue."""
+longer shows it; an admin reads the removal in the log. Someone without the role sees
+neither the link nor the queue."""
 
 from __future__ import annotations
 
@@ -107,6 +108,19 @@ async def test_a_reported_post_is_removed_by_a_moderator_and_leaves_the_feed(
             .get_by_role("listitem")
             .filter(has_text=text)
         ).to_have_count(0)
+
+        # An admin also reads the log: the removal, with its note.
+        await expect(mod.get_by_role("link", name="Log")).to_have_count(0)
+        await grant_role(db, moderator, "admin")
+        await mod.goto("/moderation")
+        await (
+            mod.get_by_role("navigation", name="Moderation sections")
+            .get_by_role("link", name="Log")
+            .click()
+        )
+        row = mod.get_by_role("row").filter(has_text="Spam, first strike")
+        await expect(row).to_contain_text("REMOVE")
+        assert not await serious_accessibility_violations(mod)
 
         # The reporter's feed no longer shows it (the takedown reaches timelines a moment
         # later): the post was all it held, so it says it is empty.
