@@ -219,6 +219,11 @@ class TimelineShardActor:
     ) -> None:
         await (await self._shard()).remove(user_ids, post_ids=post_ids, author_ids=author_ids)
 
+    async def remove_post(
+        self, user_ids: list[uuid.UUID], post_id: uuid.UUID, author_id: uuid.UUID
+    ) -> None:
+        await (await self._shard()).remove_post(user_ids, post_id, author_id)
+
     async def backfill(self, user_id: uuid.UUID, entries: list[Entry]) -> None:
         await (await self._shard()).backfill(user_id, entries)
 

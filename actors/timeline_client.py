@@ -145,6 +145,17 @@ class TimelineClient:
             )
         )
 
+    async def remove_post(
+        self, user_ids: Sequence[uuid.UUID], post_id: uuid.UUID, author_id: uuid.UUID
+    ) -> None:
+        """One post out of these users' timelines (its author names its entry)."""
+        await asyncio.gather(
+            *(
+                self._caller.call(index, "remove_post", group, post_id, author_id)
+                for index, group in self._by_shard(user_ids).items()
+            )
+        )
+
     async def backfill(self, user_id: uuid.UUID, entries: list[Entry]) -> None:
         if entries:
             await self._caller.call(self.shard_of(user_id), "backfill", user_id, entries)

@@ -290,6 +290,26 @@ class TimelineShard:
         except Exception as exc:
             raise classify(exc, "redis") from exc
 
+    async def remove_post(
+        self, user_ids: Sequence[uuid.UUID], post_id: uuid.UUID, author_id: uuid.UUID
+    ) -> None:
+        """Drop one post from each user's timeline. Its member is known (`post:author`),
+        so no timeline is read to find it: a deleted or removed post leaves the timelines
+        of a large audience as fast as it entered them."""
+        await self._await_activations(user_ids)
+        for user_id in user_ids:
+            timeline = self._timelines.get(user_id)
+            if timeline is not None:
+                timeline.remove(lambda entry: entry.post_id != post_id)
+        member = f"{post_id}:{author_id}"
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user_id in user_ids:
+                    pipe.zrem(timeline_key(user_id), member)
+                await pipe.execute()
+        except Exception as exc:
+            raise classify(exc, "redis") from exc
+
     async def backfill(self, user_id: uuid.UUID, entries: Sequence[Entry]) -> None:
         """Add older posts to one timeline (a new follow brings the followee's) in one
         round trip; they are not new, so the feed channel is not told."""

@@ -74,7 +74,7 @@ class FanoutConsumer(Consumer[ActorSettings]):
             author = payload_id(payload, "author_id")
             audience = await self._audience(conn, author)
             post_id = payload_id(payload, "post_id")
-            await self._timelines.remove(audience, post_ids=frozenset({post_id}))
+            await self._timelines.remove_post(audience, post_id, author)
         elif event.type == FOLLOW_CREATED:
             follower = payload_id(payload, "follower_id")
             followee = payload_id(payload, "followee_id")

@@ -22,7 +22,16 @@ from deployments.settings import Settings
 from storage.db import Database
 from storage.redis_client import make_redis
 from tests.conftest import wait_until
-from tests.support.social import BLOCK, FOLLOW, UNFOLLOW, Member, call, create_post, make_members
+from tests.support.social import (
+    BLOCK,
+    FOLLOW,
+    UNFOLLOW,
+    Member,
+    call,
+    create_post,
+    make_members,
+    timeline_post_ids,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -102,6 +111,19 @@ async def test_unfollow_delete_and_block_remove_posts_from_the_feed(
 
     await call(http_url, author, "mutation($id: ID!) { deletePost(id: $id) }", id=deleted["id"])
     await until_in_feed(http_url, follower, deleted["id"], present=False)
+    redis = make_redis(settings)
+    try:  # gone from the stored timeline too, not only from the shard's memory
+
+        async def stored_without_it() -> set[str] | None:
+            stored = await timeline_post_ids(redis, follower.uuid)
+            return stored if deleted["id"] not in stored else None
+
+        stored = await wait_until(
+            stored_without_it, timeout_s=FANOUT_WAIT_S, message="the stored removal"
+        )
+    finally:
+        await redis.aclose()
+    assert kept["id"] in stored
     await call(http_url, follower, UNFOLLOW, id=other.id)
     await until_in_feed(http_url, follower, from_other["id"], present=False)
     await call(http_url, author, BLOCK, id=follower.id)
