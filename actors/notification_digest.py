@@ -35,10 +35,9 @@ from email.utils import format_datetime, parseaddr
 from typing import cast
 from urllib.parse import quote
 
-import aiosmtplib
 import redis.asyncio as aioredis
 
-from actors.consumers.mail import SmtpTarget
+from actors.consumers.mail import RecipientRefused, SmtpTarget
 from actors.settings import ActorSettings
 from storage.db import Database
 from storage.errors import Unavailable, classify
@@ -194,26 +193,11 @@ class DigestJob:
         """True once sent; False if the server permanently refuses the recipient (the
         digest is recorded all the same: retrying cannot help). An outage raises
         `Unavailable`, which rolls the user's digest back for the next round."""
-        target = self._target
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=target.hostname,
-                port=target.port,
-                username=target.username,
-                password=target.password,
-                use_tls=target.use_tls,
-                start_tls=target.start_tls,
-                timeout=self._settings.smtp_timeout_s,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [refused.code for refused in exc.recipients]
-            if codes and all(code >= 500 for code in codes):
-                log.warning("notification digest refused for a recipient: %s", exc)
-                return False
-            raise Unavailable("smtp", f"recipient deferred: {exc}") from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise Unavailable("smtp", f"{type(exc).__name__}: {exc}") from exc
+            await self._target.send(message, self._settings.smtp_timeout_s)
+        except RecipientRefused as refused:
+            log.warning("notification digest refused for a recipient: %s", refused)
+            return False
         return True
 
 

@@ -39,7 +39,7 @@ import aiosmtplib
 
 from actors.settings import ActorSettings
 from storage.db import Connection
-from storage.errors import ConfigError, PoisonEvent, Unavailable
+from storage.errors import ConfigError, NovaError, PoisonEvent, Unavailable
 from storage.events import Event, payload_id
 from storage.export_links import ExportLinks
 from storage.kafka.consumer import Consumer
@@ -57,6 +57,10 @@ EXPORT_READY = "privacy.export.ready"
 # A conservative check: the SMTP server has the last word, this only keeps header injection
 # (CR/LF) and obvious garbage out of the envelope.
 _ADDRESS = re.compile(r"^[^\s@<>\"]+@[^\s@<>\"]+$")
+
+
+class RecipientRefused(NovaError):
+    """The SMTP server refused every recipient for good (5xx): sending again cannot help."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,30 @@ class SmtpTarget:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password is not None else None,
         )
+
+    async def send(self, message: EmailMessage, timeout_s: float) -> None:
+        """Send one message; `RecipientRefused` when every recipient is refused for good,
+        `Unavailable` for anything that may pass (a deferral, an outage, a timeout)."""
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self.hostname,
+                port=self.port,
+                username=self.username,
+                password=self.password,
+                use_tls=self.use_tls,
+                start_tls=self.start_tls,
+                timeout=timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [refused.code for refused in exc.recipients]
+            if codes and all(code >= 500 for code in codes):
+                raise RecipientRefused(
+                    "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+                ) from exc
+            raise Unavailable("smtp", f"recipient deferred: {_describe(exc)}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise Unavailable("smtp", _describe(exc)) from exc
 
 
 @dataclass(frozen=True, repr=False)
@@ -321,26 +349,11 @@ class MailConsumer(Consumer[ActorSettings]):
         if target is None:
             raise ConfigError("MailConsumer used before start()")
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=target.hostname,
-                port=target.port,
-                username=target.username,
-                password=target.password,
-                use_tls=target.use_tls,
-                start_tls=target.start_tls,
-                timeout=self.settings.smtp_timeout_s,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [refused.code for refused in exc.recipients]
-            if codes and all(code >= 500 for code in codes):
-                raise PoisonEvent(
-                    f"mail: the SMTP server refused the recipient of event {event.event_id} "
-                    f"({'; '.join(f'{r.code} {r.message}' for r in exc.recipients)})"
-                ) from exc
-            raise Unavailable("smtp", f"recipient deferred: {_describe(exc)}") from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise Unavailable("smtp", _describe(exc)) from exc
+            await target.send(message, self.settings.smtp_timeout_s)
+        except RecipientRefused as refused:
+            raise PoisonEvent(
+                f"mail: the SMTP server refused the recipient of event {event.event_id} ({refused})"
+            ) from refused
 
 
 def _describe(exc: BaseException) -> str:
