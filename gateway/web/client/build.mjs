@@ -43,13 +43,14 @@ const lazy = await build({ ...common, entryPoints: { hls: "src/lazy/hls.js" } })
 const lazyHls = Object.keys(lazy.metafile.outputs).find((file) => file.endsWith(".js"));
 
 // Screens few people open (moderation, the report dialog) or that open below the fold
-// (notification settings),
+// (notification settings, your data and account deletion),
 // built apart and imported by `ui/lazy.jsx` when first shown. They import Preact and the
 // app's own modules as usual; this plugin points those imports at the instances the app
 // lends them (`src/lazy/shared.js`), so one session, router and API client serve both.
 const LAZY_SCREENS = {
   moderation: "src/views/moderation.jsx",
   notificationSettings: "src/views/notification-settings.jsx",
+  privacySettings: "src/views/privacy-settings.jsx",
   report: "src/views/report-dialog.jsx",
 };
 const SHARED_PACKAGES = /^(preact|preact\/hooks|preact\/jsx-runtime|@preact\/signals)$/;

@@ -1,4 +1,5 @@
-// Settings: profile, email verification, notifications, sessions (sign any of them out), password.
+// Settings: profile, email verification, notifications, sessions (sign any of them out),
+// password, your data.
 import { useState } from "preact/hooks";
 import { mutate, query } from "../api.js";
 import { CHANGE_PASSWORD, RESEND_VERIFICATION, REVOKE_SESSION, SESSIONS, UPDATE_PROFILE } from "../gql.js";
@@ -147,6 +148,7 @@ export function Settings() {
       <Lazy screen="notificationSettings" component="NotificationSettings" />
       <Sessions />
       <PasswordForm />
+      <Lazy screen="privacySettings" component="YourData" />
       <section class="card">
         <h2>Sign out</h2>
         <button type="button" onClick={signOut}>
