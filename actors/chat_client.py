@@ -83,3 +83,13 @@ class ChatClient:
 
     async def leave(self, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
         await self._caller.call(self._shard(room_id), "leave", room_id, user_id)
+
+    async def forget_account(self, room_ids: list[uuid.UUID], user_id: uuid.UUID) -> int:
+        """Tell each room's shard that an account was erased (`ChatShard.forget_account`)."""
+        by_shard: dict[int, list[uuid.UUID]] = {}
+        for room_id in room_ids:
+            by_shard.setdefault(self._shard(room_id), []).append(room_id)
+        changed = 0
+        for index, rooms in by_shard.items():
+            changed += await self._caller.call(index, "forget_account", rooms, user_id)
+        return changed

@@ -21,11 +21,12 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
+from actors.chat_room import PendingSend, RoomState
 from storage.db import Database
 from storage.errors import InvalidInput, NotFound, NovaError, classify
 from storage.repositories.chat import (
@@ -59,43 +60,6 @@ class Blocked(NovaError):
 
 
 @dataclass
-class _Pending:
-    sender: uuid.UUID
-    text: str
-    client_message_id: str
-    future: asyncio.Future[Message] = field(repr=False)
-    media_ids: tuple[uuid.UUID, ...] = ()
-
-
-@dataclass
-class _Room:
-    id: uuid.UUID
-    kind: str
-    members: set[uuid.UUID]
-    last_seq: int
-    recent: deque[Message]
-    by_client_id: dict[tuple[uuid.UUID, str], Message]
-    used_at: float
-    pending: deque[_Pending] = field(default_factory=deque)
-    flusher: asyncio.Task[None] | None = None
-
-    def replace(self, message: Message) -> None:
-        """Put a changed message (a tombstone) where the cache holds it, if it does."""
-        for index, held in enumerate(self.recent):
-            if held.id == message.id:
-                self.recent[index] = message
-                self.by_client_id[(message.sender_id, message.client_message_id)] = message
-                return
-
-    def remember(self, message: Message, keep: int) -> None:
-        self.recent.append(message)
-        self.by_client_id[(message.sender_id, message.client_message_id)] = message
-        while len(self.recent) > keep:
-            old = self.recent.popleft()
-            self.by_client_id.pop((old.sender_id, old.client_message_id), None)
-
-
-@dataclass
 class ChatStats:
     commits: int = 0
     messages: int = 0
@@ -121,8 +85,8 @@ class ChatShard:
         self._max_batch = max_batch
         self._idle_ttl_s = idle_ttl_s
         self._clock = clock
-        self._rooms: dict[uuid.UUID, _Room] = {}
-        self._activating: dict[uuid.UUID, asyncio.Future[_Room]] = {}
+        self._rooms: dict[uuid.UUID, RoomState] = {}
+        self._activating: dict[uuid.UUID, asyncio.Future[RoomState]] = {}
         self.stats = ChatStats()
 
     @property
@@ -131,7 +95,7 @@ class ChatShard:
 
     # -- rooms -------------------------------------------------------------------------
 
-    async def _room(self, room_id: uuid.UUID) -> _Room:
+    async def _room(self, room_id: uuid.UUID) -> RoomState:
         room = self._rooms.get(room_id)
         if room is not None:
             room.used_at = self._clock()
@@ -139,14 +103,14 @@ class ChatShard:
         pending = self._activating.get(room_id)
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future[_Room] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[RoomState] = asyncio.get_running_loop().create_future()
         self._activating[room_id] = future
         try:
             loaded = await self._store.activate(room_id, self._keep)
             if loaded is None:
                 raise NotFound("room not found")
             row, recent = loaded
-            room = _Room(
+            room = RoomState(
                 row.id, row.kind, set(row.members), row.last_seq, deque(), {}, self._clock()
             )
             for message in recent:
@@ -233,7 +197,7 @@ class ChatShard:
             self.stats.retries_absorbed += 1
             return known
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        room.pending.append(_Pending(sender, text, client_message_id, future, media_ids))
+        room.pending.append(PendingSend(sender, text, client_message_id, future, media_ids))
         if room.flusher is None or room.flusher.done():
             room.flusher = asyncio.create_task(self._flush(room))
         return await future
@@ -282,9 +246,9 @@ class ChatShard:
             return cached[-limit:] if limit else []
         return await self._store.messages_before(room_id, before_seq, limit)
 
-    async def _flush(self, room: _Room) -> None:
+    async def _flush(self, room: RoomState) -> None:
         while room.pending:
-            batch: list[_Pending] = []
+            batch: list[PendingSend] = []
             while room.pending and len(batch) < self._max_batch:
                 pending = room.pending.popleft()
                 if not pending.future.done():
@@ -292,7 +256,7 @@ class ChatShard:
             if batch:
                 await self._commit(room, batch)
 
-    async def _commit(self, room: _Room, batch: list[_Pending]) -> None:
+    async def _commit(self, room: RoomState, batch: list[PendingSend]) -> None:
         try:
             stored, refused = await self._write(room, batch)
         except Exception as exc:
@@ -319,7 +283,7 @@ class ChatShard:
             await self._publish(room.id, fresh)
 
     async def _write(
-        self, room: _Room, batch: list[_Pending]
+        self, room: RoomState, batch: list[PendingSend]
     ) -> tuple[dict[MessageKey, Message], dict[int, NovaError]]:
         """Commit the batch; returns every sender's message (new or found) and refusals."""
         refused: dict[int, NovaError] = {}
@@ -385,6 +349,15 @@ class ChatShard:
                 await pipe.execute()
         except Exception as exc:
             log.warning("chat publish failed (subscribers will fill the gap): %s", classify(exc))
+
+    def forget_account(self, room_ids: list[uuid.UUID], user_id: uuid.UUID) -> int:
+        """An erased account leaves the rooms held in memory, and its messages there read
+        as from a deleted account, as PostgreSQL has them now; returns the messages changed."""
+        return sum(
+            room.forget_sender(user_id)
+            for room_id in room_ids
+            if (room := self._rooms.get(room_id)) is not None
+        )
 
     def evict_idle(self) -> int:
         now = self._clock()

@@ -1,7 +1,7 @@
 """The notification email digest: unread notifications mailed to people who are away.
 
 Every `NOVA_NOTIFICATION_DIGEST_POLL_S` the job (run by the `nova-notification-digest`
-actor, `deployments.workers`) takes up to `NOVA_NOTIFICATION_DIGEST_BATCH` users who
+actor, `deployments.jobs`) takes up to `NOVA_NOTIFICATION_DIGEST_BATCH` users who
 
 * have a verified address and unread notifications no digest carried yet, of kinds they
   get by email, from nobody they muted, in no room they muted

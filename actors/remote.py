@@ -224,6 +224,9 @@ class TimelineShardActor:
     ) -> None:
         await (await self._shard()).remove_post(user_ids, post_id, author_id)
 
+    async def drop(self, user_ids: list[uuid.UUID]) -> None:
+        await (await self._shard()).drop(user_ids)
+
     async def backfill(self, user_id: uuid.UUID, entries: list[Entry]) -> None:
         await (await self._shard()).backfill(user_id, entries)
 
@@ -328,6 +331,9 @@ class ChatShardActor:
 
     async def leave(self, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
         await (await self._shard()).leave(room_id, user_id)
+
+    async def forget_account(self, room_ids: list[uuid.UUID], user_id: uuid.UUID) -> int:
+        return (await self._shard()).forget_account(room_ids, user_id)
 
     async def status(self) -> dict[str, Any]:
         shard = await self._shard()

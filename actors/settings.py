@@ -67,6 +67,17 @@ class ActorSettings(RankingSettings):
         90 * 24 * 3600, "how long a mail's one-click unsubscribe link works"
     )
 
+    # Account deletion and erasure (`actors.erasure`).
+    account_deletion_grace_s: int = setting(
+        14 * 24 * 3600, "between deleteMyAccount and the erasure; signing in cancels it"
+    )
+    erasure_poll_s: float = setting(60.0, "how often the erasure job looks for work")
+    erasure_scrub_after_s: float = setting(
+        600.0,
+        "from an account's erasure to the scrub of what is derived from it (Redis, shards, "
+        "the media store, retained events): time for the consumers to apply its events",
+    )
+
     # Mail: the mail consumer delivers reset and verification messages.
     smtp_url: str = setting(
         "smtp://127.0.0.1:20025",

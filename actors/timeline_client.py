@@ -156,6 +156,15 @@ class TimelineClient:
             )
         )
 
+    async def drop(self, user_ids: Sequence[uuid.UUID]) -> None:
+        """Delete these users' timelines (erased accounts)."""
+        await asyncio.gather(
+            *(
+                self._caller.call(index, "drop", group)
+                for index, group in self._by_shard(user_ids).items()
+            )
+        )
+
     async def backfill(self, user_id: uuid.UUID, entries: list[Entry]) -> None:
         if entries:
             await self._caller.call(self.shard_of(user_id), "backfill", user_id, entries)

@@ -310,6 +310,16 @@ class TimelineShard:
         except Exception as exc:
             raise classify(exc, "redis") from exc
 
+    async def drop(self, user_ids: Sequence[uuid.UUID]) -> None:
+        """Delete these users' timelines, in memory and in Redis (their accounts are gone)."""
+        await self._await_activations(user_ids)
+        for user_id in user_ids:
+            self._timelines.pop(user_id, None)
+        try:
+            await self._redis.delete(*(timeline_key(u) for u in user_ids))
+        except Exception as exc:
+            raise classify(exc, "redis") from exc
+
     async def backfill(self, user_id: uuid.UUID, entries: Sequence[Entry]) -> None:
         """Add older posts to one timeline (a new follow brings the followee's) in one
         round trip; they are not new, so the feed channel is not told."""

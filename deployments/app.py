@@ -19,18 +19,20 @@ from starlette.types import ASGIApp
 from actors.consumers import PRODUCTION_CONSUMERS
 from actors.directory import shard_name
 from actors.remote import ensure_shards, shard_counts
+from deployments.jobs import (
+    DATA_EXPORT,
+    NOTIFICATION_DIGEST,
+    ensure_data_export,
+    ensure_notification_digest,
+)
 from deployments.ranking import build_ranking_app
 from deployments.serve_patches import before_graceful_shutdown, bind_grpc_servers_to_node_ip
 from deployments.settings import Settings
 from deployments.workers import (
-    DATA_EXPORT,
     MEDIA_PROCESSOR,
-    NOTIFICATION_DIGEST,
     consumer_member_name,
     ensure_consumer,
-    ensure_data_export,
     ensure_media_processor,
-    ensure_notification_digest,
     replace_relays,
     stop_worker,
 )

@@ -1,13 +1,12 @@
 """Ray actors for the background workers: outbox relays, Kafka consumers, the media
-processor, the data export worker, the notification digest.
+processor (the jobs about people are in `deployments.jobs`).
 
 They are detached, named actors (`nova-relay-0`, `nova-consumer-<name>-0`,
-`nova-media-processor`, `nova-data-export`, `nova-notification-digest`) in the `nova`
-namespace, restarted by Ray when their process dies (`max_restarts=-1`). Their loop starts
-in the constructor and runs under `supervise`, so it also restarts when it crashes inside a
-live process. All the logic lives in `storage.outbox.relay`, `storage.kafka.runner`,
-`actors.media.processor`, `actors.exports.worker` and `actors.notification_digest`; this
-module only adapts it to Ray and exports its counters as Ray metrics.
+`nova-media-processor`) in the `nova` namespace, restarted by Ray when their process dies
+(`max_restarts=-1`). Their loop starts in the constructor and runs under `supervise`, so it
+also restarts when it crashes inside a live process. All the logic lives in
+`storage.outbox.relay`, `storage.kafka.runner` and `actors.media.processor`; this module
+only adapts it to Ray and exports its counters as Ray metrics.
 """
 
 from __future__ import annotations
@@ -21,9 +20,7 @@ from typing import Any
 import ray
 from ray.util import metrics
 
-from actors.exports.worker import ExportWorker
 from actors.media.processor import MediaProcessor
-from actors.notification_digest import DigestJob
 from deployments.settings import Settings
 from storage.db import Database
 from storage.kafka.consumer import Consumer
@@ -249,93 +246,6 @@ def ensure_media_processor(settings: Settings) -> Any:
         store.close()
     return MediaProcessorActor.options(  # type: ignore[attr-defined]
         name=MEDIA_PROCESSOR, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote(settings)
-
-
-DATA_EXPORT = "nova-data-export"
-
-
-@ray.remote(num_cpus=0, max_restarts=-1)  # type: ignore[call-overload]
-class DataExportActor:
-    """`actors.exports.worker.ExportWorker` in a detached actor; each archive is made by a
-    Ray task of its own (one CPU), so this actor only waits on them and sweeps."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._worker: ExportWorker | None = None
-        self._health = LoopHealth()
-        self._task = supervise(DATA_EXPORT, self._run, self._health)
-
-    async def _run(self) -> None:
-        db = await Database.connect(self._settings, application_name=DATA_EXPORT)
-        try:
-            self._worker = ExportWorker(db, self._settings)
-            await self._worker.run()
-        finally:
-            await db.close()
-
-    async def sweep(self) -> int:
-        """Expire archives past their lifetime now (the worker does so every few minutes)."""
-        if self._worker is None:
-            return 0
-        return await self._worker.sweep()
-
-    async def status(self) -> dict[str, Any]:
-        counts = self._worker.status() if self._worker else {"state": "starting"}
-        return {
-            "name": DATA_EXPORT,
-            **counts,
-            "crashes": self._health.crashes,
-            "last_crash": self._health.last_error,
-        }
-
-
-def ensure_data_export(settings: Settings) -> Any:
-    """Start the data export worker if it is not running (safe to call again)."""
-    return DataExportActor.options(  # type: ignore[attr-defined]
-        name=DATA_EXPORT, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote(settings)
-
-
-NOTIFICATION_DIGEST = "nova-notification-digest"
-
-
-@ray.remote(num_cpus=0, max_restarts=-1)  # type: ignore[call-overload]
-class NotificationDigestActor:
-    """`actors.notification_digest.DigestJob` in a detached actor: mails notification
-    digests to users who are away, every `NOVA_NOTIFICATION_DIGEST_POLL_S`."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._job: DigestJob | None = None
-        self._health = LoopHealth()
-        self._task = supervise(NOTIFICATION_DIGEST, self._run, self._health)
-
-    async def _run(self) -> None:
-        db = await Database.connect(self._settings, application_name=NOTIFICATION_DIGEST)
-        redis = make_redis(self._settings)
-        try:
-            self._job = DigestJob(db, redis, self._settings)
-            await self._job.run()
-        finally:
-            await redis.aclose()
-            await db.close()
-
-    async def status(self) -> dict[str, Any]:
-        totals = self._job.totals if self._job else None
-        return {
-            "name": NOTIFICATION_DIGEST,
-            "mailed": totals.mailed if totals else 0,
-            "notifications": totals.notifications if totals else 0,
-            "crashes": self._health.crashes,
-            "last_crash": self._health.last_error,
-        }
-
-
-def ensure_notification_digest(settings: Settings) -> Any:
-    """Start the digest job if it is not running (safe to call again)."""
-    return NotificationDigestActor.options(  # type: ignore[attr-defined]
-        name=NOTIFICATION_DIGEST, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote(settings)
 
 

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from actors.chat_client import ChatClient
 from actors.counter_client import CounterClient
 from actors.timeline_client import TimelineClient
+from gateway.auth.deletion import AccountDeletions
 from gateway.auth.identity import Identity
 from gateway.auth.passwords import Passwords
 from gateway.auth.revocation import Revocations
@@ -91,6 +92,7 @@ class GatewayRuntime:
     notifications: Notifications
     analytics: Analytics
     sessions: Sessions
+    deletions: AccountDeletions
     media: Media
     stories: Stories
     moderation: Moderation
@@ -204,6 +206,9 @@ class GatewayRuntime:
             chat=Chat(db, redis, chat_shards),
             notifications=Notifications(db),
             sessions=Sessions(db, passwords, revocations),
+            deletions=AccountDeletions(
+                db, passwords, revocations, settings.account_deletion_grace_s
+            ),
             media=Media(db, store, redis, settings),
             stories=Stories(db, settings.story_lifetime_s),
             moderation=moderation,

@@ -51,6 +51,8 @@ AFFINITY = "nova:f:x:"
 FOLLOWS = "nova:f:fo:"
 FOLLOWERS = "nova:f:fi:"
 ONCE = "nova:f:once:"
+# The keys named by a user id alone.
+USER_KEYS = (AUTHOR_POSTS, AUTHOR_ENGAGEMENTS, AFFINITY, FOLLOWS, FOLLOWERS)
 
 RECORD_FIELDS = (
     "created", "length", "likes", "likes@", "comments", "comments@", "shares", "shares@",

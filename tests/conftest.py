@@ -119,6 +119,9 @@ def app_settings(settings: Settings) -> Settings:
         moderation_blocked_domains="held.example",
         # A deleted post's pictures stop being served within a test's wait.
         media_public_recheck_s=1.0,
+        # Erasures and their scrubs run within a test's wait (test_account_deletion).
+        erasure_poll_s=1.0,
+        erasure_scrub_after_s=3.0,
     )
 
 

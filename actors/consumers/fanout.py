@@ -8,6 +8,8 @@
 * `graph.follow.created` / `.deleted`: the followee's recent posts enter / leave the
   follower's timeline.
 * `graph.block.created`: each side's posts leave the other's timeline.
+* `account.erased`: the account's own timeline is deleted (its posts left the others'
+  with their `content.post.deleted`).
 
 Timeline writes are idempotent (an entry is a set member), so the effects run inside
 `apply`, before the ledger commits: a redelivery after a failed commit repeats them
@@ -36,6 +38,7 @@ POST_DELETED = "content.post.deleted"
 FOLLOW_CREATED = "graph.follow.created"
 FOLLOW_DELETED = "graph.follow.deleted"
 BLOCK_CREATED = "graph.block.created"
+ACCOUNT_ERASED = "account.erased"
 
 
 class FanoutConsumer(Consumer[ActorSettings]):
@@ -46,6 +49,7 @@ class FanoutConsumer(Consumer[ActorSettings]):
         FOLLOW_CREATED,
         FOLLOW_DELETED,
         BLOCK_CREATED,
+        ACCOUNT_ERASED,
     )
 
     def __init__(self, settings: ActorSettings) -> None:
@@ -89,6 +93,8 @@ class FanoutConsumer(Consumer[ActorSettings]):
             blocked = payload_id(payload, "blocked_id")
             await self._timelines.remove([blocker], author_ids=frozenset({blocked}))
             await self._timelines.remove([blocked], author_ids=frozenset({blocker}))
+        elif event.type == ACCOUNT_ERASED:
+            await self._timelines.drop([payload_id(payload, "user_id")])
         else:
             raise PoisonEvent(f"timeline fan-out: unexpected event type {event.type!r}")
 

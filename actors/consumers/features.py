@@ -6,6 +6,9 @@ reset — never counts an engagement twice, and a hot post's likes cost three Re
 trips per batch rather than per like. Decay uses the event's `occurred_at`, so a
 backlog applied late weighs what it weighed when it happened.
 
+An erased account's posts' records go with it, and its own keys
+(its follows and engagements leave others' keys through their own `.deleted` events).
+
 Likes, comments and shares are rows in PostgreSQL, each counted. Clicks come from
 `trackEvents`, the client's word: a post's click count takes each person once per
 half-life (`ranking.features.bump_post_once`) and never the post's author.
@@ -54,6 +57,8 @@ class FeatureConsumer(BatchConsumer[ActorSettings]):
     name: ClassVar[str] = "ranking-features"
     topics: ClassVar[tuple[str, ...]] = (
         "content.post.created",
+        "content.post.deleted",
+        "account.erased",
         "social.like.created",
         "social.like.deleted",
         "social.comment.created",
@@ -109,6 +114,24 @@ class FeatureConsumer(BatchConsumer[ActorSettings]):
                 pipe.incr(f.AUTHOR_POSTS + author)
 
             return created
+
+        if event.type == "content.post.deleted":
+            if payload.get("reason") != "erased":
+                return None  # a removed post may be restored; its record expires anyway
+            gone = _id(payload, "post_id")
+
+            def deleted(pipe: Pipeline) -> None:
+                pipe.delete(f.POST + gone)
+
+            return deleted
+
+        if event.type == "account.erased":
+            user = _id(payload, "user_id")
+
+            def erased(pipe: Pipeline) -> None:
+                pipe.delete(*(prefix + user for prefix in f.USER_KEYS))
+
+            return erased
 
         if event.type in ENGAGEMENTS:
             counter, delta = ENGAGEMENTS[event.type]

@@ -11,7 +11,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,7 @@ class AuthResult:
     refresh_token: str
     expires_in: int
     user: UserRecord
+    deletion_cancelled: bool = False  # this sign-in cancelled a pending account deletion
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,10 @@ class Identity:
         if self._passwords.needs_rehash(found.password_hash):
             new_hash = await self._passwords.hash(password)
         refresh, session = self._new_session(client)
-        return await self._accounts.sign_in(
+        result, cancelled = await self._accounts.sign_in(
             found.user, new_hash=new_hash, session=session, sign=self._signer(session.id, refresh)
         )
+        return replace(result, deletion_cancelled=cancelled)
 
     async def _refuse_suspended(self, user_id: uuid.UUID) -> None:
         """Refuse a suspended account's login; lift a suspension whose time is up."""

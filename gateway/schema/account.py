@@ -37,6 +37,15 @@ class Session:
         )
 
 
+@strawberry.type(description="A scheduled erasure of your account.")
+class AccountDeletion:
+    requested_at: datetime
+    erase_after: datetime = strawberry.field(
+        description="When the account and everything it made is erased; signing in before "
+        "then cancels the deletion."
+    )
+
+
 @strawberry.type
 class AccountQuery:
     @strawberry.field(description="Your live sessions, newest sign-in first.")
@@ -80,3 +89,16 @@ class AccountMutation:
         await ctx.runtime.charge(ctx.runtime.budgets.login, f"password:{claims.user_id}")
         await ctx.runtime.sessions.change_password(claims, current_password, new_password)
         return True
+
+    @strawberry.mutation(
+        description="Delete your account, giving your password: every session ends now, "
+        "and after the grace period (14 days) the account is erased with its posts, "
+        "comments, likes, follows, media and personal data; messages stay in their rooms "
+        "as from a deleted account. Signing in before then cancels it."
+    )
+    async def delete_my_account(self, info: NovaInfo, password: str) -> AccountDeletion:
+        ctx = info.context
+        claims = ctx.require_user()
+        await ctx.runtime.charge(ctx.runtime.budgets.login, f"password:{claims.user_id}")
+        request = await ctx.runtime.deletions.request(claims, password)
+        return AccountDeletion(requested_at=request.requested_at, erase_after=request.erase_after)

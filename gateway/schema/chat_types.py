@@ -18,6 +18,7 @@ import strawberry
 from gateway.schema.types import NovaInfo, User, load_user, load_users
 from storage.repositories.chat import Message as MessageRecord
 from storage.repositories.chat_rooms import RoomRecord
+from storage.repositories.erase_account import ERASED
 
 if TYPE_CHECKING:
     from gateway.schema.media import Media
@@ -65,9 +66,17 @@ class Message:
             record=record,
         )
 
-    @strawberry.field
+    @strawberry.field(description="Null when the sender's account was erased (`senderDeleted`).")
     async def sender(self, info: NovaInfo) -> User | None:
+        if self.record.sender_id == ERASED:
+            return None
         return await load_user(info, self.record.sender_id)
+
+    @strawberry.field(
+        description="Sent from an account deleted since: shown as from a deleted account."
+    )
+    def sender_deleted(self) -> bool:
+        return self.record.sender_id == ERASED
 
     @strawberry.field(
         description="Its pictures or video, in order; their URLs are signed and expire "

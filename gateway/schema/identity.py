@@ -21,6 +21,9 @@ class AuthPayload:
     refresh_token: str
     expires_in: int = strawberry.field(description="Seconds until the access token expires.")
     user: User
+    deletion_cancelled: bool = strawberry.field(
+        description="This sign-in cancelled the account's pending deletion."
+    )
 
     @classmethod
     def from_result(cls, result: AuthResult) -> AuthPayload:
@@ -29,6 +32,7 @@ class AuthPayload:
             refresh_token=result.refresh_token,
             expires_in=result.expires_in,
             user=User.from_record(result.user),
+            deletion_cancelled=result.deletion_cancelled,
         )
 
 

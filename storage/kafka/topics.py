@@ -53,6 +53,9 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("media.failed", 4, "media_id"),
     Topic("moderation.action", 4, "target_id"),
     Topic("privacy.export.ready", 2, "user_id"),
+    Topic("account.deletion.requested", 2, "user_id"),
+    Topic("account.deletion.cancelled", 2, "user_id"),
+    Topic("account.erased", 4, "user_id"),
     Topic(DLQ_TOPIC, 4, "original key"),
     Topic(MARKER_TOPIC, 1, "marker"),
 )

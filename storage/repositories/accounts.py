@@ -22,6 +22,7 @@ from storage.db import Database
 from storage.events import Event
 from storage.outbox.rows import add_event
 from storage.repositories.audit import Audit, add_audit
+from storage.repositories.erasure import CANCELLED_EVENT
 from storage.repositories.sessions import NewSession, open_session, set_password
 from storage.repositories.users import USER_COLUMNS, UserRecord, fetch_user
 from storage.rows import from_row
@@ -187,17 +188,28 @@ class AccountStore:
         new_hash: str | None,
         session: NewSession,
         sign: Callable[[UserRecord], Awaitable[T]],
-    ) -> T:
+    ) -> tuple[T, bool]:
         """Open a session after a verified login (storing `new_hash` when the password was
-        rehashed with newer parameters), then `sign` its access token, in one transaction."""
+        rehashed with newer parameters), then `sign` its access token, in one transaction.
+
+        A sign-in cancels a pending account deletion (with `account.deletion.cancelled`,
+        which mails a notice); the second value says whether this one did."""
         async with self._db.transaction() as conn:
             if new_hash is not None:
                 await conn.execute(
                     "UPDATE users SET password_hash = $2 WHERE id = $1", user.id, new_hash
                 )
-            await conn.execute("UPDATE users SET last_seen_at = now() WHERE id = $1", user.id)
+            pending = await conn.fetchval(
+                "SELECT erase_after FROM users WHERE id = $1 FOR UPDATE", user.id
+            )
+            await conn.execute(
+                "UPDATE users SET last_seen_at = now(), erase_after = NULL WHERE id = $1", user.id
+            )
+            if pending is not None:
+                event = Event(CANCELLED_EVENT, str(user.id), {"user_id": str(user.id)})
+                await add_event(conn, event)
             await open_session(conn, user.id, session)
-            return await sign(user)
+            return await sign(user), pending is not None
 
     async def credentials(self, user_id: uuid.UUID) -> Credentials | None:
         async with self._db.connection() as conn:

@@ -36,8 +36,18 @@ COLUMNS = (
 
 async def copy_events(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Write a batch of analytics rows by COPY in the caller's transaction (the sink's
-    ledger transaction, so they land exactly once)."""
-    await conn.copy_records_to_table("analytics_events", records=list(rows), columns=COLUMNS)
+    ledger transaction, so they land exactly once). Rows of accounts erased meanwhile are
+    dropped: the erasure pseudonymized what was there, and must not be undone by the log."""
+    user = COLUMNS.index("user_id")
+    existing = set(
+        await conn.fetchval(
+            "SELECT array(SELECT id FROM users WHERE id = ANY($1::uuid[]))",
+            list({row[user] for row in rows}),
+        )
+    )
+    kept = [row for row in rows if row[user] in existing]
+    if kept:
+        await conn.copy_records_to_table("analytics_events", records=kept, columns=COLUMNS)
 
 
 # Whether impression `i` was followed by an engagement of its user with its post.

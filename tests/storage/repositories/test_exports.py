@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from deployments.jobs import DATA_EXPORT, ensure_data_export
 from deployments.settings import Settings
-from deployments.workers import DATA_EXPORT, ensure_data_export, stop_worker
+from deployments.workers import stop_worker
 from storage.db import Database
 from storage.events import Event
 from storage.repositories.exports import ExportRepository
