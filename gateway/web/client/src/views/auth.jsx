@@ -1,15 +1,30 @@
 // Signing up and in, and the pages the mailed links open: verify email, reset password.
 import { useEffect, useState } from "preact/hooks";
 import { mutate, resetSocket } from "../api.js";
-import { LOGIN, REGISTER, REQUEST_RESET, RESET_PASSWORD, VERIFY_EMAIL } from "../gql.js";
+import { REGISTER, REQUEST_RESET, RESET_PASSWORD, VERIFY_EMAIL } from "../gql.js";
 import { notify } from "../notices.js";
 import { navigate, route } from "../router.js";
 import { saveAuth, session, updateUser } from "../session.js";
 import { ErrorText, Field, useForm, useScreen } from "../ui/common.jsx";
 
+// Sign-in says whether it cancelled the account's pending deletion.
+const LOGIN = `mutation Login($input: LoginInput!) {
+  login(input: $input) {
+    accessToken refreshToken expiresIn deletionCancelled
+    user { id username displayName bio avatarUrl email emailVerified }
+  }
+}`;
+
+// When a deleted account is erased, kept across its sign-out (in this tab) for the sign-in page.
+const ERASURE = "nova.erasure";
+export const rememberErasure = (eraseAfter) => sessionStorage.setItem(ERASURE, eraseAfter);
+const longDate = (at) => new Date(at).toLocaleString(undefined, { dateStyle: "long", timeStyle: "short" });
+
 function signedIn(payload) {
   saveAuth(payload);
   resetSocket();
+  sessionStorage.removeItem(ERASURE);
+  if (payload.deletionCancelled) notify("Account deletion cancelled", { ms: 10_000 });
   const next = route.value.query.get("next");
   navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : "/", { replace: true });
 }
@@ -17,11 +32,18 @@ function signedIn(payload) {
 export function Login() {
   const heading = useScreen("Log in");
   const form = useForm({ login: "", password: "" });
+  const [erasure] = useState(() => sessionStorage.getItem(ERASURE));
   return (
     <section class="narrow card">
       <h1 tabIndex={-1} ref={heading}>
         Log in to Nova
       </h1>
+      {erasure && (
+        <p role="status">
+          Your account will be erased on <time dateTime={erasure}>{longDate(erasure)}</time>. Sign in before then to
+          cancel.
+        </p>
+      )}
       <form onSubmit={(event) => form.submit(event, async (input) => signedIn((await mutate(LOGIN, { input })).login))}>
         <Field id="login" label="Email or username" autoComplete="username" required {...form.bind("login")} />
         <Field

@@ -1,14 +1,18 @@
 // Settings → Your data: an archive of the account (`exportMyData`), followed with
-// `dataExport` until its signed download link is ready.
+// `dataExport` until its signed download link is ready. And Delete my account
+// (`deleteMyAccount`): erased after a grace period, unless its owner signs in again.
 import { useEffect, useState } from "preact/hooks";
 import { mutate, query } from "../api.js";
-import { ErrorText, Time, useAction, useLoad } from "../ui/common.jsx";
+import { ErrorText, Field, Time, useAction, useLoad } from "../ui/common.jsx";
 
 // Built apart from the app (ui/lazy.jsx), this screen keeps its documents with it.
 const EXPORT = `id status progress createdAt readyAt expiresAt url error sizeBytes`;
 const LATEST_EXPORT = `query LatestExport { dataExport { ${EXPORT} } }`;
 const EXPORT_BY_ID = `query DataExport($id: ID!) { dataExport(id: $id) { ${EXPORT} } }`;
 const START_EXPORT = `mutation StartExport { exportMyData { ${EXPORT} } }`;
+const DELETE_ACCOUNT = `mutation DeleteAccount($password: String!) {
+  deleteMyAccount(password: $password) { requestedAt eraseAfter }
+}`;
 
 const POLL_MS = 2000;
 const UNFINISHED = new Set(["QUEUED", "RUNNING"]);
@@ -39,6 +43,13 @@ function reused(answer, shown) {
     : "Your export from less than a day ago is still the latest: download it here.";
 }
 
+/** RATE_LIMITED in words, with when to try again. */
+function exportError(failure) {
+  if (failure?.code !== "RATE_LIMITED") return failure;
+  const minutes = Math.max(1, Math.ceil((failure.extensions.retryAfter ?? 60) / 60));
+  return new Error(`You have asked for several exports recently: try again in about ${minutes} min.`);
+}
+
 function ExportStatus({ item }) {
   const percent = Math.round(item.progress * 100);
   return (
@@ -66,7 +77,9 @@ function ExportStatus({ item }) {
           </p>
         </>
       )}
-      {item.status === "FAILED" && <p class="error">The export failed: {item.error ?? "unknown reason"}. You can try again.</p>}
+      {item.status === "FAILED" && (
+        <p class="error">The export failed: {item.error ?? "unknown reason"}. You can try again.</p>
+      )}
       {item.status === "EXPIRED" && <p class="muted">Its archive is deleted; ask for a new one.</p>}
     </div>
   );
@@ -130,8 +143,46 @@ export function YourData() {
   );
 }
 
-function exportError(failure) {
-  if (failure?.code !== "RATE_LIMITED") return failure;
-  const minutes = Math.max(1, Math.ceil((failure.extensions.retryAfter ?? 60) / 60));
-  return new Error(`You have asked for several exports recently: try again in about ${minutes} min.`);
+/** `onDeleted(deletion)`: the server has ended every session of the account. */
+export function DeleteAccount({ onDeleted }) {
+  const [password, setPassword] = useState("");
+  const action = useAction();
+  const error =
+    action.error?.code === "BAD_USER_INPUT" ? new Error("That password is wrong: nothing was deleted.") : action.error;
+  return (
+    <form
+      class="card"
+      aria-labelledby="delete-account-title"
+      onSubmit={(event) =>
+        action.run(event, async () => {
+          onDeleted((await mutate(DELETE_ACCOUNT, { password })).deleteMyAccount);
+        })
+      }
+    >
+      <h2 id="delete-account-title">Delete my account</h2>
+      <p>
+        Fourteen days after you delete your account, we erase it: your profile, posts, comments, likes and follows,
+        your pictures and videos, and your personal data. Messages you sent stay in their chats, as from a deleted
+        account. To keep a copy, download your data first.
+      </p>
+      <p>Deleting signs you out everywhere at once. Until the erasure, signing in again cancels it.</p>
+      <Field
+        id="delete-password"
+        label="Your password"
+        type="password"
+        autoComplete="current-password"
+        required
+        value={password}
+        onInput={(event) => setPassword(event.currentTarget.value)}
+      />
+      <label class="row">
+        <input type="checkbox" required />
+        I understand that my account and what I made on Nova are erased for good after 14 days
+      </label>
+      <ErrorText error={error} />
+      <button type="submit" class="danger" disabled={action.busy}>
+        Delete my account
+      </button>
+    </form>
+  );
 }

@@ -1,13 +1,15 @@
 // Settings: profile, email verification, notifications, sessions (sign any of them out),
-// password, your data.
+// password, your data, deleting the account.
 import { useState } from "preact/hooks";
-import { mutate, query } from "../api.js";
+import { mutate, query, resetSocket } from "../api.js";
 import { CHANGE_PASSWORD, RESEND_VERIFICATION, REVOKE_SESSION, SESSIONS, UPDATE_PROFILE } from "../gql.js";
 import { notify } from "../notices.js";
-import { session, updateUser } from "../session.js";
+import { navigate } from "../router.js";
+import { clearSession, session, updateUser } from "../session.js";
 import { ErrorText, Field, Time, useAction, useForm, useLoad, useScreen } from "../ui/common.jsx";
 import { signOut } from "../signout.js";
 import { Lazy } from "../ui/lazy.jsx";
+import { rememberErasure } from "./auth.jsx";
 
 function ProfileForm() {
   const me = session.value.user;
@@ -136,6 +138,15 @@ function PasswordForm() {
   );
 }
 
+// The deletion has ended every session on the server, so signOut's logout would only be
+// refused: what is left is this browser's copy. The sign-in page tells when the erasure is.
+function signedOutByDeletion({ eraseAfter }) {
+  rememberErasure(eraseAfter);
+  clearSession();
+  resetSocket();
+  navigate("/login");
+}
+
 export function Settings() {
   const heading = useScreen("Settings");
   return (
@@ -155,6 +166,7 @@ export function Settings() {
           Sign out of Nova
         </button>
       </section>
+      <Lazy screen="privacySettings" component="DeleteAccount" onDeleted={signedOutByDeletion} />
     </>
   );
 }
