@@ -1,6 +1,7 @@
 """The mail consumer: sends password-reset and email-verification messages over SMTP, a
-notice when a password was changed (`identity.password.changed`, no token in it), and the
-link to a data export once it is ready (`privacy.export.ready`).
+notice when a password was changed (`identity.password.changed`) or the account's deletion
+was asked for or cancelled (`account.deletion.requested` / `.cancelled`), no link in them,
+and the link to a data export once it is ready (`privacy.export.ready`).
 
 Identity writes `identity.password_reset.requested` / `identity.email_verification.requested`
 events through the outbox with the one-time token sealed (`storage.secrets.Sealer`), so
@@ -37,6 +38,12 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import aiosmtplib
 
+from actors.consumers.notices import (
+    DELETION_CANCELLED,
+    DELETION_REQUESTED,
+    NOTICES,
+    PASSWORD_CHANGED,
+)
 from actors.settings import ActorSettings
 from storage.db import Connection
 from storage.errors import ConfigError, NovaError, PoisonEvent, Unavailable
@@ -51,8 +58,8 @@ log = logging.getLogger(__name__)
 
 PASSWORD_RESET = "identity.password_reset.requested"
 EMAIL_VERIFICATION = "identity.email_verification.requested"
-PASSWORD_CHANGED = "identity.password.changed"
 EXPORT_READY = "privacy.export.ready"
+
 
 # A conservative check: the SMTP server has the last word, this only keeps header injection
 # (CR/LF) and obvious garbage out of the envelope.
@@ -173,6 +180,8 @@ class MailConsumer(Consumer[ActorSettings]):
         EMAIL_VERIFICATION,
         PASSWORD_CHANGED,
         EXPORT_READY,
+        DELETION_REQUESTED,
+        DELETION_CANCELLED,
     )
 
     def __init__(self, settings: ActorSettings) -> None:
@@ -190,7 +199,7 @@ class MailConsumer(Consumer[ActorSettings]):
     async def apply(self, event: Event, conn: Connection) -> None:
         if self._sealer is None:
             raise ConfigError("MailConsumer.apply called before start()")
-        if event.type == PASSWORD_CHANGED:
+        if event.type in NOTICES:
             user_id = payload_id(event.payload, "user_id")
             to = await self._recipient(conn, user_id, event)
             if to is None:
@@ -320,18 +329,17 @@ class MailConsumer(Consumer[ActorSettings]):
         return message
 
     def render_notice(self, event: Event, to: Recipient, *, now: datetime) -> EmailMessage:
-        """'Your password was changed': sent to the account's address, with no link in it
-        (a notice people learn to click is a phishing template)."""
-        greeting = f"Hello {to.username}" if to.username else "Hello"
-        message = self._headed(to.email, "Your Nova password was changed", event, now)
-        message.set_content(
-            f"{greeting},\n\n"
-            "The password of your Nova account was changed, and every other device signed "
-            "in to it was signed out.\n\n"
-            "If this was you, there is nothing to do. If it was not, reset your password "
-            'from the app\'s sign-in screen ("Forgot password") now.\n\n'
-            "-- \nNova\n"
+        """A notice about the account (`NOTICES`), sent to its address."""
+        subject, text = NOTICES[event.type]
+        erase_after = str(event.payload.get("erase_after") or "")
+        when = (
+            datetime.fromisoformat(erase_after).strftime("%Y-%m-%d %H:%M UTC")
+            if erase_after
+            else ""
         )
+        greeting = f"Hello {to.username}" if to.username else "Hello"
+        message = self._headed(to.email, subject, event, now)
+        message.set_content(f"{greeting},\n\n{text.format(erase_after=when)}\n\n-- \nNova\n")
         return message
 
     def _headed(self, to: str, subject: str, event: Event, now: datetime) -> EmailMessage:

@@ -31,12 +31,12 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from actors.consumers.mail import (
     EMAIL_VERIFICATION,
-    PASSWORD_CHANGED,
     PASSWORD_RESET,
     MailConsumer,
     Recipient,
     SmtpTarget,
 )
+from actors.consumers.notices import PASSWORD_CHANGED
 from deployments.settings import Settings
 from deployments.stack import Layout, Stack
 from storage.db import Connection, Database

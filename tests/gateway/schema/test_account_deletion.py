@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from deployments.settings import Settings
+from deployments.stack import Stack
 from storage.db import Database
 from tests.conftest import wait_until
 from tests.support.chat import room_of, send
 from tests.support.graphql import post, unique_name
+from tests.support.mailbox import wait_for_mail
 from tests.support.media import uploaded_image
 from tests.support.social import (
     FANOUT_WAIT_S,
@@ -92,9 +94,9 @@ async def login(http_url: str, username: str) -> Any:
 
 
 async def test_deletion_needs_the_password_signs_out_and_a_sign_in_cancels_it(
-    http_url: str, db: Database
+    http_url: str, db: Database, stack: Stack
 ) -> None:
-    ada, _ = await register(http_url, "del")
+    ada, email = await register(http_url, "del")
     wrong = await call(http_url, ada, DELETE, p="not the password")
     assert wrong.codes == ["BAD_USER_INPUT"]
     (await call(http_url, ada, ME)).ok()
@@ -112,6 +114,11 @@ async def test_deletion_needs_the_password_signs_out_and_a_sign_in_cancels_it(
             ada.uuid,
         )
     assert live == 0
+    notice = await wait_for_mail(
+        stack.layout.mail_dir, to=email, subject_contains="will be deleted", timeout_s=60
+    )
+    assert erase_after.strftime("%Y-%m-%d %H:%M UTC") in notice.get_content()
+    assert "http" not in notice.get_content()
 
     first = (await login(http_url, ada.username)).ok()["login"]
     assert first["deletionCancelled"] is True
@@ -119,6 +126,9 @@ async def test_deletion_needs_the_password_signs_out_and_a_sign_in_cancels_it(
         assert await conn.fetchval("SELECT erase_after FROM users WHERE id = $1", ada.uuid) is None
     again = (await login(http_url, ada.username)).ok()["login"]
     assert again["deletionCancelled"] is False
+    await wait_for_mail(
+        stack.layout.mail_dir, to=email, subject_contains="will not be deleted", timeout_s=60
+    )
     me = Member(ada.id, ada.username, first["accessToken"])
     assert (await call(http_url, me, ME)).ok()["me"]["id"] == ada.id
 
