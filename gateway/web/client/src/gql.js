@@ -12,7 +12,7 @@ const POST = `fragment PostFields on Post {
 const ME = `fragment MeFields on User { id username displayName bio avatarUrl email emailVerified }`;
 const AUTH = `accessToken refreshToken expiresIn user { ...MeFields }`;
 const MESSAGE = `fragment MessageFields on Message {
-  id roomId text seq clientMessageId createdAt deleted sender { id username displayName }
+  id roomId text seq clientMessageId createdAt deleted senderDeleted sender { id username displayName }
   media { ${MEDIA} }
 }`;
 const ROOM = `fragment RoomFields on ChatRoom {
@@ -29,7 +29,8 @@ const NOTIFICATION = `fragment NotificationFields on Notification {
 }`;
 
 export const REGISTER = `mutation Register($input: RegisterInput!) { register(input: $input) { ${AUTH} } } ${ME}`;
-export const LOGIN = `mutation Login($input: LoginInput!) { login(input: $input) { ${AUTH} } } ${ME}`;
+// Sign-in also says whether it cancelled the account's pending deletion.
+export const LOGIN = `mutation Login($input: LoginInput!) { login(input: $input) { ${AUTH} deletionCancelled } } ${ME}`;
 export const LOGOUT = `mutation Logout($refreshToken: String!) { logout(refreshToken: $refreshToken) }`;
 export const VERIFY_EMAIL = `mutation VerifyEmail($token: String!) { verifyEmail(token: $token) }`;
 export const RESEND_VERIFICATION = `mutation ResendVerification { resendVerificationEmail }`;

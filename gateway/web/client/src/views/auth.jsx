@@ -1,19 +1,11 @@
 // Signing up and in, and the pages the mailed links open: verify email, reset password.
 import { useEffect, useState } from "preact/hooks";
 import { mutate, resetSocket } from "../api.js";
-import { REGISTER, REQUEST_RESET, RESET_PASSWORD, VERIFY_EMAIL } from "../gql.js";
+import { LOGIN, REGISTER, REQUEST_RESET, RESET_PASSWORD, VERIFY_EMAIL } from "../gql.js";
 import { notify } from "../notices.js";
 import { navigate, route } from "../router.js";
 import { saveAuth, session, updateUser } from "../session.js";
 import { ErrorText, Field, useForm, useScreen } from "../ui/common.jsx";
-
-// Sign-in says whether it cancelled the account's pending deletion.
-const LOGIN = `mutation Login($input: LoginInput!) {
-  login(input: $input) {
-    accessToken refreshToken expiresIn deletionCancelled
-    user { id username displayName bio avatarUrl email emailVerified }
-  }
-}`;
 
 // When a deleted account is erased, kept across its sign-out (in this tab) for the sign-in page.
 const ERASURE = "nova.erasure";

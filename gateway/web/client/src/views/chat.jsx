@@ -311,7 +311,7 @@ function Room({ id }) {
         <ol aria-label="Messages" aria-live="polite" aria-relevant="additions">
           {messages.map((message) => (
             <li key={message.clientMessageId ?? message.id} class={message.sender?.id === me ? "mine" : ""}>
-              <span class="sender">{displayName(message.sender)}</span>
+              <span class="sender">{message.senderDeleted ? "Deleted account" : displayName(message.sender)}</span>
               {message.text && <p class="text">{message.text}</p>}
               <MediaGrid media={message.media} sizes={MESSAGE_MEDIA_SIZES} />
               <span class="meta muted">
