@@ -95,7 +95,9 @@ async def remove_post(conn: asyncpg.Connection, post_id: uuid.UUID, by: uuid.UUI
     )
     removed = from_row(PostRecord, row)
     await hide_media(conn, removed.media_ids)
-    return Changed(posts=[removed] if prior["live"] else [])
+    if not prior["live"]:
+        return Changed()
+    return Changed(posts=[removed], counters=await _share_counts(conn, [removed], -1))
 
 
 async def restore_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> Changed:
@@ -110,9 +112,10 @@ async def restore_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> Changed:
     )
     exists = row is not None or await conn.fetchval("SELECT 1 FROM posts WHERE id = $1", post_id)
     restored = from_row(PostRecord, row) if row else None
-    if restored is not None:
-        await unhide_media(conn, restored.media_ids)
-    return Changed(posts=[restored] if restored else [], found=bool(exists))
+    if restored is None:
+        return Changed(found=bool(exists))
+    await unhide_media(conn, restored.media_ids)
+    return Changed(posts=[restored], counters=await _share_counts(conn, [restored], 1))
 
 
 async def remove_comment(conn: asyncpg.Connection, comment_id: uuid.UUID) -> Changed:
@@ -264,7 +267,10 @@ async def suspend_user(
     await hide_media(conn, [media_id for post in hidden for media_id in post.media_ids])
     return Changed(
         posts=hidden,
-        counters=await _comment_counts(conn, comments, -1),
+        counters=[
+            *await _comment_counts(conn, comments, -1),
+            *await _share_counts(conn, hidden, -1),
+        ],
         sessions=[row["id"] for row in sessions],
     )
 
@@ -303,7 +309,13 @@ async def unsuspend_user(
     )
     back = from_rows(PostRecord, posts)
     await unhide_media(conn, [media_id for post in back for media_id in post.media_ids])
-    return Changed(posts=back, counters=await _comment_counts(conn, comments, 1))
+    return Changed(
+        posts=back,
+        counters=[
+            *await _comment_counts(conn, comments, 1),
+            *await _share_counts(conn, back, 1),
+        ],
+    )
 
 
 async def _comment_counts(
@@ -313,6 +325,16 @@ async def _comment_counts(
     if not per_post:
         return []
     return await bump(conn, "post", {post: {"comments": sign * n} for post, n in per_post.items()})
+
+
+async def _share_counts(
+    conn: asyncpg.Connection, posts: list[PostRecord], sign: int
+) -> list[CounterRow]:
+    """Shares hidden (or back) change the share counts of the posts they share."""
+    per_post = Counter(p.shared_post_id for p in posts if p.shared_post_id is not None)
+    if not per_post:
+        return []
+    return await bump(conn, "post", {post: {"shares": sign * n} for post, n in per_post.items()})
 
 
 async def suspended_until(conn: asyncpg.Connection, user_id: uuid.UUID) -> datetime | None:

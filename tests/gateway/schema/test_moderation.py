@@ -47,6 +47,8 @@ query($status: ReportStatus, $first: Int, $after: String) {
   }
 }
 """
+SHARE = 'mutation($id: ID!) { sharePost(postId: $id, text: "look") { id } }'
+SHARE_COUNT = "query($id: ID!) { post(id: $id) { shareCount } }"
 MODERATE = """
 mutation($type: ReportTargetType!, $id: ID!, $action: ModerationAction!, $note: String,
          $hours: Int) {
@@ -287,6 +289,26 @@ async def test_remove_a_comment(http_url: str, db: Database, settings: Settings)
     await _moderate(http_url, moderator, "COMMENT", comment_id, "RESTORE")
     listed = (await call(http_url, author, COMMENTS, id=post_["id"])).ok()
     assert [e["node"]["id"] for e in listed["post"]["comments"]["edges"]] == [comment_id]
+
+
+async def test_removing_a_share_takes_it_off_the_share_count(
+    http_url: str, db: Database, settings: Settings
+) -> None:
+    author, sharer = await make_members(db, settings, 2, prefix="rs")
+    moderator = await _moderator(db, settings)
+    original = await create_post(http_url, author, "worth sharing")
+    share = (await call(http_url, sharer, SHARE, id=original["id"])).ok()["sharePost"]
+
+    async def shares() -> int:
+        found = (await call(http_url, author, SHARE_COUNT, id=original["id"])).ok()
+        return int(found["post"]["shareCount"])
+
+    assert await shares() == 1
+    (await _report(http_url, author, "POST", share["id"])).ok()
+    await _moderate(http_url, moderator, "POST", share["id"], "REMOVE")
+    assert await shares() == 0
+    await _moderate(http_url, moderator, "POST", share["id"], "RESTORE")
+    assert await shares() == 1
 
 
 async def test_suspend_and_unsuspend(http_url: str, db: Database, settings: Settings) -> None:
