@@ -137,11 +137,18 @@ async def test_the_unsubscribe_link_stops_digests_and_a_tampered_one_is_refused(
     assert link.startswith(f"{deployed.public_url.rstrip('/')}/unsubscribe?token=")
     token = parse_qs(urlsplit(link).query)["token"][0]
     local = f"{http_url}/unsubscribe"
+    found_before = await preferences(http_url, me)
 
     async with httpx.AsyncClient(timeout=30) as client:
+        # Opening a link (as a mail scanner would) changes nothing: it asks to confirm.
         follows = _link(_text(message), "Stop emails about new followers:")
-        one_kind = await client.get(
-            local, params=parse_qs(urlsplit(follows).query), headers={"Accept": "application/json"}
+        follows_token = parse_qs(urlsplit(follows).query)
+        asked = await client.get(local, params=follows_token)
+        assert asked.status_code == 200, asked.text
+        assert "<form method=post" in asked.text
+        assert (await preferences(http_url, me))["kinds"] == found_before["kinds"]
+        one_kind = await client.post(
+            local, params=follows_token, headers={"Accept": "application/json"}
         )
         assert one_kind.json()["kind"] == "FOLLOW", one_kind.text
         found = await preferences(http_url, me)
@@ -166,7 +173,8 @@ async def test_the_unsubscribe_link_stops_digests_and_a_tampered_one_is_refused(
         )
         assert one_click.status_code == 200, one_click.text
         assert one_click.json()["unsubscribed"] is True
-        page = await client.get(local, params={"token": token})
+        # The confirmation page's button, from a browser: answered with a page.
+        page = await client.post(local, params={"token": token}, headers={"Accept": "text/html"})
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert "no longer get emails" in page.text
