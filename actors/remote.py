@@ -211,13 +211,8 @@ class TimelineShardActor:
         finally:
             self._in_flight -= 1
 
-    async def remove(
-        self,
-        user_ids: list[uuid.UUID],
-        post_ids: frozenset[uuid.UUID],
-        author_ids: frozenset[uuid.UUID],
-    ) -> None:
-        await (await self._shard()).remove(user_ids, post_ids=post_ids, author_ids=author_ids)
+    async def remove(self, user_ids: list[uuid.UUID], author_ids: frozenset[uuid.UUID]) -> None:
+        await (await self._shard()).remove(user_ids, author_ids)
 
     async def remove_post(
         self, user_ids: list[uuid.UUID], post_id: uuid.UUID, author_id: uuid.UUID

@@ -131,16 +131,11 @@ class TimelineClient:
             )
         )
 
-    async def remove(
-        self,
-        user_ids: Sequence[uuid.UUID],
-        *,
-        post_ids: frozenset[uuid.UUID] = frozenset(),
-        author_ids: frozenset[uuid.UUID] = frozenset(),
-    ) -> None:
+    async def remove(self, user_ids: Sequence[uuid.UUID], author_ids: frozenset[uuid.UUID]) -> None:
+        """These authors' posts out of these users' timelines (an unfollow, a block)."""
         await asyncio.gather(
             *(
-                self._caller.call(index, "remove", group, post_ids, author_ids)
+                self._caller.call(index, "remove", group, author_ids)
                 for index, group in self._by_shard(user_ids).items()
             )
         )

@@ -251,17 +251,11 @@ class TimelineShard:
         if waiting:
             await asyncio.gather(*(asyncio.shield(w) for w in waiting), return_exceptions=True)
 
-    async def remove(
-        self,
-        user_ids: Sequence[uuid.UUID],
-        *,
-        post_ids: frozenset[uuid.UUID] = frozenset(),
-        author_ids: frozenset[uuid.UUID] = frozenset(),
-    ) -> None:
-        """Drop entries of these posts or by these authors from each user's timeline."""
+    async def remove(self, user_ids: Sequence[uuid.UUID], author_ids: frozenset[uuid.UUID]) -> None:
+        """Drop entries by these authors from each user's timeline."""
 
         def keep(entry: Entry) -> bool:
-            return entry.post_id not in post_ids and entry.author_id not in author_ids
+            return entry.author_id not in author_ids
 
         await self._await_activations(user_ids)
         members: dict[uuid.UUID, list[str]] = {}

@@ -87,12 +87,12 @@ class FanoutConsumer(Consumer[ActorSettings]):
         elif event.type == FOLLOW_DELETED:
             follower = payload_id(payload, "follower_id")
             followee = payload_id(payload, "followee_id")
-            await self._timelines.remove([follower], author_ids=frozenset({followee}))
+            await self._timelines.remove([follower], frozenset({followee}))
         elif event.type == BLOCK_CREATED:
             blocker = payload_id(payload, "blocker_id")
             blocked = payload_id(payload, "blocked_id")
-            await self._timelines.remove([blocker], author_ids=frozenset({blocked}))
-            await self._timelines.remove([blocked], author_ids=frozenset({blocker}))
+            await self._timelines.remove([blocker], frozenset({blocked}))
+            await self._timelines.remove([blocked], frozenset({blocker}))
         elif event.type == ACCOUNT_ERASED:
             await self._timelines.drop([payload_id(payload, "user_id")])
         else:

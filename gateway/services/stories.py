@@ -28,8 +28,6 @@ from storage.repositories.stories import (
     StoryView,
 )
 
-MAX_AUTHORS = 100
-
 
 @dataclass(frozen=True)
 class AuthorStories:
@@ -75,9 +73,7 @@ class Stories:
     async def feed(self, reader: uuid.UUID, first: int | None) -> list[AuthorStories]:
         """Authors the reader follows with live stories: those with unseen stories first,
         then by their newest story."""
-        limit = page_size(first)
-        if limit > MAX_AUTHORS:
-            raise InvalidInput(f"first must be between 0 and {MAX_AUTHORS}")
+        limit = page_size(first)  # at most MAX_PAGE authors
         rows = await self._repo.of_followees(reader, limit)
         return [
             AuthorStories(author, list(stories))
