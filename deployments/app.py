@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from pathlib import Path
 from typing import Any
 
 from ray import serve
@@ -37,6 +38,7 @@ from deployments.workers import (
     stop_worker,
 )
 from gateway.app import GatewayRuntime, create_app
+from ranking.starter import ensure_starter
 from storage.db import Database
 from storage.kafka.clients import TopicAdmin
 from storage.kafka.topics import registered_topics, sync_catalogue
@@ -118,7 +120,8 @@ def build_app(settings: Settings) -> Any:
 
 
 async def prepare_storage(settings: Settings) -> dict[str, int]:
-    """Apply migrations, record the topic catalogue, create the topics in Kafka.
+    """Apply migrations, record the topic catalogue, create the topics in Kafka, and
+    register and route the starter ranking model where the model has no route.
 
     Returns topics whose partition count in Kafka differs from the catalogue.
     """
@@ -134,6 +137,7 @@ async def prepare_storage(settings: Settings) -> dict[str, int]:
             topics = await registered_topics(conn)
         finally:
             await conn.close()
+        await ensure_starter(db, Path(settings.model_store), settings.ranking_model)
     finally:
         await db.close()
     admin = TopicAdmin(settings)

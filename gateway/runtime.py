@@ -42,6 +42,7 @@ from gateway.services.profiles import Profiles
 from gateway.services.ranked_feed import RankedFeed
 from gateway.services.relations import ViewerRelations
 from gateway.services.search import Search
+from gateway.services.served_features import LatestPageFeatures
 from gateway.services.stories import Stories
 from gateway.services.users import UserCache
 from gateway.settings import GatewaySettings
@@ -99,6 +100,8 @@ class GatewayRuntime:
     exports: DataExports
     # `feed(mode: RANKED)`; None without the FeatureStore and Ranker (then RANKED = LATEST).
     ranked: RankedFeed | None = None
+    # Features kept for LATEST pages' impressions; None without the FeatureStore.
+    latest_features: LatestPageFeatures | None = None
     replica_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     )
@@ -170,6 +173,9 @@ class GatewayRuntime:
         ranked = None
         if features is not None and ranker is not None:
             ranked = RankedFeed(db, redis, feed, settings, features=features, ranker=ranker)
+        latest_features = None
+        if features is not None:
+            latest_features = LatestPageFeatures(redis, settings, features=features)
         store = open_store(
             settings.media_store,
             access_key=settings.media_s3_access_key,
@@ -201,6 +207,7 @@ class GatewayRuntime:
             timelines=timelines,
             feed=feed,
             ranked=ranked,
+            latest_features=latest_features,
             analytics=Analytics(db, redis),
             hub=PubSubHub(redis),
             chat=Chat(db, redis, chat_shards),
@@ -358,6 +365,8 @@ class GatewayRuntime:
             await self.hub.close()
         with contextlib.suppress(Exception):
             await self.timelines.close()
+        if self.latest_features is not None:
+            await self.latest_features.close()
         await self.kafka_probe.close()
         await self.redis.aclose()
         await self.db.close()

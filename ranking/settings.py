@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.settings import StorageSettings, setting
+from storage.settings import Bounds, StorageSettings, setting
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,12 @@ class RankingSettings(StorageSettings):
     )
     ranking_session_ttl_s: int = setting(1_800, "how long a ranked list is kept for paging")
     ranking_call_timeout_s: float = setting(2.0, "bound on a FeatureStore or Ranker call")
+    ranking_latest_feature_sample: float = setting(
+        1.0,
+        "share of LATEST feed pages whose posts get their features looked up and kept, so "
+        "their impressions are logged with them (training data); 0 turns it off",
+        Bounds(ge=0, le=1),
+    )
     grpc_token: str | None = setting(
         None,
         "the secret callers of the gRPC ingress (`Ranker.Rank`, `FeatureStore.GetFeatures`) "

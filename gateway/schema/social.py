@@ -9,19 +9,25 @@ comments and profiles never come back.
 from __future__ import annotations
 
 import asyncio
-import enum
 import uuid
 from collections.abc import AsyncGenerator
 
 import strawberry
 
 from actors.timeline_shard import FEED_CHANNEL
+from gateway.schema.feed_types import (
+    FeedConnection,
+    FeedEdge,
+    FeedMode,
+    FeedUpdate,
+    RankingFallback,
+    keep_features,
+)
 from gateway.schema.types import (
     Comment,
     Connection,
     Edge,
     NovaInfo,
-    PageInfo,
     Post,
     User,
     load_post,
@@ -31,61 +37,6 @@ from gateway.schema.types import (
 )
 from gateway.services.pages import Page
 from storage.errors import NotFound
-
-
-@strawberry.enum
-class FeedMode(enum.Enum):
-    LATEST = strawberry.enum_value("LATEST", description="Newest first, from your timeline.")
-    RANKED = strawberry.enum_value(
-        "RANKED",
-        description="Best first, by the model version your A/B bucket selects; each edge "
-        "carries its score and modelVersion. Newest first (no score) if ranking is down.",
-    )
-    PULL = strawberry.enum_value(
-        "PULL",
-        description="Newest first, computed from PostgreSQL at read time (no timeline): "
-        "slower; a fallback and the baseline the timeline path is measured against.",
-    )
-
-
-@strawberry.type
-class FeedEdge:
-    cursor: str
-    node: Post
-    score: float | None = strawberry.field(
-        default=None, description="The ranking model's score (RANKED only), higher is better."
-    )
-    model_version: str | None = strawberry.field(
-        default=None,
-        description="The model version that ranked this page (RANKED only); send it back "
-        "with trackEvents so impressions are attributed.",
-    )
-
-
-@strawberry.type
-class FeedConnection:
-    edges: list[FeedEdge]
-    page_info: PageInfo
-
-    @classmethod
-    def of(cls, edges: list[FeedEdge], has_next_page: bool) -> FeedConnection:
-        return cls(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=has_next_page,
-                end_cursor=edges[-1].cursor if edges else None,
-                start_cursor=edges[0].cursor if edges else None,
-            ),
-        )
-
-
-@strawberry.type
-class FeedUpdate:
-    post_id: strawberry.ID
-
-    @strawberry.field(description="The new post; null if it is gone or hidden from you.")
-    async def post(self, info: NovaInfo) -> Post | None:
-        return await load_post(info, parse_id(self.post_id))
 
 
 @strawberry.input
@@ -200,10 +151,10 @@ class SocialQuery:
         # it: that query runs while the page is found.
         hidden = info.context.loaders.blocked()
         if mode is FeedMode.RANKED and runtime.ranked is not None:
-            (ranked, more), _ = await asyncio.gather(
+            ranked, _ = await asyncio.gather(
                 runtime.ranked.page(claims.user_id, first, after), hidden
             )
-            posts = await load_posts(info, [item.post_id for item in ranked])
+            posts = await load_posts(info, [item.post_id for item in ranked.items])
             edges = [
                 FeedEdge(
                     cursor=item.cursor,
@@ -211,14 +162,18 @@ class SocialQuery:
                     score=item.score,
                     model_version=item.model_version,
                 )
-                for item, post in zip(ranked, posts, strict=True)
+                for item, post in zip(ranked.items, posts, strict=True)
                 if post is not None
             ]
-            return FeedConnection.of(edges, more)
+            if ranked.fallback is not None:  # served newest first: keep its features too
+                keep_features(info, claims.user_id, posts)
+            fallback = RankingFallback(ranked.fallback) if ranked.fallback else None
+            return FeedConnection.of(edges, ranked.has_next_page, ranking_fallback=fallback)
         (items, more), _ = await asyncio.gather(
             runtime.feed.page(claims.user_id, first, after, pull=mode is FeedMode.PULL), hidden
         )
         posts = await load_posts(info, [post_id for _, post_id in items])
+        keep_features(info, claims.user_id, posts)
         return FeedConnection.of(
             [
                 FeedEdge(cursor=cursor, node=post)
@@ -226,6 +181,7 @@ class SocialQuery:
                 if post is not None
             ],
             more,
+            ranking_fallback=RankingFallback.RANKING_OFF if mode is FeedMode.RANKED else None,
         )
 
     @strawberry.field(description="People by username or display name, best match first.")

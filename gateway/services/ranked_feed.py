@@ -10,8 +10,8 @@ into it, so paging is stable while new posts and likes arrive. Each page also re
 features served per post (`nova:served:<viewer>:<post>`) for impression logging.
 
 When no route exists for the model name, or the FeatureStore or Ranker fail or time out,
-the page is newest-first with no score and no model version: the feed degrades, it does
-not fail.
+the page is newest-first with no score and no model version, and says why (`fallback`,
+counted by `nova_ranked_feed_fallbacks_total`): the feed degrades, it does not fail.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ SERVED = "nova:served:"
 SERVED_TTL_S = 24 * 3600
 SEEN = "nova:seen:"
 SEEN_TTL_S = 3 * 24 * 3600
+# Why a ranked page is served newest first (`RankedPage.fallback`).
+NO_ROUTE = "NO_ROUTE"
+FEATURES_UNAVAILABLE = "FEATURES_UNAVAILABLE"
+MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
 _TRENDING_TTL_S = 30.0
 _LIKED_WINDOW = timedelta(days=2)
 _TRENDING_WINDOW = timedelta(days=1)
@@ -65,6 +69,13 @@ class RankedItem:
     model_version: str | None
 
 
+@dataclass(frozen=True)
+class RankedPage:
+    items: list[RankedItem]
+    has_next_page: bool
+    fallback: str | None  # why the page is newest first: NO_ROUTE, FEATURES_/MODEL_UNAVAILABLE
+
+
 @dataclass
 class Ranking:
     """One viewer's ranked list, as stored for paging."""
@@ -74,6 +85,7 @@ class Ranking:
     model_name: str | None
     model_version: str | None
     features: np.ndarray | None  # rows follow post_ids
+    fallback: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -85,6 +97,7 @@ class Ranking:
                 "f": None
                 if self.features is None
                 else base64.b64encode(self.features.astype(DTYPE).tobytes()).decode(),
+                "x": self.fallback,
             }
         )
 
@@ -95,7 +108,7 @@ class Ranking:
         if data["f"] is not None:
             flat = np.frombuffer(base64.b64decode(data["f"]), dtype=DTYPE)
             features = flat.reshape(len(data["p"]), len(NAMES))
-        return cls(data["p"], data["s"], data["m"], data["v"], features)
+        return cls(data["p"], data["s"], data["m"], data["v"], features, data.get("x"))
 
 
 def _unseen_first(post_ids: list[str], seen: set[str]) -> list[str]:
@@ -142,6 +155,11 @@ class RankedFeed:
             boundaries=[1, 2, 5, 10, 20, 50, 100, 250],
             tag_keys=("stage",),
         )
+        self._fallbacks = metrics.Counter(
+            "nova_ranked_feed_fallbacks_total",
+            "Ranked pages served newest first instead, by reason",
+            tag_keys=("reason",),
+        )
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -151,9 +169,7 @@ class RankedFeed:
         finally:
             self._stages.observe((time.perf_counter() - started) * 1000, tags={"stage": name})
 
-    async def page(
-        self, viewer: uuid.UUID, first: int | None, after: str | None
-    ) -> tuple[list[RankedItem], bool]:
+    async def page(self, viewer: uuid.UUID, first: int | None, after: str | None) -> RankedPage:
         limit = page_size(first)
         if after:
             session, offset = decode_cursor(after)
@@ -173,7 +189,7 @@ class RankedFeed:
         ]
         with self._stage("store"):
             await self._store(viewer, ranking, offset, end, session=None if after else session)
-        return items, end < len(ranking.post_ids)
+        return RankedPage(items, end < len(ranking.post_ids), ranking.fallback)
 
     async def rank(self, viewer: uuid.UUID) -> Ranking:
         """Rank the viewer's candidates now (no session). Posts the viewer has already
@@ -184,8 +200,10 @@ class RankedFeed:
         authors = [c.author_id for c in candidates]
         name = self._settings.ranking_model
         version = await self.routes.version_for(name, str(viewer))
-        if version is None or not candidates:
-            return Ranking(_unseen_first(post_ids, seen), None, None, None, None)
+        if not candidates:
+            return Ranking([], None, None, None, None)
+        if version is None:
+            return self._fallback(post_ids, seen, NO_ROUTE)
         timeout_s = self._settings.ranking_call_timeout_s
         try:
             with self._stage("features"):
@@ -195,6 +213,10 @@ class RankedFeed:
                     ),
                     timeout_s,
                 )
+        except Exception as exc:  # degrade to newest-first; the reason goes to the log
+            log.warning("ranked feed for %s: features failed: %s", viewer, classify(exc))
+            return self._fallback(post_ids, seen, FEATURES_UNAVAILABLE)
+        try:
             with self._stage("scoring"):
                 scores = await asyncio.wait_for(
                     self._ranker.options(multiplexed_model_id=f"{name}:{version}").score.remote(
@@ -202,9 +224,11 @@ class RankedFeed:
                     ),
                     timeout_s,
                 )
-        except Exception as exc:  # degrade to newest-first; the reason goes to the log
-            log.warning("ranked feed for %s fell back to LATEST: %s", viewer, classify(exc))
-            return Ranking(_unseen_first(post_ids, seen), None, None, None, None)
+        except Exception as exc:
+            log.warning(
+                "ranked feed for %s: %s %s failed: %s", viewer, name, version, classify(exc)
+            )
+            return self._fallback(post_ids, seen, MODEL_UNAVAILABLE)
         with self._stage("order"):
             scores = np.asarray(scores, dtype=DTYPE)
             order = final_order(scores.tolist(), authors, [post in seen for post in post_ids])
@@ -215,6 +239,10 @@ class RankedFeed:
             model_version=version,
             features=matrix[np.array(order, dtype=np.int64)],
         )
+
+    def _fallback(self, post_ids: list[str], seen: set[str], reason: str) -> Ranking:
+        self._fallbacks.inc(tags={"reason": reason})
+        return Ranking(_unseen_first(post_ids, seen), None, None, None, None, reason)
 
     async def candidates(self, viewer: uuid.UUID) -> tuple[list[Entry], set[str]]:
         """In-network first, then out-of-network; each post once; blocks filtered; also

@@ -1,0 +1,152 @@
+"""What keeping features for LATEST pages costs: `feed(first: 20)` through the gateway with
+every page's features looked up and kept (`NOVA_RANKING_LATEST_FEATURE_SAMPLE=1`, the
+default) beside the same reads with it off (0), in one run.
+
+    cd /work/main && .venv/bin/python -m bench.latest_features
+
+Needs the dev stack started with `bench/bench.env` (see docs/benchmarks.md). The readers,
+authors and posts are bench.ranking's. The gateway application is redeployed with the
+setting off, then on again, and each setting is measured in `ROUNDS` alternating rounds
+(on, off, on, off, ...) so a drift of the machine's speed falls on both. Each round:
+`CLIENTS` readers reading pages back to back for `ROUND_S` seconds. Reported: pages per
+second and latency per setting, the ratio on/off, and how many pages had their features
+kept (read back from Redis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from bench.harness import graphql, ratio, run_on_ray, summarize
+from bench.ranking import seed
+
+SCENARIO = "latest_features"
+CLIENTS = 8
+ROUND_S = 12.0
+ROUNDS = 2
+FEED = "query { feed(first: 20) { edges { node { id } } } }"
+
+
+async def read_for(base_url: str, tokens: list[str], seconds: float) -> tuple[int, list[float]]:
+    """`CLIENTS` readers reading LATEST pages back to back; pages read and their latencies."""
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def reader(index: int) -> None:
+            n = index
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                page = await graphql(http, base_url, tokens[n % len(tokens)], FEED, {})
+                if len(page["feed"]["edges"]) != 20:
+                    raise RuntimeError(f"unexpected page {str(page)[:200]}")
+                latencies.append((time.perf_counter() - started) * 1000)
+                n += CLIENTS
+
+        await asyncio.gather(*(reader(i) for i in range(CLIENTS)))
+    return len(latencies), latencies
+
+
+def redeploy(sample: float) -> None:
+    """The gateway application, with `ranking_latest_feature_sample` set to `sample`."""
+    from ray import serve
+
+    from deployments.app import APP_NAME, build_app
+    from deployments.settings import Settings
+
+    settings = Settings.from_env().replace(ranking_latest_feature_sample=sample)
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+
+
+async def settled(base_url: str, token: str, sample: float) -> None:
+    """Until the replicas serving run with `sample` (the old ones drain after an update)."""
+    from ray import serve
+
+    from deployments.app import APP_NAME
+
+    for _ in range(600):
+        status = serve.status().applications.get(APP_NAME)
+        if status is not None and str(status.status).endswith("RUNNING"):
+            break
+        await asyncio.sleep(0.5)
+    async with httpx.AsyncClient(timeout=30) as http:
+        for _ in range(20):  # warm the new replicas
+            await graphql(http, base_url, token, FEED, {})
+    await asyncio.sleep(2.0)
+
+
+async def served_keys(redis: Any) -> int:
+    return sum([1 async for _ in redis.scan_iter(match="nova:served:*", count=1000)])
+
+
+async def run(base_url: str) -> dict[str, Any]:
+    from deployments.settings import Settings
+    from storage.db import Database
+    from storage.redis_client import make_redis
+
+    settings = Settings.from_env()
+    db = await Database.connect(settings, application_name="bench-latest-features")
+    redis = make_redis(settings)
+    pages: dict[str, int] = {"on": 0, "off": 0}
+    elapsed: dict[str, float] = {"on": 0.0, "off": 0.0}
+    latencies: dict[str, list[float]] = {"on": [], "off": []}
+    kept_on = 0
+    try:
+        data = await seed(db, redis, settings)
+        tokens = data["tokens"]
+        for _ in range(ROUNDS):
+            for label, sample in (("on", 1.0), ("off", 0.0)):
+                redeploy(sample)
+                await settled(base_url, tokens[0], sample)
+                before = await served_keys(redis)
+                started = time.monotonic()
+                count, timings = await read_for(base_url, tokens, ROUND_S)
+                elapsed[label] += time.monotonic() - started
+                await asyncio.sleep(1.0)  # lookups still running finish
+                if label == "on":
+                    kept_on += await served_keys(redis) - before
+                pages[label] += count
+                latencies[label].extend(timings)
+    finally:
+        redeploy(settings.ranking_latest_feature_sample)
+        await redis.aclose()
+        await db.close()
+    per_s = {k: pages[k] / elapsed[k] if elapsed[k] else 0.0 for k in pages}
+    return {
+        "clients": CLIENTS,
+        "rounds_per_setting": ROUNDS,
+        "round_s": ROUND_S,
+        "features_kept_on": {
+            "pages_per_s": round(per_s["on"], 1),
+            "latency_ms": summarize(latencies["on"]),
+            "served_feature_keys_written": kept_on,
+        },
+        "baseline_features_not_kept": {
+            "pages_per_s": round(per_s["off"], 1),
+            "latency_ms": summarize(latencies["off"]),
+        },
+        "ratios": {
+            "throughput_on_over_off": ratio(per_s["on"], per_s["off"]),
+            "p50_on_over_off": ratio(
+                summarize(latencies["on"])["p50"], summarize(latencies["off"])["p50"]
+            ),
+            "p99_on_over_off": ratio(
+                summarize(latencies["on"])["p99"], summarize(latencies["off"])["p99"]
+            ),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__).parse_args(argv)
+    return run_on_ray(SCENARIO, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
