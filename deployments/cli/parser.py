@@ -8,6 +8,7 @@ import sys
 
 from deployments.cli.audit import cmd_audit
 from deployments.cli.common import parse_since
+from deployments.cli.demo import add_commands as add_demo_commands
 from deployments.cli.models import add_commands as add_model_commands
 from deployments.cli.models import add_feature_commands
 from deployments.cli.operations import (
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_model_commands(sub)
     add_feature_commands(sub)
+    add_demo_commands(sub)
     return parser
 
 
