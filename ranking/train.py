@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from ranking.models import logistic_regression
-from ranking.registry import register
+from ranking.models import ModelError, load_model, logistic_regression
+from ranking.registry import get_route, get_version, read_artifact, register
 from ranking.schema import DTYPE, NAMES
 from storage.db import Database
-from storage.errors import InvalidInput
+from storage.errors import InvalidInput, NovaError
 from storage.repositories.analytics import AnalyticsStore
 from storage.repositories.models import ModelVersion
 
@@ -132,6 +132,27 @@ def evaluate(fit: Fit, data: Dataset, holdout: np.ndarray, seed: int = 0) -> dic
     }
 
 
+async def serving_aucs(
+    db: Database, store: Path, name: str, data: Dataset, holdout: np.ndarray
+) -> dict[str, float]:
+    """The held-out AUC of each version the model's route serves now, on the same rows: the
+    bar a new version has to clear. A version whose artifact does not load is left out."""
+    found = await get_route(db, name)
+    if found is None:
+        return {}
+    aucs: dict[str, float] = {}
+    for version, percent in found.arms.items():
+        if percent <= 0:
+            continue
+        try:
+            model = await get_version(db, name, version)
+            scorer = load_model(read_artifact(store, model), model.format)
+        except (ModelError, NovaError):
+            continue
+        aucs[version] = round(auc(scorer.score(data.x[holdout]), data.y[holdout]), 4)
+    return aucs
+
+
 async def train(
     db: Database,
     store: Path,
@@ -161,7 +182,12 @@ async def train(
         raise InvalidInput("the training impressions are all engaged or all not: nothing to learn")
     fit = fit_logistic(data.x[train_rows], data.y[train_rows], progress=progress)
     metrics = evaluate(fit, data, holdout)
-    progress(f"held-out AUC {metrics['heldout_auc']} (a random ranker: {metrics['random_auc']})")
+    metrics["serving_auc"] = await serving_aucs(db, store, name, data, holdout)
+    serving = ", ".join(f"{v} (serving) {a}" for v, a in metrics["serving_auc"].items())
+    progress(
+        f"held-out AUC {metrics['heldout_auc']}; on the same rows: "
+        f"{serving + ', ' if serving else ''}a random ranker {metrics['random_auc']}"
+    )
     model = logistic_regression(
         fit.weights,
         fit.bias,

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from deployments.settings import Settings
+from ranking import features as f
 from ranking.registry import get_route, register, rollback, route
 from ranking.schema import NAMES
 from ranking.starter import VERSION, ensure_starter, starter_model
@@ -75,10 +76,15 @@ async def test_the_starter_is_registered_routed_once_and_a_rollback_returns_to_i
 
 @pytest.mark.stack
 async def test_latest_pages_log_impressions_with_their_features(
-    http_url: str, db: Database, deployed: Settings
+    http_url: str, db: Database, deployed: Settings, redis: Any
 ) -> None:
-    viewer, _, posts = await followed_posts(db, deployed, http_url, ["read newest first"])
+    viewer, (author,), posts = await followed_posts(db, deployed, http_url, ["newest first"])
     post_id = posts[0]["id"]
+
+    async def follow_in_features() -> bool:
+        return bool(await redis.sismember(f.FOLLOWS + viewer.id, author.id))
+
+    await wait_until(follow_in_features, timeout_s=WAIT_S, message="the follow in the features")
 
     async def in_feed() -> Any:
         page = (await call(http_url, viewer, FEED, mode="LATEST")).ok()["feed"]
