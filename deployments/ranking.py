@@ -31,7 +31,7 @@ from ranking.features import FeatureLookup
 from ranking.models import ModelError, Scorer, load_model
 from ranking.proto import nova_ranking_pb2 as pb
 from ranking.registry import RouteTable, get_version, read_artifact
-from ranking.report import LATENCY_KEY, LATENCY_SAMPLES
+from ranking.report import LATENCY_KEY, LATENCY_SAMPLES, latency_sample
 from ranking.schema import FINGERPRINT, NAMES
 from storage.db import Database
 from storage.logs import configure_logging
@@ -93,7 +93,7 @@ class Ranker:
         )
         self._redis = make_redis(settings)
         # Scoring latencies waiting to be flushed to Redis for `nova models report`.
-        self._pending: dict[str, list[float]] = {}
+        self._pending: dict[str, list[str]] = {}
         self._flusher: asyncio.Task[None] | None = None
         tags = ("model", "version")
         self._requests = metrics.Counter(
@@ -141,14 +141,15 @@ class Ranker:
         if len(scores):
             self._scores.observe(float(np.median(scores)), tags=tags)
         self._pending.setdefault(LATENCY_KEY.format(name=name, version=version), []).append(
-            round(elapsed_ms, 4)
+            latency_sample(elapsed_ms, time.time())
         )
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_latencies())
         return scores
 
     async def _flush_latencies(self) -> None:
-        """Once a second: append the latest samples to each version's capped Redis list."""
+        """Once a second: append the latest samples, each with its time, to each version's
+        capped Redis list."""
         while self._pending:
             await asyncio.sleep(1.0)
             pending, self._pending = self._pending, {}

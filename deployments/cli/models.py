@@ -4,7 +4,8 @@ nova models register PATH --name NAME --version V [--notes TEXT]
 nova models list [NAME] [--json]
 nova models route NAME V1=90 V2=10
 nova models rollback NAME
-nova models report NAME [--since 7d] [--json]
+nova models report NAME [--since 7d] [--json] [--plot FILE.png]
+nova models evaluate NAME VERSION [--since 7d] [--held-out] [--json]
 nova models train [--since 7d] [--name home] [--version V]
 nova features rebuild
 """
@@ -123,16 +124,23 @@ def add_commands(sub: Any) -> None:
 
     def report(args: argparse.Namespace) -> int:
         from ranking.report import report as build_report
+        from ranking.report import timeline
         from storage.redis_client import make_redis
 
-        async def run(db: Any) -> list[Any]:
+        async def run(db: Any) -> tuple[list[Any], Any]:
             redis = make_redis(db.settings)
             try:
-                return await build_report(db, redis, args.name, args.since)
+                rows = await build_report(db, redis, args.name, args.since)
+                if not args.plot:
+                    return rows, None
+                versions = [r.version for r in rows]
+                return rows, await timeline(db, redis, args.name, args.since, versions)
             finally:
                 await redis.aclose()
 
-        rows = with_db(run)
+        rows, over_time = with_db(run)
+        if over_time is not None:
+            _plot(over_time, Path(args.plot), {r.version: _arm(r) for r in rows})
         if args.json:
             print(json.dumps([r.to_dict() for r in rows], indent=2))
             return 0
@@ -149,6 +157,23 @@ def add_commands(sub: Any) -> None:
                 f"{ci:>17}{_pct(r.impression_share):>8}{r.route_percent:>6g}%"
                 f"{_num(r.scoring_p50_ms):>9}{_num(r.scoring_p99_ms):>9}"
             )
+        if over_time is not None:
+            print(f"plot: {args.plot} (per {over_time.step})")
+        return 0
+
+    def evaluate(args: argparse.Namespace) -> int:
+        from ranking.evaluate import evaluate as run_evaluation
+
+        store = Path(load_settings().model_store)
+        found = with_db(
+            lambda db: run_evaluation(
+                db, store, args.name, args.version, since=args.since, held_out=args.held_out
+            )
+        )
+        if args.json:
+            print(json.dumps(found.to_dict(), indent=2))
+            return 0
+        _print_evaluation(found)
         return 0
 
     def train(args: argparse.Namespace) -> int:
@@ -211,7 +236,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("name")
     p.add_argument("--since", type=parse_since, default="7d", help="ISO time or 7d / 12h")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png", default=None, help="also draw it over time")
     p.set_defaults(func=guarded(report))
+
+    p = commands.add_parser("evaluate", help="AUC, NDCG@10, calibration on logged impressions")
+    p.add_argument("name")
+    p.add_argument("version", help="scored beside every version the route serves")
+    p.add_argument("--since", type=parse_since, default="7d", help="ISO time or 7d / 12h")
+    p.add_argument("--held-out", action="store_true", help="only users training holds out")
+    p.add_argument("--json", action="store_true", help="with the reliability table")
+    p.set_defaults(func=guarded(evaluate))
 
     p = commands.add_parser("train", help="train a logistic-regression baseline and register it")
     p.add_argument("--since", type=parse_since, default="7d", help="ISO time or 7d / 12h")
@@ -244,6 +278,47 @@ def add_feature_commands(sub: Any) -> None:
 
     p = commands.add_parser("rebuild", help="recompute every feature from PostgreSQL")
     p.set_defaults(func=rebuild)
+
+
+def _arm(row: Any) -> str:
+    return f"{row.version} ({row.route_percent:g}% route)"
+
+
+def _plot(over_time: Any, path: Path, labels: dict[str, str]) -> None:
+    from ranking.plot import draw
+
+    try:
+        draw(over_time, path, labels=labels)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the plot: {exc}") from exc
+
+
+def _print_evaluation(found: Any) -> None:
+    rate = found.engaged / found.rows
+    scope = ", held-out users only" if found.held_out else ""
+    print(
+        f"{found.name}: {found.rows} impressions with features since {found.since:%F %R}"
+        f"{scope}, {found.engaged} engaged ({100 * rate:.1f}%), {found.viewers} viewers "
+        f"({found.ndcg_viewers} with both engaged and not, for NDCG)"
+    )
+    print(
+        f"{'version':<20}{'route':>7}{'rows':>8}{'AUC':>8}{'NDCG@10':>9}{'ECE':>8}"
+        f"{'mean score':>12}{'engaged rate':>14}"
+    )
+    for v in found.versions:
+        ece, mean_score = (
+            (v.calibration.ece, v.calibration.mean_score) if v.calibration else (None, None)
+        )
+        label = f"{v.version} *" if v.version == found.version else v.version
+        print(
+            f"{label:<20}{v.route_percent:>6g}%{v.rows:>8}{v.auc:>8.3f}{_num(v.ndcg_at_10):>9}"
+            f"{_num(ece):>8}{_num(mean_score):>12}{rate:>14.3f}"
+        )
+    print(
+        f"{'(random order)':<20}{'':>7}{found.rows:>8}{0.5:>8.3f}"
+        f"{_num(found.random_ndcg_at_10):>9}\n"
+        f"* the version asked about; ECE and mean score: none for scores outside [0, 1]"
+    )
 
 
 def _num(value: float | None) -> str:
