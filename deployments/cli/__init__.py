@@ -15,11 +15,12 @@ nova keys rotate             add a JWT signing key
 nova users grant | revoke USER ROLE   give an account a role, or take it (audited)
 nova audit [--json]          the audit log: moderation actions and role changes
 nova queries add FILE...     register documents for persisted-query-only mode
-nova models ...              register, list, route, roll back, report and train models
+nova models ...              register, list, route, roll back, report, evaluate and train
 nova features rebuild        recompute the online ranking features
+nova demo seed               a synthetic community through the API (and visits to learn from)
 
-`parser` builds the command line; the command bodies live in `stack`, `operations` and
-`models`.
+`parser` builds the command line; the command bodies live in `stack`, `operations`,
+`models`, `audit` and `demo`.
 """
 
 from deployments.cli.parser import build_parser, main
