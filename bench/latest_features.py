@@ -1,13 +1,14 @@
 """What keeping features for LATEST pages costs: `feed(first: 20)` through the gateway with
-every page's features looked up and kept (`NOVA_RANKING_LATEST_FEATURE_SAMPLE=1`, the
-default) beside the same reads with it off (0), in one run.
+every page's features looked up and kept (`NOVA_RANKING_LATEST_FEATURE_SAMPLE=1`, or the
+share `--sample` gives) beside the same reads with it off (0), in one run.
 
-    cd /work/main && .venv/bin/python -m bench.latest_features
+    cd /work/main && .venv/bin/python -m bench.latest_features [--sample 0.25]
 
 Needs the dev stack started with `bench/bench.env` (see docs/benchmarks.md). The readers,
 authors and posts are bench.ranking's. The gateway application is redeployed with the
 setting off, then on again, and each setting is measured in `ROUNDS` alternating rounds
-(on, off, on, off, ...) so a drift of the machine's speed falls on both. Each round:
+(on, off, off, on, ...) after every reader's timeline is warm, so neither a drift of the
+machine's speed nor the first reads fall on one setting. Each round:
 `CLIENTS` readers reading pages back to back for `ROUND_S` seconds. Reported: pages per
 second and latency per setting, the ratio on/off, and how many pages had their features
 kept (read back from Redis).
@@ -53,6 +54,14 @@ async def read_for(base_url: str, tokens: list[str], seconds: float) -> tuple[in
     return len(latencies), latencies
 
 
+async def warm(base_url: str, tokens: list[str]) -> None:
+    """Every reader's timeline active before anything is timed (the first read of a cold
+    timeline loads it from PostgreSQL)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        for token in tokens:
+            await graphql(http, base_url, token, FEED, {})
+
+
 def redeploy(sample: float) -> None:
     """The gateway application, with `ranking_latest_feature_sample` set to `sample`."""
     from ray import serve
@@ -85,7 +94,7 @@ async def served_keys(redis: Any) -> int:
     return sum([1 async for _ in redis.scan_iter(match="nova:served:*", count=1000)])
 
 
-async def run(base_url: str) -> dict[str, Any]:
+async def run(base_url: str, sample: float = 1.0) -> dict[str, Any]:
     from deployments.settings import Settings
     from storage.db import Database
     from storage.redis_client import make_redis
@@ -100,10 +109,12 @@ async def run(base_url: str) -> dict[str, Any]:
     try:
         data = await seed(db, redis, settings)
         tokens = data["tokens"]
-        for _ in range(ROUNDS):
-            for label, sample in (("on", 1.0), ("off", 0.0)):
-                redeploy(sample)
-                await settled(base_url, tokens[0], sample)
+        await warm(base_url, tokens)
+        for round_ in range(ROUNDS):
+            order = (("on", sample), ("off", 0.0))
+            for label, share in order if round_ % 2 == 0 else order[::-1]:
+                redeploy(share)
+                await settled(base_url, tokens[0], share)
                 before = await served_keys(redis)
                 started = time.monotonic()
                 count, timings = await read_for(base_url, tokens, ROUND_S)
@@ -119,6 +130,7 @@ async def run(base_url: str) -> dict[str, Any]:
         await db.close()
     per_s = {k: pages[k] / elapsed[k] if elapsed[k] else 0.0 for k in pages}
     return {
+        "sample": sample,
         "clients": CLIENTS,
         "rounds_per_setting": ROUNDS,
         "round_s": ROUND_S,
@@ -144,8 +156,12 @@ async def run(base_url: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(description=__doc__).parse_args(argv)
-    return run_on_ray(SCENARIO, run)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--sample", type=float, default=1.0, help="the share of pages kept when on (default 1)"
+    )
+    args = parser.parse_args(argv)
+    return run_on_ray(SCENARIO, lambda base_url: run(base_url, args.sample))
 
 
 if __name__ == "__main__":

@@ -174,8 +174,8 @@ class GatewayRuntime:
         if features is not None and ranker is not None:
             ranked = RankedFeed(db, redis, feed, settings, features=features, ranker=ranker)
         latest_features = None
-        if features is not None:
-            latest_features = LatestPageFeatures(redis, settings, features=features)
+        if features is not None:  # where ranking runs: its training data accrues
+            latest_features = LatestPageFeatures(redis, settings)
         store = open_store(
             settings.media_store,
             access_key=settings.media_s3_access_key,

@@ -122,6 +122,8 @@ def app_settings(settings: Settings) -> Settings:
         # Erasures and their scrubs run within a test's wait (test_account_deletion).
         erasure_poll_s=1.0,
         erasure_scrub_after_s=3.0,
+        # Every LATEST page keeps its features, so a test's one impression has them.
+        ranking_latest_feature_sample=1.0,
     )
 
 
