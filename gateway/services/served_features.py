@@ -6,9 +6,11 @@ The lookup runs after the page is answered, as a task of its own, so a LATEST pa
 its reader no latency; and it runs in the replica (`ranking.features.FeatureLookup`, the
 code the FeatureStore deployment runs: one Redis round trip), not through a Serve call to
 the FeatureStore, whose hop costs the replica more CPU than the lookup itself. A replica
-runs at most `MAX_IN_FLIGHT` lookups at once and skips a page past that (it is counted),
-and `NOVA_RANKING_LATEST_FEATURE_SAMPLE` samples pages when the cost demands. An impression reported before its page's lookup finished (within milliseconds)
-is logged without features, as it would be with no lookup at all.
+runs at most `MAX_IN_FLIGHT` lookups at once and skips a page past that (it is counted).
+The lookup costs about what the page does, so `NOVA_RANKING_LATEST_FEATURE_SAMPLE` keeps a
+uniform sample of pages (25% by default; `bench/latest_features.py` measures it). An
+impression reported before its page's lookup finished (within milliseconds) is logged
+without features, as it would be with no lookup at all.
 """
 
 from __future__ import annotations
