@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS test_crash_marks (event_id uuid PRIMARY KEY);
 """
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that seed a demo community run after all others: its liked and trending posts
+    become out-of-network candidates in every later viewer's ranked feed, which tests of
+    the ranked feed's exact pages do not expect. The order is otherwise kept."""
+    items.sort(key=lambda item: item.get_closest_marker("seeds_demo") is not None)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     layout = layout_for_tests()

@@ -74,13 +74,13 @@ class UserStore:
             return await fetch_users(conn, ids)
 
     async def outside_domain(self, domain: str, limit: int) -> list[str]:
-        """Usernames of up to `limit` accounts whose email is not at `domain`, oldest first."""
+        """Usernames of up to `limit` accounts whose email is not at `domain`, newest first."""
         async with self._db.connection() as conn:
             rows = await conn.fetch(
                 """
                 SELECT username FROM users
                 WHERE lower(email) NOT LIKE '%@' || lower($1)
-                ORDER BY created_at LIMIT $2
+                ORDER BY created_at DESC LIMIT $2
                 """,
                 domain,
                 limit,

@@ -340,6 +340,7 @@ def test_the_command_line_defaults() -> None:
 
 
 @pytest.mark.stack
+@pytest.mark.seeds_demo
 async def test_a_small_community_is_seeded_through_the_api(
     http_url: str, db: Database, deployed: Any
 ) -> None:

@@ -16,7 +16,7 @@ from storage.db import Database
 from tests.conftest import nova_cli
 from tests.support.ranking import followed_posts, label, ranked, serve_only
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.seeds_demo]
 
 HELD_OUT = re.compile(r"held-out AUC ([0-9.]+); on the same rows: (\S+) \(serving\) ([0-9.]+)")
 

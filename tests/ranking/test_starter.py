@@ -135,3 +135,25 @@ async def test_a_version_that_cannot_load_falls_back_newest_first_and_says_so(
     assert posts[0]["id"] in {e["node"]["id"] for e in page["edges"]}
     assert {(e["score"], e["modelVersion"]) for e in page["edges"]} == {(None, None)}
     await serve_only(db, deployed, VERSION)
+
+
+@pytest.mark.stack
+async def test_without_a_route_the_page_comes_back_newest_first_and_says_so(
+    http_url: str, db: Database, deployed: Settings
+) -> None:
+    viewer, _, posts = await followed_posts(db, deployed, http_url, ["no route today"])
+    # An operator's stack before any deployment routed the model (SQL: no command unroutes).
+    await db.fetchval(
+        "DELETE FROM model_routes WHERE name = $1 RETURNING 1", deployed.ranking_model
+    )
+    try:
+
+        async def fell_back() -> Any:
+            page = (await call(http_url, viewer, FEED, mode="RANKED")).ok()["feed"]
+            return page if page["rankingFallback"] == "NO_ROUTE" else None
+
+        page = await wait_until(fell_back, timeout_s=WAIT_S, message="the NO_ROUTE fallback")
+        assert posts[0]["id"] in {e["node"]["id"] for e in page["edges"]}
+        assert {(e["score"], e["modelVersion"]) for e in page["edges"]} == {(None, None)}
+    finally:
+        await serve_only(db, deployed, VERSION)
