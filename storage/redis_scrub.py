@@ -88,8 +88,10 @@ async def _scrub_page(
     redis: aioredis.Redis, needles: Needles, keys: Sequence[bytes | str], result: ScrubResult
 ) -> None:
     result.keys_seen += len(keys)
-    named = [k for k in keys if needles.in_key(k)]
-    rest = [k for k in keys if not needles.in_key(k)]
+    named: list[bytes | str] = []
+    rest: list[bytes | str] = []
+    for key in keys:
+        (named if needles.in_key(key) else rest).append(key)
     if named:
         result.keys_deleted += await redis.delete(*named)
     if not rest:

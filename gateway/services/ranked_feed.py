@@ -111,6 +111,20 @@ class Ranking:
         return cls(data["p"], data["s"], data["m"], data["v"], features, data.get("x"))
 
 
+def keep_served(
+    pipe: Any,
+    viewer: uuid.UUID,
+    post_id: str,
+    row: np.ndarray,
+    model_name: str | None = None,
+    model_version: str | None = None,
+) -> None:
+    """Queue the record of the features a post was served with, which `trackEvents`
+    attaches to its impression (`gateway.services.analytics`)."""
+    record = {"m": model_name, "v": model_version, "f": [float(x) for x in row]}
+    pipe.set(f"{SERVED}{viewer}:{post_id}", json.dumps(record), ex=SERVED_TTL_S)
+
+
 def _unseen_first(post_ids: list[str], seen: set[str]) -> list[str]:
     return [p for p in post_ids if p not in seen] + [p for p in post_ids if p in seen]
 
@@ -330,16 +344,13 @@ class RankedFeed:
             )
         if ranking.features is not None:
             for index in range(start, end):
-                pipe.set(
-                    f"{SERVED}{viewer}:{ranking.post_ids[index]}",
-                    json.dumps(
-                        {
-                            "m": ranking.model_name,
-                            "v": ranking.model_version,
-                            "f": [float(x) for x in ranking.features[index]],
-                        }
-                    ),
-                    ex=SERVED_TTL_S,
+                keep_served(
+                    pipe,
+                    viewer,
+                    ranking.post_ids[index],
+                    ranking.features[index],
+                    ranking.model_name,
+                    ranking.model_version,
                 )
         if not len(pipe):
             return

@@ -16,7 +16,6 @@ without features, as it would be with no lookup at all.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import uuid
@@ -24,7 +23,7 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from gateway.services.ranked_feed import SERVED, SERVED_TTL_S
+from gateway.services.ranked_feed import keep_served
 from gateway.settings import GatewaySettings
 from ranking.features import FeatureLookup
 from storage.errors import classify
@@ -67,11 +66,7 @@ class LatestPageFeatures:
             )
             async with self._redis.pipeline(transaction=False) as pipe:
                 for post_id, row in zip(post_ids, matrix, strict=True):
-                    pipe.set(
-                        f"{SERVED}{viewer}:{post_id}",
-                        json.dumps({"m": None, "v": None, "f": [float(x) for x in row]}),
-                        ex=SERVED_TTL_S,
-                    )
+                    keep_served(pipe, viewer, post_id, row)
                 await pipe.execute()
             self.logged += 1
         except Exception as exc:  # the page was served; only its training row is poorer

@@ -11,8 +11,8 @@ audit row.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -97,7 +97,7 @@ async def remove_post(conn: asyncpg.Connection, post_id: uuid.UUID, by: uuid.UUI
     await hide_media(conn, removed.media_ids)
     if not prior["live"]:
         return Changed()
-    return Changed(posts=[removed], counters=await _share_counts(conn, [removed], -1))
+    return Changed(posts=[removed], counters=await _bump_posts(conn, -1, shares=[removed]))
 
 
 async def restore_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> Changed:
@@ -115,7 +115,7 @@ async def restore_post(conn: asyncpg.Connection, post_id: uuid.UUID) -> Changed:
     if restored is None:
         return Changed(found=bool(exists))
     await unhide_media(conn, restored.media_ids)
-    return Changed(posts=[restored], counters=await _share_counts(conn, [restored], 1))
+    return Changed(posts=[restored], counters=await _bump_posts(conn, 1, shares=[restored]))
 
 
 async def remove_comment(conn: asyncpg.Connection, comment_id: uuid.UUID) -> Changed:
@@ -267,10 +267,9 @@ async def suspend_user(
     await hide_media(conn, [media_id for post in hidden for media_id in post.media_ids])
     return Changed(
         posts=hidden,
-        counters=[
-            *await _comment_counts(conn, comments, -1),
-            *await _share_counts(conn, hidden, -1),
-        ],
+        counters=await _bump_posts(
+            conn, -1, comments_on=[row["post_id"] for row in comments], shares=hidden
+        ),
         sessions=[row["id"] for row in sessions],
     )
 
@@ -311,30 +310,27 @@ async def unsuspend_user(
     await unhide_media(conn, [media_id for post in back for media_id in post.media_ids])
     return Changed(
         posts=back,
-        counters=[
-            *await _comment_counts(conn, comments, 1),
-            *await _share_counts(conn, back, 1),
-        ],
+        counters=await _bump_posts(
+            conn, 1, comments_on=[row["post_id"] for row in comments], shares=back
+        ),
     )
 
 
-async def _comment_counts(
-    conn: asyncpg.Connection, rows: list[asyncpg.Record], sign: int
+async def _bump_posts(
+    conn: asyncpg.Connection,
+    sign: int,
+    *,
+    comments_on: Iterable[uuid.UUID] = (),
+    shares: Iterable[PostRecord] = (),
 ) -> list[CounterRow]:
-    per_post = Counter(row["post_id"] for row in rows)
-    if not per_post:
-        return []
-    return await bump(conn, "post", {post: {"comments": sign * n} for post, n in per_post.items()})
-
-
-async def _share_counts(
-    conn: asyncpg.Connection, posts: list[PostRecord], sign: int
-) -> list[CounterRow]:
-    """Shares hidden (or back) change the share counts of the posts they share."""
-    per_post = Counter(p.shared_post_id for p in posts if p.shared_post_id is not None)
-    if not per_post:
-        return []
-    return await bump(conn, "post", {post: {"shares": sign * n} for post, n in per_post.items()})
+    """Comments hidden (or back) change their posts' comment counts, and shares the share
+    counts of the posts they share: one statement for both."""
+    deltas: dict[uuid.UUID, dict[str, int]] = defaultdict(dict)
+    shared = (p.shared_post_id for p in shares if p.shared_post_id is not None)
+    for field_name, ids in (("comments", comments_on), ("shares", shared)):
+        for post, n in Counter(ids).items():
+            deltas[post][field_name] = sign * n
+    return await bump(conn, "post", deltas)
 
 
 async def suspended_until(conn: asyncpg.Connection, user_id: uuid.UUID) -> datetime | None:

@@ -30,6 +30,7 @@ from tests.support.ranking import (
     RANKED,
     WAIT_S,
     add_model,
+    damage_artifact,
     followed_posts,
     label,
     ranked,
@@ -225,11 +226,7 @@ async def test_bad_models_are_refused_and_the_serving_version_keeps_serving(
     # Registered fine, then its stored artifact is damaged: routing to it is refused.
     damaged = label("damaged")
     await add_model(db, deployed, tmp_path, damaged, post_likes=5.0)
-    row = await db.fetchrow(
-        "SELECT artifact FROM model_versions WHERE name = $1 AND version = $2", name, damaged
-    )
-    stored = Path(deployed.model_store) / row["artifact"]
-    stored.write_bytes(stored.read_bytes()[:-16])
+    await damage_artifact(db, deployed, damaged)
     code, _, err = await nova_cli("models", "route", name, f"{damaged}=100")
     assert code == 2
     assert "checksum" in err

@@ -20,7 +20,14 @@ from ranking.starter import VERSION, ensure_starter, starter_model
 from storage.db import Database
 from storage.repositories.models import ModelStore
 from tests.conftest import wait_until
-from tests.support.ranking import WAIT_S, add_model, followed_posts, label, serve_only
+from tests.support.ranking import (
+    WAIT_S,
+    add_model,
+    damage_artifact,
+    followed_posts,
+    label,
+    serve_only,
+)
 from tests.support.social import call
 
 FEED = """
@@ -119,13 +126,7 @@ async def test_a_version_that_cannot_load_falls_back_newest_first_and_says_so(
     await add_model(db, deployed, tmp_path, broken, post_likes=1.0)
     await serve_only(db, deployed, broken)
     # Damaged after routing, before any Ranker loaded it.
-    row = await db.fetchrow(
-        "SELECT artifact FROM model_versions WHERE name = $1 AND version = $2",
-        deployed.ranking_model,
-        broken,
-    )
-    stored = Path(deployed.model_store) / row["artifact"]
-    stored.write_bytes(stored.read_bytes()[:-16])
+    await damage_artifact(db, deployed, broken)
 
     async def fell_back() -> Any:
         page = (await call(http_url, viewer, FEED, mode="RANKED")).ok()["feed"]

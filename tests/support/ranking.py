@@ -56,6 +56,18 @@ async def serve_only(db: Database, settings: Settings, version: str) -> None:
     )
 
 
+async def damage_artifact(db: Database, settings: Settings, version: str) -> None:
+    """Cut the end off a registered version's stored artifact: its checksum no longer
+    matches and it no longer loads."""
+    row = await db.fetchrow(
+        "SELECT artifact FROM model_versions WHERE name = $1 AND version = $2",
+        settings.ranking_model,
+        version,
+    )
+    stored = Path(settings.model_store) / row["artifact"]
+    stored.write_bytes(stored.read_bytes()[:-16])
+
+
 async def ranked(http_url: str, member: Member, first: int = 50, after: str | None = None) -> Any:
     return (await call(http_url, member, RANKED, first=first, after=after)).ok()["feed"]
 
