@@ -1,5 +1,6 @@
 """A server the stack runs as a child process it tracks by pid file: started once, found
-running by its pid and its port, stopped with SIGTERM (then SIGKILL). It runs with the
+running by its pid and its port, stopped with SIGTERM (then SIGKILL), started again by
+the supervisor if it dies. It runs with the
 umask `PRIVATE_UMASK`; its log, pid file and directory are its owner's alone."""
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ class Daemon(ABC):
         wait_for_port(self.port, what=self.what, timeout_s=15, log_file=self.log_file)
 
     def stop(self) -> None:
+        # The pid file goes first: a pid file naming a dead process is how the supervisor
+        # tells a crash from a stop.
         pid = pid_alive(self.pid_file)
+        self.pid_file.unlink(missing_ok=True)
         if pid is not None:
             terminate(pid)
-        self.pid_file.unlink(missing_ok=True)

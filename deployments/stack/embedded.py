@@ -17,7 +17,7 @@ import json
 import os
 import pwd
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from deployments.stack.broker import Broker
 from deployments.stack.debian import ensure_debian_packages
@@ -33,6 +33,7 @@ from deployments.stack.processes import (
 from deployments.stack.ray_head import Ray
 from deployments.stack.redis_server import Redis
 from deployments.stack.smtp import Smtp
+from deployments.stack.supervisor import Supervised, SupervisorProcess, stack_lock
 
 URL_VARIABLES = (
     "NOVA_DATABASE_URL",
@@ -67,6 +68,7 @@ class Stack:
         self.broker = Broker(layout)
         self.ray = Ray(layout)
         self.smtp = Smtp(layout)
+        self.supervisor = SupervisorProcess(layout)
         self.secret_key_file = layout.path("secrets", "secret_key")
         self.grpc_token_file = layout.path("secrets", "grpc_token")
         self._manifest = layout.path("embedded.json")
@@ -120,12 +122,20 @@ class Stack:
         return env
 
     def up(self) -> dict[str, str]:
-        """Start the embedded parts (idempotent) and write the env file; return the env."""
+        """Start the embedded parts (idempotent) and their supervisor, and write the env
+        file; return the env."""
         embedded = self.embedded()
         if embedded["postgresql"] or embedded["redis"]:
             ensure_debian_packages()
         self._keep_state_private(embedded)
         env = self.environment()
+        with stack_lock(self.layout):
+            self._start(embedded, env)
+        self._write_env_file(env)
+        private_file(self._manifest, json.dumps(embedded))
+        return env
+
+    def _start(self, embedded: dict[str, bool], env: dict[str, str]) -> None:
         if embedded["postgresql"]:
             self.postgres.start()
         if embedded["redis"]:
@@ -136,9 +146,7 @@ class Stack:
             self.smtp.start()
         if embedded["ray"]:
             self.ray.start(env)
-        self._write_env_file(env)
-        private_file(self._manifest, json.dumps(embedded))
-        return env
+        self.supervisor.start(embedded)
 
     def _keep_state_private(self, embedded: dict[str, bool]) -> None:
         """The state dir and the logs dir are their owner's; as root, with an embedded
@@ -185,18 +193,22 @@ class Stack:
         except (OSError, ValueError):
             started = {"postgresql": True, "redis": True, "kafka": True, "ray": True, "smtp": True}
         stopped = []
-        parts: tuple[tuple[str, _Part], ...] = (
+        with stack_lock(self.layout):
+            self.supervisor.stop()  # first: it would start again what is being stopped
+            for name, part in self._parts_in_stop_order():
+                if started.get(name):
+                    part.stop()
+                    stopped.append(name)
+        return stopped
+
+    def _parts_in_stop_order(self) -> tuple[tuple[str, _Part], ...]:
+        return (
             ("ray", self.ray),
             ("smtp", self.smtp),
             ("kafka", self.broker),
             ("redis", self.redis),
             ("postgresql", self.postgres),
         )
-        for name, part in parts:
-            if started.get(name):
-                part.stop()
-                stopped.append(name)
-        return stopped
 
     def status(self) -> dict[str, str]:
         embedded = self.embedded()
@@ -211,6 +223,23 @@ class Stack:
             name: ("external" if not embedded[name] else "running" if part.running() else "stopped")
             for name, part in parts.items()
         }
+
+    def supervision(self) -> dict[str, Any]:
+        """The supervisor's report: running or not, and per server its state (running,
+        restarting, failing), restarts and the last error."""
+        return self.supervisor.status()
+
+
+def supervised_parts(layout: Layout, embedded: dict[str, bool]) -> list[Supervised]:
+    """The servers of `layout` this stack started, as the supervisor watches them."""
+    postgres, redis, broker, smtp = Postgres(layout), Redis(layout), Broker(layout), Smtp(layout)
+    candidates = (
+        ("postgresql", Supervised("postgresql", postgres.data / "postmaster.pid", postgres.start)),
+        ("redis", Supervised("redis", redis.pid_file, redis.start)),
+        ("kafka", Supervised("kafka", broker.pid_file, broker.start)),
+        ("smtp", Supervised("smtp", smtp.pid_file, smtp.start)),
+    )
+    return [part for name, part in candidates if embedded.get(name)]
 
 
 def read_env_file(path: Path) -> dict[str, str]:

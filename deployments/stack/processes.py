@@ -148,10 +148,36 @@ def keep_private(root: Path) -> None:
 def pid_alive(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if process_alive(pid) else None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs. A zombie does not: a server this process started and that was
+    killed stays one until reaped, and still answers signal 0."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's (PostgreSQL's, when not root)
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: trust the signal
+    return stat_line.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def reap_children() -> None:
+    """Collect children that exited, so none lingers as a zombie."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def terminate(pid: int, *, timeout_s: float = 10) -> None:
