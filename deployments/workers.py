@@ -24,6 +24,7 @@ from actors.media.processor import MediaProcessor
 from deployments.settings import Settings
 from storage.db import Database
 from storage.kafka.consumer import Consumer
+from storage.kafka.dead_letters import pending_count
 from storage.kafka.runner import ConsumerRunner
 from storage.media_store import open_store
 from storage.outbox.claims import outbox_lag
@@ -82,6 +83,9 @@ class RelayActor:
         self._oldest = metrics.Gauge(
             "nova_outbox_lag_seconds", description="Oldest unpublished age"
         )
+        self._dead_letters = metrics.Gauge(
+            "nova_dead_letters_pending", description="Dead letters not replayed yet"
+        )
         self._task = supervise(name, self._run, self._health)
         self._metrics_task = supervise(f"{name}-metrics", self._export_metrics, LoopHealth())
 
@@ -105,6 +109,7 @@ class RelayActor:
                 lag = await outbox_lag(self._db)
                 self._pending.set(lag["pending"])
                 self._oldest.set(lag["oldest_s"])
+                self._dead_letters.set(await pending_count(self._db))
 
     async def status(self) -> dict[str, Any]:
         relay = self._relay.status() if self._relay else {"name": self._name, "state": "starting"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import collections
 import logging
 import re
 import sys
@@ -94,6 +95,19 @@ def classify(exc: BaseException, part: str = "postgresql") -> NovaError:
         return crossed
     if isinstance(exc, NovaError):
         return exc
+    error = _classify_local(exc, part)
+    if isinstance(error, Unavailable):
+        UNAVAILABLE_SEEN[error.part] += 1
+    return error
+
+
+# Driver and OS errors this process mapped onto `Unavailable`, by part (`postgresql`,
+# `redis`, `kafka`): `storage.stalls` exports them as `nova_dependency_unavailable_total`.
+# Counted once, where the driver's error is first classified, never again as it travels.
+UNAVAILABLE_SEEN: collections.Counter[str] = collections.Counter()
+
+
+def _classify_local(exc: BaseException, part: str) -> NovaError:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return Unavailable(part, "timed out")
     if isinstance(exc, OSError | ConnectionError):

@@ -11,6 +11,10 @@ operators look (the Ray dashboard's metrics) and names the likely cause in the l
   during it.
 * `nova_gc_pause_ms{component,generation}`: each garbage collection's duration.
 
+It also exports what the process counted of its dependencies' outages
+(`storage.errors.UNAVAILABLE_SEEN`) as `nova_dependency_unavailable_total{component,part}`:
+every process has this watch, and an outage is best seen beside the stalls it causes.
+
 Cost: one timer per `interval_s` and two `perf_counter` calls per collection.
 """
 
@@ -24,6 +28,7 @@ from typing import Any
 
 from ray.util import metrics
 
+from storage.errors import UNAVAILABLE_SEEN
 from storage.logs import configure_logging
 from storage.settings import StorageSettings
 
@@ -53,6 +58,12 @@ class StallWatch:
             boundaries=_GC_BOUNDARIES,
             tag_keys=("component", "generation"),
         )
+        self._unavailable = metrics.Counter(
+            "nova_dependency_unavailable_total",
+            "Driver errors that meant a dependency was down, too slow or full, by part",
+            tag_keys=("component", "part"),
+        )
+        self._unavailable_published: dict[str, int] = {}
         self._gc_started: float | None = None
         self._recent_gc: list[tuple[float, int, float]] = []  # (ended, generation, ms)
         self._task: asyncio.Task[None] | None = None
@@ -97,9 +108,17 @@ class StallWatch:
             await asyncio.sleep(interval)
             lag_ms = max(0.0, (loop.time() - due) * 1000)
             self._lag.observe(lag_ms, tags=self._tags)
+            self._export_unavailable()
             self.worst_lag_ms = max(self.worst_lag_ms, lag_ms)
             if lag_ms >= self.warn_ms:
                 self._report(lag_ms)
+
+    def _export_unavailable(self) -> None:
+        for part, total in UNAVAILABLE_SEEN.items():
+            delta = total - self._unavailable_published.get(part, 0)
+            if delta > 0:
+                self._unavailable.inc(delta, tags={**self._tags, "part": part})
+                self._unavailable_published[part] = total
 
     def _report(self, lag_ms: float) -> None:
         since = time.perf_counter() - (lag_ms / 1000 + self.interval_s)

@@ -46,6 +46,17 @@ def test_every_error_round_trips_through_pickle(error: errors.NovaError) -> None
     assert copy.retriable == error.retriable
 
 
+def test_a_driver_outage_is_counted_once_by_its_part() -> None:
+    """`nova_dependency_unavailable_total` (exported by `storage.stalls`) counts outages
+    where a driver's error is first classified, not again as the error travels on."""
+    before = errors.UNAVAILABLE_SEEN.copy()
+    mapped = errors.classify(redis_errors.ConnectionError("refused"), "redis")
+    assert errors.classify(mapped) is mapped
+    errors.classify(TimeoutError())  # PostgreSQL's, unless the caller names another part
+    errors.classify(redis_errors.ResponseError("WRONGTYPE"))  # a bug, not an outage
+    assert errors.UNAVAILABLE_SEEN - before == {"redis": 1, "postgresql": 1}
+
+
 def test_an_unavailable_part_keeps_its_part_and_detail() -> None:
     copy = pickle.loads(pickle.dumps(errors.Unavailable("kafka", "broker down")))
     assert (copy.part, copy.detail) == ("kafka", "broker down")
