@@ -32,7 +32,7 @@ class StackSettings(LayeredSettings):
     port_base: int = setting(
         20_000,
         "the embedded servers' ports are offsets from it (PostgreSQL +432, Redis +379, the "
-        "broker +92, Ray +637, SMTP +25)",
+        "broker +92, Ray +637, SMTP +25, Prometheus +909)",
         Bounds(ge=1024, le=30_000),
     )
     http_port: int = setting(8000, "GraphQL over HTTP and WebSocket", PORT)

@@ -1,6 +1,6 @@
-"""Debian packages Nova needs, installed when missing (as root): PostgreSQL and Redis for
-the embedded stack, ffmpeg for the media tasks that transcode video, Node.js and npm to
-build the web client, Chromium for the browser tests."""
+"""Debian packages Nova needs, installed when missing (as root): PostgreSQL, Redis and
+Prometheus for the embedded stack, ffmpeg for the media tasks that transcode video, Node.js
+and npm to build the web client, Chromium for the browser tests."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ CHROMIUM_ARGS = (
 
 
 def ensure_debian_packages() -> None:
-    """Install Debian's postgresql, redis-server and ffmpeg if they are missing (needs
-    root)."""
+    """Install Debian's postgresql, redis-server, ffmpeg and prometheus if they are missing
+    (needs root)."""
     missing = []
     if postgres_bin_dir() is None:
         missing.append("postgresql")
@@ -38,6 +38,23 @@ def ensure_debian_packages() -> None:
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         missing.append("ffmpeg")
     install_debian_packages(missing)
+    ensure_prometheus()
+
+
+def ensure_prometheus() -> None:
+    """Install Debian's prometheus (with its `promtool`) if it is missing (needs root).
+
+    Without its recommended node exporter, and with the packaged service left off: that
+    one listens on every interface (:9090), while the stack runs its own on loopback."""
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return
+    install_debian_packages(["prometheus"], recommends=False)
+    if Path("/run/systemd/system").is_dir():  # booted with systemd: the package started it
+        run(
+            ["systemctl", "disable", "--now", "prometheus.service"],
+            what="systemctl disable prometheus",
+            timeout_s=60,
+        )
 
 
 def ensure_node() -> None:
@@ -51,7 +68,7 @@ def ensure_chromium() -> None:
     install_debian_packages([] if CHROMIUM.exists() else ["chromium"])
 
 
-def install_debian_packages(packages: Sequence[str]) -> None:
+def install_debian_packages(packages: Sequence[str], *, recommends: bool = True) -> None:
     """`apt-get install` these packages, after an `apt-get update`; nothing if none."""
     if not packages:
         return
@@ -61,7 +78,14 @@ def install_debian_packages(packages: Sequence[str]) -> None:
     print(f"installing {' '.join(packages)} ...", flush=True)
     run(["apt-get", "update", "-qq"], what="apt-get update", timeout_s=600, env=env)
     run(
-        ["apt-get", "install", "-y", "-qq", *packages],
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            *([] if recommends else ["--no-install-recommends"]),
+            *packages,
+        ],
         what="apt-get install",
         timeout_s=900,
         env=env,

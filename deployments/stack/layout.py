@@ -57,6 +57,11 @@ class Layout:
     def smtp_port(self) -> int:
         return self.port_base + 25
 
+    @property
+    def prometheus_port(self) -> int:
+        """Prometheus's HTTP API and UI (after its usual 9090)."""
+        return self.port_base + 909
+
     def ray_ports(self) -> dict[str, int]:
         """Every port Ray listens on, pinned, so two stacks never collide."""
         base = self.port_base

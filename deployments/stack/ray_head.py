@@ -64,6 +64,17 @@ SERVE_FAST_PATH = {
 }
 
 
+# Read by the dashboard's head for its charts, kept as the operator exported them: the
+# data source's name and headers, and a Grafana (`RAY_GRAFANA_IFRAME_HOST` is the address
+# a browser reaches it at, when that differs from the head's).
+_DASHBOARD_PASSTHROUGH = (
+    "RAY_PROMETHEUS_NAME",
+    "RAY_PROMETHEUS_HEADERS",
+    "RAY_GRAFANA_HOST",
+    "RAY_GRAFANA_IFRAME_HOST",
+)
+
+
 def transcode_slots() -> int:
     """Video transcodes this node runs at once (the `transcode` resource of
     `actors.media.tasks`): half its cores, at least one, so the API keeps the rest."""
@@ -103,7 +114,20 @@ class Ray:
             "RAY_preload_python_modules": "deployments.worker_preload",
             **SERVE_FAST_PATH,
             **self.layout.serve_ingress(),
+            **self.dashboard_metrics(),
         }
+
+    def dashboard_metrics(self) -> dict[str, str]:
+        """Where the dashboard's head reads the charts it draws: the stack's Prometheus
+        (`deployments.stack.prometheus`), unless the operator exported another
+        `RAY_PROMETHEUS_HOST`; and the operator's Grafana, if they exported one (Debian has
+        none to start)."""
+        embedded = f"http://{LOCALHOST}:{self.layout.prometheus_port}"
+        env = {"RAY_PROMETHEUS_HOST": os.environ.get("RAY_PROMETHEUS_HOST", embedded)}
+        env.update(
+            {name: os.environ[name] for name in _DASHBOARD_PASSTHROUGH if name in os.environ}
+        )
+        return env
 
     def running(self) -> bool:
         return port_open(self.layout.ray_port)
