@@ -7,6 +7,7 @@ import os
 import sys
 
 from deployments.cli.audit import cmd_audit
+from deployments.cli.backup import add_commands as add_backup_commands
 from deployments.cli.common import parse_since
 from deployments.cli.demo import add_commands as add_demo_commands
 from deployments.cli.models import add_commands as add_model_commands
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_commands(sub)
     add_feature_commands(sub)
     add_demo_commands(sub)
+    add_backup_commands(sub)
     return parser
 
 
