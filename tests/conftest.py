@@ -50,10 +50,19 @@ CREATE TABLE IF NOT EXISTS test_crash_marks (event_id uuid PRIMARY KEY);
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that seed a demo community run after all others: its liked and trending posts
-    become out-of-network candidates in every later viewer's ranked feed, which tests of
-    the ranked feed's exact pages do not expect. The order is otherwise kept."""
-    items.sort(key=lambda item: item.get_closest_marker("seeds_demo") is not None)
+    """Tests that seed a demo community run after all others but the chaos suite: its liked
+    and trending posts become out-of-network candidates in every later viewer's ranked
+    feed, which tests of the ranked feed's exact pages do not expect. The order is
+    otherwise kept."""
+    items.sort(key=_runs_late)
+
+
+def _runs_late(item: pytest.Item) -> int:
+    """0 for most tests; 1 for those that seed a demo community; 2 for the chaos suite,
+    which kills and restarts the stack's parts and runs after everything else."""
+    if item.get_closest_marker("chaos") is not None:
+        return 2
+    return 1 if item.get_closest_marker("seeds_demo") is not None else 0
 
 
 @pytest.fixture(scope="session")

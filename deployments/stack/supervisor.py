@@ -172,17 +172,17 @@ def stack_lock(layout: Layout, *, wait: bool = True) -> Iterator[bool]:
 
 
 def layout_to_json(layout: Layout) -> str:
-    return json.dumps({k: str(v) for k, v in dataclasses.asdict(layout).items()})
+    return json.dumps(
+        {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(layout).items()}
+    )
 
 
 def layout_from_json(text: str) -> Layout:
+    """The layout `layout_to_json` wrote: paths come back as paths, the rest as JSON has
+    them (numbers, flags, names)."""
+    paths = {f.name for f in dataclasses.fields(Layout) if "Path" in str(f.type)}
     raw = json.loads(text)
-    types = {f.name: f.type for f in dataclasses.fields(Layout)}
-    values: dict[str, Any] = {}
-    for name, value in raw.items():
-        kind = str(types[name])
-        values[name] = Path(value) if "Path" in kind else int(value) if "int" in kind else value
-    return Layout(**values)
+    return Layout(**{k: Path(v) if k in paths else v for k, v in raw.items()})
 
 
 class SupervisorProcess:
