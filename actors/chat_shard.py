@@ -93,6 +93,11 @@ class ChatShard:
     def active_rooms(self) -> int:
         return len(self._rooms)
 
+    @property
+    def queue_depth(self) -> int:
+        """Sends waiting for their room's next group commit."""
+        return sum(len(room.pending) for room in self._rooms.values())
+
     # -- rooms -------------------------------------------------------------------------
 
     async def _room(self, room_id: uuid.UUID) -> RoomState:

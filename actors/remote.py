@@ -109,10 +109,14 @@ class CounterShardActor:
         (await self._shard()).forget_post(post_id)
 
     async def status(self) -> dict[str, Any]:
+        """Counter keys held and likes waiting for a commit (`nova status`)."""
+        if not self._started.done():
+            return _starting(self._name, COUNTER)
         shard = await self._shard()
         return {
             "name": self._name,
-            "active_keys": shard.active_keys,
+            "kind": COUNTER,
+            "keys": shard.active_keys,
             "queue_depth": shard.queue_depth,
             **vars(shard.stats),
             "upkeep_crashes": self._health.crashes,
@@ -226,13 +230,18 @@ class TimelineShardActor:
         await (await self._shard()).backfill(user_id, entries)
 
     async def status(self) -> dict[str, Any]:
+        """Timelines held and page reads and pushes in progress (`nova status`)."""
+        if not self._started.done():
+            return _starting(self._name, TIMELINE)
         shard = await self._shard()
         return {
             "name": self._name,
-            "active_users": shard.active_users,
+            "kind": TIMELINE,
+            "keys": shard.active_users,
+            "queue_depth": self._in_flight,
             "entries": sum(shard.sizes()),
-            "in_flight": self._in_flight,
             **vars(shard.stats),
+            "upkeep_crashes": self._health.crashes,
         }
 
     async def _maintain(self) -> None:
@@ -331,8 +340,18 @@ class ChatShardActor:
         return (await self._shard()).forget_account(room_ids, user_id)
 
     async def status(self) -> dict[str, Any]:
+        """Rooms held and sends waiting for a group commit (`nova status`)."""
+        if not self._started.done():
+            return _starting(self._name, CHAT)
         shard = await self._shard()
-        return {"name": self._name, "active_rooms": shard.active_rooms, **vars(shard.stats)}
+        return {
+            "name": self._name,
+            "kind": CHAT,
+            "keys": shard.active_rooms,
+            "queue_depth": shard.queue_depth,
+            **vars(shard.stats),
+            "upkeep_crashes": self._health.crashes,
+        }
 
     async def _maintain(self) -> None:
         while True:
@@ -343,6 +362,11 @@ class ChatShardActor:
             if shard.stats.messages > self._reported:
                 self._sent.inc(shard.stats.messages - self._reported, tags=self._tags)
                 self._reported = shard.stats.messages
+
+
+def _starting(name: str, kind: str) -> dict[str, Any]:
+    """A shard still connecting to PostgreSQL holds nothing yet."""
+    return {"name": name, "kind": kind, "state": "starting"}
 
 
 def ensure_shards(settings: ActorSettings) -> None:

@@ -3,7 +3,8 @@ ship ranking models.
 
 nova up                      start the embedded stack (or use the URLs set) and deploy
 nova stop                    stop what `nova up` started
-nova status                  what runs, outbox lag, relays
+nova status [--json|--watch] parts, Serve, shards, consumers' lag, outbox, workers
+nova top [--once]            the same, live in the terminal, with rates
 nova deploy                  deploy to the Ray cluster at RAY_ADDRESS (cluster.yaml)
 nova test [PYTEST ARGS]      lint, type-check and run the whole suite on a test stack
 nova config                  every setting: variable, default, meaning
@@ -19,8 +20,8 @@ nova models ...              register, list, route, roll back, report, evaluate 
 nova features rebuild        recompute the online ranking features
 nova demo seed               a synthetic community through the API (and visits to learn from)
 
-`parser` builds the command line; the command bodies live in `stack`, `operations`,
-`models`, `audit` and `demo`.
+`parser` builds the command line; the command bodies live in `stack`, `status`, `top`,
+`operations`, `models`, `audit` and `demo`.
 """
 
 from deployments.cli.parser import build_parser, main

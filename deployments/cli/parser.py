@@ -26,11 +26,12 @@ from deployments.cli.stack import (
     cmd_config,
     cmd_deploy,
     cmd_schema,
-    cmd_status,
     cmd_stop,
     cmd_test,
     cmd_up,
 )
+from deployments.cli.status import cmd_status, positive_seconds
+from deployments.cli.top import cmd_top
 from deployments.stack import LOCALHOST, PRIVATE_UMASK, StackError
 
 
@@ -43,7 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-web", action="store_true", help="do not build the web client (API only)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("stop", help="stop what `nova up` started").set_defaults(func=cmd_stop)
-    sub.add_parser("status", help="what runs, and the outbox lag").set_defaults(func=cmd_status)
+    status = sub.add_parser(
+        "status", help="parts, Serve, shards, consumers' lag, the outbox and the workers"
+    )
+    status.add_argument("--json", action="store_true", help="the full report as JSON")
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="repeat every SECONDS (2 by default) until Ctrl-C",
+    )
+    status.set_defaults(func=cmd_status)
+    top = sub.add_parser("top", help="the status live in the terminal, with rates")
+    top.add_argument("--interval", type=positive_seconds, default=2.0, metavar="SECONDS")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    top.set_defaults(func=cmd_top)
 
     deploy = sub.add_parser("deploy", help="deploy to the Ray cluster at RAY_ADDRESS")
     deploy.add_argument("--http-port", type=int, help="default: NOVA_HTTP_PORT")

@@ -1,17 +1,15 @@
-"""`nova up`, `stop`, `status`, `deploy`, `test`, `config`, `schema`: running Nova and the
+"""`nova up`, `stop`, `deploy`, `test`, `config`, `schema`: running Nova and the
 contracts it is checked against."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from deployments.cli.common import REPO_ROOT, connect_ray, with_db
+from deployments.cli.common import REPO_ROOT, connect_ray
 from deployments.stack import LOCALHOST, Stack, dev_layout
 from deployments.stack.debian import ensure_chromium
 from deployments.stack.processes import StackError, venv_bin
@@ -103,51 +101,6 @@ def cmd_stop(_: argparse.Namespace) -> int:
     stopped = Stack(dev_layout()).down()
     print(f"stopped: {', '.join(stopped) or 'nothing'}")
     return 0
-
-
-def cmd_status(_: argparse.Namespace) -> int:
-    layout = dev_layout()
-    stack = Stack(layout)
-    report: dict[str, Any] = {"state_dir": str(layout.state_dir), "parts": stack.status()}
-    if report["parts"]["postgresql"] != "stopped":
-        try:
-            report["outbox"] = with_db(_outbox_report)
-        except Exception as exc:
-            report["outbox"] = f"unreachable: {exc}"
-    if report["parts"]["ray"] != "stopped":
-        report["workers"] = _worker_report(stack)
-    print(json.dumps(report, indent=2, default=str))
-    return 0
-
-
-async def _outbox_report(db: Any) -> dict[str, Any]:
-    from storage.kafka.dead_letters import pending_count
-    from storage.outbox.broker_loss import broker_state
-    from storage.outbox.claims import outbox_lag
-
-    return {
-        **await outbox_lag(db),
-        **await broker_state(db),
-        "pending_dead_letters": await pending_count(db),
-    }
-
-
-def _worker_report(stack: Stack) -> Any:
-    try:
-        connect_ray(stack.environment())
-        import ray
-
-        from deployments.workers import NAMESPACE
-
-        actors = [
-            a
-            for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["namespace"] == NAMESPACE and a["name"].startswith("nova-")
-        ]
-        handles = [ray.get_actor(a["name"], namespace=NAMESPACE) for a in actors]
-        return ray.get([h.status.remote() for h in handles], timeout=10)
-    except Exception as exc:
-        return f"unreachable: {exc}"
 
 
 def cmd_config(_: argparse.Namespace) -> int:
