@@ -50,6 +50,14 @@ class StackSettings(LayeredSettings):
         "evicting rate limits, features or timelines",
         Bounds(ge=16),
     )
+    tls: bool = setting(
+        False,
+        "the embedded stack's parts talk TLS with certificates from `<state dir>/secrets/tls` "
+        "(`nova certs create`, made at start when missing): PostgreSQL only over TLS "
+        "(`sslmode=verify-full`, client certificate), Redis only on TLS (`rediss://`, mutual), "
+        "Ray's mutual TLS, TLS on the gRPC ingress; the broker stays plaintext (it has no TLS). "
+        "Takes effect when the parts start (`nova stop`, then `nova up`)",
+    )
 
     def state_path(self, name: str = "nova") -> Path:
         """The state dir: the one set, or `name` under the default root."""
@@ -88,6 +96,19 @@ class Settings(GatewaySettings, StackSettings):
         False,
         "Serve's access line for each request in the gateway replica's log (about 3% of the "
         "replica at 700 requests/s; requests are counted in the gateway's metrics)",
+    )
+    grpc_tls_cert: str | None = setting(
+        None,
+        "a PEM file holding the certificate and key with which HAProxy's gRPC frontend "
+        "(`NOVA_GRPC_PORT`) speaks TLS, refusing plaintext calls (`nova certs create` writes "
+        "`<node>.pem`). Read by every Ray worker from its environment "
+        "(`deployments.ingress_tls`): export it before `ray start` on every node; needs "
+        "`RAY_SERVE_ENABLE_HA_PROXY=1`",
+    )
+    grpc_tls_client_ca: str | None = setting(
+        None,
+        "with `NOVA_GRPC_TLS_CERT`, the CA whose client certificates gRPC callers must "
+        "present besides the token (mutual TLS); read like it",
     )
     ranker_replicas: int = setting(1, "Ranker replicas")
     feature_store_replicas: int = setting(1, "FeatureStore replicas")

@@ -2,19 +2,24 @@
 
 `Database.transaction()` is the unit of work: repositories, the outbox and consumers all
 write inside it, and driver errors leave it already classified (see `storage.errors`).
+
+TLS is the URL's: `?sslmode=verify-full&sslrootcert=CA` (and `sslcert`, `sslkey` for a
+client certificate), which asyncpg reads as libpq does. A connection that fails on TLS
+says which of them to look at.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 
-from storage.errors import Unavailable, classify
+from storage.errors import NovaError, Unavailable, classify
 from storage.settings import StorageSettings
 
 Connection = asyncpg.Connection
@@ -31,6 +36,32 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 QueryLogger = Callable[[Any], None]
+
+
+def _classified(exc: BaseException) -> NovaError:
+    """`classify`, except that a TLS failure names the URL parameter to look at."""
+    problem = _tls_problem(exc)
+    return Unavailable("postgresql", problem) if problem else classify(exc)
+
+
+def _tls_problem(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return (
+                f"TLS: the server's certificate did not verify ({seen.verify_message}): "
+                "`sslrootcert` in the database URL must be the CA that signed it, and with "
+                "`sslmode=verify-full` it must name the URL's host"
+            )
+        if isinstance(seen, ssl.SSLError):
+            return (
+                f"TLS failed ({seen.reason or seen}): check `sslcert`, `sslkey` and "
+                "`sslrootcert` in the database URL"
+            )
+        if isinstance(seen, ConnectionError) and "rejected SSL upgrade" in str(seen):
+            return "TLS: the server does not offer TLS (`ssl = on`), which `sslmode` requires"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 async def _keep_session(_: asyncpg.Connection) -> None:
@@ -84,7 +115,7 @@ class Database:
                 timeout=settings.pg_connect_timeout_s * 2,
             )
         except Exception as exc:
-            raise Unavailable("postgresql", f"cannot open pool: {classify(exc)}") from exc
+            raise Unavailable("postgresql", f"cannot open pool: {_classified(exc)}") from exc
         return cls(pool, settings)
 
     @property
@@ -98,7 +129,7 @@ class Database:
             async with self._pool.acquire(timeout=self._settings.pg_acquire_timeout_s) as conn:
                 yield conn
         except _DRIVER_ERRORS as exc:
-            raise classify(exc) from exc
+            raise _classified(exc) from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -149,4 +180,4 @@ class Database:
                 command_timeout=self._settings.pg_command_timeout_s,
             )
         except Exception as exc:
-            raise classify(exc) from exc
+            raise _classified(exc) from exc

@@ -227,6 +227,28 @@ class StorageSettings(LayeredSettings):
         "embedded single-node broker uses 2)",
         NOT_NEGATIVE,
     )
+    kafka_security_protocol: str = setting(
+        "PLAINTEXT",
+        "how Kafka clients reach the brokers: `SASL_SSL` (SCRAM over TLS) for Apache Kafka in "
+        "production, `SSL` for TLS alone; the embedded broker speaks only `PLAINTEXT`",
+        Bounds(choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
+    )
+    kafka_sasl_mechanism: str = setting(
+        "SCRAM-SHA-512",
+        "with `SASL_SSL` or `SASL_PLAINTEXT` (`PLAIN` only over TLS: it sends the password)",
+        Bounds(choices=("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")),
+    )
+    kafka_sasl_username: str | None = setting(None, "the SASL user; needed with `SASL_*`")
+    kafka_sasl_password: str | None = setting(None, "that user's password")
+    kafka_tls_ca_file: str | None = setting(
+        None,
+        "PEM file of the CA that signed the brokers' certificates, with `SSL` or `SASL_SSL` "
+        "(unset: the system's CAs); brokers must be named by their certificates",
+    )
+    kafka_tls_cert_file: str | None = setting(
+        None, "a client certificate (PEM) for brokers that ask for one (mutual TLS)"
+    )
+    kafka_tls_key_file: str | None = setting(None, "that certificate's key (PEM)")
 
     outbox_retention_s: int = setting(
         7 * 24 * 3600, "how long published events are kept for re-driving"
@@ -297,6 +319,41 @@ class StorageSettings(LayeredSettings):
             raise ValueError(
                 f"{env_name('kafka_fetch_busy_wait_ms')} must be within 0.."
                 f"{env_name('kafka_fetch_max_wait_ms')} ({self.kafka_fetch_max_wait_ms})"
+            )
+        self._check_kafka_security()
+
+    def _check_kafka_security(self) -> None:
+        """SASL needs credentials, TLS files need TLS, and a password never travels bare."""
+        protocol = self.kafka_security_protocol.upper()
+        sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+        credentials = ("kafka_sasl_username", "kafka_sasl_password")
+        given = [name for name in credentials if getattr(self, name)]
+        if sasl and len(given) < len(credentials):
+            raise ValueError(
+                f"{env_name('kafka_security_protocol')}={protocol} needs "
+                f"{env_name(credentials[0])} and {env_name(credentials[1])}"
+            )
+        if given and not sasl:
+            raise ValueError(
+                f"{env_name(given[0])} is used only with "
+                f"{env_name('kafka_security_protocol')}=SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        if protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism.upper() == "PLAIN":
+            raise ValueError(
+                f"{env_name('kafka_sasl_mechanism')}=PLAIN sends the password: use it with "
+                f"{env_name('kafka_security_protocol')}=SASL_SSL"
+            )
+        files = ("kafka_tls_ca_file", "kafka_tls_cert_file", "kafka_tls_key_file")
+        named = [name for name in files if getattr(self, name)]
+        if named and not tls:
+            raise ValueError(
+                f"{env_name(named[0])} is used only with "
+                f"{env_name('kafka_security_protocol')}=SSL or SASL_SSL"
+            )
+        if bool(self.kafka_tls_cert_file) != bool(self.kafka_tls_key_file):
+            raise ValueError(
+                f"{env_name('kafka_tls_cert_file')} and {env_name('kafka_tls_key_file')} "
+                "go together"
             )
 
     @property

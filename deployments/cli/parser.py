@@ -8,6 +8,7 @@ import sys
 
 from deployments.cli.audit import cmd_audit
 from deployments.cli.backup import add_commands as add_backup_commands
+from deployments.cli.certs import add_commands as add_certs_commands
 from deployments.cli.common import parse_since
 from deployments.cli.demo import add_commands as add_demo_commands
 from deployments.cli.models import add_commands as add_model_commands
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_feature_commands(sub)
     add_demo_commands(sub)
     add_backup_commands(sub)
+    add_certs_commands(sub)
     return parser
 
 

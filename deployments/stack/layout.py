@@ -24,6 +24,8 @@ class Layout:
     dashboard_port: int
     grpc_port: int
     redis_max_memory_mb: int = StackSettings.redis_max_memory_mb
+    # The parts talk TLS with the stack's certificates (`deployments.stack.certs`).
+    tls: bool = StackSettings.tls
 
     @classmethod
     def of(cls, name: str, settings: StackSettings, default_dir: str) -> Layout:
@@ -35,6 +37,7 @@ class Layout:
             dashboard_port=settings.dashboard_port,
             grpc_port=settings.grpc_port,
             redis_max_memory_mb=settings.redis_max_memory_mb,
+            tls=settings.tls,
         )
 
     @property

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from actors.media import TRANSCODE
+from deployments.stack.certs import ensure_local, stack_tls_dir
 from deployments.stack.layout import Layout
 from deployments.stack.processes import (
     LOCALHOST,
@@ -92,6 +93,24 @@ class Ray:
     def address(self) -> str:
         return f"{LOCALHOST}:{self.layout.ray_port}"
 
+    def tls_environment(self) -> dict[str, str]:
+        """Ray's mutual TLS when the stack's TLS is on: every Ray server and client of this
+        stack (head, workers, drivers, the `nova` command) presents the stack's node
+        certificate and trusts only its CA. The certificate names 127.0.0.1, the address
+        this stack's Ray uses; one that does not name it makes `ray.init` hang. Serve's
+        HAProxy serves the gRPC ingress over TLS with it too (`deployments.ingress_tls`)."""
+        if not self.layout.tls:
+            return {}
+        certs = stack_tls_dir(self.layout)
+        node = certs.node()
+        return {
+            "RAY_USE_TLS": "1",
+            "RAY_TLS_SERVER_CERT": str(node.cert),
+            "RAY_TLS_SERVER_KEY": str(node.key),
+            "RAY_TLS_CA_CERT": str(certs.ca_cert),
+            "NOVA_GRPC_TLS_CERT": str(node.bundle),
+        }
+
     def environment(self) -> dict[str, str]:
         """Variables every Ray process and client of this stack needs.
 
@@ -102,6 +121,7 @@ class Ray:
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": str(self.token_file),
+            **self.tls_environment(),
             "RAY_USAGE_STATS_ENABLED": "0",
             # Ray starts its workers at nice 15. On one machine they share the cores with
             # PostgreSQL, Redis, the broker and any client, all at nice 0, so the gateway,
@@ -136,6 +156,8 @@ class Ray:
         if self.running():
             return
         secret(self.token_file)
+        if self.layout.tls:
+            ensure_local(stack_tls_dir(self.layout))
         self._wait_for_free_ports(timeout_s=30)
         private_dir(self.temp_dir)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)

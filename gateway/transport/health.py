@@ -11,6 +11,7 @@ from aiokafka.client import AIOKafkaClient
 from gateway.settings import GatewaySettings
 from storage.db import Database
 from storage.errors import classify
+from storage.kafka.clients import security_options
 from storage.redis_client import ping as redis_ping
 
 
@@ -28,6 +29,7 @@ class KafkaProbe:
                     bootstrap_servers=self._settings.kafka_bootstrap,
                     client_id="nova-readiness",
                     request_timeout_ms=int(timeout_s * 1000),
+                    **security_options(self._settings),
                 )
                 await asyncio.wait_for(self._client.bootstrap(), timeout_s)
             await asyncio.wait_for(self._client.fetch_all_metadata(), timeout_s)

@@ -1,6 +1,7 @@
 """Kafka clients configured one way for all of Nova, and topic management.
 
-Every call that waits on the broker is bounded by `kafka_request_timeout_ms`.
+Every call that waits on the broker is bounded by `kafka_request_timeout_ms`. Every client
+reaches the brokers as `security_options` says: plaintext, TLS, or SASL (SCRAM) over TLS.
 """
 
 from __future__ import annotations
@@ -8,17 +9,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Mapping
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from storage.errors import classify
-from storage.settings import StorageSettings
+from storage.settings import StorageSettings, env_name
 
 log = logging.getLogger(__name__)
+
+
+def security_options(settings: StorageSettings) -> dict[str, Any]:
+    """The keyword arguments every aiokafka client (producer, consumer, admin, bare
+    client) takes to reach the brokers: the protocol, a TLS context, SASL credentials."""
+    protocol = settings.kafka_security_protocol.upper()
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.endswith("SSL"):
+        options["ssl_context"] = kafka_ssl_context(settings)
+    if protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism.upper()
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password
+    return options
+
+
+def kafka_ssl_context(settings: StorageSettings) -> ssl.SSLContext:
+    """A client context that checks the broker's certificate and name (against
+    `kafka_tls_ca_file`, else the system's CAs) and presents a client certificate if one
+    is set. A file that cannot be read is named by its variable."""
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=settings.kafka_tls_ca_file,
+            certfile=settings.kafka_tls_cert_file,
+            keyfile=settings.kafka_tls_key_file,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        names = ", ".join(
+            env_name(name)
+            for name in ("kafka_tls_ca_file", "kafka_tls_cert_file", "kafka_tls_key_file")
+            if getattr(settings, name)
+        )
+        raise ValueError(f"Kafka's TLS files ({names}) cannot be used: {exc}") from exc
+    return context
 
 
 def make_producer(settings: StorageSettings, *, client_id: str) -> AIOKafkaProducer:
@@ -32,6 +69,7 @@ def make_producer(settings: StorageSettings, *, client_id: str) -> AIOKafkaProdu
         request_timeout_ms=settings.kafka_request_timeout_ms,
         linger_ms=1,
         max_batch_size=1024 * 1024,
+        **security_options(settings),
     )
 
 
@@ -55,6 +93,7 @@ def make_consumer(
         max_poll_records=settings.consumer_batch_size,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         metadata_max_age_ms=5_000,
+        **security_options(settings),
     )
 
 
@@ -76,6 +115,7 @@ class TopicAdmin:
                 bootstrap_servers=self._settings.kafka_bootstrap,
                 client_id=self._client_id,
                 request_timeout_ms=self._settings.kafka_request_timeout_ms,
+                **security_options(self._settings),
             )
             try:
                 await asyncio.wait_for(admin.start(), self._timeout_s)
