@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -94,11 +96,22 @@ class StatusProbe:
             try:
                 ray = sys.modules.get("ray")  # imported here, Ray would miss its environment
                 if ray is None or not ray.is_initialized():
-                    connect_ray(self.stack.environment())
+                    env = self._ray_environment()
+                    if absent := _no_ray_at(env.get("RAY_ADDRESS", ""), self.timeout_s):
+                        return absent
+                    connect_ray(env)
                 self._ray = ""
             except Exception as exc:
                 return _reason(exc)  # tried again on the next refresh
         return self._ray
+
+    def _ray_environment(self) -> dict[str, str]:
+        """What a Ray client of this stack needs, and nothing it would have to create (the
+        stack's full environment makes its secrets when they are missing)."""
+        env = dict(os.environ)
+        if self.stack.embedded()["ray"]:
+            env.update(self.stack.ray.environment(), RAY_ADDRESS=self.stack.ray.address)
+        return env
 
     def _workers(self) -> list[dict[str, Any]]:
         from deployments.workers import NAMESPACE
@@ -127,6 +140,19 @@ class StatusProbe:
             return {"running": False, "applications": {}, "proxies": {}}
         asked: Any = controller.get_serve_instance_details.remote()
         return serve_summary(ray.get(asked, timeout=self.timeout_s))
+
+
+def _no_ray_at(address: str, timeout_s: float) -> str:
+    """Why nothing answers at a `host:port` Ray address, or "" if something does: against
+    an address where no Ray runs, `ray.init` retries for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "/" in address or not port.isdigit():
+        return ""  # `auto`, `ray://...`: left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"no Ray at {address}: {exc}"
+    return ""
 
 
 def _named_actors(namespace: str) -> list[str]:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,6 +154,32 @@ def test_status_prints_tables_and_top_renders_every_section(
         assert title in frame, title
     assert "Gateway" in frame
     assert "counter-shard-0" in frame
+
+
+def test_status_says_ray_is_unreachable_at_once_and_creates_nothing(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    state_dir = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if k not in URL_VARIABLES}
+    env.update(NOVA_STATE_DIR=str(state_dir), NOVA_PORT_BASE="29000", RAY_ADDRESS=address)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "deployments.cli", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    took_s = time.monotonic() - started
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["parts"]["ray"] == "external"
+    for section in ("workers", "serve", "shards", "consumers"):
+        assert report[section].startswith(f"unreachable: no Ray at {address}"), report
+    assert took_s < 60  # ray.init alone would retry such an address for minutes
+    assert not state_dir.exists()  # no secrets made for a stack that is not there
 
 
 # -- pure ----------------------------------------------------------------------------------
