@@ -178,8 +178,9 @@ def ask_status(names: Iterable[str], namespace: str, timeout_s: float) -> list[d
             asked[name] = ray.get_actor(name, namespace=namespace).status.remote()
         except Exception as exc:
             answers[name] = _unanswered(name, _reason(exc))
-    ready, _ = ray.wait(list(asked.values()), num_returns=len(asked), timeout=timeout_s)
-    done = set(ready)
+    done: set[Any] = set()
+    if asked:  # Ray refuses to wait for nothing
+        done.update(ray.wait(list(asked.values()), num_returns=len(asked), timeout=timeout_s)[0])
     for name, ref in asked.items():
         if ref not in done:
             answers[name] = _unanswered(name, f"no answer within {timeout_s:g} s")

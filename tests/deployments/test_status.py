@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from deployments.cli import build_parser
-from deployments.cli.status import consumer_groups, serve_summary, watch
+from deployments.cli.status import ask_status, consumer_groups, serve_summary, watch
 from deployments.cli.status_view import render_text
 from deployments.cli.top import RateWindow, gateway_totals, report_totals
 from deployments.settings import Settings
@@ -263,6 +263,10 @@ WORKERS: list[dict[str, Any]] = [
         "crashes": 2,
     },
 ]
+
+
+def test_no_actors_to_ask_is_an_empty_section_not_an_error() -> None:
+    assert ask_status([], "nova", 1.0) == []  # a stack started with `nova up --no-deploy`
 
 
 def test_consumer_groups_sum_members_and_keep_an_unanswered_member_in_its_group() -> None:
