@@ -181,8 +181,9 @@ def layout_from_json(text: str) -> Layout:
     """The layout `layout_to_json` wrote: paths come back as paths, the rest as JSON has
     them (numbers, flags, names)."""
     paths = {f.name for f in dataclasses.fields(Layout) if "Path" in str(f.type)}
-    raw = json.loads(text)
-    return Layout(**{k: Path(v) if k in paths else v for k, v in raw.items()})
+    raw: dict[str, Any] = json.loads(text)
+    values: dict[str, Any] = {k: Path(v) if k in paths else v for k, v in raw.items()}
+    return Layout(**values)
 
 
 class SupervisorProcess:
