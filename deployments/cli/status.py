@@ -60,7 +60,11 @@ class StatusProbe:
 
     def report(self) -> dict[str, Any]:
         parts = self.stack.status()
-        report: dict[str, Any] = {"state_dir": str(self.layout.state_dir), "parts": parts}
+        report: dict[str, Any] = {
+            "state_dir": str(self.layout.state_dir),
+            "parts": parts,
+            "supervisor": self.stack.supervision(),
+        }
         if part_state(parts, "postgresql") != "stopped":
             try:
                 report["outbox"] = with_db(_outbox_report)

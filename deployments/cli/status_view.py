@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -51,16 +52,33 @@ def _missing(title: str, section: Any) -> RenderableType:
     return Text(f"{title}: {section}", style="red")
 
 
-def parts_table(parts: dict[str, Any]) -> Table:
+def parts_table(parts: dict[str, Any], supervisor: dict[str, Any] | None = None) -> Table:
+    supervised = (supervisor or {}).get("parts", {})
     table = _table("Parts", "part", "state", "detail")
     for name, value in parts.items():
         detail = ""
         if isinstance(value, dict):
             detail = ", ".join(f"{k} {v}" for k, v in value.items() if k not in {"state"})
+        if name in supervised:
+            detail = ", ".join(filter(None, (detail, supervision_detail(supervised[name]))))
         state = part_state(parts, name)
         style = "red" if state in {"stopped", "failed", "down"} else None
         table.add_row(name, Text(state, style=style or ""), detail)
     return table
+
+
+def supervision_detail(watch: dict[str, Any]) -> str:
+    """What the supervisor did for one server: its restarts, and why it is failing."""
+    words = []
+    if watch.get("restarts"):
+        at = watch.get("last_restart_at")
+        when = time.strftime(" (last %H:%M:%S)", time.localtime(at)) if at else ""
+        words.append(f"restarted {watch['restarts']} times{when}")
+    if watch.get("state") not in (None, "running"):
+        words.append(f"supervisor: {watch['state']}")
+    if watch.get("state") == "failing" and watch.get("last_error"):
+        words.append(str(watch["last_error"]))
+    return ", ".join(words)
 
 
 def serve_table(serve: Any) -> RenderableType:
@@ -199,8 +217,11 @@ def status_tables(report: dict[str, Any]) -> list[RenderableType]:
     """Every section of the report, in the order an operator reads them."""
     sections: list[RenderableType] = [
         Text(f"state dir {report['state_dir']}", style="dim"),
-        parts_table(report["parts"]),
+        parts_table(report["parts"], report.get("supervisor")),
     ]
+    supervisor = report.get("supervisor")
+    if supervisor is not None and not supervisor.get("running"):
+        sections.append(Text("supervisor: not running (`nova up` starts it)", style="red"))
     for key, render in (
         ("serve", serve_table),
         ("shards", shards_table),

@@ -74,6 +74,8 @@ def test_status_json_reports_serve_shards_and_consumer_lag(
     assert {"state_dir", "parts", "outbox", "workers", "serve", "shards", "consumers"} <= set(
         report
     )
+    assert report["supervisor"]["running"] is True
+    assert set(report["supervisor"]["parts"]) == {"postgresql", "redis", "kafka", "smtp"}
     assert report["state_dir"] == str(stack.layout.state_dir)
     assert report["parts"]["postgresql"] == "running"
     assert report["outbox"]["pending"] >= 0
@@ -282,7 +284,20 @@ def test_consumer_groups_sum_members_and_keep_an_unanswered_member_in_its_group(
 def _report() -> dict[str, Any]:
     return {
         "state_dir": "/var/lib/nova",
-        "parts": {"postgresql": "running", "ray": "running", "supervisor": {"state": "up"}},
+        "parts": {
+            "postgresql": "running",
+            "redis": "running",
+            "kafka": "stopped",
+            "ray": "running",
+        },
+        "supervisor": {
+            "running": True,
+            "parts": {
+                "postgresql": {"state": "running", "restarts": 0},
+                "redis": {"state": "running", "restarts": 2, "last_restart_at": None},
+                "kafka": {"state": "failing", "restarts": 0, "last_error": "port 20092 is taken"},
+            },
+        },
         "outbox": {"pending": 3, "oldest_s": 1.5, "broker_epoch": 1, "pending_dead_letters": 0},
         "workers": WORKERS,
         "serve": serve_summary(SERVE_DETAILS),
@@ -305,7 +320,10 @@ def _row(text: str, first: str) -> list[str]:
 
 def test_tables_show_each_section_row_by_row() -> None:
     text = render_text(_report(), width=140)
-    assert _row(text, "supervisor")[:2] == ["supervisor", "up"]
+    assert _row(text, "postgresql")[1:] == ["running"]
+    assert _row(text, "redis")[1:] == ["running", "restarted", "2", "times"]
+    assert " ".join(_row(text, "kafka")) == "kafka stopped supervisor: failing, port 20092 is taken"
+    assert "supervisor: not running" not in text
     assert _row(text, "Gateway")[1:3] == ["HEALTHY", "2/2"]
     assert _row(text, "Ranker")[1:3] == ["UPDATING", "0/2"]
     assert _row(text, "timeline-shard-0")[1:5] == ["ok", "1,234", "timelines", "5"]
