@@ -9,9 +9,11 @@ every part reads (OpenSSL, BoringSSL in gRPC, rustls).
 In a directory (`<state dir>/secrets/tls` by default):
 
     ca.crt            the CA certificate every party trusts
-    ca.key            the CA's key: 0600, never leaves the machine that issues
-    <node>.crt/.key   a node's certificate and key (0600)
-    <node>.pem        both in one file (0600), as HAProxy's `crt` takes them
+    ca.key            the CA's key, which never leaves the machine that issues
+    <node>.crt/.key   a node's certificate and key
+    <node>.pem        both in one file, as HAProxy's `crt` takes them
+
+all 0600 in a 0700 directory.
 
 The CA is made once: issuing again signs new node certificates with the same CA, so
 nodes already running keep trusting each other. `force` makes a new CA.
@@ -41,6 +43,9 @@ LOCAL_NODE = "local"
 LOCAL_ADDRESSES = ("127.0.0.1", "localhost")
 CA_DAYS = 3650
 NODE_DAYS = 825  # what browsers and most TLS stacks still accept for a leaf certificate
+# Every file, certificates too: the state dir holds only its owner's files (0600), and
+# what is copied to a node is the operator's to open up.
+PRIVATE = 0o600
 _NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -110,8 +115,8 @@ def create(
     ca_created = force or not (directory.ca_cert.exists() and directory.ca_key.exists())
     if ca_created:
         ca_key, ca_cert = _new_ca()
-        _write(directory.ca_key, _key_pem(ca_key), 0o600)
-        _write(directory.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write(directory.ca_key, _key_pem(ca_key), PRIVATE)
+        _write(directory.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), PRIVATE)
     else:
         ca_key, ca_cert = _load_ca(directory)
     issued = {}
@@ -119,9 +124,9 @@ def create(
         key, cert = _new_node(name, addresses, ca_key, ca_cert, days=node_days)
         files = directory.node(name)
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-        _write(files.key, _key_pem(key), 0o600)
-        _write(files.cert, cert_pem, 0o644)
-        _write(files.bundle, cert_pem + _key_pem(key), 0o600)
+        _write(files.key, _key_pem(key), PRIVATE)
+        _write(files.cert, cert_pem, PRIVATE)
+        _write(files.bundle, cert_pem + _key_pem(key), PRIVATE)
         issued[name] = tuple(addresses)
     return Issued(ca_created, issued)
 

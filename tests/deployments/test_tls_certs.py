@@ -32,10 +32,9 @@ def test_the_command_makes_a_private_ca_and_a_certificate_per_node(tmp_path: Pat
     assert args.func(args) == 0
     tls = TlsDir(tmp_path)
     assert _mode(tmp_path) == 0o700
-    assert _mode(tls.ca_key) == 0o600
+    files = ("ca.crt", "ca.key", "head.crt", "head.key", "head.pem")
+    assert {path.name: _mode(path) for path in tmp_path.iterdir()} == dict.fromkeys(files, 0o600)
     node = tls.node("head")
-    assert _mode(node.key) == 0o600
-    assert _mode(node.bundle) == 0o600
     cert = _cert(node.cert)
     cert.verify_directly_issued_by(_cert(tls.ca_cert))
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
