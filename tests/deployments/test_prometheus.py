@@ -4,6 +4,7 @@ without errors, and Ray's dashboard reaches it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -66,20 +67,28 @@ def test_listens_on_loopback_only_and_start_is_idempotent(prometheus: Prometheus
     assert flags["storage.tsdb.path"] == str(prometheus.data_dir)
 
 
-async def test_scrapes_the_gateways_series_through_rays_discovery_file(
+def _ask(http_url: str, times: int) -> None:
+    async def ask() -> None:
+        for _ in range(times):
+            (await post(http_url, "{ __typename }")).ok()
+
+    asyncio.run(ask())
+
+
+def test_scrapes_the_gateways_series_through_rays_discovery_file(
     prometheus: Prometheus, http_url: str
 ) -> None:
-    for _ in range(5):
-        (await post(http_url, "{ __typename }")).ok()
+    _ask(http_url, 5)
 
-    def gateway_series() -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = _api(
+    def answered() -> float:
+        # Each gateway replica publishes its counts every 5 s, Ray's agent exports every
+        # 10 s: the five requests arrive in parts.
+        series = _api(
             prometheus, "query", query='ray_nova_gateway_requests_total{operation="query"}'
         )["result"]
-        return found
+        return sum(float(s["value"][1]) for s in series)
 
-    series = _eventually("the gateway's request counter in Prometheus", gateway_series)
-    assert sum(float(s["value"][1]) for s in series) >= 5
+    _eventually("five queries counted in Prometheus", lambda: answered() >= 5)
     targets = _api(prometheus, "targets")["activeTargets"]
     ray_targets = [t for t in targets if t["labels"]["job"] == "ray"]
     assert ray_targets
@@ -100,6 +109,25 @@ def test_rules_are_loaded_and_evaluate_without_errors(prometheus: Prometheus) ->
     names = {r["name"] for r in rules}
     assert {"NovaOutboxOldestEventAge", "NovaDeadLetters"} <= names
     assert "nova:gateway_requests:rate5m" in names
+
+
+def test_recording_rules_turn_the_gateways_series_into_rates(
+    prometheus: Prometheus, http_url: str
+) -> None:
+    def recorded(query: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = _api(prometheus, "query", query=query)["result"]
+        return found
+
+    _ask(http_url, 5)
+    # A rate needs two scrapes of the counter; the rule then needs one evaluation.
+    rate = _eventually(
+        "the recorded request rate of queries",
+        lambda: recorded('nova:gateway_requests:rate5m{operation="query"} > 0'),
+    )
+    assert set(rate[0]["metric"]) - {"__name__"} == {"operation"}  # Ray's labels summed away
+    errors = recorded('nova:gateway_error_ratio:rate5m{operation="query"}')
+    assert [float(e["value"][1]) for e in errors] == [0.0]
+    assert recorded("nova:gateway_websockets:sum")
 
 
 def test_rays_dashboard_reports_prometheus_reachable(prometheus: Prometheus, stack: Stack) -> None:
