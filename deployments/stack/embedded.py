@@ -30,6 +30,7 @@ from deployments.stack.processes import (
     private_file,
     secret,
 )
+from deployments.stack.prometheus import Prometheus
 from deployments.stack.ray_head import Ray
 from deployments.stack.redis_server import Redis
 from deployments.stack.smtp import Smtp
@@ -68,6 +69,7 @@ class Stack:
         self.broker = Broker(layout)
         self.ray = Ray(layout)
         self.smtp = Smtp(layout)
+        self.prometheus = Prometheus(layout)
         self.supervisor = SupervisorProcess(layout)
         self.secret_key_file = layout.path("secrets", "secret_key")
         self.grpc_token_file = layout.path("secrets", "grpc_token")
@@ -81,6 +83,9 @@ class Stack:
             "kafka": "NOVA_KAFKA_BOOTSTRAP" not in self.environ,
             "ray": "RAY_ADDRESS" not in self.environ,
             "smtp": "NOVA_SMTP_URL" not in self.environ,
+            # An operator who points Ray's dashboard at their own Prometheus runs that one.
+            "prometheus": self.environ.get("RAY_PROMETHEUS_HOST", self.prometheus.url)
+            == self.prometheus.url,
         }
 
     def environment(self) -> dict[str, str]:
@@ -146,6 +151,8 @@ class Stack:
             self.smtp.start()
         if embedded["ray"]:
             self.ray.start(env)
+        if embedded["prometheus"]:
+            self.prometheus.start()  # after Ray: it scrapes what Ray's discovery file lists
         self.supervisor.start(embedded)
 
     def _keep_state_private(self, embedded: dict[str, bool]) -> None:
@@ -191,7 +198,9 @@ class Stack:
         try:
             started = json.loads(self._manifest.read_text())
         except (OSError, ValueError):
-            started = {"postgresql": True, "redis": True, "kafka": True, "ray": True, "smtp": True}
+            started = dict.fromkeys(
+                ("postgresql", "redis", "kafka", "ray", "smtp", "prometheus"), True
+            )
         stopped = []
         with stack_lock(self.layout):
             self.supervisor.stop()  # first: it would start again what is being stopped
@@ -203,6 +212,7 @@ class Stack:
 
     def _parts_in_stop_order(self) -> tuple[tuple[str, _Part], ...]:
         return (
+            ("prometheus", self.prometheus),
             ("ray", self.ray),
             ("smtp", self.smtp),
             ("kafka", self.broker),
@@ -218,6 +228,7 @@ class Stack:
             "kafka": self.broker,
             "ray": self.ray,
             "smtp": self.smtp,
+            "prometheus": self.prometheus,
         }
         return {
             name: ("external" if not embedded[name] else "running" if part.running() else "stopped")
@@ -233,11 +244,13 @@ class Stack:
 def supervised_parts(layout: Layout, embedded: dict[str, bool]) -> list[Supervised]:
     """The servers of `layout` this stack started, as the supervisor watches them."""
     postgres, redis, broker, smtp = Postgres(layout), Redis(layout), Broker(layout), Smtp(layout)
+    prometheus = Prometheus(layout)
     candidates = (
         ("postgresql", Supervised("postgresql", postgres.data / "postmaster.pid", postgres.start)),
         ("redis", Supervised("redis", redis.pid_file, redis.start)),
         ("kafka", Supervised("kafka", broker.pid_file, broker.start)),
         ("smtp", Supervised("smtp", smtp.pid_file, smtp.start)),
+        ("prometheus", Supervised("prometheus", prometheus.pid_file, prometheus.start)),
     )
     return [part for name, part in candidates if embedded.get(name)]
 

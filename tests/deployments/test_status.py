@@ -75,7 +75,13 @@ def test_status_json_reports_serve_shards_and_consumer_lag(
         report
     )
     assert report["supervisor"]["running"] is True
-    assert set(report["supervisor"]["parts"]) == {"postgresql", "redis", "kafka", "smtp"}
+    assert set(report["supervisor"]["parts"]) == {
+        "postgresql",
+        "redis",
+        "kafka",
+        "smtp",
+        "prometheus",
+    }
     assert report["state_dir"] == str(stack.layout.state_dir)
     assert report["parts"]["postgresql"] == "running"
     assert report["outbox"]["pending"] >= 0

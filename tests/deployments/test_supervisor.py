@@ -116,6 +116,12 @@ async def test_a_killed_mail_sink_comes_back(stack: Stack) -> None:
     await _kill_and_wait(stack, "smtp", stack.smtp.pid_file, stack.layout.smtp_port)
 
 
+async def test_a_killed_prometheus_comes_back(stack: Stack) -> None:
+    await _kill_and_wait(
+        stack, "prometheus", stack.prometheus.pid_file, stack.layout.prometheus_port
+    )
+
+
 async def test_a_server_stopped_on_purpose_stays_stopped(stack: Stack) -> None:
     before = _restarts(stack, "smtp")
     stack.smtp.stop()
