@@ -45,6 +45,7 @@ from storage.kafka.topics import registered_topics, sync_catalogue
 from storage.logs import configure_logging
 from storage.migrate import migrate
 from storage.stalls import StallWatch
+from storage.tracing import export_spans
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class Gateway:
             features=serve.get_deployment_handle("FeatureStore", app_name=RANKING_APP),
             ranker=serve.get_deployment_handle("Ranker", app_name=RANKING_APP),
         )
+        export_spans(settings, service="nova-gateway", instance=self._runtime.replica_id)
         gc.set_threshold(*GATEWAY_GC_THRESHOLDS)
         self._stalls = StallWatch("gateway", warn_ms=settings.stall_warn_ms).start()
         # Close WebSockets with 1012 as soon as Serve starts stopping this replica, instead

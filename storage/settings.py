@@ -281,6 +281,20 @@ class StorageSettings(LayeredSettings):
     stall_warn_ms: float = setting(
         200.0, "an event-loop stall this long is logged, with the GC pauses inside it"
     )
+    otlp_endpoint: str | None = setting(
+        None,
+        "an OTLP/HTTP collector (`http://host:4318`; spans go to `/v1/traces` under it) to "
+        "export spans to, with the trace ids Nova logs; unset: no export (`storage.otel`)",
+        Bounds(prefixes=("http://", "https://")),
+    )
+    otlp_headers: str | None = setting(
+        None, "headers sent with every export, `name=value,name2=value2` (a vendor's API key)"
+    )
+    otlp_sample_ratio: float = setting(
+        1.0,
+        "share of traces exported, chosen by trace id so every process agrees",
+        Bounds(ge=0, le=1),
+    )
     media_store: str = setting(
         "/var/lib/nova/media",
         "where uploads and their variants are kept: a directory every gateway replica and "

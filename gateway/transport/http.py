@@ -48,6 +48,7 @@ from gateway.transport.client_address import client_info
 from gateway.transport.execution import execute_prepared
 from gateway.transport.metrics import MUTATION, QUERY, REFUSED
 from gateway.transport.negotiation import GRAPHQL_RESPONSE, JSON, json_within, media_type
+from gateway.transport.tracing import note_graphql
 from storage.errors import Unavailable
 from storage.tracing import current_traceparent, trace_id_of
 
@@ -250,6 +251,7 @@ class GraphQLHTTP:
             # A request error: graphql-response+json says so in the status, plain JSON
             # clients (GraphQL over HTTP's legacy type) read it in the body only.
             status = 400 if media == GRAPHQL_RESPONSE else 200
+            note_graphql(None, operation_name, errors)
             return self._respond(_error_body(list(errors)), status, media)
         operation = checked.operation.operation
         if operation is OperationType.SUBSCRIPTION or (
@@ -281,6 +283,8 @@ class GraphQLHTTP:
             operation_name=operation_name,
             operation_type=operation.value,
         )
+        selected = checked.operation.name
+        note_graphql(operation.value, selected.value if selected else None, result.errors or ())
         return self._result(result, media)
 
     def _result(self, result: ExecutionResult, media: str) -> Response:

@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 
 from storage.db import Database
 from storage.errors import classify
+from storage.event_spans import record_applied
 from storage.events import HEADER_REPLAY_FOR, Event, header
 from storage.kafka.clients import make_consumer, stop_quietly
 from storage.kafka.commits import BackgroundCommits, committed_offset
@@ -36,7 +37,7 @@ from storage.kafka.ledger import record_new, record_one
 from storage.kafka.offset_gaps import Continuity, OffsetGaps, Reread, Rewind
 from storage.settings import StorageSettings
 from storage.tasks import Backoff
-from storage.tracing import reset_traceparent, set_traceparent
+from storage.tracing import export_spans, reset_traceparent, set_traceparent, span_export
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class ConsumerRunner:
         return self._settings.kafka_request_timeout_ms / 1000
 
     async def run(self) -> None:
+        export_spans(self._settings, service=f"nova-consumer-{self.name}", instance=self._member)
         await self._consumer.start()
         try:
             await self._connect()
@@ -239,6 +241,7 @@ class ConsumerRunner:
         """Apply the events this consumer's ledger lacks, in order, in one transaction."""
         if not events:
             return 0
+        started_ns = time.time_ns()
         async with self._db.transaction() as conn:
             fresh = await record_new(conn, self.name, [event.event_id for event in events])
             done: list[Event] = []
@@ -249,6 +252,8 @@ class ConsumerRunner:
             await self._consumer.apply_many(done, conn)
         self.stats.applied += len(done)
         self.stats.duplicates += len(events) - len(done)
+        if (export := span_export()) is not None:
+            record_applied(export, self.name, done, started_ns)
         self._note_ages(done)
         await self._after_commit(done)
         return len(done)
@@ -269,6 +274,7 @@ class ConsumerRunner:
     ) -> None:
         backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)
         failures = 0
+        started_ns = time.time_ns()
         while True:
             try:
                 await self.apply_once(event)
@@ -283,6 +289,9 @@ class ConsumerRunner:
                     failures += 1
                     if failures >= self._settings.consumer_poison_attempts:
                         await self._dead_letters.write(tp, record, event, exc, attempts=failures)
+                        if (export := span_export()) is not None:
+                            failure = f"dead-lettered: {error}"
+                            record_applied(export, self.name, [event], started_ns, failure=failure)
                         self.stats.dead_lettered += 1
                         return
                 log.warning(
@@ -293,6 +302,7 @@ class ConsumerRunner:
     async def apply_once(self, event: Event) -> bool:
         """Apply `event` unless this consumer's ledger has it; True if applied now."""
         token = set_traceparent(event.traceparent)
+        started_ns = time.time_ns()
         try:
             async with self._db.transaction() as conn:
                 if not await record_one(conn, self.name, event.event_id):
@@ -302,6 +312,8 @@ class ConsumerRunner:
         finally:
             reset_traceparent(token)
         self.stats.applied += 1
+        if (export := span_export()) is not None:
+            record_applied(export, self.name, [event], started_ns)
         self._note_ages([event])
         await self._after_commit([event])
         return True

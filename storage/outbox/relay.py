@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from storage.db import Database
 from storage.errors import NovaError, classify
+from storage.event_spans import record_publishes
 from storage.kafka.clients import (
     TopicAdmin,
     end_offsets,
@@ -54,6 +55,7 @@ from storage.outbox.claims import (
 from storage.outbox.rows import NOTIFY_CHANNEL
 from storage.settings import StorageSettings
 from storage.tasks import Backoff
+from storage.tracing import export_spans, span_export
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ class OutboxRelay:
         (`_monitor`), so events never wait behind them. After a failure the check runs
         inline, before anything is published again.
         """
+        export_spans(self._settings, service="nova-relay", instance=self._name)
         backoff = Backoff(cap_ms=self._settings.relay_max_backoff_ms)
         monitor = asyncio.get_running_loop().create_task(
             self._monitor(), name=f"{self._name}-monitor"
@@ -244,6 +247,7 @@ class OutboxRelay:
         assert self._producer is not None
         timeout_s = 2 * self._settings.kafka_request_timeout_ms / 1000
         futures = []
+        sent_ns = time.time_ns()
         try:
             for row in rows:
                 futures.append(await asyncio.wait_for(self._send(row, epoch), timeout_s))
@@ -256,6 +260,8 @@ class OutboxRelay:
             if not isinstance(exc, Exception):
                 raise
             raise classify(exc, "kafka") from exc
+        if (export := span_export()) is not None:
+            record_publishes(export, rows, metadata, sent_ns)
         bounds: Acks = {}
         for meta in metadata:
             key = (meta.topic, meta.partition)
