@@ -7,7 +7,8 @@ a close frame (1006). Instead, when Serve starts stopping the replica
 (`deployments.serve_patches.before_graceful_shutdown`), every socket gets a close frame
 with code 1012 and the connection's GraphQL handler is stopped, which ends its
 subscriptions. Clients reconnect at once, through the proxy, to a replica that stays; chat
-resumes where it left off with `afterSeq`. A socket that arrives while draining is refused.
+resumes where it left off with `afterSeq`. A socket that arrives while draining is
+accepted and closed with 1012 at once.
 
 `WebSocketDrain` sits between the ASGI server and strawberry: it holds each socket's handler
 task, which the drain cancels after the close frame, and drops whatever strawberry sends
@@ -57,6 +58,7 @@ class DrainingSocket:
         self.closed = False
         self.drained = False  # the handler was cancelled by `close`
         self.serving = True  # the handler has not returned yet
+        self.restart_on_accept = False  # closed with 1012 as soon as it is accepted
 
     def send(self, message: Message) -> Awaitable[None]:
         """Pass a message to the client; nothing after the close frame. Not a coroutine of
@@ -66,9 +68,17 @@ class DrainingSocket:
         kind = message["type"]
         if kind == "websocket.close":
             self.closed = True
-        elif kind == "websocket.accept" and self._accept_headers:
-            message = {**message, "headers": [*message.get("headers", []), *self._accept_headers]}
+        elif kind == "websocket.accept":
+            if self._accept_headers:
+                headers = [*message.get("headers", []), *self._accept_headers]
+                message = {**message, "headers": headers}
+            if self.restart_on_accept:
+                return self._accept_and_restart(message)
         return self._send(message)
+
+    async def _accept_and_restart(self, accept: Message) -> None:
+        await self._send(accept)
+        await self.drain(2.0)
 
     async def receive(self) -> Message:
         """The client's next message. A frame over `max_message_bytes` closes the socket
@@ -149,11 +159,12 @@ class WebSocketDrain:
         """Run `app` on one WebSocket, on a channel the drain can close;
         `accept_headers` are added to the handshake's response, and a frame over
         `max_message_bytes` closes the socket with 1009."""
-        if self.draining:
-            await receive()  # websocket.connect
-            await send({"type": "websocket.close", "code": SERVICE_RESTART})
-            return
         socket = DrainingSocket(send, accept_headers or [], receive, max_message_bytes)
+        # A socket that arrives while draining (the proxy routes here until it has reloaded
+        # without this replica, a second or two) is accepted and closed with 1012 at once:
+        # refused before the handshake, the client would see 403 (forbidden, or a bare 1006
+        # in a browser), not the code that says "reconnect".
+        socket.restart_on_accept = self.draining
         self._open.add(socket)
         current = CURRENT_SOCKET.set(socket)
         try:
@@ -169,7 +180,8 @@ class WebSocketDrain:
             self._open.discard(socket)
 
     async def drain(self, timeout_s: float = 2.0) -> int:
-        """Refuse new sockets and close the open ones with 1012; how many were open."""
+        """Close the open sockets with 1012, and every later one as soon as it is
+        accepted; how many were open."""
         self.draining = True
         sockets = list(self._open)
         if sockets:

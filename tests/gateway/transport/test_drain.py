@@ -76,11 +76,18 @@ async def test_draining_closes_open_sockets_with_1012_and_ends_their_handlers() 
     assert len(drain) == 0
 
 
-async def test_a_socket_arriving_while_draining_is_refused_before_accept() -> None:
+async def test_a_socket_arriving_while_draining_is_accepted_and_closed_with_1012() -> None:
+    """Not refused before the handshake: a client would read that as 403, not "reconnect"."""
     drain, client = WebSocketDrain(), Client()
     assert await drain.drain() == 0
-    await asyncio.wait_for(drain.serve(echo, client.receive, client.send), 1)
-    assert client.received == [{"type": "websocket.close", "code": SERVICE_RESTART}]
+    await asyncio.wait_for(
+        drain.serve(echo, client.receive, client.send, accept_headers=[(b"x-nova-replica", b"r")]),
+        1,
+    )
+    accept, close = client.received  # and nothing the handler sent after the close
+    assert accept == {"type": "websocket.accept", "headers": [(b"x-nova-replica", b"r")]}
+    assert (close["type"], close["code"]) == ("websocket.close", SERVICE_RESTART)
+    assert len(drain) == 0
 
 
 async def test_a_socket_that_closed_itself_gets_no_second_close() -> None:
