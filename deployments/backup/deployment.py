@@ -10,13 +10,19 @@ and gRPC options, and Ray stay up. The caller has connected to Ray.
 
 from __future__ import annotations
 
+import time
+
 import ray
 from ray import serve
 
 from deployments.app import APP_NAME, RANKING_APP, deploy
+from deployments.backup.archive import BackupError
 from deployments.settings import Settings
 from deployments.stack import LOCALHOST
-from deployments.workers import NAMESPACE, stop_worker
+from deployments.workers import NAMESPACE
+
+# The gateway closes its WebSockets for up to 35 s before Serve stops a replica.
+STOP_TIMEOUT_S = 120.0
 
 
 def running_applications() -> list[str]:
@@ -37,17 +43,26 @@ def nova_actors() -> list[str]:
     )
 
 
-def stop_nova() -> list[str]:
-    """Delete Nova's Serve applications (gateway first: it stops taking requests) and
-    stop its actors; returns what was stopped."""
-    stopped = []
-    for app in running_applications():
-        serve.delete(app)
-        stopped.append(f"serve:{app}")
-    for name in nova_actors():
-        stop_worker(name)
-        stopped.append(name)
-    return stopped
+def stop_nova(*, timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
+    """Delete Nova's Serve applications and kill its actors, all at once, then wait until
+    they are gone; returns what was stopped. The gateway's replicas take longest: they
+    close their WebSockets first (`graceful_shutdown_timeout_s`)."""
+    apps = running_applications()
+    for app in apps:
+        serve.delete(app, _blocking=False)
+    names = nova_actors()
+    for name in names:
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:  # gone already
+            continue
+    deadline = time.monotonic() + timeout_s
+    while running_applications() or set(names) & set(nova_actors()):
+        if time.monotonic() > deadline:
+            left = [*running_applications(), *sorted(set(names) & set(nova_actors()))]
+            raise BackupError(f"Nova did not stop within {timeout_s:.0f} s: {', '.join(left)}")
+        time.sleep(0.5)
+    return [*(f"serve:{app}" for app in apps), *names]
 
 
 def deploy_nova(settings: Settings) -> None:

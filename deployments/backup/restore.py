@@ -112,7 +112,8 @@ def restore_backup(
         with done.timed("verify"):
             progress("checking every file against the manifest")
             done.checked_bytes = reader.verify()
-        on_ray = connect_ray()
+        with done.timed("connect"):
+            on_ray = connect_ray()
         if on_ray:
             with done.timed("stop"):
                 progress("stopping Nova on Ray")
