@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 from actors.consumers import PRODUCTION_CONSUMERS
 from actors.directory import shard_name
 from actors.remote import ensure_shards, shard_counts
+from deployments.autoscaling import gateway_replicas
 from deployments.jobs import (
     DATA_EXPORT,
     NOTIFICATION_DIGEST,
@@ -111,7 +112,8 @@ class Gateway:
 
 def build_app(settings: Settings) -> Any:
     return Gateway.options(  # type: ignore[attr-defined] # added by @serve.deployment
-        num_replicas=settings.gateway_replicas,
+        # A fixed count, or autoscaling by requests in flight (`deployments.autoscaling`).
+        **gateway_replicas(settings),
         # Every open WebSocket is an ongoing request to Serve; at the old 200, subscriber
         # 201 on a replica waited in the proxy's queue for a slot that never freed.
         max_ongoing_requests=settings.gateway_max_ongoing_requests,

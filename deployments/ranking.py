@@ -25,6 +25,7 @@ from ray.util import metrics
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from deployments.autoscaling import feature_store_replicas, ranker_replicas
 from deployments.serve_patches import bind_grpc_servers_to_node_ip
 from deployments.settings import Settings
 from ranking.features import FeatureLookup
@@ -305,9 +306,7 @@ def _refuse(context: Any, details: str, empty: _Reply, code: str = "INVALID_ARGU
 def build_ranking_app(settings: Settings) -> Any:
     """The `ranking` application: its gRPC ingress over the FeatureStore and the Ranker."""
     features = FeatureStore.options(  # type: ignore[attr-defined]
-        num_replicas=settings.feature_store_replicas
+        **feature_store_replicas(settings)
     ).bind(settings)
-    ranker = Ranker.options(  # type: ignore[attr-defined]
-        num_replicas=settings.ranker_replicas
-    ).bind(settings)
+    ranker = Ranker.options(**ranker_replicas(settings)).bind(settings)  # type: ignore[attr-defined]
     return RankingService.bind(settings, features, ranker)  # type: ignore[attr-defined]

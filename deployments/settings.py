@@ -83,7 +83,25 @@ class Settings(GatewaySettings, StackSettings):
     """Everything a Nova process may be configured with; `Settings.from_env()` builds it."""
 
     relay_count: int = setting(2, "outbox relay actors; all of them publish")
-    gateway_replicas: int = setting(1, "gateway replicas")
+    gateway_replicas: int = setting(
+        1,
+        "gateway replicas; with `NOVA_GATEWAY_MAX_REPLICAS` above it, the fewest Serve's "
+        "autoscaler keeps",
+    )
+    gateway_max_replicas: int = setting(
+        0,
+        "the most gateway replicas Serve's autoscaler runs, adding and removing replicas to "
+        "keep about `NOVA_GATEWAY_TARGET_ONGOING_REQUESTS` on each; 0, or "
+        "`NOVA_GATEWAY_REPLICAS`, keeps the count fixed (on one machine more replicas share "
+        "the same cores: no throughput gained, a replica's start paid during the burst)",
+        Bounds(ge=0),
+    )
+    gateway_target_ongoing_requests: float = setting(
+        25.0,
+        "requests in flight per gateway replica the autoscaler aims at: a replica's core is "
+        "busy at about 30. Every open WebSocket is one more for as long as it is open: add "
+        "the sockets a replica should hold",
+    )
     gateway_max_ongoing_requests: int = setting(
         5_000, "requests plus open WebSockets Serve gives one gateway replica at once"
     )
@@ -110,8 +128,59 @@ class Settings(GatewaySettings, StackSettings):
         "with `NOVA_GRPC_TLS_CERT`, the CA whose client certificates gRPC callers must "
         "present besides the token (mutual TLS); read like it",
     )
-    ranker_replicas: int = setting(1, "Ranker replicas")
-    feature_store_replicas: int = setting(1, "FeatureStore replicas")
+    ranker_replicas: int = setting(
+        1, "Ranker replicas; with `NOVA_RANKER_MAX_REPLICAS` above it, the fewest kept"
+    )
+    ranker_max_replicas: int = setting(
+        0,
+        "the most Ranker replicas the autoscaler runs; 0, or `NOVA_RANKER_REPLICAS`, keeps "
+        "the count fixed",
+        Bounds(ge=0),
+    )
+    ranker_target_ongoing_requests: float = setting(
+        4.0,
+        "scoring calls in flight per Ranker replica the autoscaler aims at: a replica scores "
+        "one matrix at a time on its event loop, so more in flight only wait",
+    )
+    feature_store_replicas: int = setting(
+        1, "FeatureStore replicas; with `NOVA_FEATURE_STORE_MAX_REPLICAS` above it, the fewest kept"
+    )
+    feature_store_max_replicas: int = setting(
+        0,
+        "the most FeatureStore replicas the autoscaler runs; 0, or "
+        "`NOVA_FEATURE_STORE_REPLICAS`, keeps the count fixed",
+        Bounds(ge=0),
+    )
+    feature_store_target_ongoing_requests: float = setting(
+        20.0,
+        "feature lookups in flight per FeatureStore replica the autoscaler aims at: a lookup "
+        "is one Redis round trip, mostly waiting",
+    )
+    autoscale_upscale_delay_s: float = setting(
+        30.0,
+        "how long an autoscaled deployment must want more replicas before Serve starts them",
+        Bounds(ge=0),
+    )
+    autoscale_downscale_delay_s: float = setting(
+        600.0,
+        "how long an autoscaled deployment must want fewer replicas before Serve stops some; "
+        "a gateway replica stopped closes its WebSockets with 1012 and their clients "
+        "reconnect, so keep it long",
+        Bounds(ge=0),
+    )
+    autoscale_look_back_s: float = setting(
+        30.0, "the window over which Serve averages each replica's requests in flight"
+    )
+
+    def check(self) -> None:
+        super().check()
+        for name in ("gateway", "ranker", "feature_store"):
+            fewest, most = getattr(self, f"{name}_replicas"), getattr(self, f"{name}_max_replicas")
+            if 0 < most < fewest:
+                raise ValueError(
+                    f"{env_name(f'{name}_max_replicas')}={most} is below "
+                    f"{env_name(f'{name}_replicas')}={fewest}: set it to 0 for a fixed count"
+                )
 
 
 def default_state_root() -> Path:
