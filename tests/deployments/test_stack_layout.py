@@ -85,6 +85,7 @@ def test_a_set_url_means_that_part_is_not_embedded() -> None:
         "kafka": True,
         "ray": False,
         "smtp": True,
+        "prometheus": True,
     }
     env = stack.environment()
     assert env["NOVA_REDIS_URL"] == "redis://127.0.0.1:6390/0"
@@ -92,3 +93,11 @@ def test_a_set_url_means_that_part_is_not_embedded() -> None:
     assert "RAY_AUTH_TOKEN_PATH" not in env or env["RAY_AUTH_TOKEN_PATH"] != str(
         stack.ray.token_file
     )
+
+
+def test_a_prometheus_of_the_operators_own_is_not_embedded() -> None:
+    layout = dev_layout()
+    own = Stack(layout, environ={"RAY_PROMETHEUS_HOST": "http://127.0.0.1:9090"})
+    assert own.embedded()["prometheus"] is False
+    ours = Stack(layout, environ={"RAY_PROMETHEUS_HOST": own.prometheus.url})
+    assert ours.embedded()["prometheus"] is True
