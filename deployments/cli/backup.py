@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from deployments.cli.common import connect_ray, load_settings
 from deployments.stack import port_open
@@ -82,8 +84,12 @@ def cmd_create(args: argparse.Namespace) -> int:
 def _on_ray() -> bool:
     """Connect to the stack's Ray cluster if it answers."""
     address = os.environ.get("RAY_ADDRESS", "")
-    host, _, port = address.rpartition(":")
-    if not address or (port.isdigit() and not port_open(int(port), host or "127.0.0.1", 2.0)):
+    where = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = where.hostname, where.port
+    except ValueError:  # `auto`, or no port: let Ray find it
+        host, port = None, None
+    if not address or (host and port and not port_open(port, host, 2.0)):
         _say(f"Ray does not answer at {address or '(RAY_ADDRESS unset)'}: Nova is neither "
              "stopped nor deployed by this restore")  # fmt: skip
         return False
@@ -95,6 +101,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from deployments.backup import BackupError, restore_backup
     from storage.errors import NovaError
 
+    started = time.monotonic()
     settings = load_settings()
     path = Path(args.path)
     if not path.is_file():
@@ -124,7 +131,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             "  Nova deployed again; timelines and counts rebuild from PostgreSQL as they are read"
         )
     else:
-        print("  Nova was not running: `nova up` (or `nova deploy`) serves the restored data")
+        print("  Nova was not deployed by this restore: `nova up` (or `nova deploy`) serves it")
     steps = ", ".join(f"{step} {s} s" for step, s in done.seconds.items())
-    print(f"  took {sum(done.seconds.values()):.1f} s ({steps})")
+    print(f"  took {time.monotonic() - started:.1f} s ({steps})")
     return 0
