@@ -227,11 +227,12 @@ def _ray_attributes() -> dict[str, str]:
     if not ray.is_initialized():
         return {}
     context = ray.get_runtime_context()
+    actor_id = context.get_actor_id()  # None in a driver, which has no actor name to ask
     found = {
         "ray.node.id": context.get_node_id(),
         "ray.job.id": context.get_job_id(),
-        "ray.actor.id": context.get_actor_id(),
-        "ray.actor.name": context.get_actor_name(),
+        "ray.actor.id": actor_id,
+        "ray.actor.name": context.get_actor_name() if actor_id else None,
     }
     return {key: value for key, value in found.items() if value}
 

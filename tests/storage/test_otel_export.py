@@ -11,7 +11,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import pytest
@@ -194,7 +194,9 @@ class OtelRecorder(Consumer[Settings]):
 
     async def apply(self, event: Event, conn: Connection) -> None:
         self.applied.append(event)
-        self.seen.set()
+
+    async def after_commit(self, events: Sequence[Event]) -> None:
+        self.seen.set()  # after the runner's commit, and so after its spans were recorded
 
 
 @pytest.mark.stack
