@@ -33,6 +33,7 @@ from storage.kafka.commits import BackgroundCommits, committed_offset
 from storage.kafka.consumer import Consumer
 from storage.kafka.dead_letters import DeadLetterWriter
 from storage.kafka.fetch_pacing import FetchPacer, FetchWait, ends_and_positions
+from storage.kafka.groups import ANNOUNCE_EVERY_S, announce_group
 from storage.kafka.ledger import record_new, record_one
 from storage.kafka.offset_gaps import Continuity, OffsetGaps, Reread, Rewind
 from storage.settings import StorageSettings
@@ -106,7 +107,9 @@ class ConsumerRunner:
         try:
             await self._connect()
             assert self._kafka is not None
+            announced: float | None = None
             while True:
+                announced = await self._announce(announced)
                 # A fetch may take up to two waits on the embedded broker (`fetch_pacing`).
                 batches = await self._kafka.getmany(
                     timeout_ms=max(500, 2 * self._pacer.wait.current_ms + 100),
@@ -130,6 +133,25 @@ class ConsumerRunner:
             finally:
                 await self._disconnect()
                 await self._consumer.stop()
+
+    async def _announce(self, last: float | None) -> float | None:
+        """Tell the relays this group is alive and what it reads (`storage.kafka.groups`),
+        when it joins and every `ANNOUNCE_EVERY_S`; when it was last done. A failure is
+        logged and tried again on the next poll: consuming does not wait for it."""
+        now = time.monotonic()
+        if last is not None and now - last < ANNOUNCE_EVERY_S:
+            return last
+        try:
+            await asyncio.wait_for(
+                announce_group(self._db, self.name, self._consumer.topics),
+                self._request_timeout_s,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("consumer %s: could not announce the group: %s", self.name, classify(exc))
+            return last
+        return now
 
     async def _connect(self) -> None:
         backoff = Backoff(cap_ms=self._settings.consumer_max_backoff_ms)

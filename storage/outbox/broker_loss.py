@@ -3,9 +3,9 @@
 The relay records, per partition, a floor under the end offset (the lowest offset of its
 latest acknowledged batch + 1). An acknowledgement or an end offset below it, or a recorded
 topic gone missing, means the broker lost its log. The relay then bumps the broker epoch
-(carried in every message's `nova-epoch` header) and re-drives every retained event;
-consumers read the new log from its start and drop what they already applied
-(`storage.kafka.offset_gaps.Continuity`).
+(carried in every message's `nova-epoch` header) and re-drives the retained events that
+some consumer group has not applied yet; consumers read the new log from its start and
+drop what they already applied (`storage.kafka.offset_gaps.Continuity`).
 """
 
 from __future__ import annotations
@@ -103,12 +103,17 @@ async def current_epoch(conn: asyncpg.Connection) -> int:
 
 
 async def start_new_epoch(
-    conn: asyncpg.Connection, observed: int | None, reason: str
+    conn: asyncpg.Connection,
+    observed: int | None,
+    reason: str,
+    *,
+    unapplied_within_s: int | None = None,
 ) -> tuple[int, int | None]:
     """In the caller's transaction, once whichever relay sees the loss first: take every
     slot's lock, and unless the epoch already moved past `observed`, bump it, forget the
-    floors and re-drive every retained event. Returns the epoch now current and how many
-    events were re-driven (None when another relay had already handled it)."""
+    floors and re-drive the retained events (with `unapplied_within_s`, only those some
+    live consumer group has not applied: `rows.redrive`). Returns the epoch now current
+    and how many events were re-driven (None when another relay had already handled it)."""
     for slot in range(SLOTS):
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, slot)
     epoch: int = await conn.fetchval("SELECT epoch FROM broker_state FOR UPDATE")
@@ -119,7 +124,7 @@ async def start_new_epoch(
         reason[:500],
     )
     await conn.execute("DELETE FROM broker_offsets")
-    redriven = await redrive(conn, since=None)
+    redriven = await redrive(conn, since=None, unapplied_within_s=unapplied_within_s)
     return epoch + 1, redriven
 
 

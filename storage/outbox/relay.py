@@ -339,7 +339,12 @@ class OutboxRelay:
     async def _handle_reset(self, reason: str) -> None:
         """Bump the epoch and re-drive retained events, once, whichever relay sees it first."""
         async with self._db.transaction() as conn:
-            epoch, redriven = await start_new_epoch(conn, self._floors.epoch, reason)
+            epoch, redriven = await start_new_epoch(
+                conn,
+                self._floors.epoch,
+                reason,
+                unapplied_within_s=self._settings.outbox_retention_s,
+            )
             await self._load_epoch(conn, epoch)
         if redriven is None:
             log.info("relay %s: broker reset already handled (epoch %d)", self._name, epoch)
@@ -348,7 +353,7 @@ class OutboxRelay:
         self.stats.redriven += redriven
         self._needs_check = True
         log.warning(
-            "relay %s: broker lost data (%s); epoch %d, re-driving %d retained events",
+            "relay %s: broker lost data (%s); epoch %d, re-driving %d events not yet applied",
             self._name,
             reason,
             epoch,

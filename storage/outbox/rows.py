@@ -123,8 +123,16 @@ async def add_events(
     return [row["id"] for row in rows]
 
 
-async def redrive(conn: asyncpg.Connection, *, since: datetime | None) -> int:
+async def redrive(
+    conn: asyncpg.Connection, *, since: datetime | None, unapplied_within_s: int | None = None
+) -> int:
     """Mark retained published events as unpublished so the relay sends them again.
+
+    With `unapplied_within_s`, only the events that some consumer group seen within that
+    many seconds (`storage.kafka.groups`) reads and has not recorded in its ledger: after
+    a broker loss, what still has to reach someone, not the whole retention window (which
+    every group would have to read through again, skipping, before its new events). With
+    no group known, every retained event.
 
     Takes every relay slot lock first, so no relay is mid-batch and each key's events
     are re-sent in their original order. Consumers absorb the duplicates by event id.
@@ -134,14 +142,35 @@ async def redrive(conn: asyncpg.Connection, *, since: datetime | None) -> int:
         raise StorageError("redrive must run inside a transaction")
     for slot in range(SLOTS):
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", RELAY_LOCK_CLASS, slot)
-    result: str = await conn.execute(
-        """
-        UPDATE outbox SET published_at = NULL, publish_epoch = NULL
-        WHERE published_at IS NOT NULL AND ($1::timestamptz IS NULL OR created_at >= $1)
-        """,
-        since,
-    )
+    if unapplied_within_s is None:
+        result: str = await conn.execute(_REDRIVE_ALL, since)
+    else:
+        result = await conn.execute(_REDRIVE_UNAPPLIED, since, float(unapplied_within_s))
     return int(result.split()[-1])
+
+
+_REDRIVE_ALL = """
+    UPDATE outbox SET published_at = NULL, publish_epoch = NULL
+    WHERE published_at IS NOT NULL AND ($1::timestamptz IS NULL OR created_at >= $1)
+"""
+_REDRIVE_UNAPPLIED = """
+    WITH readers AS (
+        SELECT name, unnest(topics) AS topic FROM consumer_groups
+        WHERE seen_at > now() - make_interval(secs => $2)
+    )
+    UPDATE outbox o SET published_at = NULL, publish_epoch = NULL
+    WHERE o.published_at IS NOT NULL AND ($1::timestamptz IS NULL OR o.created_at >= $1)
+      AND (
+        NOT EXISTS (SELECT 1 FROM readers)
+        OR EXISTS (
+            SELECT 1 FROM readers r
+            WHERE r.topic = o.topic AND NOT EXISTS (
+                SELECT 1 FROM processed_events p
+                WHERE p.consumer = r.name AND p.event_id = o.event_id
+            )
+        )
+      )
+"""
 
 
 async def purge_published(

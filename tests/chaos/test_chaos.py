@@ -135,11 +135,15 @@ async def test_every_acknowledged_write_is_there_exactly_once_and_derived_state_
         timeout_s=CONVERGE_S,
         message="every follower's timeline holds the posts made after the follow",
     )
-    await wait_until(
-        lambda: _every_consumer_applied_everything(db, chaos.started_at),
-        timeout_s=CONVERGE_S,
-        message="every consumer applied every event committed during the suite",
-    )
+    try:
+        await wait_until(
+            lambda: _every_consumer_applied_everything(db, chaos.started_at),
+            timeout_s=CONVERGE_S,
+            message="every consumer applied every event committed during the suite",
+        )
+    except AssertionError as exc:
+        behind = await _not_applied(db, chaos.started_at)
+        raise AssertionError(f"{exc}; not applied yet: {behind}") from None
     dead = await db.fetchval(
         "SELECT count(*) FROM dead_letters WHERE failed_at > $1", chaos.started_at
     )
@@ -244,19 +248,29 @@ def _consumer_classes() -> list[type[Consumer[Any]]]:
     return classes
 
 
-async def _every_consumer_applied_everything(db: Database, since: datetime) -> bool:
+async def _not_applied(db: Database, since: datetime) -> dict[str, Any]:
+    """Per production consumer that is behind: how many events of its topics committed
+    since `since` it has not recorded, by topic, and whether they were published."""
+    behind: dict[str, Any] = {}
     for consumer in _consumer_classes():
-        missing = await db.fetchval(
-            "SELECT count(*) FROM outbox o WHERE o.topic = ANY($2::text[]) AND o.created_at > $3"
+        rows = await db.fetch(
+            "SELECT o.topic, o.published_at IS NOT NULL AS published, count(*) AS n,"
+            " min(o.created_at) AS oldest FROM outbox o"
+            " WHERE o.topic = ANY($2::text[]) AND o.created_at > $3"
             " AND NOT EXISTS (SELECT 1 FROM processed_events p"
-            "  WHERE p.consumer = $1 AND p.event_id = o.event_id)",
+            "  WHERE p.consumer = $1 AND p.event_id = o.event_id)"
+            " GROUP BY 1, 2",
             consumer.name,
             list(consumer.topics),
             since,
         )
-        if missing:
-            return False
-    return True
+        if rows:
+            behind[consumer.name] = [dict(r) for r in rows]
+    return behind
+
+
+async def _every_consumer_applied_everything(db: Database, since: datetime) -> bool:
+    return not await _not_applied(db, since)
 
 
 def _table(report: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from deployments.stack import Stack
 from storage.db import Database
+from storage.outbox.rows import redrive
 from tests.conftest import Consumers, Topics, applied, wait_until, write_events
 
 pytestmark = pytest.mark.stack
@@ -81,3 +82,50 @@ async def test_broker_restart_mid_stream_every_event_is_applied_once(
     assert len(ids) == len(set(ids)) == len(expected)
     epoch = await db.fetchval("SELECT epoch FROM broker_state")
     assert epoch >= 1, "the relay should have noticed the broker lost its log"
+
+
+async def _published(db: Database, event_ids: list[Any]) -> bool:
+    unpublished: int = await db.fetchval(
+        "SELECT count(*) FROM outbox WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL",
+        event_ids,
+    )
+    return unpublished == 0
+
+
+async def test_after_a_broker_loss_only_what_a_live_group_has_not_applied_is_sent_again(
+    db: Database, topics: Topics
+) -> None:
+    """Re-driving asks each consumer group seen lately (`consumer_groups`) what it has not
+    applied of its topics (its ledger); events every such group applied stay published.
+    Run in a transaction that is rolled back, so the stack's relays never see it."""
+    topic = await topics.create("test.redrive-unapplied", partitions=1)
+    since = await db.fetchval("SELECT now()")
+    events = await write_events(db, topic, [("k", n) for n in range(6)])
+    ids = [e.event_id for e in events]
+    await wait_until(lambda: _published(db, ids), timeout_s=60, message="the events published")
+
+    async with db.connection() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute(
+                "INSERT INTO consumer_groups (name, topics, seen_at) VALUES"
+                " ('test-redrive-live', $1, now()),"
+                " ('test-redrive-gone', $1, now() - interval '2 hours')",
+                [topic],
+            )
+            # The live group applied the first four; the one not seen for two hours none.
+            await conn.execute(
+                "INSERT INTO processed_events (consumer, event_id)"
+                " SELECT 'test-redrive-live', unnest($1::uuid[])",
+                ids[:4],
+            )
+            await redrive(conn, since=since, unapplied_within_s=3600)
+            rows = await conn.fetch(
+                "SELECT event_id FROM outbox WHERE event_id = ANY($1::uuid[])"
+                " AND published_at IS NULL",
+                ids,
+            )
+        finally:
+            await transaction.rollback()
+    assert {r["event_id"] for r in rows} == set(ids[4:])
