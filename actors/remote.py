@@ -384,6 +384,8 @@ def ensure_shards(settings: ActorSettings) -> None:
                 namespace=NAMESPACE,
                 lifetime="detached",
                 get_if_exists=True,
+                # Evenly over the nodes, restarts too (Ray puts a 0-CPU actor on a random node).
+                scheduling_strategy="SPREAD",
             ).remote(settings, index)
 
 

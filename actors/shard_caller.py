@@ -1,5 +1,6 @@
 """Calls to named shard actors: handle lookup, a timeout on every call, and retries while a
-shard restarts (only for idempotent methods, which every shard method is)."""
+shard restarts or is replaced (only for idempotent methods, which every shard method is: a
+call retried after a timeout may run twice)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class ShardCaller:
         self._timeout_s = timeout_s
         self._retry_for_s = retry_for_s
         self._handles: dict[int, Any] = {}
+        # When each shard first answered through its current handle: a call sent before
+        # that may have waited for the shard to start (`_may_answer_later`).
+        self._up_since: dict[int, float] = {}
         self.calls = 0  # tests bound it per request
 
     async def call(self, index: int, method: str, *args: Any) -> Any:
@@ -36,9 +40,12 @@ class ShardCaller:
         while True:
             try:
                 handle = self._handle(index)
-                return await asyncio.wait_for(
+                sent = loop.time()
+                answer = await asyncio.wait_for(
                     getattr(handle, method).remote(*args), self._timeout_s
                 )
+                self._up_since.setdefault(index, loop.time())
+                return answer
             except ray_errors.RayTaskError as exc:
                 # The shard's own exception, classified by its cause (a Redis outage stays
                 # an outage, whatever class Ray raised it as).
@@ -47,16 +54,37 @@ class ShardCaller:
                     raise cause from None
                 raise classify(exc, shard_name(self._kind, index)) from exc
             except TimeoutError:
-                raise Unavailable(shard_name(self._kind, index), "timed out") from None
+                if loop.time() >= deadline or not self._may_answer_later(index, handle, sent):
+                    raise Unavailable(shard_name(self._kind, index), "timed out") from None
+                await backoff.sleep()
             except (*_ACTOR_GONE, ValueError) as exc:
                 # Dead, restarting, or not (yet) registered under its name.
                 self._handles.pop(index, None)
+                self._up_since.pop(index, None)
                 if loop.time() >= deadline:
                     raise Unavailable(shard_name(self._kind, index), str(exc)) from exc
                 await backoff.sleep()
             except ray_errors.RayError as exc:
                 # An exception that could not be unpickled, a lost worker or object.
                 raise classify(exc, shard_name(self._kind, index)) from exc
+
+    def _may_answer_later(self, index: int, handle: Any, sent: float) -> bool:
+        """Whether a call that timed out is worth sending again: the shard was still
+        starting when it was sent, or it has been replaced since (a deploy stops a shard
+        and starts its successor under the same name; the caller may learn of the stop
+        only later). A shard that was up, and still is, is stuck."""
+        if self._up_since.get(index, sent + 1) > sent:
+            return True
+        try:
+            replaced = bool(
+                ray.get_actor(shard_name(self._kind, index), namespace=NAMESPACE) != handle
+            )
+        except ValueError:  # gone, its successor not registered yet
+            replaced = True
+        if replaced:
+            self._handles.pop(index, None)
+            self._up_since.pop(index, None)
+        return replaced
 
     def _handle(self, index: int) -> Any:
         handle = self._handles.get(index)

@@ -18,8 +18,6 @@ from ray.serve.config import gRPCOptions
 from starlette.types import ASGIApp
 
 from actors.consumers import PRODUCTION_CONSUMERS
-from actors.directory import shard_name
-from actors.remote import ensure_shards, shard_counts
 from deployments.autoscaling import gateway_replicas
 from deployments.jobs import (
     DATA_EXPORT,
@@ -36,6 +34,7 @@ from deployments.workers import (
     ensure_consumer,
     ensure_media_processor,
     replace_relays,
+    replace_shards,
     stop_worker,
 )
 from gateway.app import GatewayRuntime, create_app
@@ -154,13 +153,10 @@ async def prepare_storage(settings: Settings) -> dict[str, int]:
 def deploy(settings: Settings, *, http_host: str, http_port: int) -> dict[str, int]:
     """Deploy everything to the Ray cluster this driver is connected to."""
     mismatched = asyncio.run(prepare_storage(settings))
-    # Shards first: the gateway routes likes and count reads to them. They are replaced so
-    # they run the deployed code (each rebuilds its keys from PostgreSQL on first use),
-    # including any beyond a lowered NOVA_COUNTER_SHARDS.
-    for kind, count in shard_counts(settings).items():
-        for index in range(max(16, count)):
-            stop_worker(shard_name(kind, index))
-    ensure_shards(settings)
+    # Shards first: the gateway routes likes and count reads to them. They are replaced, one
+    # at a time, so they run the deployed code (each rebuilds its keys from PostgreSQL on
+    # first use); any beyond a lowered NOVA_COUNTER_SHARDS stop.
+    replace_shards(settings)
     # gRPC options apply when Serve first starts on a cluster (later starts keep them).
     grpc_options = (
         gRPCOptions(port=settings.grpc_port, grpc_servicer_functions=GRPC_SERVICERS)

@@ -20,7 +20,9 @@ from typing import Any
 import ray
 from ray.util import metrics
 
+from actors.directory import shard_name
 from actors.media.processor import MediaProcessor
+from actors.remote import ensure_shards, shard_counts
 from deployments.settings import Settings
 from storage.db import Database
 from storage.kafka.consumer import Consumer
@@ -288,6 +290,34 @@ def replace_relays(settings: Settings) -> list[Any]:
     for i in range(settings.relay_count, 16):
         stop_worker(relay_name(i))
     return ensure_relays(settings)
+
+
+def replace_shards(settings: Settings, *, start_timeout_s: float = 60) -> None:
+    """Restart the running shards on the code being deployed, one at a time: each new
+    shard runs before the next one stops; shards beyond a lowered count stop, and missing
+    ones start. Callers retry a shard that is gone (`actors.shard_caller`), but a call that
+    reaches a shard still starting waits only its call timeout (5 s): stopped and started
+    all at once, beside the deploy's new Serve replicas, the shards took longer than that
+    to start on 2 cores, and likes answered UNAVAILABLE while `nova deploy` ran."""
+    counts = shard_counts(settings)
+    names = [shard_name(kind, i) for kind, count in counts.items() for i in range(count)]
+    for name in [n for n in names if _exists(n)]:
+        stop_worker(name)
+        ensure_shards(settings)  # starts the one just stopped (and any missing)
+        shard: Any = ray.get_actor(name, namespace=NAMESPACE)
+        ray.get(shard.__ray_ready__.remote(), timeout=start_timeout_s)  # its constructor ran
+    for kind, count in counts.items():
+        for index in range(count, 16):
+            stop_worker(shard_name(kind, index))
+    ensure_shards(settings)
+
+
+def _exists(name: str) -> bool:
+    try:
+        ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return False
+    return True
 
 
 def ensure_relays(settings: Settings) -> list[Any]:

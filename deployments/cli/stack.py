@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from deployments.cli.common import REPO_ROOT, connect_ray
+from deployments.rollout import Rollout
 from deployments.stack import LOCALHOST, Stack, dev_layout
 from deployments.stack.debian import ensure_chromium
 from deployments.stack.processes import StackError, venv_bin
@@ -65,15 +66,25 @@ def _deploy(
     http_port: int | None,
     http_host: str = LOCALHOST,
     grpc_port: int | None = None,
+    follow_rollout: bool = False,
 ) -> None:
+    """Deploy; with `follow_rollout`, say how the gateway's rolling update went."""
     connect_ray(env)
-    from deployments.app import deploy
+    from deployments.app import APP_NAME, deploy
+    from deployments.rollout import RolloutWatch
     from deployments.settings import Settings
 
     settings = Settings.from_env(env)
     if grpc_port is not None:
         settings = settings.replace(grpc_port=grpc_port)
     port = settings.http_port if http_port is None else http_port
+    watch = RolloutWatch(APP_NAME).start() if follow_rollout else None
+    if watch is not None and watch.old:
+        print(
+            f"  gateway: replacing {len(watch.old)} replicas; each keeps serving while it"
+            " drains (about 30 s)",
+            flush=True,
+        )
     mismatched = deploy(settings, http_host=http_host, http_port=port)
     for topic, partitions in mismatched.items():
         print(
@@ -81,6 +92,24 @@ def _deploy(
             file=sys.stderr,
         )
     print("  deployed: gateway, ranking, relays, consumers, shards", flush=True)
+    if watch is not None:
+        _report_rollout(watch.result(timeout_s=ROLLOUT_WAIT_S))
+
+
+# Serve's deploy returns once the application runs; the replaced replicas are gone by then,
+# or stop within their graceful shutdown timeout (35 s at least for the gateway).
+ROLLOUT_WAIT_S = 60.0
+
+
+def _report_rollout(rollout: Rollout) -> None:
+    print(f"  gateway: the new replicas ran after {rollout.new_running_s:.1f} s", flush=True)
+    if rollout.replaced:
+        print(
+            f"  gateway: the {rollout.replaced} replaced replicas drained and stopped after"
+            f" {rollout.old_stopped_s:.1f} s: their WebSockets were closed with 1012"
+            " (reconnect, resume chat with afterSeq), their HTTP requests let finish",
+            flush=True,
+        )
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -93,7 +122,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if missing:
         print(f"nova deploy needs {', '.join(missing)} in the environment", file=sys.stderr)
         return 2
-    _deploy(dict(os.environ), http_port=args.http_port, http_host=args.http_host)
+    try:
+        _deploy(
+            dict(os.environ),
+            http_port=args.http_port,
+            http_host=args.http_host,
+            follow_rollout=True,
+        )
+    except TimeoutError as exc:  # deployed, but the new version is not confirmed running
+        print(f"nova deploy: {exc}; see nova status", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -142,17 +180,26 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     """Lint, type-check, build the web client and install the browser its tests drive,
-    then the whole suite (its fixtures start the test stack)."""
+    then the whole suite (its fixtures start the test stack), and the multi-node test
+    after it; with pytest arguments, pytest runs just those."""
     python = sys.executable
     print("==> web client: build if changed; Chromium for the browser tests", flush=True)
     ensure_web_client()
     ensure_chromium()
+    pytest = [python, "-m", "pytest"]
     steps = [
         ("ruff", [python, "-m", "ruff", "check", "."]),
         ("mypy", [python, "-m", "mypy"]),
         ("import contracts", [venv_bin("lint-imports")]),
-        ("pytest", [python, "-m", "pytest", *args.pytest_args]),
     ]
+    if args.pytest_args:
+        steps.append(("pytest", [*pytest, *args.pytest_args]))
+    else:
+        # The multi-node test runs a three-node Ray cluster and a second stack of its own:
+        # on its own, once the suite's session stack has stopped, so they never share the
+        # cores (tests/cluster).
+        steps.append(("pytest", [*pytest, "-m", "not multinode"]))
+        steps.append(("pytest, multi-node", [*pytest, "-m", "multinode", "tests/cluster"]))
     for name, cmd in steps:
         print(f"==> {name}: {' '.join([Path(cmd[0]).name, *cmd[1:]])}", flush=True)
         code = subprocess.call(cmd, cwd=REPO_ROOT)
