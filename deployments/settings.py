@@ -56,7 +56,8 @@ class StackSettings(LayeredSettings):
         "(`nova certs create`, made at start when missing): PostgreSQL only over TLS "
         "(`sslmode=verify-full`, client certificate), Redis only on TLS (`rediss://`, mutual), "
         "Ray's mutual TLS, TLS on the gRPC ingress; the broker stays plaintext (it has no TLS). "
-        "Takes effect when the parts start (`nova stop`, then `nova up`)",
+        "Takes effect when the parts start (`nova stop`, then `nova up`); unset, the mode they "
+        "were last started with",
     )
 
     def state_path(self, name: str = "nova") -> Path:

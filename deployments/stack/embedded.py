@@ -25,6 +25,7 @@ from deployments.stack.layout import Layout
 from deployments.stack.postgres import Postgres
 from deployments.stack.processes import (
     LOCALHOST,
+    StackError,
     keep_private,
     private_dir,
     private_file,
@@ -73,7 +74,7 @@ class Stack:
         self.supervisor = SupervisorProcess(layout)
         self.secret_key_file = layout.path("secrets", "secret_key")
         self.grpc_token_file = layout.path("secrets", "grpc_token")
-        self._manifest = layout.path("embedded.json")
+        self._manifest = layout.manifest
 
     def embedded(self) -> dict[str, bool]:
         """Which parts this stack runs itself (their URL variable is unset)."""
@@ -135,10 +136,26 @@ class Stack:
         self._keep_state_private(embedded)
         env = self.environment()
         with stack_lock(self.layout):
+            self._refuse_another_tls_mode(embedded)
             self._start(embedded, env)
         self._write_env_file(env)
-        private_file(self._manifest, json.dumps(embedded))
+        private_file(self._manifest, json.dumps({**embedded, "tls": self.layout.tls}))
         return env
+
+    def _refuse_another_tls_mode(self, embedded: dict[str, bool]) -> None:
+        """TLS is set when the parts start: parts running with it on cannot be joined with
+        it off, nor the other way round (clients would speak the wrong protocol)."""
+        running_with = self.layout.started_with_tls()
+        if running_with is None or running_with == self.layout.tls:
+            return
+        parts = dict(self._parts_in_stop_order())
+        running = [name for name, on in embedded.items() if on and parts[name].running()]
+        if running:
+            now, wanted = ("on", "off") if running_with else ("off", "on")
+            raise StackError(
+                f"the stack's parts ({', '.join(running)}) run with TLS {now}: to turn it"
+                f" {wanted}, run `nova stop` first, then `nova up` with NOVA_TLS set"
+            )
 
     def _start(self, embedded: dict[str, bool], env: dict[str, str]) -> None:
         if embedded["postgresql"]:

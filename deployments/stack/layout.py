@@ -6,7 +6,9 @@ The dev stack (`nova up`) and the test stack (the pytest session) differ only in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from deployments.settings import TEST_PREFIX, StackSettings, StackSettingsForTests
@@ -111,14 +113,34 @@ class Layout:
         return self.path("nova.env")
 
     @property
+    def manifest(self) -> Path:
+        """What `nova up` last started itself, and whether with TLS (`Stack.up`)."""
+        return self.path("embedded.json")
+
+    def started_with_tls(self) -> bool | None:
+        """Whether this stack's parts were last started with TLS; None if never started."""
+        try:
+            started = json.loads(self.manifest.read_text())
+        except (OSError, ValueError):
+            return None
+        tls = started.get("tls") if isinstance(started, dict) else None
+        return tls if isinstance(tls, bool) else None
+
+    @property
     def mail_dir(self) -> Path:
         """The Maildir the embedded SMTP server delivers every message to."""
         return self.path("mail")
 
 
 def dev_layout() -> Layout:
-    """The dev stack's layout, from `NOVA_STATE_DIR`, `NOVA_PORT_BASE` and the ports."""
-    return Layout.of("dev", StackSettings.from_env(), "nova")
+    """The dev stack's layout, from `NOVA_STATE_DIR`, `NOVA_PORT_BASE` and the ports. With
+    `NOVA_TLS` unset, TLS is as the parts were last started: `nova status`, `nova stop`,
+    `nova backup` or another `nova up` need not repeat `NOVA_TLS=true`."""
+    layout = Layout.of("dev", StackSettings.from_env(), "nova")
+    remembered = layout.started_with_tls()
+    if "NOVA_TLS" not in os.environ and remembered is not None:
+        layout = replace(layout, tls=remembered)
+    return layout
 
 
 def layout_for_tests() -> Layout:
