@@ -36,6 +36,7 @@ import httpx
 import websockets
 from playwright.async_api import Page, async_playwright
 
+from bench.goals import Goal
 from bench.harness import StackNotUp, graphql, load_stack_env, ratio, summarize
 from deployments.stack import dev_layout
 from deployments.stack.debian import CHROMIUM, CHROMIUM_ARGS
@@ -206,6 +207,31 @@ def bundle() -> dict[str, Any]:
     }
 
 
+def client_goals(navigation: dict[str, Any], live: dict[str, Any]) -> list[Goal]:
+    """The first feed post rendered over the least any page could do (a blank navigation
+    plus the same query), and the new-posts banner over the bare `feedUpdated` push."""
+    blank, query = navigation["blank_navigation_ms"]["p50"], navigation["raw_feed_query_ms"]["p50"]
+    return [
+        Goal(
+            "navigation to / until the first feed post is rendered, p50",
+            navigation["client_ms"]["p50"],
+            None if blank is None or query is None else blank + query,
+            "ms",
+            "blank navigation plus the feed query alone, p50",
+        ),
+        *(
+            Goal(
+                f"createPost until the new-posts banner shows, {q}",
+                live["client_ms"][q],
+                live["raw_feed_updated_ms"][q],
+                "ms",
+                f"createPost until feedUpdated on a bare socket, {q}",
+            )
+            for q in ("p50", "p99")
+        ),
+    ]
+
+
 async def run(runs: int) -> dict[str, Any]:
     port = dev_layout().http_port
     base = f"http://127.0.0.1:{port}"
@@ -260,6 +286,7 @@ async def run(runs: int) -> dict[str, Any]:
                 live["client_ms"]["p99"], live["raw_feed_updated_ms"]["p99"]
             ),
         },
+        "goals": [g.to_dict() for g in client_goals(navigation, live)],
     }
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 import httpx
 
+from bench.goals import Goal
 from bench.harness import PacedResult, ratio, run_on_ray, run_paced, summarize
 
 SCENARIO = "gateway"
@@ -275,6 +276,23 @@ async def run(base_url: str) -> dict[str, Any]:
             "p50_paced": ratio(nova_paced["latency_ms"]["p50"], bare_paced["latency_ms"]["p50"]),
             "p99_paced": ratio(nova_paced["latency_ms"]["p99"], bare_paced["latency_ms"]["p99"]),
         },
+        "goals": [
+            Goal(
+                "`me` through the gateway, throughput",
+                nova_max["run"]["achieved_per_s"],
+                bare_max["run"]["achieved_per_s"],
+                "req/s",
+                "bare Serve route behind the same HAProxy",
+                at_least=0.5,
+            ).to_dict(),
+            Goal(
+                "`me` through the gateway p99, at half the bare route's rate",
+                nova_paced["latency_ms"]["p99"],
+                bare_paced["latency_ms"]["p99"],
+                "ms",
+                "bare Serve route, same rate, p99",
+            ).to_dict(),
+        ],
         "targets": {"throughput_ratio_min": 0.5, "p99_ms_at_half_rate": 30.0},
         "met": {
             "throughput_ratio_min": (

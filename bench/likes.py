@@ -12,7 +12,8 @@ per user, at the same concurrency:
 * Shard: `CounterClient.like` straight to the post's CounterShard actor (group commit of
   likes rows, the counter row and outbox events).
 * Gateway: the `likePost` mutation over HTTP through Serve (auth, rate limits, visibility
-  checks, then the shard).
+  checks, then the shard); beside it, the same clients reading `me` through the same
+  gateway, the request that touches no shard.
 
 Afterwards each post's count must equal its rows exactly. Bounded in count and time.
 """
@@ -30,6 +31,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bench.goals import Goal
 from bench.harness import ratio, run_on_ray, run_paced, summarize
 
 SCENARIO = "likes"
@@ -37,6 +39,7 @@ CONCURRENCY = 64
 LIKES = 2_000
 DEADLINE_S = 180.0
 LIKE = "mutation($id: ID!) { likePost(postId: $id) { id likeCount } }"
+ME = "query { me { id username } }"
 
 
 async def make_users(db: Any, settings: Any, count: int) -> list[tuple[uuid.UUID, str]]:
@@ -161,6 +164,19 @@ async def run(base_url: str) -> dict[str, Any]:
                     raise RuntimeError(f"{reply.status}: {payload[:200]!r}")
 
             gateway = await timed(gateway_like, users)
+
+            # The same clients reading `me`: a request through the same gateway replica
+            # that touches no shard, which a like's cost is measured against.
+            me_body = json.dumps({"query": ME}).encode()
+
+            async def gateway_me(_: uuid.UUID, token: str) -> None:
+                headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+                async with http.post(f"{base_url}/graphql", data=me_body, headers=headers) as reply:
+                    payload = await reply.read()
+                if reply.status != 200 or b'"errors"' in payload:
+                    raise RuntimeError(f"{reply.status}: {payload[:200]!r}")
+
+            me = await timed(gateway_me, users)
         shown_by_gateway = (await client.counts("post", [posts["gateway"]]))[posts["gateway"]]
 
         counts = {name: await exact(db, post) for name, post in posts.items()}
@@ -181,14 +197,36 @@ async def run(base_url: str) -> dict[str, Any]:
         "baseline_sql_update_per_like": baseline,
         "shard_direct": shard,
         "gateway_likePost": gateway,
+        "gateway_me": me,
         "final_counts": counts,
         "ratios": {
             "shard_throughput_vs_baseline": ratio(rate(shard), rate(baseline)),
             "gateway_throughput_vs_baseline": ratio(rate(gateway), rate(baseline)),
+            "gateway_likes_over_gateway_me": ratio(rate(gateway), rate(me)),
             "shard_p99_vs_baseline": ratio(
                 shard["latency_ms"]["p99"], baseline["latency_ms"]["p99"]
             ),
         },
+        "goals": [
+            Goal(
+                "likePost through the gateway, throughput",
+                rate(gateway),
+                rate(me),
+                "/s",
+                "`me` through the gateway, same clients",
+                at_least=0.6,
+                also=exact_everywhere,
+            ).to_dict(),
+            Goal(
+                "likes straight to the counter shard, throughput",
+                rate(shard),
+                rate(baseline),
+                "/s",
+                "a PostgreSQL transaction per like",
+                at_least=5.0,
+                also=exact_everywhere,
+            ).to_dict(),
+        ],
         "targets": {"shard_throughput_vs_baseline_min": 5.0, "exact_counts": True},
         "met": {
             "shard_throughput_vs_baseline_min": rate(shard) >= 5 * rate(baseline),

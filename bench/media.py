@@ -42,6 +42,7 @@ import numpy as np
 import websockets
 from PIL import Image
 
+from bench.goals import Goal
 from bench.harness import graphql, ratio, run_on_ray, summarize
 
 SCENARIO = "media"
@@ -189,6 +190,51 @@ async def me_latency(http: httpx.AsyncClient, token: str, count: int) -> list[fl
     return latencies
 
 
+def media_goals(
+    hls: dict[str, Any],
+    direct: dict[str, Any],
+    rates: tuple[float, float],
+    idle: dict[str, Any],
+    busy: dict[str, Any],
+    transcoding: dict[str, Any],
+) -> list[Goal]:
+    """A clip to HLS over the task's own ffmpeg command run directly (p50, at most 1.3
+    times); picture tasks on Ray over the same function in one process; `me` while pictures
+    process and while a clip transcodes, over idle."""
+    ray_rate, local_rate = rates
+    return [
+        Goal(
+            "10 s 720p clip, completeUpload to HLS READY p50",
+            hls["p50"],
+            direct["p50"],
+            "ms",
+            "the task's ffmpeg command run directly, p50",
+            at_most=1.3,
+        ),
+        Goal(
+            "pictures processed on Ray tasks, throughput",
+            ray_rate,
+            local_rate,
+            "pictures/s",
+            "the same function in one process, one after another",
+        ),
+        Goal(
+            f"`me` p50 while {Args.images} pictures process",
+            busy["p50"],
+            idle["p50"],
+            "ms",
+            "`me` idle, p50",
+        ),
+        Goal(
+            "`me` p99 while a clip transcodes",
+            transcoding["p99"],
+            idle["p99"],
+            "ms",
+            "`me` idle, p99",
+        ),
+    ]
+
+
 async def run(base: str) -> dict[str, Any]:
     pictures = [photo(seed) for seed in range(Args.images)]
     store_root = os.environ["NOVA_MEDIA_STORE"]
@@ -264,6 +310,12 @@ async def run(base: str) -> dict[str, Any]:
             "me_p50_processing_over_idle": ratio(busy_s["p50"], idle_s["p50"]),
             "me_p99_processing_over_idle": ratio(busy_s["p99"], idle_s["p99"]),
         },
+        "goals": [
+            g.to_dict()
+            for g in media_goals(
+                processing_s, direct_s, (ray_rate, local_rate), idle_s, busy_s, transcoding_s
+            )
+        ],
     }
 
 

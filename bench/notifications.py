@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 import websockets
 
+from bench.goals import Goal
 from bench.harness import PacedResult, ratio, run_on_ray, run_paced, summarize
 from bench.seed import insert_users, issue_tokens
 
@@ -219,6 +220,49 @@ async def run_baseline(db: Any, redis: Any, args: Args) -> dict[str, Any]:
     }
 
 
+def notification_goals(
+    follows: dict[str, Any], messages: dict[str, Any], baseline: dict[str, Any], args: Args
+) -> list[Goal]:
+    """The act → push latency over notify on write's, each push delivered once."""
+    floor = "notify on write (insert, Redis publish)"
+
+    def whole(nova: dict[str, Any]) -> bool:
+        return bool(nova["delivered"] == nova["expected"] and nova["duplicates"] == 0)
+
+    def delivered(nova: dict[str, Any]) -> str:
+        return f"{nova['delivered']} of {nova['expected']} pushed, {nova['duplicates']} twice"
+
+    return [
+        Goal(
+            f"follow to push p50 at {args.rate:g}/s",
+            follows["latency_ms"]["p50"],
+            baseline["latency_ms"]["p50"],
+            "ms",
+            f"{floor}, p50",
+            also=whole(follows),
+            note=delivered(follows),
+        ),
+        Goal(
+            f"follow to push p99 at {args.rate:g}/s",
+            follows["latency_ms"]["p99"],
+            baseline["latency_ms"]["p99"],
+            "ms",
+            f"{floor}, p99",
+            also=whole(follows),
+            note=delivered(follows),
+        ),
+        Goal(
+            f"sendMessage to MESSAGE push p99 at {args.rate:g}/s",
+            messages["latency_ms"]["p99"],
+            baseline["latency_ms"]["p99"],
+            "ms",
+            f"{floor}, p99",
+            also=whole(messages),
+            note=delivered(messages),
+        ),
+    ]
+
+
 def parse(argv: list[str] | None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipients", type=int, default=Args.recipients)
@@ -261,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 "message_p50": ratio(messages["latency_ms"]["p50"], baseline["latency_ms"]["p50"]),
                 "message_p99": ratio(messages["latency_ms"]["p99"], baseline["latency_ms"]["p99"]),
             },
+            "goals": [g.to_dict() for g in notification_goals(nova, messages, baseline, args)],
             "met": {
                 "every_push_delivered": all(
                     n["delivered"] == n["expected"] for n in (nova, messages)

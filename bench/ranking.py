@@ -14,7 +14,8 @@ Needs the dev stack started with `bench/bench.env` (see docs/benchmarks.md). In 
   are timed in alternating rounds, so a drift of the machine's speed falls on both.
 * Scoring 500 candidates: through the Ranker deployment (multiplexed version) and the same
   numpy model in this process; baseline: per-candidate Python scoring (a loop of dot
-  products and `math.exp`).
+  products and `math.exp`). Floor: the bare deployment answering with a ready vector of
+  scores, timed in rounds alternating with the Ranker.
 * `feed(mode: RANKED, first: 20)` end to end through the gateway, one request at a time
   (low load), for readers with about 400 candidates; beside `feed(first: 20)` (LATEST).
 
@@ -42,6 +43,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.goals import Goal
 from bench.harness import graphql, quantile_ratios, ratio, run_on_ray, summarize
 from bench.seed import follow_all, insert_users, issue_tokens
 
@@ -130,8 +132,8 @@ async def timed(calls: int, action: Any) -> list[float]:
 
 def deploy_feature_floor(rows: int, columns: int) -> Any:
     """A bare Serve deployment answering the FeatureStore's call with a ready float32 matrix
-    of the same shape: the same request and reply through Serve, with no Redis and no lookup.
-    Returns its handle."""
+    of the same shape, and the Ranker's with a ready vector of scores: the same request and
+    reply through Serve, with no Redis, no lookup and no model. Returns its handle."""
     from ray import serve
 
     @serve.deployment(
@@ -141,10 +143,15 @@ def deploy_feature_floor(rows: int, columns: int) -> Any:
         def __init__(self, rows: int, columns: int) -> None:
             self._matrix = np.random.default_rng(2).random((rows, columns), dtype=np.float32)
 
+            self._scores = self._matrix[:, 0].copy()
+
         async def features(
             self, viewer_id: str, post_ids: list[str], author_ids: list[str] | None = None
         ) -> np.ndarray:
             return self._matrix.copy()
+
+        async def score(self, matrix: np.ndarray) -> np.ndarray:
+            return self._scores.copy()
 
     return serve.run(
         FeatureFloor.bind(rows, columns),  # type: ignore[attr-defined] # added by @serve.deployment
@@ -292,7 +299,9 @@ async def run(base_url: str) -> dict[str, Any]:
         # Post ids alone: the records are read first to learn the authors (two round trips).
         posts_only = await timed(CALLS, lambda: feature_store.features.remote(viewer, candidates))
         naive = await timed(BASELINE_CALLS, lambda: naive_features(redis, viewer, candidates))
-        scoring_serve = await timed(CALLS, lambda: ranker.score.remote(matrix))
+        scoring_serve, scoring_floor = await alternating(
+            CALLS, lambda: ranker.score.remote(matrix), lambda: floor.score.remote(matrix)
+        )
 
         async def numpy_scores() -> None:
             model.score(matrix)
@@ -327,6 +336,7 @@ async def run(base_url: str) -> dict[str, Any]:
     scoring: dict[str, Any] = {
         "candidates": CANDIDATES,
         "via_ranker_deployment": summarize(scoring_serve),
+        "floor_bare_serve_deployment_same_reply": summarize(scoring_floor),
         "numpy_in_process": summarize(scoring_numpy),
         "baseline_per_candidate_python": summarize(scoring_python),
     }
@@ -361,6 +371,7 @@ async def run(base_url: str) -> dict[str, Any]:
                 ranked["latency_ms"]["p50"], latest["latency_ms"]["p50"]
             ),
         },
+        "goals": [g.to_dict() for g in ranking_goals(features, scoring, ranked, latest)],
         "targets": TARGETS,
         "met": {
             "features_p99_ms": (p99["features"] or 1e9) < TARGETS["features_p99_ms"],
@@ -368,6 +379,43 @@ async def run(base_url: str) -> dict[str, Any]:
             "ranked_feed_p99_ms": (p99["feed"] or 1e9) < TARGETS["ranked_feed_p99_ms"],
         },
     }
+
+
+def ranking_goals(
+    features: dict[str, Any],
+    scoring: dict[str, Any],
+    ranked: dict[str, Any],
+    latest: dict[str, Any],
+) -> list[Goal]:
+    """The ranked feed over the latest one through the gateway (p50), and the FeatureStore
+    and Ranker calls over a bare Serve deployment giving the same reply (p99)."""
+    floor = "floor_bare_serve_deployment_same_reply"
+    return [
+        Goal(
+            "ranked feed p50, through the gateway",
+            ranked["latency_ms"]["p50"],
+            latest["latency_ms"]["p50"],
+            "ms",
+            "LATEST feed through the gateway, p50",
+            at_most=2.0,
+        ),
+        Goal(
+            f"FeatureStore call p99, {CANDIDATES} candidates",
+            features["via_feature_store_deployment"]["p99"],
+            features[floor]["p99"],
+            "ms",
+            "bare Serve deployment, same reply, p99",
+            at_most=1.3,
+        ),
+        Goal(
+            f"Ranker call p99, {CANDIDATES} candidates",
+            scoring["via_ranker_deployment"]["p99"],
+            scoring[floor]["p99"],
+            "ms",
+            "bare Serve deployment, same reply, p99",
+            at_most=1.3,
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ import aiohttp
 import websockets
 from websockets.typing import Subprotocol
 
+from bench.goals import Goal
 from bench.harness import ratio, run_on_ray, summarize
 
 SCENARIO = "rolling_deploy"
@@ -288,6 +289,42 @@ def chat_figures(subscribers: list[Subscriber], sent: dict[int, float]) -> dict[
     }
 
 
+def rolling_deploy_goals(
+    baseline: dict[str, Any], during: dict[str, Any], chat: dict[str, Any]
+) -> list[Goal]:
+    """The deploy window over the same load without a deploy: HTTP p99 (every request
+    answered, the deploy succeeded) and chat delivery p99 (no message missed, none twice)."""
+    http, deployed = during["http"], during["nova_deploy"]
+    answered = http["failures"] == 0 and deployed["exit_code"] == 0
+    whole = chat["missed"] == 0 and chat["duplicates"] == 0 and chat["out_of_order"] == 0
+    return [
+        Goal(
+            "HTTP p99 during nova deploy",
+            http["latency_ms"]["p99"],
+            baseline["http"]["latency_ms"]["p99"],
+            "ms",
+            "same load, no deploy, p99",
+            also=answered,
+            note=(
+                f"{http['failures']} of {http['requests']} requests failed,"
+                f" deploy exit {deployed['exit_code']} after {deployed['seconds']:g} s"
+            ),
+        ),
+        Goal(
+            "chat delivery p99 during nova deploy",
+            during["chat_delivery_ms"]["p99"],
+            baseline["chat_delivery_ms"]["p99"],
+            "ms",
+            "same load, no deploy, p99",
+            also=whole,
+            note=(
+                f"{chat['missed']} missed, {chat['duplicates']} twice,"
+                f" {chat['out_of_order']} out of order"
+            ),
+        ),
+    ]
+
+
 async def run(base_url: str) -> dict[str, Any]:
     tokens, room, members = await seed(Args.clients, Args.subscribers)
     ws_url = base_url.replace("http://", "ws://") + "/graphql"
@@ -326,6 +363,7 @@ async def run(base_url: str) -> dict[str, Any]:
         "chat_delivery_ms": delivery_ms(subscribers, sent, deploy_start, deploy_end),
     }
     base_http, deploy_http = baseline["http"], during["http"]
+    chat = chat_figures(subscribers, sent)
     return {
         "load": {
             "http_clients": Args.clients,
@@ -335,7 +373,7 @@ async def run(base_url: str) -> dict[str, Any]:
         },
         "baseline": baseline,
         "deploy": during,
-        "chat": chat_figures(subscribers, sent),
+        "chat": chat,
         "ratios": {
             "failure_rate_deploy_over_baseline": ratio(
                 deploy_http["failure_rate"], base_http["failure_rate"]
@@ -350,6 +388,7 @@ async def run(base_url: str) -> dict[str, Any]:
                 during["chat_delivery_ms"]["p99"], baseline["chat_delivery_ms"]["p99"]
             ),
         },
+        "goals": [g.to_dict() for g in rolling_deploy_goals(baseline, during, chat)],
     }
 
 

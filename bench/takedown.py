@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 
 from bench.fanout import materialize
+from bench.goals import Goal
 from bench.harness import graphql, quantile_ratios, run_on_ray, summarize
 from bench.seed import follow_all, insert_users, issue_tokens
 
@@ -432,7 +433,27 @@ async def measure(
                 "redis_sets_takedown_over_fanout_{0}",
             ),
         },
+        "goals": [g.to_dict() for g in takedown_goals(fanout, takedown)],
     }
+
+
+def takedown_goals(fanout: dict[str, Any], takedown: dict[str, Any]) -> list[Goal]:
+    """The takedown over the fan-out it undoes, to the same followers by the same road,
+    p50 and p99, every round done within SIDE_TIMEOUT_S on both sides."""
+    timed_out = fanout["timed_out"] + takedown["timed_out"]
+    note = f"{takedown['rounds']} rounds, {timed_out} timed out"
+    return [
+        Goal(
+            f"takedown from {FOLLOWERS:,} timelines {q}",
+            takedown["latency_ms"][q],
+            fanout["latency_ms"][q],
+            "ms",
+            f"fan-out of a new post to them, {q}",
+            also=timed_out == 0,
+            note=note,
+        )
+        for q in ("p50", "p99")
+    ]
 
 
 def runner(posts: int, entries: int) -> Callable[[str], Any]:

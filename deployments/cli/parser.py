@@ -24,6 +24,7 @@ from deployments.cli.operations import (
 )
 from deployments.cli.stack import (
     SCHEMA_FILE,
+    cmd_bench,
     cmd_config,
     cmd_deploy,
     cmd_schema,
@@ -84,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     test = sub.add_parser("test", help="lint, type-check and run the test suite")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=cmd_test)
+    bench = sub.add_parser(
+        "bench", help="run the benchmarks, each on a fresh stack: one report, table and chart"
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="see python -m bench -h")
+    bench.set_defaults(func=cmd_bench)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)

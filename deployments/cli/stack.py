@@ -178,6 +178,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`python -m bench` with these arguments (`bench/__main__.py`)."""
+    return subprocess.call([sys.executable, "-m", "bench", *args.bench_args], cwd=REPO_ROOT)
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     """Lint, type-check, build the web client and install the browser its tests drive,
     then the whole suite (its fixtures start the test stack), and the multi-node test

@@ -26,3 +26,8 @@ def test_bad_since_is_refused_with_the_accepted_forms() -> None:
 def test_dlq_replay_parses_repeated_ids() -> None:
     args = build_parser().parse_args(["dlq", "replay", "--id", "3", "--id", "5"])
     assert args.ids == [3, 5]
+
+
+def test_bench_passes_its_arguments_to_python_m_bench() -> None:
+    args = build_parser().parse_args(["bench", "likes", "chat", "--docs"])
+    assert args.bench_args == ["likes", "chat", "--docs"]
