@@ -34,6 +34,7 @@ from tests.support.ranking import (
     followed_posts,
     label,
     ranked,
+    ranked_edges,
     serve_only,
     sigmoid,
     weights,
@@ -72,8 +73,8 @@ async def test_a_crafted_model_orders_the_feed_exactly_as_its_weights_say(
         async def mine_in_order(
             version: str = version, expected: list[str] = expected, sign: int = sign
         ) -> Any:
-            feed = await ranked(http_url, viewer)
-            edges = [e for e in feed["edges"] if e["node"]["id"] in set(expected)]
+            ranking = await ranked_edges(http_url, viewer)
+            edges = [e for e in ranking if e["node"]["id"] in set(expected)]
             ids = [e["node"]["id"] for e in edges]
             # Every post's features have arrived (the consumer is asynchronous), and the
             # route change has reached the replica that answered.
@@ -289,6 +290,6 @@ async def test_ranked_pages_are_stable_and_out_of_network_posts_respect_blocks(
     assert bad.codes == ["BAD_USER_INPUT"]
 
     (await call(http_url, viewer, BLOCK, id=stranger.id)).ok()
-    blocked = [e["node"]["id"] for e in (await ranked(http_url, viewer))["edges"]]
+    blocked = [e["node"]["id"] for e in await ranked_edges(http_url, viewer)]
     assert outside["id"] not in blocked
     assert {p["id"] for p in own} <= set(blocked)

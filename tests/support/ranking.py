@@ -72,6 +72,22 @@ async def ranked(http_url: str, member: Member, first: int = 50, after: str | No
     return (await call(http_url, member, RANKED, first=first, after=after)).ok()["feed"]
 
 
+async def ranked_edges(http_url: str, member: Member) -> list[Any]:
+    """Every edge of one ranking of `member`'s feed, page after page. A test looks for its
+    own posts here, not on the first page: the shared stack's other tests leave posts that
+    are trending today, and up to `ranking_out_of_network` of them are candidates that a
+    model may rank above the test's posts."""
+    edges: list[Any] = []
+    after = None
+    for _ in range(5):  # in-network (300 at most) and out-of-network (100) candidates
+        page = await ranked(http_url, member, first=100, after=after)
+        edges += page["edges"]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    return edges
+
+
 async def followed_posts(
     db: Database, settings: Settings, http_url: str, texts: list[str]
 ) -> tuple[Member, list[Member], list[dict[str, Any]]]:
