@@ -14,7 +14,14 @@ from ranking.proto import nova_ranking_pb2_grpc as pbg
 from ranking.schema import FINGERPRINT, NAMES
 from storage.db import Database
 from tests.conftest import wait_until
-from tests.support.ranking import WAIT_S, add_model, followed_posts, label, serve_only
+from tests.support.ranking import (
+    FEATURES_WAIT_S,
+    WAIT_S,
+    add_model,
+    followed_posts,
+    label,
+    serve_only,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -50,7 +57,9 @@ async def test_rank_and_get_features_over_grpc(
             values = [reply.values[row * reply.columns + column] for row in range(reply.rows)]
             return reply if values == [len(t) for t in texts] else None
 
-        reply = await wait_until(lengths_arrived, timeout_s=WAIT_S, message="features over gRPC")
+        reply = await wait_until(
+            lengths_arrived, timeout_s=FEATURES_WAIT_S, message="features over gRPC"
+        )
         assert list(reply.feature_names) == list(NAMES)
         assert (reply.rows, reply.columns) == (2, len(NAMES))
         assert reply.schema_fingerprint == FINGERPRINT

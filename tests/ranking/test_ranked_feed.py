@@ -26,6 +26,7 @@ from storage.db import Database
 from tests.conftest import nova_cli, wait_until
 from tests.support.onnx_models import onnx_logistic_regression
 from tests.support.ranking import (
+    FEATURES_WAIT_S,
     LATEST,
     RANKED,
     WAIT_S,
@@ -70,12 +71,22 @@ async def test_a_crafted_model_orders_the_feed_exactly_as_its_weights_say(
         await serve_only(db, deployed, version)
         expected = [p["id"] for p in sorted(posts, key=lambda p: sign * -len(p["text"]))]
 
+        seen: list[Any] = []
+
         async def mine_in_order(
-            version: str = version, expected: list[str] = expected, sign: int = sign
+            version: str = version,
+            expected: list[str] = expected,
+            sign: int = sign,
+            seen: list[Any] = seen,
         ) -> Any:
             ranking = await ranked_edges(http_url, viewer)
             edges = [e for e in ranking if e["node"]["id"] in set(expected)]
             ids = [e["node"]["id"] for e in edges]
+            # What the last look found, should it never come right.
+            seen[:] = [len(ranking)] + [
+                (ranking.index(e), len(e["node"]["text"]), e["modelVersion"], e["score"])
+                for e in edges
+            ]
             # Every post's features have arrived (the consumer is asynchronous), and the
             # route change has reached the replica that answered.
             done = ids == expected and all(
@@ -85,7 +96,15 @@ async def test_a_crafted_model_orders_the_feed_exactly_as_its_weights_say(
             )
             return edges if done else None
 
-        edges = await wait_until(mine_in_order, timeout_s=WAIT_S, message=f"{version} order")
+        try:
+            edges = await wait_until(
+                mine_in_order, timeout_s=FEATURES_WAIT_S, message=f"{version} order"
+            )
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; the ranking's length, then each of ours (position, text length,"
+                f" version, score): {seen}"
+            ) from None
         scores = [e["score"] for e in edges]
         assert scores == sorted(scores, reverse=True)
 

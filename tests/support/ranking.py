@@ -25,6 +25,10 @@ query($first: Int, $after: String) {
 """
 LATEST = "query { feed(first: 50) { edges { node { id } } } }"
 WAIT_S = 30
+# A new post's features travel outbox, relay, broker and the features consumer, whose
+# twelve topics include every impression: late in the full suite, on the embedded broker
+# (its partitions only grow, and each fetch scans them), that has taken over 30 s.
+FEATURES_WAIT_S = 90
 
 
 def label(prefix: str) -> str:
