@@ -41,6 +41,9 @@ def markdown(report: Mapping[str, Any]) -> str:
         f" ({machine['cpu_model'] or 'unknown CPU'}), {machine['memory_gib']} GiB,"
         f" Python {machine['python']}, Ray {machine['ray']}"
         + (", each scenario on a fresh stack." if report.get("fresh_stack_per_scenario") else "."),
+        "Scenarios in this run: "
+        + ", ".join(f"`{d['scenario']}`" for d in report["scenarios"])
+        + ".",
         "",
         "| scenario | figure | Nova | floor or baseline | floor | ratio | goal | met |",
         "|---|---|---|---|---|---|---|---|",

@@ -74,6 +74,7 @@ def test_the_table_has_a_row_per_goal_and_names_what_did_not_finish() -> None:
     table = markdown(_report())
     assert "2 cores" in table
     assert "fresh stack" in table
+    assert "Scenarios in this run: `likes`, `chat`." in table
     row = (
         "| likes | likePost over me, throughput | 400.0 /s | me | 1,000.0 /s"
         " | 0.4{x} | ≥ 0.6{x} | ✗ |"
