@@ -156,27 +156,27 @@ async def run(base_url: str) -> dict[str, Any]:
         connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
         async with aiohttp.ClientSession(connector=connector) as http:
 
-            async def gateway_like(_: uuid.UUID, token: str) -> None:
-                headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
-                async with http.post(f"{base_url}/graphql", data=body, headers=headers) as reply:
-                    payload = await reply.read()
-                if reply.status != 200 or b'"errors"' in payload:
-                    raise RuntimeError(f"{reply.status}: {payload[:200]!r}")
+            def poster(body: bytes) -> Any:
+                """One operation with a user's token, its body encoded once."""
 
-            gateway = await timed(gateway_like, users)
+                async def post(_: uuid.UUID, token: str) -> None:
+                    headers = {
+                        "content-type": "application/json",
+                        "authorization": f"Bearer {token}",
+                    }
+                    async with http.post(
+                        f"{base_url}/graphql", data=body, headers=headers
+                    ) as reply:
+                        payload = await reply.read()
+                    if reply.status != 200 or b'"errors"' in payload:
+                        raise RuntimeError(f"{reply.status}: {payload[:200]!r}")
 
+                return post
+
+            gateway = await timed(poster(body), users)
             # The same clients reading `me`: a request through the same gateway replica
             # that touches no shard, which a like's cost is measured against.
-            me_body = json.dumps({"query": ME}).encode()
-
-            async def gateway_me(_: uuid.UUID, token: str) -> None:
-                headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
-                async with http.post(f"{base_url}/graphql", data=me_body, headers=headers) as reply:
-                    payload = await reply.read()
-                if reply.status != 200 or b'"errors"' in payload:
-                    raise RuntimeError(f"{reply.status}: {payload[:200]!r}")
-
-            me = await timed(gateway_me, users)
+            me = await timed(poster(json.dumps({"query": ME}).encode()), users)
         shown_by_gateway = (await client.counts("post", [posts["gateway"]]))[posts["gateway"]]
 
         counts = {name: await exact(db, post) for name, post in posts.items()}
